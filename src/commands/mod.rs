@@ -1,0 +1,37 @@
+//! One module per command family; each turns parsed arguments into calls on the core
+//! and the edges, and prints results to stdout.
+
+pub mod image;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use crate::cli::{Cli, Command, Global};
+use crate::image::decl::ImagesDir;
+
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Image(cmd) => image::run(&cli.global, cmd).await,
+    }
+}
+
+/// Where image declarations live when `--images` is not given.
+pub fn images_dir(global: &Global) -> ImagesDir {
+    if let Some(d) = &global.images {
+        return ImagesDir { dir: d.clone() };
+    }
+    let mut candidates = vec![PathBuf::from("images")];
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(prefix) = exe.parent().and_then(|p| p.parent()) {
+            candidates.push(prefix.join("share/masctl/images"));
+        }
+    }
+    candidates.push(PathBuf::from("/usr/share/masctl/images"));
+    let dir = candidates
+        .iter()
+        .find(|d| d.join("base.toml").exists())
+        .unwrap_or(&candidates[0])
+        .clone();
+    ImagesDir { dir }
+}

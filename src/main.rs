@@ -1,0 +1,42 @@
+//! masctl: a Matrix homeserver stack (Postgres, Synapse, MAS) deployed the NixOS way.
+
+mod cli;
+mod commands;
+mod docker;
+mod fsutil;
+mod image;
+mod located;
+mod store;
+mod ui;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    ui::set_level(if cli.global.quiet {
+        -1
+    } else {
+        cli.global.verbose as i8
+    });
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("masctl: error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(commands::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the context chain joined, no backtrace.
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("masctl: error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

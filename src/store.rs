@@ -1,0 +1,103 @@
+//! The content-addressed store: `store/<hash>-<name>`, written under a temporary
+//! name, synced, then renamed into place; never modified afterwards.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::fsutil;
+
+pub struct Store {
+    dir: PathBuf,
+}
+
+impl Store {
+    pub fn new(dir: PathBuf) -> Self {
+        Store { dir }
+    }
+
+    pub fn path(&self, hash: &str, name: &str) -> PathBuf {
+        self.dir.join(format!("{hash}-{name}"))
+    }
+
+    /// Adds a directory entry filled by `fill`, unless it exists already. Returns its path.
+    pub fn add_dir(
+        &self,
+        hash: &str,
+        name: &str,
+        fill: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<PathBuf> {
+        let dest = self.path(hash, name);
+        if dest.exists() {
+            return Ok(dest);
+        }
+        fs::create_dir_all(&self.dir)
+            .with_context(|| format!("creating {}", self.dir.display()))?;
+        let tmp = fsutil::temp_sibling(&dest);
+        fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let filled = fill(&tmp).and_then(|()| sync_tree(&tmp));
+        if let Err(e) = filled {
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        match fs::rename(&tmp, &dest) {
+            Ok(()) => {}
+            // Another builder won the race with the same content; keep theirs.
+            Err(_) if dest.exists() => {
+                let _ = fs::remove_dir_all(&tmp);
+            }
+            Err(e) => return Err(e).with_context(|| format!("renaming into {}", dest.display())),
+        }
+        fsutil::fsync_dir(&self.dir)?;
+        Ok(dest)
+    }
+}
+
+/// fsyncs every file and directory below `dir` and makes files read-only.
+fn sync_tree(dir: &Path) -> Result<()> {
+    for e in fs::read_dir(dir)? {
+        let p = e?.path();
+        let meta = fs::symlink_metadata(&p)?;
+        if meta.is_dir() {
+            sync_tree(&p)?;
+        } else if meta.is_file() {
+            fs::File::open(&p)?.sync_all()?;
+            let mut perm = meta.permissions();
+            perm.set_readonly(true);
+            fs::set_permissions(&p, perm)?;
+        }
+    }
+    fsutil::fsync_dir(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn add_is_atomic_and_idempotent() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::new(d.path().join("store"));
+        let p = store
+            .add_dir("abc", "thing", |tmp| Ok(fs::write(tmp.join("f"), "1")?))
+            .unwrap();
+        assert_eq!(fs::read_to_string(p.join("f")).unwrap(), "1");
+        // Present already: the closure is not run again.
+        let p2 = store
+            .add_dir("abc", "thing", |_| panic!("rebuilt"))
+            .unwrap();
+        assert_eq!(p, p2);
+        // A failing fill leaves nothing behind.
+        assert!(
+            store
+                .add_dir("def", "bad", |_| anyhow::bail!("no"))
+                .is_err()
+        );
+        let left: Vec<_> = fs::read_dir(d.path().join("store"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(left, vec![p]);
+    }
+}
