@@ -55,16 +55,29 @@ pub fn http() -> ureq::Agent {
 }
 
 fn get(agent: &ureq::Agent, url: &str, accept: Option<&str>) -> Result<Vec<u8>> {
+    // Transport failures (a DNS hiccup, a reset connection) are retried with a short
+    // backoff; an HTTP status is an answer and is not.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match get_once(agent, url, accept) {
+            Err(e) if attempt < 4 && !matches!(e.downcast_ref::<ureq::Error>(), Some(ureq::Error::StatusCode(_))) => {
+                ui::detail(format!("retrying {url}: {e:#}"));
+                std::thread::sleep(Duration::from_millis(500 * attempt));
+            }
+            other => return other.with_context(|| format!("GET {url}")),
+        }
+    }
+}
+
+fn get_once(agent: &ureq::Agent, url: &str, accept: Option<&str>) -> Result<Vec<u8>> {
     let mut req = agent.get(url);
     if let Some(a) = accept {
         req = req.header("Accept", a);
     }
-    let mut resp = req.call().map_err(|e| anyhow!("GET {url}: {e}"))?;
+    let mut resp = req.call()?;
     let mut body = Vec::new();
-    resp.body_mut()
-        .as_reader()
-        .read_to_end(&mut body)
-        .with_context(|| format!("reading {url}"))?;
+    resp.body_mut().as_reader().read_to_end(&mut body)?;
     Ok(body)
 }
 

@@ -1,0 +1,47 @@
+# Shared steps of the project's scripts: what a fresh Debian 12 host lacks.
+# Sourced, not run.
+
+need_root() {
+    if [ "$(id -u)" != 0 ]; then
+        echo "run as root (it installs packages and starts dockerd)" >&2
+        exit 1
+    fi
+}
+
+# apt-get update once, only if the package lists are empty or the caller asks.
+ensure_apt_lists() {
+    if [ -z "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v -e lock -e partial)" ]; then
+        apt-get update -qq
+    fi
+}
+
+ensure_packages() {
+    local missing=()
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        echo "== installing ${missing[*]}"
+        ensure_apt_lists
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+            || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
+    fi
+}
+
+# Starts dockerd in the background unless an engine already answers, and waits
+# until it does (a readiness check, bounded).
+ensure_dockerd() {
+    if docker info >/dev/null 2>&1; then
+        return
+    fi
+    echo "== starting dockerd"
+    mkdir -p /var/log
+    nohup dockerd >/var/log/masctl-dockerd.log 2>&1 &
+    for _ in $(seq 1 150); do
+        docker info >/dev/null 2>&1 && return
+        sleep 0.2
+    done
+    echo "dockerd did not come up; see /var/log/masctl-dockerd.log" >&2
+    tail -n 20 /var/log/masctl-dockerd.log >&2 || true
+    exit 1
+}
