@@ -61,7 +61,13 @@ fn get(agent: &ureq::Agent, url: &str, accept: Option<&str>) -> Result<Vec<u8>> 
     loop {
         attempt += 1;
         match get_once(agent, url, accept) {
-            Err(e) if attempt < 4 && !matches!(e.downcast_ref::<ureq::Error>(), Some(ureq::Error::StatusCode(_))) => {
+            Err(e)
+                if attempt < 4
+                    && !matches!(
+                        e.downcast_ref::<ureq::Error>(),
+                        Some(ureq::Error::StatusCode(_))
+                    ) =>
+            {
                 ui::detail(format!("retrying {url}: {e:#}"));
                 std::thread::sleep(Duration::from_millis(500 * attempt));
             }

@@ -24,7 +24,12 @@ pub struct Root {
 
 impl Root {
     pub fn new() -> Root {
-        Root { dir: tempfile::Builder::new().prefix("masctl-test-").tempdir().expect("tempdir") }
+        Root {
+            dir: tempfile::Builder::new()
+                .prefix("masctl-test-")
+                .tempdir()
+                .expect("tempdir"),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -55,20 +60,30 @@ impl Root {
     /// Runs masctl expecting failure; returns stderr.
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.masctl().args(args).output().expect("running masctl");
-        assert!(!out.status.success(), "masctl {} should have failed", args.join(" "));
+        assert!(
+            !out.status.success(),
+            "masctl {} should have failed",
+            args.join(" ")
+        );
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
     /// Builds and loads an image; returns its ID.
     pub fn load(&self, name: &str) -> String {
         let out = self.ok(&["image", "load", name]);
-        let line = out.lines().find(|l| l.starts_with(&format!("{name} "))).expect("load prints the ID");
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .expect("load prints the ID");
         line.split_whitespace().nth(1).expect("ID").to_string()
     }
 }
 
 pub fn docker(args: &[&str]) -> Output {
-    Command::new("docker").args(args).output().expect("the docker CLI is installed (run the README's test command)")
+    Command::new("docker")
+        .args(args)
+        .output()
+        .expect("the docker CLI is installed (run the README's test command)")
 }
 
 /// Runs docker and returns trimmed stdout, failing the test otherwise.
@@ -91,7 +106,10 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Optio
         if let Some(v) = check() {
             return v;
         }
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -140,7 +158,11 @@ impl Docker {
 
     pub fn logs(&self, container: &str) -> String {
         let out = docker(&["logs", "--tail", "40", container]);
-        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
     }
 }
 
@@ -159,5 +181,11 @@ impl Drop for Docker {
 }
 
 /// Secure hardening flags every service container in the tests runs with.
-pub const HARDENED: [&str; 6] =
-    ["--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--tmpfs=/tmp"];
+pub const HARDENED: [&str; 6] = [
+    "--read-only",
+    "--cap-drop",
+    "ALL",
+    "--security-opt",
+    "no-new-privileges",
+    "--tmpfs=/tmp",
+];
