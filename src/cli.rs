@@ -28,13 +28,12 @@ pub struct Global {
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
     /// State root: store, cache, generations, secrets, service data
-    #[arg(
-        long,
-        global = true,
-        env = "MASCTL_ROOT",
-        default_value = "/var/lib/masctl"
-    )]
-    pub root: PathBuf,
+    /// [default: the config's state_root, else /var/lib/masctl]
+    #[arg(long, global = true, env = "MASCTL_ROOT")]
+    pub root: Option<PathBuf>,
+    /// The stack's configuration
+    #[arg(short, long, global = true, env = "MASCTL_CONFIG", default_value = "/etc/masctl/masctl.toml")]
+    pub config: PathBuf,
     /// Image declarations directory [default: ./images, else the installed share/masctl/images]
     #[arg(long, global = true, env = "MASCTL_IMAGES")]
     pub images: Option<PathBuf>,
@@ -45,9 +44,77 @@ pub struct Global {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Build the configured generation and activate it: stop what changed, flip
+    /// `current`, start, wait for health; roll back automatically if it fails
+    Switch {
+        /// Build and print the plan, change nothing on the host
+        #[arg(long)]
+        dry_run: bool,
+        /// How long the new generation may take to become healthy, in seconds
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Switch back to an earlier generation (default: the one before the current)
+    Rollback {
+        /// Generation number to return to
+        #[arg(long)]
+        to: Option<u32>,
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// The current generation, each unit's state and each container's health
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// List generations (number, date, hash, current marker)
+    Generations {
+        #[arg(long)]
+        json: bool,
+    },
+    /// What differs between two generations (default: the previous and the current)
+    Diff { a: Option<u32>, b: Option<u32> },
+    /// Delete old generations and the store entries and images only they used.
+    /// Never the current generation, never service data, secrets or backups.
+    Gc {
+        /// Keep this many newest generations (besides the current one)
+        #[arg(long)]
+        keep: Option<usize>,
+        /// Delete generations older than this (e.g. 30d, 12h, 90m)
+        #[arg(long, value_parser = parse_age)]
+        older_than: Option<std::time::Duration>,
+    },
+    /// Boot a throwaway systemd host container and switch the config into it
+    Try {
+        /// Remove the throwaway host and its service containers
+        #[arg(long)]
+        down: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Build, load, pull and list the stack's container images
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Run one service's container (the main process of its systemd unit)
+    #[command(hide = true)]
+    Supervise {
+        /// The service's spec directory in the store
+        spec: String,
+    },
+}
+
+/// `30d`, `12h`, `90m`, `45s` → a duration.
+pub fn parse_age(s: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| format!("{s:?}: expected a number and d, h, m or s"))?;
+    let secs = match unit {
+        "d" => n * 86400,
+        "h" => n * 3600,
+        "m" => n * 60,
+        "s" | "" => n,
+        _ => return Err(format!("{s:?}: unit must be d, h, m or s")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 #[derive(Subcommand, Debug)]
@@ -106,11 +173,17 @@ mod tests {
     }
 
     #[test]
+    fn age_table() {
+        assert_eq!(parse_age("30d").unwrap().as_secs(), 30 * 86400);
+        assert_eq!(parse_age("90m").unwrap().as_secs(), 5400);
+        assert_eq!(parse_age("15").unwrap().as_secs(), 15);
+        assert!(parse_age("3w").is_err());
+        assert!(parse_age("d").is_err());
+    }
+
+    #[test]
     fn input_parse_table() {
-        assert_eq!(
-            parse_input("a=/x").unwrap(),
-            ("a".into(), PathBuf::from("/x"))
-        );
+        assert_eq!(parse_input("a=/x").unwrap(), ("a".into(), PathBuf::from("/x")));
         for bad in ["a", "=x", "a="] {
             assert!(parse_input(bad).is_err(), "{bad}");
         }

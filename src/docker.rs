@@ -6,13 +6,17 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use bollard::Docker;
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::models::{ContainerCreateBody, HealthConfig, HostConfig, NetworkCreateRequest, PortBinding};
 use bollard::query_parameters::{
-    CreateImageOptionsBuilder, ImportImageOptionsBuilder, RemoveImageOptionsBuilder,
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ImportImageOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, StopContainerOptionsBuilder,
 };
 use bytes::Bytes;
 use futures_util::StreamExt;
 
 use crate::image::reference::Reference;
+use crate::spec::ServiceSpec;
 
 pub struct Engine {
     docker: Docker,
@@ -27,16 +31,14 @@ pub struct ImageState {
 }
 
 fn is_not_found(e: &bollard::errors::Error) -> bool {
-    matches!(
-        e,
-        bollard::errors::Error::DockerResponseServerError {
-            status_code: 404,
-            ..
-        }
-    )
+    matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
 }
 
 impl Engine {
+    pub fn api(&self) -> &Docker {
+        &self.docker
+    }
+
     /// Connects to `DOCKER_HOST` or the default socket and negotiates the API version.
     pub async fn connect() -> Result<Engine> {
         let docker = Docker::connect_with_defaults().context("connecting to the Docker engine")?;
@@ -62,8 +64,7 @@ impl Engine {
     /// `docker load` of an archive, reading the response stream to its end (errors
     /// arrive inside it with HTTP 200).
     pub async fn load(&self, archive: &Path) -> Result<()> {
-        let mut file = std::fs::File::open(archive)
-            .with_context(|| format!("opening {}", archive.display()))?;
+        let mut file = std::fs::File::open(archive).with_context(|| format!("opening {}", archive.display()))?;
         let chunks = std::iter::from_fn(move || {
             let mut buf = vec![0u8; 1 << 20];
             match file.read(&mut buf) {
@@ -76,9 +77,7 @@ impl Engine {
             }
         });
         let opts = ImportImageOptionsBuilder::default().quiet(true).build();
-        let mut stream =
-            self.docker
-                .import_image_stream(opts, futures_util::stream::iter(chunks), None);
+        let mut stream = self.docker.import_image_stream(opts, futures_util::stream::iter(chunks), None);
         while let Some(item) = stream.next().await {
             let info = item.context("loading the image archive into Docker")?;
             if let Some(e) = info.error_detail.and_then(|d| d.message) {
@@ -91,9 +90,7 @@ impl Engine {
     /// Pulls `reference` by digest and checks that the engine holds that digest.
     pub async fn pull(&self, reference: &Reference) -> Result<ImageState> {
         let pinned = reference.pinned();
-        let opts = CreateImageOptionsBuilder::default()
-            .from_image(&pinned)
-            .build();
+        let opts = CreateImageOptionsBuilder::default().from_image(&pinned).build();
         let mut stream = self.docker.create_image(Some(opts), None, None);
         while let Some(item) = stream.next().await {
             let info = item.with_context(|| format!("pulling {pinned}"))?;
@@ -101,30 +98,217 @@ impl Engine {
                 bail!("pulling {pinned}: {e}");
             }
         }
-        let state = self
-            .inspect(&pinned)
-            .await?
-            .with_context(|| format!("{pinned} is not in the engine after the pull"))?;
-        if !state
-            .repo_digests
-            .iter()
-            .any(|d| d.ends_with(&format!("@{}", reference.digest)))
-        {
+        let state =
+            self.inspect(&pinned).await?.with_context(|| format!("{pinned} is not in the engine after the pull"))?;
+        if !state.repo_digests.iter().any(|d| d.ends_with(&format!("@{}", reference.digest))) {
             // Never keep an image that is not what the reference pins.
             let _ = self
                 .docker
-                .remove_image(
-                    &state.id,
-                    Some(RemoveImageOptionsBuilder::default().force(true).build()),
-                    None,
-                )
+                .remove_image(&state.id, Some(RemoveImageOptionsBuilder::default().force(true).build()), None)
                 .await;
-            bail!(
-                "{pinned}: the registry served digests {:?}, not {}",
-                state.repo_digests,
-                reference.digest
-            );
+            bail!("{pinned}: the registry served digests {:?}, not {}", state.repo_digests, reference.digest);
         }
         Ok(state)
+    }
+}
+
+/// A container's state as supervision needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerState {
+    pub running: bool,
+    pub exit_code: i64,
+    /// `healthy`, `unhealthy`, `starting`, or `none` without a health check.
+    pub health: String,
+    pub image: String,
+}
+
+fn ms_to_ns(ms: u64) -> i64 {
+    (ms as i64) * 1_000_000
+}
+
+/// The Docker create body for a service: pinned image, non-root user, read-only root,
+/// no capabilities, no privilege gain, tmpfs for scratch, a health check.
+pub fn container_body(spec: &ServiceSpec) -> ContainerCreateBody {
+    let mut ports = std::collections::HashMap::new();
+    for p in &spec.ports {
+        ports.insert(
+            format!("{}/tcp", p.container_port),
+            Some(vec![PortBinding { host_ip: Some(p.host_ip.clone()), host_port: Some(p.host_port.to_string()) }]),
+        );
+    }
+    let mut test = vec!["CMD".to_string()];
+    test.extend(spec.health.test.iter().cloned());
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        user: Some(spec.user.clone()),
+        cmd: (!spec.cmd.is_empty()).then(|| spec.cmd.clone()),
+        env: Some(spec.env.clone()),
+        exposed_ports: (!spec.ports.is_empty())
+            .then(|| spec.ports.iter().map(|p| format!("{}/tcp", p.container_port)).collect()),
+        labels: Some([("masctl.service".to_string(), spec.service.clone())].into()),
+        healthcheck: Some(HealthConfig {
+            test: Some(test),
+            interval: Some(ms_to_ns(spec.health.interval_ms)),
+            timeout: Some(ms_to_ns(spec.health.timeout_ms)),
+            retries: Some(spec.health.retries.into()),
+            start_period: Some(ms_to_ns(spec.health.start_period_ms)),
+            start_interval: None,
+        }),
+        stop_timeout: Some(spec.stop_timeout_secs.into()),
+        host_config: Some(HostConfig {
+            binds: Some(spec.binds.clone()),
+            tmpfs: Some(spec.tmpfs.clone().into_iter().collect()),
+            port_bindings: (!ports.is_empty()).then_some(ports),
+            network_mode: Some(spec.network.clone()),
+            readonly_rootfs: Some(true),
+            cap_drop: Some(vec!["ALL".into()]),
+            security_opt: Some(vec!["no-new-privileges".into()]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+impl Engine {
+    pub async fn ensure_network(&self, name: &str) -> Result<()> {
+        if self.docker.inspect_network(name, None).await.is_ok() {
+            return Ok(());
+        }
+        let req = NetworkCreateRequest { name: name.to_string(), driver: Some("bridge".into()), ..Default::default() };
+        match self.docker.create_network(req).await {
+            Ok(_) => Ok(()),
+            // Created concurrently by another service's supervisor.
+            Err(_) if self.docker.inspect_network(name, None).await.is_ok() => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("creating network {name}")),
+        }
+    }
+
+    pub async fn remove_container(&self, name: &str) -> Result<()> {
+        let opts = RemoveContainerOptionsBuilder::default().force(true).build();
+        match self.docker.remove_container(name, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("removing container {name}")),
+        }
+    }
+
+    pub async fn create_and_start(&self, spec: &ServiceSpec) -> Result<()> {
+        let opts = CreateContainerOptionsBuilder::default().name(&spec.container).build();
+        self.docker
+            .create_container(Some(opts), container_body(spec))
+            .await
+            .with_context(|| format!("creating container {}", spec.container))?;
+        self.docker
+            .start_container(&spec.container, None)
+            .await
+            .with_context(|| format!("starting container {}", spec.container))?;
+        Ok(())
+    }
+
+    pub async fn container_state(&self, name: &str) -> Result<Option<ContainerState>> {
+        match self.docker.inspect_container(name, None).await {
+            Ok(c) => {
+                let st = c.state.unwrap_or_default();
+                Ok(Some(ContainerState {
+                    running: st.running.unwrap_or(false),
+                    exit_code: st.exit_code.unwrap_or(0),
+                    health: st.health.and_then(|h| h.status).map_or("none".to_string(), |s| s.to_string()),
+                    image: c.image.unwrap_or_default(),
+                }))
+            }
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("inspecting container {name}")),
+        }
+    }
+
+    /// (image ID, health) of a running container, or None when it does not run.
+    pub async fn container_health(&self, name: &str) -> Result<Option<(String, String)>> {
+        Ok(self.container_state(name).await?.filter(|s| s.running).map(|s| (s.image, s.health)))
+    }
+
+    pub async fn stop_container(&self, name: &str, grace_secs: u32) -> Result<()> {
+        let opts = StopContainerOptionsBuilder::default().t(grace_secs as i32).build();
+        match self.docker.stop_container(name, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("stopping container {name}")),
+        }
+    }
+
+    /// Follows the container's output from now on, writing it to our stdout/stderr.
+    pub fn follow_logs(
+        &self,
+        name: &str,
+    ) -> impl futures_util::Stream<Item = Result<bollard::container::LogOutput, bollard::errors::Error>> + use<> {
+        let opts = LogsOptionsBuilder::default().follow(true).stdout(true).stderr(true).build();
+        self.docker.logs(name, Some(opts))
+    }
+
+    /// Runs a command in the container, forwarding its output; returns its exit code.
+    pub async fn exec(&self, container: &str, cmd: &[String]) -> Result<i64> {
+        Ok(self.exec_in(container, cmd, &[], false).await?.0)
+    }
+
+    /// Runs a command in the container with extra environment; its output is
+    /// forwarded, or captured and returned when `capture`.
+    pub async fn exec_in(
+        &self,
+        container: &str,
+        cmd: &[String],
+        env: &[String],
+        capture: bool,
+    ) -> Result<(i64, String)> {
+        let exec = self
+            .docker
+            .create_exec(
+                container,
+                CreateExecOptions::<String> {
+                    cmd: Some(cmd.to_vec()),
+                    env: Some(env.to_vec()),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .with_context(|| format!("exec in {container}"))?;
+        let mut captured = String::new();
+        if let StartExecResults::Attached { mut output, .. } = self.docker.start_exec(&exec.id, None).await? {
+            while let Some(chunk) = output.next().await {
+                let chunk = chunk?;
+                if capture {
+                    captured.push_str(&String::from_utf8_lossy(chunk.as_ref()));
+                } else {
+                    print_log(&chunk);
+                }
+            }
+        }
+        let inspect = self.docker.inspect_exec(&exec.id).await?;
+        Ok((inspect.exit_code.unwrap_or(-1), captured))
+    }
+}
+
+/// Writes a chunk of container output to the matching stream of this process.
+pub fn print_log(chunk: &bollard::container::LogOutput) {
+    use std::io::Write;
+    match chunk {
+        bollard::container::LogOutput::StdErr { message } => {
+            let _ = std::io::stderr().lock().write_all(message);
+        }
+        other => {
+            let _ = std::io::stdout().lock().write_all(other.as_ref());
+            let _ = std::io::stdout().flush();
+        }
+    }
+}
+
+impl Engine {
+    pub async fn remove_image(&self, id: &str) -> Result<()> {
+        self.docker
+            .remove_image(id, Some(RemoveImageOptionsBuilder::default().force(false).build()), None)
+            .await
+            .with_context(|| format!("removing image {id}"))?;
+        Ok(())
     }
 }

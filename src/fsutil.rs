@@ -9,25 +9,15 @@ use anyhow::{Context, Result};
 
 /// A name for a temporary sibling that no other process picks.
 pub fn temp_sibling(path: &Path) -> std::path::PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut rnd = [0u8; 6];
     // Uniqueness only; a failed read still leaves the pid to tell processes apart.
-    let _ =
-        File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut rnd));
-    path.with_file_name(format!(
-        ".tmp-{}-{}-{name}",
-        std::process::id(),
-        hex::encode(rnd)
-    ))
+    let _ = File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut rnd));
+    path.with_file_name(format!(".tmp-{}-{}-{name}", std::process::id(), hex::encode(rnd)))
 }
 
 pub fn fsync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing {}", dir.display()))
+    File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("syncing {}", dir.display()))
 }
 
 /// Writes `data` to `path` so that readers see the old file or the whole new one.

@@ -1,12 +1,21 @@
 //! masctl: a Matrix homeserver stack (Postgres, Synapse, MAS) deployed the NixOS way.
 
+mod activate;
 mod cli;
 mod commands;
+mod config;
 mod docker;
+mod eval;
 mod fsutil;
+mod generations;
 mod image;
+mod layout;
 mod located;
+mod secrets;
+mod spec;
 mod store;
+mod supervise;
+mod systemd;
 mod ui;
 
 use std::process::ExitCode;
@@ -15,15 +24,8 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    ui::set_level(if cli.global.quiet {
-        -1
-    } else {
-        cli.global.verbose as i8
-    });
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    ui::set_level(if cli.global.quiet { -1 } else { cli.global.verbose as i8 });
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("masctl: error: starting the async runtime: {e}");

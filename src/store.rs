@@ -22,18 +22,12 @@ impl Store {
     }
 
     /// Adds a directory entry filled by `fill`, unless it exists already. Returns its path.
-    pub fn add_dir(
-        &self,
-        hash: &str,
-        name: &str,
-        fill: impl FnOnce(&Path) -> Result<()>,
-    ) -> Result<PathBuf> {
+    pub fn add_dir(&self, hash: &str, name: &str, fill: impl FnOnce(&Path) -> Result<()>) -> Result<PathBuf> {
         let dest = self.path(hash, name);
         if dest.exists() {
             return Ok(dest);
         }
-        fs::create_dir_all(&self.dir)
-            .with_context(|| format!("creating {}", self.dir.display()))?;
+        fs::create_dir_all(&self.dir).with_context(|| format!("creating {}", self.dir.display()))?;
         let tmp = fsutil::temp_sibling(&dest);
         fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         let filled = fill(&tmp).and_then(|()| sync_tree(&tmp));
@@ -79,25 +73,14 @@ mod tests {
     fn add_is_atomic_and_idempotent() {
         let d = tempfile::tempdir().unwrap();
         let store = Store::new(d.path().join("store"));
-        let p = store
-            .add_dir("abc", "thing", |tmp| Ok(fs::write(tmp.join("f"), "1")?))
-            .unwrap();
+        let p = store.add_dir("abc", "thing", |tmp| Ok(fs::write(tmp.join("f"), "1")?)).unwrap();
         assert_eq!(fs::read_to_string(p.join("f")).unwrap(), "1");
         // Present already: the closure is not run again.
-        let p2 = store
-            .add_dir("abc", "thing", |_| panic!("rebuilt"))
-            .unwrap();
+        let p2 = store.add_dir("abc", "thing", |_| panic!("rebuilt")).unwrap();
         assert_eq!(p, p2);
         // A failing fill leaves nothing behind.
-        assert!(
-            store
-                .add_dir("def", "bad", |_| anyhow::bail!("no"))
-                .is_err()
-        );
-        let left: Vec<_> = fs::read_dir(d.path().join("store"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
+        assert!(store.add_dir("def", "bad", |_| anyhow::bail!("no")).is_err());
+        let left: Vec<_> = fs::read_dir(d.path().join("store")).unwrap().map(|e| e.unwrap().path()).collect();
         assert_eq!(left, vec![p]);
     }
 }

@@ -42,11 +42,9 @@ pub fn bytes_bar(total: u64, what: &str) -> ProgressBar {
     }
     let pb = ProgressBar::new(total);
     pb.set_style(
-        ProgressStyle::with_template(
-            "{msg:>10} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        )
-        .expect("static template")
-        .progress_chars("=> "),
+        ProgressStyle::with_template("{msg:>10} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .expect("static template")
+            .progress_chars("=> "),
     );
     pb.set_message(what.to_string());
     pb
@@ -87,23 +85,14 @@ pub fn human_bytes(n: u64) -> String {
         v /= 1000.0;
         u += 1;
     }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", units[u])
-    }
+    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", units[u]) }
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn human_bytes_table() {
-        for (n, want) in [
-            (0, "0 B"),
-            (999, "999 B"),
-            (1000, "1.0 kB"),
-            (148_300_000, "148.3 MB"),
-        ] {
+        for (n, want) in [(0, "0 B"), (999, "999 B"), (1000, "1.0 kB"), (148_300_000, "148.3 MB")] {
             assert_eq!(super::human_bytes(n), want);
         }
     }

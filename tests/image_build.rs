@@ -16,17 +16,11 @@ fn sha256_file(p: &Path) -> String {
 
 fn list(root: &Root) -> Vec<serde_json::Value> {
     let out = root.ok(&["image", "list", "--json"]);
-    serde_json::from_str::<serde_json::Value>(&out)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
+    serde_json::from_str::<serde_json::Value>(&out).unwrap().as_array().unwrap().clone()
 }
 
 fn row<'a>(rows: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
-    rows.iter()
-        .find(|r| r["name"] == name)
-        .unwrap_or_else(|| panic!("{name} not listed"))
+    rows.iter().find(|r| r["name"] == name).unwrap_or_else(|| panic!("{name} not listed"))
 }
 
 /// The config blob named by `manifest.json` inside an archive, and its digest.
@@ -42,10 +36,7 @@ fn config_digest_in_archive(archive: &Path) -> String {
     }
     let manifest: serde_json::Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
     let config = manifest[0]["Config"].as_str().unwrap();
-    assert!(
-        files.contains_key("oci-layout") && files.contains_key("index.json"),
-        "dual-format archive"
-    );
+    assert!(files.contains_key("oci-layout") && files.contains_key("index.json"), "dual-format archive");
     format!("sha256:{}", hex::encode(Sha256::digest(&files[config])))
 }
 
@@ -57,10 +48,7 @@ fn two_independent_builds_are_byte_identical_and_check_passes() {
     assert_eq!(ida, idb);
     let (ra, rb) = (list(&a), list(&b));
     let (pa, pb) = (row(&ra, "postgres"), row(&rb, "postgres"));
-    let (fa, fb) = (
-        Path::new(pa["archive"].as_str().unwrap()),
-        Path::new(pb["archive"].as_str().unwrap()),
-    );
+    let (fa, fb) = (Path::new(pa["archive"].as_str().unwrap()), Path::new(pb["archive"].as_str().unwrap()));
     assert_ne!(fa, fb, "separate stores");
     assert_eq!(sha256_file(fa), sha256_file(fb));
     a.ok(&["image", "build", "--check", "postgres"]);
@@ -74,14 +62,8 @@ fn postgres_and_synapse_share_their_base_layer() {
     let layers = |name: &str| -> Vec<String> {
         let archive = Path::new(row(&rows, name)["archive"].as_str().unwrap());
         let meta: serde_json::Value =
-            serde_json::from_slice(&fs::read(archive.with_file_name("image.json")).unwrap())
-                .unwrap();
-        meta["diff_ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap().to_string())
-            .collect()
+            serde_json::from_slice(&fs::read(archive.with_file_name("image.json")).unwrap()).unwrap();
+        meta["diff_ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
     };
     let (base, pg, syn) = (layers("base"), layers("postgres"), layers("synapse"));
     assert_eq!(base.len(), 1);
@@ -103,12 +85,7 @@ fn a_tampered_cache_file_is_refused_and_nothing_reaches_the_store() {
     }
     let lock = fs::read_to_string(common::repo().join("images/base.lock")).unwrap();
     let lock: toml::Value = toml::from_str(&lock).unwrap();
-    let dash = lock["deb"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["name"].as_str() == Some("dash"))
-        .unwrap();
+    let dash = lock["deb"].as_array().unwrap().iter().find(|d| d["name"].as_str() == Some("dash")).unwrap();
     let victim = cache.path().join(dash["sha256"].as_str().unwrap());
     let mut bytes = fs::read(&victim).unwrap();
     let mid = bytes.len() / 2;
@@ -116,12 +93,7 @@ fn a_tampered_cache_file_is_refused_and_nothing_reaches_the_store() {
     fs::write(&victim, bytes).unwrap();
 
     let root = Root::new();
-    let out = root
-        .masctl()
-        .env("MASCTL_CACHE", cache.path())
-        .args(["image", "build", "base"])
-        .output()
-        .unwrap();
+    let out = root.masctl().env("MASCTL_CACHE", cache.path()).args(["image", "build", "base"]).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("dash_") && err.contains("corrupt"), "{err}");
@@ -144,11 +116,7 @@ fn load_verifies_the_id_and_is_idempotent() {
     assert_eq!(config_digest_in_archive(archive), id);
     assert_eq!(docker_ok(&["image", "inspect", "-f", "{{.Id}}", &id]), id);
     // Loaded already: said so, and the same ID again.
-    let again = root
-        .masctl()
-        .args(["-v", "image", "load", "base"])
-        .output()
-        .unwrap();
+    let again = root.masctl().args(["-v", "image", "load", "base"]).output().unwrap();
     assert!(again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already loaded"));
     assert!(String::from_utf8_lossy(&again.stdout).contains(&id));
@@ -176,15 +144,8 @@ fn a_local_mas_cli_is_packed_on_the_base_and_runs_as_non_root() {
     fs::create_dir_all(dist.path().join("share/templates")).unwrap();
     fs::write(dist.path().join("share/templates/x.html"), "<p>hi</p>").unwrap();
     let cli = dist.path().join("mas-cli");
-    fs::write(
-        &cli,
-        "#!/bin/sh\necho \"stand-in mas-cli $* as $(echo ~)\"\n",
-    )
-    .unwrap();
-    std::os::unix::fs::PermissionsExt::set_mode(
-        &mut fs::metadata(&cli).unwrap().permissions(),
-        0o755,
-    );
+    fs::write(&cli, "#!/bin/sh\necho \"stand-in mas-cli $* as $(echo ~)\"\n").unwrap();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut fs::metadata(&cli).unwrap().permissions(), 0o755);
     fs::set_permissions(&cli, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let root = Root::new();
     let input = format!("mas-dist={}", dist.path().display());
@@ -197,91 +158,48 @@ fn a_local_mas_cli_is_packed_on_the_base_and_runs_as_non_root() {
     let out2 = root.ok(&["image", "build", "mas-local", "--input", &input]);
     assert_ne!(out2.split_whitespace().nth(1).unwrap(), id);
     // Without the input, a clear error.
-    let err = root.fails(&[
-        "image",
-        "build",
-        "mas-local",
-        "--input",
-        "mas-dist=/nonexistent",
-    ]);
+    let err = root.fails(&["image", "build", "mas-local", "--input", "mas-dist=/nonexistent"]);
     assert!(err.contains("mas-dist"), "{err}");
 }
 
 #[test]
 fn bad_declarations_are_located_one_line_errors_that_change_nothing() {
     let images = tempfile::tempdir().unwrap();
-    fs::write(
-        images.path().join("base.toml"),
-        "[debian]\nsuite = \"bookworm\"\npackages = \"libc6\"\n",
-    )
-    .unwrap();
-    fs::write(
-        images.path().join("other.toml"),
-        "description = \"x\"\nbogus = 1\n",
-    )
-    .unwrap();
+    fs::write(images.path().join("base.toml"), "[debian]\nsuite = \"bookworm\"\npackages = \"libc6\"\n").unwrap();
+    fs::write(images.path().join("other.toml"), "description = \"x\"\nbogus = 1\n").unwrap();
     let root = Root::new();
     let run = |name: &str| {
-        let out = root
-            .masctl()
-            .env("MASCTL_IMAGES", images.path())
-            .args(["image", "build", name])
-            .output()
-            .unwrap();
+        let out = root.masctl().env("MASCTL_IMAGES", images.path()).args(["image", "build", name]).output().unwrap();
         assert!(!out.status.success());
         String::from_utf8_lossy(&out.stderr).trim().to_string()
     };
     let e1 = run("base");
     assert!(e1.contains("base.toml:3:12:"), "{e1}");
     let e2 = run("other");
-    assert!(
-        e2.contains("other.toml:2:1:") && e2.contains("bogus"),
-        "{e2}"
-    );
+    assert!(e2.contains("other.toml:2:1:") && e2.contains("bogus"), "{e2}");
     let e3 = run("missing");
     assert!(e3.contains("no image named \"missing\""), "{e3}");
     for e in [e1, e2, e3] {
         assert_eq!(e.lines().count(), 1, "{e}");
     }
-    assert_eq!(
-        fs::read_dir(root.path()).unwrap().count(),
-        0,
-        "the state root is untouched"
-    );
+    assert_eq!(fs::read_dir(root.path()).unwrap().count(), 0, "the state root is untouched");
 }
 
 #[test]
 fn lock_resolves_with_the_hosts_apt_and_drops_excluded_packages() {
     let images = tempfile::tempdir().unwrap();
-    fs::copy(
-        common::repo().join("images/base.toml"),
-        images.path().join("base.toml"),
-    )
-    .unwrap();
+    fs::copy(common::repo().join("images/base.toml"), images.path().join("base.toml")).unwrap();
     let root = Root::new();
-    let out = root
-        .masctl()
-        .env("MASCTL_IMAGES", images.path())
-        .args(["image", "lock", "base"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lock: toml::Value =
-        toml::from_str(&fs::read_to_string(images.path().join("base.lock")).unwrap()).unwrap();
+    let out = root.masctl().env("MASCTL_IMAGES", images.path()).args(["image", "lock", "base"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lock: toml::Value = toml::from_str(&fs::read_to_string(images.path().join("base.lock")).unwrap()).unwrap();
     let debs = lock["deb"].as_array().unwrap();
     let names: Vec<&str> = debs.iter().map(|d| d["name"].as_str().unwrap()).collect();
     for want in ["libc6", "dash", "ca-certificates", "tzdata"] {
         assert!(names.contains(&want), "{want} in {names:?}");
     }
     for unwanted in ["perl-base", "debconf", "openssl", "dpkg"] {
-        assert!(
-            !names.contains(&unwanted),
-            "{unwanted} must be excluded: {names:?}"
-        );
+        assert!(!names.contains(&unwanted), "{unwanted} must be excluded: {names:?}");
     }
     for d in debs {
         let path = d["path"].as_str().unwrap();

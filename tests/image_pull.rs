@@ -22,11 +22,7 @@ impl Drop for Registry {
 }
 
 fn start_registry() -> Registry {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.yml");
     std::fs::write(
@@ -48,11 +44,7 @@ fn start_registry() -> Registry {
     wait_for("the registry to listen", Duration::from_secs(30), || {
         std::net::TcpStream::connect(&addr).ok().map(|_| ())
     });
-    Registry {
-        child,
-        addr,
-        _dir: dir,
-    }
+    Registry { child, addr, _dir: dir }
 }
 
 #[test]
@@ -64,13 +56,7 @@ fn pull_by_digest_from_a_loopback_registry_and_refuse_the_wrong_digest() {
     let tagged = format!("{repo}:t");
     docker_ok(&["tag", &id, &tagged]);
     docker_ok(&["push", &tagged]);
-    let digest_ref = docker_ok(&[
-        "image",
-        "inspect",
-        "-f",
-        "{{range .RepoDigests}}{{println .}}{{end}}",
-        &tagged,
-    ]);
+    let digest_ref = docker_ok(&["image", "inspect", "-f", "{{range .RepoDigests}}{{println .}}{{end}}", &tagged]);
     let digest = digest_ref
         .lines()
         .find(|l| l.starts_with(&repo))
@@ -83,27 +69,12 @@ fn pull_by_digest_from_a_loopback_registry_and_refuse_the_wrong_digest() {
 
     let pinned = format!("{repo}:t@{digest}");
     let out = root.ok(&["image", "pull", &pinned]);
-    assert!(
-        out.contains(&id),
-        "the pulled image is the one pushed: {out}"
-    );
-    assert_eq!(
-        docker_ok(&[
-            "image",
-            "inspect",
-            "-f",
-            "{{.Id}}",
-            &format!("{repo}@{digest}")
-        ]),
-        id
-    );
+    assert!(out.contains(&id), "the pulled image is the one pushed: {out}");
+    assert_eq!(docker_ok(&["image", "inspect", "-f", "{{.Id}}", &format!("{repo}@{digest}")]), id);
 
     let wrong = format!("{repo}@sha256:{}", "0".repeat(64));
     let err = root.fails(&["image", "pull", &wrong]);
-    assert!(
-        err.contains("masctl: error:") && err.contains(&wrong[..20]),
-        "{err}"
-    );
+    assert!(err.contains("masctl: error:") && err.contains(&wrong[..20]), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 
     let err = root.fails(&["image", "pull", &tagged]);

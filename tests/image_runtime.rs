@@ -35,29 +35,11 @@ fn start_postgres(root: &Root, d: &mut Docker) -> Postgres {
     std::fs::write(secrets.path().join("pw"), &password).unwrap();
     let mount = format!("{}:/run/secrets/pw:ro", secrets.path().join("pw").display());
     let data = format!("{volume}:/var/lib/postgresql/data");
-    let mut args = vec![
-        "--network",
-        &network,
-        "--tmpfs=/run/postgresql:uid=999,gid=999",
-        "-v",
-        &data,
-    ];
+    let mut args = vec!["--network", &network, "--tmpfs=/run/postgresql:uid=999,gid=999", "-v", &data];
     args.extend(HARDENED);
-    args.extend([
-        "-v",
-        &mount,
-        "-e",
-        "POSTGRES_PASSWORD_FILE=/run/secrets/pw",
-        &image,
-    ]);
+    args.extend(["-v", &mount, "-e", "POSTGRES_PASSWORD_FILE=/run/secrets/pw", &image]);
     let container = d.run("pg", &args);
-    Postgres {
-        container,
-        image,
-        network,
-        password,
-        _secrets: secrets,
-    }
+    Postgres { container, image, network, password, _secrets: secrets }
 }
 
 /// `psql` from a second container over TCP; returns stdout on success.
@@ -80,9 +62,7 @@ fn psql(pg: &Postgres, sql: &str) -> Option<String> {
         "-tAc",
         sql,
     ]);
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 #[test]
@@ -90,22 +70,11 @@ fn postgres_inits_and_serves_as_non_root_on_a_read_only_root() {
     let root = Root::new();
     let mut d = Docker::new("pg");
     let pg = start_postgres(&root, &mut d);
-    let one = wait_for(
-        "postgres to answer SELECT 1",
-        Duration::from_secs(60),
-        || psql(&pg, "SELECT 1"),
-    );
+    let one = wait_for("postgres to answer SELECT 1", Duration::from_secs(60), || psql(&pg, "SELECT 1"));
     assert_eq!(one, "1");
-    assert_eq!(
-        pid1_uid(&pg.container),
-        "999 999",
-        "the server must not run as root"
-    );
+    assert_eq!(pid1_uid(&pg.container), "999 999", "the server must not run as root");
     let write = docker(&["exec", &pg.container, "sh", "-c", "echo x > /usr/x"]);
-    assert!(
-        !write.status.success(),
-        "the root filesystem must be read-only"
-    );
+    assert!(!write.status.success(), "the root filesystem must be read-only");
     // initdb ran with UTF8 and the C locale, which Synapse requires.
     let enc = psql(
         &pg,
@@ -147,10 +116,7 @@ fn login(agent: &ureq::Agent, base: &str, user: &str, password: &str) -> (u16, s
         "identifier": {"type": "m.id.user", "user": user},
         "password": password,
     });
-    match agent
-        .post(&format!("{base}/_matrix/client/v3/login"))
-        .send_json(&body)
-    {
+    match agent.post(&format!("{base}/_matrix/client/v3/login")).send_json(&body) {
         Ok(mut r) => (r.status().as_u16(), r.body_mut().read_json().unwrap()),
         Err(ureq::Error::StatusCode(c)) => (c, serde_json::Value::Null),
         Err(e) => panic!("login request failed: {e}"),
@@ -162,14 +128,9 @@ fn synapse_serves_clients_and_registers_users_with_the_shared_secret() {
     let root = Root::new();
     let mut d = Docker::new("syn");
     let pg = start_postgres(&root, &mut d);
-    wait_for("postgres", Duration::from_secs(60), || {
-        psql(&pg, "SELECT 1")
-    });
-    psql(
-        &pg,
-        "CREATE DATABASE synapse ENCODING 'UTF8' LC_COLLATE='C' LC_CTYPE='C' TEMPLATE template0",
-    )
-    .expect("create the synapse database");
+    wait_for("postgres", Duration::from_secs(60), || psql(&pg, "SELECT 1"));
+    psql(&pg, "CREATE DATABASE synapse ENCODING 'UTF8' LC_COLLATE='C' LC_CTYPE='C' TEMPLATE template0")
+        .expect("create the synapse database");
 
     let synapse = root.load("synapse");
     let data = tempfile::tempdir().unwrap();
@@ -184,11 +145,7 @@ registration_shared_secret: test-shared-secret\nreport_stats: false\ntrusted_key
     );
     std::fs::write(data.path().join("homeserver.yaml"), config).unwrap();
     std::fs::write(data.path().join("alice.pw"), "correct horse battery").unwrap();
-    let owner = std::process::Command::new("chown")
-        .args(["-R", "991:991"])
-        .arg(data.path())
-        .status()
-        .unwrap();
+    let owner = std::process::Command::new("chown").args(["-R", "991:991"]).arg(data.path()).status().unwrap();
     assert!(owner.success());
     let mount = format!("{}:/data", data.path().display());
     docker_ok(&[
@@ -203,36 +160,24 @@ registration_shared_secret: test-shared-secret\nreport_stats: false\ntrusted_key
         "--generate-keys",
     ]);
 
-    let mut args = vec![
-        "--network",
-        &pg.network,
-        "-v",
-        &mount,
-        "-p",
-        "127.0.0.1::8008",
-    ];
+    let mut args = vec!["--network", &pg.network, "-v", &mount, "-p", "127.0.0.1::8008"];
     args.extend(HARDENED);
     args.push(&synapse);
     let syn = d.run("synapse", &args);
     let port = docker_ok(&["port", &syn, "8008/tcp"]);
     let base = format!("http://{}", port.lines().next().unwrap());
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into();
+    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(10))).build().into();
     let versions = format!("{base}/_matrix/client/versions");
-    wait_for(
-        "Synapse to answer /_matrix/client/versions",
-        Duration::from_secs(120),
-        || match http_status(&agent, &versions) {
+    wait_for("Synapse to answer /_matrix/client/versions", Duration::from_secs(120), || {
+        match http_status(&agent, &versions) {
             Some(200) => Some(()),
             _ => {
                 let state = docker_ok(&["inspect", "-f", "{{.State.Running}}", &syn]);
                 assert_eq!(state, "true", "Synapse exited:\n{}", d.logs(&syn));
                 None
             }
-        },
-    );
+        }
+    });
     assert_eq!(pid1_uid(&syn), "991 991");
 
     let reg = docker(&[
@@ -250,12 +195,7 @@ registration_shared_secret: test-shared-secret\nreport_stats: false\ntrusted_key
         "--no-admin",
         "http://localhost:8008",
     ]);
-    assert!(
-        reg.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&reg.stdout),
-        String::from_utf8_lossy(&reg.stderr)
-    );
+    assert!(reg.status.success(), "{}{}", String::from_utf8_lossy(&reg.stdout), String::from_utf8_lossy(&reg.stderr));
 
     let (status, body) = login(&agent, &base, "alice", "correct horse battery");
     assert_eq!(status, 200);

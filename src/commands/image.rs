@@ -16,19 +16,42 @@ use crate::image::{resolve_apt, resolve_pip};
 use crate::store::Store;
 use crate::{fsutil, ui};
 
-struct Ctx {
+pub struct Ctx {
     images: ImagesDir,
     store: Store,
     cache: Cache,
 }
 
 impl Ctx {
-    fn new(g: &Global) -> Ctx {
+    pub fn new(g: &Global) -> Ctx {
+        let root = g.root.clone().unwrap_or_else(|| std::path::PathBuf::from(super::DEFAULT_ROOT));
         Ctx {
             images: super::images_dir(g),
-            store: Store::new(g.root.join("store")),
-            cache: Cache::new(g.cache.clone().unwrap_or_else(|| g.root.join("cache"))),
+            store: Store::new(root.join("store")),
+            cache: Cache::new(g.cache.clone().unwrap_or_else(|| root.join("cache"))),
         }
+    }
+
+    pub fn with_root(g: &Global, root: &std::path::Path) -> Ctx {
+        Ctx {
+            images: super::images_dir(g),
+            store: Store::new(root.join("store")),
+            cache: Cache::new(g.cache.clone().unwrap_or_else(|| root.join("cache"))),
+        }
+    }
+
+    /// Makes `image` (a recipe name or a pinned reference) present in Docker and
+    /// returns its ID: built and loaded, or pulled by digest.
+    pub async fn ensure(&self, engine: &Engine, image: &str) -> Result<String> {
+        if image.contains('@') {
+            let r = Reference::parse(image)?;
+            if let Some(s) = engine.inspect(&r.pinned()).await? {
+                return Ok(s.id);
+            }
+            return Ok(engine.pull(&r).await?.id);
+        }
+        let mut b = self.builder(Vec::new());
+        load(self, &mut b, engine, image).await
     }
 
     fn builder(&self, inputs: Vec<(String, std::path::PathBuf)>) -> Builder<'_> {
@@ -46,11 +69,7 @@ pub async fn run(g: &Global, cmd: ImageCommand) -> Result<()> {
     let ctx = Ctx::new(g);
     match cmd {
         ImageCommand::Lock { names } => names.iter().try_for_each(|n| lock(&ctx, n)),
-        ImageCommand::Build {
-            names,
-            check,
-            inputs,
-        } => {
+        ImageCommand::Build { names, check, inputs } => {
             let mut b = ctx.builder(inputs);
             for n in &names {
                 let built = b.build(n)?;
@@ -86,21 +105,12 @@ pub async fn run(g: &Global, cmd: ImageCommand) -> Result<()> {
 fn lock(ctx: &Ctx, name: &str) -> Result<()> {
     let decl = ctx.images.load(name)?;
     if decl.is_upstream() {
-        bail!(
-            "{name} is an upstream image pinned by digest in {name}.toml; there is nothing to lock"
-        );
+        bail!("{name} is an upstream image pinned by digest in {name}.toml; there is nothing to lock");
     }
-    let mut lock = Lock {
-        version: LOCK_VERSION,
-        inputs: decl.lock_inputs_hash(),
-        ..Default::default()
-    };
+    let mut lock = Lock { version: LOCK_VERSION, inputs: decl.lock_inputs_hash(), ..Default::default() };
     if let Some(debian) = &decl.debian {
         let base = base_packages(&ctx.images, &decl)?;
-        let sp = ui::spinner(&format!(
-            "resolving {} Debian packages with apt",
-            debian.packages.len()
-        ));
+        let sp = ui::spinner(&format!("resolving {} Debian packages with apt", debian.packages.len()));
         lock.debs = resolve_apt::resolve(debian, &base)?;
         sp.finish_and_clear();
     }
@@ -118,11 +128,7 @@ fn lock(ctx: &Ctx, name: &str) -> Result<()> {
             pin.size = data.len() as u64;
             let sha = ctx.cache.insert(&data)?;
             if sha != pin.sha256 {
-                bail!(
-                    "{} downloaded with sha256 {sha}, the index said {}",
-                    pin.filename(),
-                    pin.sha256
-                );
+                bail!("{} downloaded with sha256 {sha}, the index said {}", pin.filename(), pin.sha256);
             }
             lock.wheels.push(pin);
             bar.inc(1);
@@ -160,12 +166,10 @@ async fn load(ctx: &Ctx, b: &mut Builder<'_>, engine: &Engine, name: &str) -> Re
     let sp = ui::spinner(&format!("loading {name} into Docker"));
     engine.load(&built.archive).await?;
     sp.finish_and_clear();
-    let s = engine.inspect(&built.id).await?.with_context(|| {
-        format!(
-            "Docker accepted the archive of {name} but has no image {}",
-            built.id
-        )
-    })?;
+    let s = engine
+        .inspect(&built.id)
+        .await?
+        .with_context(|| format!("Docker accepted the archive of {name} but has no image {}", built.id))?;
     verify_loaded(&built, &s.id, &s.layers)?;
     Ok(built.id)
 }
@@ -243,24 +247,18 @@ async fn list(ctx: &Ctx, json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
-    println!(
-        "{:<12} {:<9} {:<20} {:>10}  STATE",
-        "NAME", "KIND", "ID", "SIZE"
-    );
+    println!("{:<12} {:<9} {:<20} {:>10}  STATE", "NAME", "KIND", "ID", "SIZE");
     for r in rows {
-        let id = r.id.as_deref().map_or("-".to_string(), |i| {
-            i.trim_start_matches("sha256:")[..12.min(i.len() - 7)].to_string()
-        });
+        let id =
+            r.id.as_deref()
+                .map_or("-".to_string(), |i| i.trim_start_matches("sha256:")[..12.min(i.len() - 7)].to_string());
         let size = r.size.map_or("-".into(), ui::human_bytes);
         let state = match (r.archive.is_some() || r.kind == "upstream", r.loaded) {
             (_, true) => "loaded",
             (true, false) if r.kind == "recipe" => "built",
             _ => "not built",
         };
-        println!(
-            "{:<12} {:<9} {:<20} {:>10}  {state}",
-            r.name, r.kind, id, size
-        );
+        println!("{:<12} {:<9} {:<20} {:>10}  {state}", r.name, r.kind, id, size);
     }
     Ok(())
 }

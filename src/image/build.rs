@@ -60,9 +60,7 @@ struct Stack {
 fn hash_path(h: &mut Sha256, path: &Path) -> Result<()> {
     let meta = fs::symlink_metadata(path).with_context(|| format!("reading {}", path.display()))?;
     if meta.is_dir() {
-        let mut names: Vec<_> = fs::read_dir(path)?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<Result<_, _>>()?;
+        let mut names: Vec<_> = fs::read_dir(path)?.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>()?;
         names.sort();
         for n in names {
             h.update(n.as_encoded_bytes());
@@ -84,27 +82,16 @@ fn hash_path(h: &mut Sha256, path: &Path) -> Result<()> {
 /// Adds a local file or directory (recursively, sorted) at `to`.
 fn copy_into(tree: &mut Tree, from: &Path, to: &str, mode: Option<u32>) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let meta =
-        fs::symlink_metadata(from).with_context(|| format!("copy source {}", from.display()))?;
+    let meta = fs::symlink_metadata(from).with_context(|| format!("copy source {}", from.display()))?;
     if meta.is_dir() {
         tree.insert(to, Node::dir(0o755))?;
-        let mut names: Vec<_> = fs::read_dir(from)?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<Result<_, _>>()?;
+        let mut names: Vec<_> = fs::read_dir(from)?.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>()?;
         names.sort();
         for n in names {
-            copy_into(
-                tree,
-                &from.join(&n),
-                &format!("{to}/{}", n.to_string_lossy()),
-                None,
-            )?;
+            copy_into(tree, &from.join(&n), &format!("{to}/{}", n.to_string_lossy()), None)?;
         }
     } else if meta.is_symlink() {
-        tree.insert(
-            to,
-            Node::symlink(fs::read_link(from)?.to_string_lossy().into_owned()),
-        )?;
+        tree.insert(to, Node::symlink(fs::read_link(from)?.to_string_lossy().into_owned()))?;
     } else {
         let exec = meta.permissions().mode() & 0o111 != 0;
         let m = mode.unwrap_or(if exec { 0o755 } else { 0o644 });
@@ -117,16 +104,9 @@ impl Builder<'_> {
     fn copy_source(&self, c: &super::decl::Copy) -> Result<PathBuf> {
         match &c.input {
             Some(name) => {
-                let dir = self
-                    .inputs
-                    .get(name)
-                    .cloned()
-                    .unwrap_or_else(|| self.images.dir.join(name));
+                let dir = self.inputs.get(name).cloned().unwrap_or_else(|| self.images.dir.join(name));
                 if !dir.exists() {
-                    bail!(
-                        "input {name:?} not found at {}: pass --input {name}=DIR",
-                        dir.display()
-                    );
+                    bail!("input {name:?} not found at {}: pass --input {name}=DIR", dir.display());
                 }
                 Ok(dir.join(&c.from))
             }
@@ -140,17 +120,11 @@ impl Builder<'_> {
         }
         let path = self.images.lock_path(name);
         if !path.exists() {
-            bail!(
-                "{} does not exist: run `masctl image lock {name}`",
-                path.display()
-            );
+            bail!("{} does not exist: run `masctl image lock {name}`", path.display());
         }
         let lock = Lock::read(&path)?;
         if lock.inputs != decl.lock_inputs_hash() {
-            bail!(
-                "{} is out of date with {name}.toml: run `masctl image lock {name}`",
-                path.display()
-            );
+            bail!("{} is out of date with {name}.toml: run `masctl image lock {name}`", path.display());
         }
         Ok(lock)
     }
@@ -163,9 +137,7 @@ impl Builder<'_> {
         h.update(BUILDER);
         h.update(name);
         h.update(serde_json::to_vec(&decl)?);
-        h.update(serde_json::to_vec(
-            &lock.pins().iter().map(|p| &p.sha256).collect::<Vec<_>>(),
-        )?);
+        h.update(serde_json::to_vec(&lock.pins().iter().map(|p| &p.sha256).collect::<Vec<_>>())?);
         if let Some(base) = &decl.base {
             h.update(self.input_hash(base)?);
         }
@@ -178,9 +150,7 @@ impl Builder<'_> {
 
     /// The store entry of an already built image, if there is one.
     pub fn find(&self, name: &str) -> Result<Option<Built>> {
-        let dir = self
-            .store
-            .path(&self.input_hash(name)?, &format!("image-{name}"));
+        let dir = self.store.path(&self.input_hash(name)?, &format!("image-{name}"));
         read_built(&dir)
     }
 
@@ -195,14 +165,10 @@ impl Builder<'_> {
         }
         let decl = self.images.load(name)?;
         if decl.is_upstream() {
-            bail!(
-                "{name} is an upstream image: use `masctl image pull` (or `image load`, which pulls it)"
-            );
+            bail!("{name} is an upstream image: use `masctl image pull` (or `image load`, which pulls it)");
         }
         let stack = self.stack(name)?;
-        let dir = self.store.add_dir(&hash, &entry, |tmp| {
-            write_image(tmp, name, &decl, &stack).map(|_| ())
-        })?;
+        let dir = self.store.add_dir(&hash, &entry, |tmp| write_image(tmp, name, &decl, &stack).map(|_| ()))?;
         read_built(&dir)?.context("store entry written without its metadata")
     }
 
@@ -212,16 +178,9 @@ impl Builder<'_> {
         let stack = self.stack(name)?;
         let scratch = tempfile::tempdir()?;
         let again = write_image(scratch.path(), name, &decl, &stack)?;
-        let (a, b) = (
-            fs::read(&built.archive)?,
-            fs::read(scratch.path().join(ARCHIVE))?,
-        );
+        let (a, b) = (fs::read(&built.archive)?, fs::read(scratch.path().join(ARCHIVE))?);
         if a != b {
-            bail!(
-                "{name} is not reproducible: the rebuilt archive differs (image {} vs {})",
-                built.id,
-                again.id
-            );
+            bail!("{name} is not reproducible: the rebuilt archive differs (image {} vs {})", built.id, again.id);
         }
         Ok(())
     }
@@ -230,10 +189,7 @@ impl Builder<'_> {
         let decl = self.images.load(name)?;
         let mut stack = match &decl.base {
             Some(base) => self.stack(base)?,
-            None => Stack {
-                layers: Vec::new(),
-                flat: Tree::new(),
-            },
+            None => Stack { layers: Vec::new(), flat: Tree::new() },
         };
         let lock = self.lock_for(name, &decl)?;
         let pins = lock.pins();
@@ -248,10 +204,7 @@ impl Builder<'_> {
             own.push((t, format!("{name}: {} Debian packages", lock.debs.len())));
         }
         if !lock.wheels.is_empty() {
-            let py = decl
-                .python
-                .as_ref()
-                .context("wheels locked without [python]")?;
+            let py = decl.python.as_ref().context("wheels locked without [python]")?;
             let mut t = Tree::new();
             let bar = ui::count_bar(lock.wheels.len() as u64, "wheels");
             for (w, pin) in lock.wheels.iter().zip(pins.iter().skip(lock.debs.len())) {
@@ -287,11 +240,7 @@ impl Builder<'_> {
             let delta = t.minus(&stack.flat);
             stack.flat.overlay(&delta)?;
             let layer = write_layer(&delta)?;
-            ui::detail(format!(
-                "{comment}: layer sha256:{} ({})",
-                layer.digest,
-                ui::human_bytes(layer.size())
-            ));
+            ui::detail(format!("{comment}: layer sha256:{} ({})", layer.digest, ui::human_bytes(layer.size())));
             stack.layers.push((layer, comment));
         }
         Ok(stack)
@@ -301,9 +250,7 @@ impl Builder<'_> {
     fn unpack_debs(&self, name: &str, lock: &Lock, pins: &[Pin]) -> Result<Tree> {
         let bar = ui::count_bar(lock.debs.len() as u64, "unpack");
         let results: Vec<Result<Tree>> = std::thread::scope(|s| {
-            let chunks: Vec<Vec<usize>> = (0..2)
-                .map(|k| (k..lock.debs.len()).step_by(2).collect())
-                .collect();
+            let chunks: Vec<Vec<usize>> = (0..2).map(|k| (k..lock.debs.len()).step_by(2).collect()).collect();
             let handles: Vec<_> = chunks
                 .into_iter()
                 .map(|idx| {
@@ -315,15 +262,10 @@ impl Builder<'_> {
                                 let d = &lock.debs[i];
                                 let data = self.cache.read(pin)?;
                                 let mut t = Tree::new();
-                                let c = deb::unpack(&data, &mut t)
-                                    .with_context(|| format!("unpacking {}", pin.label))?;
+                                let c =
+                                    deb::unpack(&data, &mut t).with_context(|| format!("unpacking {}", pin.label))?;
                                 if c.package != d.name || c.version != d.version {
-                                    bail!(
-                                        "{} contains {} {}, not what the lock says",
-                                        pin.label,
-                                        c.package,
-                                        c.version
-                                    );
+                                    bail!("{} contains {} {}, not what the lock says", pin.label, c.package, c.version);
                                 }
                                 bar.inc(1);
                                 Ok((i, t))
@@ -332,8 +274,7 @@ impl Builder<'_> {
                     })
                 })
                 .collect();
-            let mut all: Vec<Result<Tree>> =
-                (0..lock.debs.len()).map(|_| Ok(Tree::new())).collect();
+            let mut all: Vec<Result<Tree>> = (0..lock.debs.len()).map(|_| Ok(Tree::new())).collect();
             for h in handles {
                 match h.join().expect("unpack thread panicked") {
                     Ok(v) => {
@@ -351,11 +292,7 @@ impl Builder<'_> {
         for r in results {
             tree.overlay(&r?)?;
         }
-        ui::detail(format!(
-            "{name}: {} paths from {} packages",
-            tree.len(),
-            lock.debs.len()
-        ));
+        ui::detail(format!("{name}: {} paths from {} packages", tree.len(), lock.debs.len()));
         Ok(tree)
     }
 }
@@ -365,8 +302,8 @@ fn read_built(dir: &Path) -> Result<Option<Built>> {
     if !meta.exists() {
         return Ok(None);
     }
-    let mut b: Built = serde_json::from_slice(&fs::read(&meta)?)
-        .with_context(|| format!("reading {}", meta.display()))?;
+    let mut b: Built =
+        serde_json::from_slice(&fs::read(&meta)?).with_context(|| format!("reading {}", meta.display()))?;
     b.archive = dir.join(ARCHIVE);
     Ok(Some(b))
 }
@@ -374,14 +311,8 @@ fn read_built(dir: &Path) -> Result<Option<Built>> {
 /// Writes `image.tar` and `image.json` into `dir`.
 fn write_image(dir: &Path, name: &str, decl: &ImageDecl, stack: &Stack) -> Result<Built> {
     let run = decl.config.clone().unwrap_or_default().to_run_config();
-    let layers: Vec<LayerWithOrigin> = stack
-        .layers
-        .iter()
-        .map(|(l, c)| LayerWithOrigin {
-            layer: l,
-            comment: c.clone(),
-        })
-        .collect();
+    let layers: Vec<LayerWithOrigin> =
+        stack.layers.iter().map(|(l, c)| LayerWithOrigin { layer: l, comment: c.clone() }).collect();
     let json = oci::image_json(&run, &layers)?;
     let repo = format!("masctl/{name}");
     let tag = json.config_digest[..16].to_string();
@@ -393,10 +324,7 @@ fn write_image(dir: &Path, name: &str, decl: &ImageDecl, stack: &Stack) -> Resul
         id: format!("sha256:{}", json.config_digest),
         manifest_digest: format!("sha256:{}", json.manifest_digest),
         repo_tag: format!("{repo}:{tag}"),
-        diff_ids: layers
-            .iter()
-            .map(|l| format!("sha256:{}", l.layer.digest))
-            .collect(),
+        diff_ids: layers.iter().map(|l| format!("sha256:{}", l.layer.digest)).collect(),
         size: layers.iter().map(|l| l.layer.size()).sum(),
         archive: dir.join(ARCHIVE),
     };
@@ -418,10 +346,7 @@ pub fn base_packages(images: &ImagesDir, decl: &ImageDecl) -> Result<BTreeSet<St
         if lock_path.exists() {
             out.extend(Lock::read(&lock_path)?.debs.into_iter().map(|p| p.name));
         } else if d.debian.is_some() {
-            bail!(
-                "lock {b} (the base) first: {} does not exist",
-                lock_path.display()
-            );
+            bail!("lock {b} (the base) first: {} does not exist", lock_path.display());
         }
         next = d.base;
     }

@@ -103,12 +103,7 @@ fn absolute_target(original_path: &str, target: &str) -> String {
 pub fn unpack(deb: &[u8], tree: &mut Tree) -> Result<Control> {
     let (control_text, data) = members(deb)?;
     let fields = parse_stanza(&control_text);
-    let get = |k: &str| {
-        fields
-            .get(k)
-            .cloned()
-            .with_context(|| format!("control has no {k} field"))
-    };
+    let get = |k: &str| fields.get(k).cloned().with_context(|| format!("control has no {k} field"));
     let control = Control {
         package: get("Package")?,
         version: get("Version")?,
@@ -144,34 +139,18 @@ pub fn unpack(deb: &[u8], tree: &mut Tree) -> Result<Control> {
             }
             EntryType::Link => {
                 let target = entry.link_name()?.context("hard link without target")?;
-                let target =
-                    normalize(&target.to_string_lossy())?.context("hard link to the root")?;
+                let target = normalize(&target.to_string_lossy())?.context("hard link to the root")?;
                 Kind::Hardlink(merge_usr(&target))
             }
             // Device nodes and FIFOs are the runtime's business, not the image's.
             _ => continue,
         };
-        let mode = if matches!(kind, Kind::Symlink(_)) {
-            0o777
-        } else {
-            mode
-        };
-        tree.insert(
-            &path,
-            Node {
-                kind,
-                mode,
-                uid,
-                gid,
-            },
-        )
-        .with_context(|| format!("{} ships {raw_path}", control.package))?;
+        let mode = if matches!(kind, Kind::Symlink(_)) { 0o777 } else { mode };
+        tree.insert(&path, Node { kind, mode, uid, gid })
+            .with_context(|| format!("{} ships {raw_path}", control.package))?;
     }
     let status = format!("{}\n", control_text.trim_end());
-    tree.insert(
-        &format!("var/lib/dpkg/status.d/{}", control.package),
-        Node::file(status, 0o644),
-    )?;
+    tree.insert(&format!("var/lib/dpkg/status.d/{}", control.package), Node::file(status, 0o644))?;
     Ok(control)
 }
 
@@ -190,11 +169,7 @@ mod tests {
     #[test]
     fn absolute_target_table() {
         let cases = [
-            (
-                "lib/x86_64-linux-gnu/libz.so",
-                "libz.so.1",
-                "/lib/x86_64-linux-gnu/libz.so.1",
-            ),
+            ("lib/x86_64-linux-gnu/libz.so", "libz.so.1", "/lib/x86_64-linux-gnu/libz.so.1"),
             ("lib/x/a", "../../usr/lib/b", "/usr/lib/b"),
             ("bin/sh", "./dash", "/bin/dash"),
         ];
@@ -222,34 +197,21 @@ mod tests {
             }
             b.into_inner().unwrap()
         }
-        let control = tar_of(&[(
-            "./control",
-            EntryType::Regular,
-            b"Package: demo\nVersion: 1.0-1\nArchitecture: amd64\n",
-            None,
-        )]);
+        let control =
+            tar_of(&[("./control", EntryType::Regular, b"Package: demo\nVersion: 1.0-1\nArchitecture: amd64\n", None)]);
         let data = tar_of(&[
             ("./", EntryType::Directory, b"", None),
             ("./bin/", EntryType::Directory, b"", None),
             ("./bin/demo", EntryType::Regular, b"#!/bin/sh\n", None),
             ("./bin/demo2", EntryType::Link, b"", Some("./bin/demo")),
             ("./lib/x/", EntryType::Directory, b"", None),
-            (
-                "./lib/x/libd.so",
-                EntryType::Symlink,
-                b"",
-                Some("libd.so.1"),
-            ),
+            ("./lib/x/libd.so", EntryType::Symlink, b"", Some("libd.so.1")),
         ]);
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         std::io::Write::write_all(&mut gz, &data).unwrap();
         let data_gz = gz.finish().unwrap();
         let mut ar = ar::Builder::new(Vec::new());
-        for (name, body) in [
-            ("debian-binary", b"2.0\n".to_vec()),
-            ("control.tar", control),
-            ("data.tar.gz", data_gz),
-        ] {
+        for (name, body) in [("debian-binary", b"2.0\n".to_vec()), ("control.tar", control), ("data.tar.gz", data_gz)] {
             let h = ar::Header::new(name.as_bytes().to_vec(), body.len() as u64);
             ar.append(&h, &body[..]).unwrap();
         }
@@ -262,14 +224,8 @@ mod tests {
         let c = unpack(&fake_deb(), &mut t).unwrap();
         assert_eq!((c.package.as_str(), c.version.as_str()), ("demo", "1.0-1"));
         assert!(matches!(t.get("usr/bin/demo").unwrap().kind, Kind::File(_)));
-        assert_eq!(
-            t.get("usr/bin/demo2").unwrap().kind,
-            Kind::Hardlink("usr/bin/demo".into())
-        );
-        assert_eq!(
-            t.get("usr/lib/x/libd.so").unwrap().kind,
-            Kind::Symlink("/lib/x/libd.so.1".into())
-        );
+        assert_eq!(t.get("usr/bin/demo2").unwrap().kind, Kind::Hardlink("usr/bin/demo".into()));
+        assert_eq!(t.get("usr/lib/x/libd.so").unwrap().kind, Kind::Symlink("/lib/x/libd.so.1".into()));
         assert!(t.get("bin").is_none());
         assert!(t.get("var/lib/dpkg/status.d/demo").is_some());
     }

@@ -147,10 +147,7 @@ impl ImageDecl {
     pub fn validate(&self, path: &Path) -> Result<()> {
         let where_ = path.display();
         if self.upstream.is_some()
-            && (self.debian.is_some()
-                || self.python.is_some()
-                || !self.copy.is_empty()
-                || self.base.is_some())
+            && (self.debian.is_some() || self.python.is_some() || !self.copy.is_empty() || self.base.is_some())
         {
             bail!("{where_}: an image is either `upstream` or a recipe, not both");
         }
@@ -169,16 +166,12 @@ impl ImageDecl {
 
     /// The part of the declaration a lock depends on; a lock made for other inputs is stale.
     pub fn lock_inputs_hash(&self) -> String {
-        let json =
-            serde_json::to_vec(&(&self.base, &self.debian, &self.python)).expect("serializable");
+        let json = serde_json::to_vec(&(&self.base, &self.debian, &self.python)).expect("serializable");
         super::layer::sha256_hex(&json)
     }
 
     pub fn remove_patterns(&self) -> Vec<glob::Pattern> {
-        self.remove
-            .iter()
-            .filter_map(|p| glob::Pattern::new(p).ok())
-            .collect()
+        self.remove.iter().filter_map(|p| glob::Pattern::new(p).ok()).collect()
     }
 }
 
@@ -197,20 +190,12 @@ impl ImagesDir {
     }
 
     pub fn load(&self, name: &str) -> Result<ImageDecl> {
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
             bail!("{name:?} is not an image name (letters, digits, - and _)");
         }
         let path = self.decl_path(name);
         if !path.exists() {
-            bail!(
-                "no image named {name:?}: {} does not exist (known: {})",
-                path.display(),
-                self.names()?.join(", ")
-            );
+            bail!("no image named {name:?}: {} does not exist (known: {})", path.display(), self.names()?.join(", "));
         }
         let decl: ImageDecl = located::read_toml(&path)?;
         decl.validate(&path)?;
@@ -220,14 +205,13 @@ impl ImagesDir {
     /// Every declared image, sorted.
     pub fn names(&self) -> Result<Vec<String>> {
         let mut names = Vec::new();
-        let rd = std::fs::read_dir(&self.dir)
-            .with_context(|| format!("reading {}", self.dir.display()))?;
+        let rd = std::fs::read_dir(&self.dir).with_context(|| format!("reading {}", self.dir.display()))?;
         for e in rd {
             let p = e?.path();
-            if p.extension().is_some_and(|x| x == "toml") {
-                if let Some(s) = p.file_stem().and_then(|s| s.to_str()) {
-                    names.push(s.to_string());
-                }
+            if p.extension().is_some_and(|x| x == "toml")
+                && let Some(s) = p.file_stem().and_then(|s| s.to_str())
+            {
+                names.push(s.to_string());
             }
         }
         names.sort();
@@ -261,10 +245,7 @@ mod tests {
             ("bogus = 1\n", "images/x.toml:1:1"),
             ("base = \"base\"\n", "needs a [config]"),
             ("remove = [\"[\"]\n", "remove pattern"),
-            (
-                "base = \"b\"\n[upstream]\nreference = \"a@sha256:00\"\n",
-                "not both",
-            ),
+            ("base = \"b\"\n[upstream]\nreference = \"a@sha256:00\"\n", "not both"),
         ];
         for (t, want) in bad {
             let e = format!("{:#}", parse(t).unwrap_err());
@@ -276,10 +257,7 @@ mod tests {
     fn lock_hash_ignores_run_config() {
         let a = parse("[debian]\nsuite = \"bookworm\"\npackages = [\"a\"]\n").unwrap();
         let mut b = a.clone();
-        b.config = Some(RunDecl {
-            user: "1".into(),
-            ..Default::default()
-        });
+        b.config = Some(RunDecl { user: "1".into(), ..Default::default() });
         assert_eq!(a.lock_inputs_hash(), b.lock_inputs_hash());
         b.debian.as_mut().unwrap().packages.push("b".into());
         assert_ne!(a.lock_inputs_hash(), b.lock_inputs_hash());

@@ -43,11 +43,7 @@ impl Sources {
 pub fn http() -> ureq::Agent {
     use ureq::tls::{RootCerts, TlsConfig};
     ureq::Agent::config_builder()
-        .tls_config(
-            TlsConfig::builder()
-                .root_certs(RootCerts::PlatformVerifier)
-                .build(),
-        )
+        .tls_config(TlsConfig::builder().root_certs(RootCerts::PlatformVerifier).build())
         .timeout_connect(Some(Duration::from_secs(30)))
         .timeout_global(Some(Duration::from_secs(600)))
         .build()
@@ -61,13 +57,7 @@ fn get(agent: &ureq::Agent, url: &str, accept: Option<&str>) -> Result<Vec<u8>> 
     loop {
         attempt += 1;
         match get_once(agent, url, accept) {
-            Err(e)
-                if attempt < 4
-                    && !matches!(
-                        e.downcast_ref::<ureq::Error>(),
-                        Some(ureq::Error::StatusCode(_))
-                    ) =>
-            {
+            Err(e) if attempt < 4 && !matches!(e.downcast_ref::<ureq::Error>(), Some(ureq::Error::StatusCode(_))) => {
                 ui::detail(format!("retrying {url}: {e:#}"));
                 std::thread::sleep(Duration::from_millis(500 * attempt));
             }
@@ -94,9 +84,7 @@ pub fn join_url(page: &str, link: &str) -> String {
     }
     if let Some(rest) = link.strip_prefix('/') {
         let scheme_end = page.find("://").map_or(0, |i| i + 3);
-        let host_end = page[scheme_end..]
-            .find('/')
-            .map_or(page.len(), |i| scheme_end + i);
+        let host_end = page[scheme_end..].find('/').map_or(page.len(), |i| scheme_end + i);
         return format!("{}/{rest}", &page[..host_end]);
     }
     let base = &page[..page.rfind('/').map_or(page.len(), |i| i + 1)];
@@ -105,16 +93,12 @@ pub fn join_url(page: &str, link: &str) -> String {
 
 /// Finds a wheel's download URL on the index's project page (PEP 691 JSON).
 fn wheel_url(agent: &ureq::Agent, index: &str, path: &str) -> Result<String> {
-    let (project, filename) = path
-        .split_once('/')
-        .context("wheel path must be <project>/<file>")?;
+    let (project, filename) = path.split_once('/').context("wheel path must be <project>/<file>")?;
     let page = format!("{index}/{project}/");
     let body = get(agent, &page, Some("application/vnd.pypi.simple.v1+json"))?;
-    let json: serde_json::Value = serde_json::from_slice(&body)
-        .with_context(|| format!("{page} did not answer with PEP 691 JSON"))?;
-    let files = json["files"]
-        .as_array()
-        .with_context(|| format!("{page}: no files list"))?;
+    let json: serde_json::Value =
+        serde_json::from_slice(&body).with_context(|| format!("{page} did not answer with PEP 691 JSON"))?;
+    let files = json["files"].as_array().with_context(|| format!("{page}: no files list"))?;
     let f = files
         .iter()
         .find(|f| f["filename"] == filename)
@@ -142,8 +126,7 @@ impl Cache {
     /// Reads a cached input, verifying it. Tampered or truncated files are refused.
     pub fn read(&self, pin: &Pin) -> Result<Vec<u8>> {
         let p = self.path(&pin.sha256);
-        let data =
-            std::fs::read(&p).with_context(|| format!("{} is not in the cache", pin.label))?;
+        let data = std::fs::read(&p).with_context(|| format!("{} is not in the cache", pin.label))?;
         let got = sha256_of(&data);
         if got != pin.sha256 {
             bail!(
@@ -163,18 +146,9 @@ impl Cache {
             return Ok(());
         }
         let total: u64 = missing.iter().map(|p| p.size).sum();
-        ui::step(format!(
-            "fetching {} inputs ({})",
-            missing.len(),
-            ui::human_bytes(total)
-        ));
-        std::fs::create_dir_all(&self.dir)
-            .with_context(|| format!("creating {}", self.dir.display()))?;
-        let debian = if missing.iter().any(|p| p.kind == PinKind::Deb) {
-            sources.debian()?.to_vec()
-        } else {
-            vec![]
-        };
+        ui::step(format!("fetching {} inputs ({})", missing.len(), ui::human_bytes(total)));
+        std::fs::create_dir_all(&self.dir).with_context(|| format!("creating {}", self.dir.display()))?;
+        let debian = if missing.iter().any(|p| p.kind == PinKind::Deb) { sources.debian()?.to_vec() } else { vec![] };
         let python = if missing.iter().any(|p| p.kind == PinKind::Wheel) {
             sources.python()?.to_string()
         } else {
@@ -206,13 +180,7 @@ impl Cache {
         Ok(())
     }
 
-    fn download(
-        &self,
-        agent: &ureq::Agent,
-        pin: &Pin,
-        debian: &[String],
-        python: &str,
-    ) -> Result<()> {
+    fn download(&self, agent: &ureq::Agent, pin: &Pin, debian: &[String], python: &str) -> Result<()> {
         let data = match pin.kind {
             PinKind::Deb => {
                 let mut last = None;
@@ -277,18 +245,9 @@ mod tests {
     fn join_url_table() {
         let page = "https://idx.example/simple/twisted/";
         let cases = [
-            (
-                "https://files.example/p/t.whl",
-                "https://files.example/p/t.whl",
-            ),
-            (
-                "/packages/t.whl#sha256=00",
-                "https://idx.example/packages/t.whl#sha256=00",
-            ),
-            (
-                "../../packages/t.whl",
-                "https://idx.example/simple/twisted/../../packages/t.whl",
-            ),
+            ("https://files.example/p/t.whl", "https://files.example/p/t.whl"),
+            ("/packages/t.whl#sha256=00", "https://idx.example/packages/t.whl#sha256=00"),
+            ("../../packages/t.whl", "https://idx.example/simple/twisted/../../packages/t.whl"),
         ];
         for (link, want) in cases {
             assert_eq!(join_url(page, link), want);
@@ -301,22 +260,14 @@ mod tests {
         let cache = Cache::new(dir.path().to_path_buf());
         let data = b"package bytes";
         let sha = cache.insert(data).unwrap();
-        let pin = Pin {
-            kind: PinKind::Deb,
-            label: "x.deb".into(),
-            path: "pool/x.deb".into(),
-            sha256: sha.clone(),
-            size: 13,
-        };
+        let pin =
+            Pin { kind: PinKind::Deb, label: "x.deb".into(), path: "pool/x.deb".into(), sha256: sha.clone(), size: 13 };
         assert_eq!(cache.read(&pin).unwrap(), data);
         std::fs::write(cache.path(&sha), b"package bytez").unwrap();
         let e = cache.read(&pin).unwrap_err().to_string();
         assert!(e.contains("x.deb") && e.contains("corrupt"), "{e}");
 
-        let other = Pin {
-            sha256: "1".repeat(64),
-            ..pin
-        };
+        let other = Pin { sha256: "1".repeat(64), ..pin };
         assert!(cache.store_verified(&other, data).is_err());
         assert!(!cache.path(&other.sha256).exists());
     }

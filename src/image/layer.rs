@@ -36,12 +36,7 @@ fn hardlink_holders(tree: &Tree) -> BTreeMap<String, String> {
     }
     let mut holder_of = BTreeMap::new();
     for (target, links) in groups {
-        let holder = links
-            .iter()
-            .copied()
-            .chain([target])
-            .min()
-            .unwrap_or(target);
+        let holder = links.iter().copied().chain([target]).min().unwrap_or(target);
         for p in links.into_iter().chain([target]) {
             holder_of.insert(p.to_string(), holder.to_string());
         }
@@ -51,9 +46,7 @@ fn hardlink_holders(tree: &Tree) -> BTreeMap<String, String> {
 
 pub fn write_layer(tree: &Tree) -> Result<Layer> {
     let holders = hardlink_holders(tree);
-    let mut b = tar::Builder::new(Vec::with_capacity(
-        tree.content_size() as usize + tree.len() * 1024,
-    ));
+    let mut b = tar::Builder::new(Vec::with_capacity(tree.content_size() as usize + tree.len() * 1024));
     for (path, node) in tree.iter() {
         let mut h = Header::new_gnu();
         h.set_mtime(MTIME);
@@ -70,8 +63,7 @@ pub fn write_layer(tree: &Tree) -> Result<Layer> {
             (Some(hd), _) if hd != path => {
                 h.set_entry_type(EntryType::Link);
                 h.set_size(0);
-                b.append_link(&mut h, path, hd)
-                    .with_context(|| format!("writing hard link {path}"))?;
+                b.append_link(&mut h, path, hd).with_context(|| format!("writing hard link {path}"))?;
             }
             _ => match data_node.map(|n| &n.kind) {
                 Some(Kind::Dir) => {
@@ -85,14 +77,12 @@ pub fn write_layer(tree: &Tree) -> Result<Layer> {
                     }
                     h.set_entry_type(EntryType::Regular);
                     h.set_size(data.len() as u64);
-                    b.append_data(&mut h, path, data.as_slice())
-                        .with_context(|| format!("writing {path}"))?;
+                    b.append_data(&mut h, path, data.as_slice()).with_context(|| format!("writing {path}"))?;
                 }
                 Some(Kind::Symlink(target)) => {
                     h.set_entry_type(EntryType::Symlink);
                     h.set_size(0);
-                    b.append_link(&mut h, path, target)
-                        .with_context(|| format!("writing symlink {path}"))?;
+                    b.append_link(&mut h, path, target).with_context(|| format!("writing symlink {path}"))?;
                 }
                 Some(Kind::Hardlink(_)) | None => {
                     anyhow::bail!("hard link {path} points at nothing in its layer")
@@ -122,9 +112,7 @@ mod tests {
                     h.entry_type(),
                     h.mode().unwrap(),
                     h.mtime().unwrap(),
-                    e.link_name()
-                        .unwrap()
-                        .map(|l| l.to_string_lossy().into_owned()),
+                    e.link_name().unwrap().map(|l| l.to_string_lossy().into_owned()),
                 )
             })
             .collect()
@@ -133,10 +121,7 @@ mod tests {
     #[test]
     fn empty_layer_is_the_well_known_digest() {
         let l = write_layer(&Tree::new()).unwrap();
-        assert_eq!(
-            l.digest,
-            "5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"
-        );
+        assert_eq!(l.digest, "5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef");
     }
 
     #[test]
@@ -157,10 +142,7 @@ mod tests {
         ];
         assert_eq!(got.len(), want.len());
         for (g, w) in got.iter().zip(want) {
-            assert_eq!(
-                (g.0.as_str(), g.1, g.2, g.4.as_deref()),
-                (w.0, w.1, w.2, w.3)
-            );
+            assert_eq!((g.0.as_str(), g.1, g.2, g.4.as_deref()), (w.0, w.1, w.2, w.3));
             assert_eq!(g.3, MTIME);
         }
     }
@@ -169,18 +151,9 @@ mod tests {
     fn hard_link_never_points_forward() {
         let mut t = Tree::new();
         // The target sorts after the link: the writer swaps their roles.
-        t.insert("usr/bin/z-real", Node::file("data", 0o755))
+        t.insert("usr/bin/z-real", Node::file("data", 0o755)).unwrap();
+        t.insert("usr/bin/a-link", Node { kind: Kind::Hardlink("usr/bin/z-real".into()), mode: 0o755, uid: 0, gid: 0 })
             .unwrap();
-        t.insert(
-            "usr/bin/a-link",
-            Node {
-                kind: Kind::Hardlink("usr/bin/z-real".into()),
-                mode: 0o755,
-                uid: 0,
-                gid: 0,
-            },
-        )
-        .unwrap();
         let layer = write_layer(&t).unwrap();
         let got = entries(&layer.tar);
         assert_eq!(got[2].0, "usr/bin/a-link");

@@ -42,15 +42,10 @@ pub fn parse_deb822(text: &str) -> Vec<String> {
         let f = super::deb::parse_stanza(stanza);
         let enabled = f.get("Enabled").is_none_or(|v| v != "no");
         if enabled
-            && f.get("Types")
-                .is_some_and(|t| t.split_whitespace().any(|x| x == "deb"))
+            && f.get("Types").is_some_and(|t| t.split_whitespace().any(|x| x == "deb"))
+            && let Some(uris) = f.get("URIs")
         {
-            if let Some(uris) = f.get("URIs") {
-                out.extend(
-                    uris.split_whitespace()
-                        .map(|u| u.trim_end_matches('/').to_string()),
-                );
-            }
+            out.extend(uris.split_whitespace().map(|u| u.trim_end_matches('/').to_string()));
         }
     }
     out
@@ -59,10 +54,7 @@ pub fn parse_deb822(text: &str) -> Vec<String> {
 /// Debian mirror roots, in the host's order, without duplicates.
 pub fn debian_mirrors() -> Result<Vec<String>> {
     if let Ok(v) = std::env::var("MASCTL_DEBIAN_MIRRORS") {
-        return Ok(v
-            .split_whitespace()
-            .map(|s| s.trim_end_matches('/').to_string())
-            .collect());
+        return Ok(v.split_whitespace().map(|s| s.trim_end_matches('/').to_string()).collect());
     }
     let mut all = Vec::new();
     let etc = Path::new("/etc/apt");
@@ -84,9 +76,7 @@ pub fn debian_mirrors() -> Result<Vec<String>> {
     let mut seen = std::collections::BTreeSet::new();
     all.retain(|u| seen.insert(u.clone()));
     if all.is_empty() {
-        bail!(
-            "no Debian mirror configured: add one to /etc/apt/sources.list(.d) or set MASCTL_DEBIAN_MIRRORS"
-        );
+        bail!("no Debian mirror configured: add one to /etc/apt/sources.list(.d) or set MASCTL_DEBIAN_MIRRORS");
     }
     Ok(all)
 }
@@ -109,16 +99,10 @@ if not v:\n    from pip._internal.models.index import PyPI\n    v = PyPI.simple_
     if !out.status.success() {
         bail!(
             "could not read pip's index from the host; set MASCTL_PYTHON_INDEX: {}",
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
+            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
         );
     }
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .trim_end_matches('/')
-        .to_string())
+    Ok(String::from_utf8_lossy(&out.stdout).trim().trim_end_matches('/').to_string())
 }
 
 #[cfg(test)]
@@ -130,10 +114,7 @@ mod tests {
         let text = "# comment\ndeb http://m.example/debian bookworm main\n\
 deb [arch=amd64 signed-by=/k.gpg] http://m.example/sec/ bookworm-security main\n\
 deb-src http://m.example/debian bookworm main\n";
-        assert_eq!(
-            parse_sources_list(text),
-            ["http://m.example/debian", "http://m.example/sec"]
-        );
+        assert_eq!(parse_sources_list(text), ["http://m.example/debian", "http://m.example/sec"]);
     }
 
     #[test]
@@ -142,13 +123,6 @@ deb-src http://m.example/debian bookworm main\n";
 Types: deb-src\nURIs: http://b.example/debian\n\n\
 Types: deb deb-src\nURIs: http://c.example/x http://d.example/y/\nEnabled: yes\n\n\
 Types: deb\nURIs: http://e.example/z\nEnabled: no\n";
-        assert_eq!(
-            parse_deb822(text),
-            [
-                "http://a.example/debian",
-                "http://c.example/x",
-                "http://d.example/y"
-            ]
-        );
+        assert_eq!(parse_deb822(text), ["http://a.example/debian", "http://c.example/x", "http://d.example/y"]);
     }
 }

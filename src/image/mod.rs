@@ -8,6 +8,7 @@ pub mod build;
 pub mod deb;
 pub mod decl;
 pub mod fetch;
+pub mod import;
 pub mod layer;
 pub mod lock;
 pub mod mirrors;

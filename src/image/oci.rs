@@ -134,21 +134,14 @@ pub struct ImageJson {
 }
 
 pub fn image_json(run: &RunConfig, layers: &[LayerWithOrigin]) -> Result<ImageJson> {
-    let diff_ids: Vec<String> = layers
-        .iter()
-        .map(|l| format!("sha256:{}", l.layer.digest))
-        .collect();
+    let diff_ids: Vec<String> = layers.iter().map(|l| format!("sha256:{}", l.layer.digest)).collect();
     let cfg = ImageConfig {
         created: CREATED,
         architecture: "amd64",
         os: "linux",
         config: ConfigSection {
             user: &run.user,
-            exposed_ports: run
-                .exposed_ports
-                .iter()
-                .map(|p| (p.as_str(), Empty {}))
-                .collect(),
+            exposed_ports: run.exposed_ports.iter().map(|p| (p.as_str(), Empty {})).collect(),
             env: &run.env,
             entrypoint: &run.entrypoint,
             cmd: &run.cmd,
@@ -157,17 +150,10 @@ pub fn image_json(run: &RunConfig, layers: &[LayerWithOrigin]) -> Result<ImageJs
             labels: &run.labels,
             stop_signal: run.stop_signal.as_deref(),
         },
-        rootfs: RootFs {
-            typ: "layers",
-            diff_ids: diff_ids.clone(),
-        },
+        rootfs: RootFs { typ: "layers", diff_ids: diff_ids.clone() },
         history: layers
             .iter()
-            .map(|l| History {
-                created: CREATED,
-                created_by: "masctl image build",
-                comment: &l.comment,
-            })
+            .map(|l| History { created: CREATED, created_by: "masctl image build", comment: &l.comment })
             .collect(),
     };
     let config = serde_json::to_vec(&cfg)?;
@@ -194,12 +180,7 @@ pub fn image_json(run: &RunConfig, layers: &[LayerWithOrigin]) -> Result<ImageJs
             .collect(),
     })?;
     let manifest_digest = sha256_hex(&manifest);
-    Ok(ImageJson {
-        config,
-        config_digest,
-        manifest,
-        manifest_digest,
-    })
+    Ok(ImageJson { config, config_digest, manifest, manifest_digest })
 }
 
 fn index_json(json: &ImageJson, repo: &str, tag: &str) -> Result<Vec<u8>> {
@@ -213,10 +194,7 @@ fn index_json(json: &ImageJson, repo: &str, tag: &str) -> Result<Vec<u8>> {
             media_type: "application/vnd.oci.image.manifest.v1+json",
             digest: format!("sha256:{}", json.manifest_digest),
             size: json.manifest.len() as u64,
-            platform: Some(Platform {
-                architecture: "amd64",
-                os: "linux",
-            }),
+            platform: Some(Platform { architecture: "amd64", os: "linux" }),
             annotations,
         }],
     })?)

@@ -17,11 +17,7 @@ impl Reference {
             bail!("{s:?} has no @sha256:… digest; masctl only pulls images pinned by digest");
         };
         let hex = digest.strip_prefix("sha256:").unwrap_or("");
-        if hex.len() != 64
-            || !hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             bail!("{s:?}: the digest must be sha256: followed by 64 lowercase hex digits");
         }
         // A `:` after the last `/` separates the tag; one before it is a registry port.
@@ -33,11 +29,7 @@ impl Reference {
         if repo.is_empty() || repo.contains(char::is_whitespace) {
             bail!("{s:?}: bad repository name");
         }
-        Ok(Reference {
-            repo: repo.to_string(),
-            tag,
-            digest: digest.to_string(),
-        })
+        Ok(Reference { repo: repo.to_string(), tag, digest: digest.to_string() })
     }
 
     /// `repo@sha256:…`, the form a pull by digest uses and `RepoDigests` lists.
@@ -55,35 +47,15 @@ mod tests {
     #[test]
     fn parse_table() {
         let cases = [
-            (
-                format!("ghcr.io/element-hq/mas:1.22.0@{D}"),
-                "ghcr.io/element-hq/mas",
-                Some("1.22.0"),
-            ),
-            (
-                format!("localhost:5000/base@{D}"),
-                "localhost:5000/base",
-                None,
-            ),
-            (
-                format!("localhost:5000/base:v1@{D}"),
-                "localhost:5000/base",
-                Some("v1"),
-            ),
+            (format!("ghcr.io/element-hq/mas:1.22.0@{D}"), "ghcr.io/element-hq/mas", Some("1.22.0")),
+            (format!("localhost:5000/base@{D}"), "localhost:5000/base", None),
+            (format!("localhost:5000/base:v1@{D}"), "localhost:5000/base", Some("v1")),
         ];
         for (s, repo, tag) in cases {
             let r = Reference::parse(&s).unwrap();
-            assert_eq!(
-                (r.repo.as_str(), r.tag.as_deref(), r.digest.as_str()),
-                (repo, tag, D)
-            );
+            assert_eq!((r.repo.as_str(), r.tag.as_deref(), r.digest.as_str()), (repo, tag, D));
         }
-        for bad in [
-            "ghcr.io/a/b:1",
-            "a@sha256:abc",
-            "a@md5:00",
-            &format!("@{D}"),
-        ] {
+        for bad in ["ghcr.io/a/b:1", "a@sha256:abc", "a@md5:00", &format!("@{D}")] {
             assert!(Reference::parse(bad).is_err(), "{bad}");
         }
     }

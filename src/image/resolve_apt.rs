@@ -48,11 +48,7 @@ pub fn parse_depends(field: &str) -> Vec<Vec<String>> {
 
 pub fn candidate_from_stanza(text: &str) -> Result<Candidate> {
     let f = parse_stanza(text);
-    let get = |k: &str| {
-        f.get(k)
-            .cloned()
-            .with_context(|| format!("apt stanza without {k}"))
-    };
+    let get = |k: &str| f.get(k).cloned().with_context(|| format!("apt stanza without {k}"));
     let mut depends = parse_depends(f.get("Pre-Depends").map_or("", String::as_str));
     depends.extend(parse_depends(f.get("Depends").map_or("", String::as_str)));
     Ok(Candidate {
@@ -63,10 +59,7 @@ pub fn candidate_from_stanza(text: &str) -> Result<Candidate> {
         sha256: get("SHA256")?,
         size: get("Size")?.parse().context("Size is not a number")?,
         depends,
-        provides: parse_depends(f.get("Provides").map_or("", String::as_str))
-            .into_iter()
-            .flatten()
-            .collect(),
+        provides: parse_depends(f.get("Provides").map_or("", String::as_str)).into_iter().flatten().collect(),
     })
 }
 
@@ -74,13 +67,8 @@ pub fn candidate_from_stanza(text: &str) -> Result<Candidate> {
 /// entering a name in `stop` (excluded, or supplied by the base image). An
 /// alternative group is satisfied by the first member apt chose (present in
 /// `candidates`, by name or by `Provides`), or by a stop name.
-pub fn reachable(
-    candidates: &[Candidate],
-    roots: &[String],
-    stop: &BTreeSet<String>,
-) -> Result<BTreeSet<String>> {
-    let by_name: BTreeMap<&str, &Candidate> =
-        candidates.iter().map(|c| (c.name.as_str(), c)).collect();
+pub fn reachable(candidates: &[Candidate], roots: &[String], stop: &BTreeSet<String>) -> Result<BTreeSet<String>> {
+    let by_name: BTreeMap<&str, &Candidate> = candidates.iter().map(|c| (c.name.as_str(), c)).collect();
     let mut providers: BTreeMap<&str, &str> = BTreeMap::new();
     for c in candidates {
         for p in &c.provides {
@@ -93,9 +81,7 @@ pub fn reachable(
         if stop.contains(&name) || !seen.insert(name.clone()) {
             continue;
         }
-        let c = by_name
-            .get(name.as_str())
-            .with_context(|| format!("apt did not resolve {name}"))?;
+        let c = by_name.get(name.as_str()).with_context(|| format!("apt did not resolve {name}"))?;
         for group in &c.depends {
             if group.iter().any(|a| stop.contains(a)) {
                 continue;
@@ -108,10 +94,7 @@ pub fn reachable(
             });
             match pick {
                 Some(p) => todo.push(p),
-                None => bail!(
-                    "{name} depends on {} which apt did not resolve",
-                    group.join(" | ")
-                ),
+                None => bail!("{name} depends on {} which apt did not resolve", group.join(" | ")),
             }
         }
     }
@@ -126,10 +109,7 @@ fn apt(args: &[&str]) -> Result<String> {
         .with_context(|| format!("running {} (is apt installed?)", args[0]))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        let line = err
-            .lines()
-            .rfind(|l| l.starts_with("E:"))
-            .unwrap_or(err.trim());
+        let line = err.lines().rfind(|l| l.starts_with("E:")).unwrap_or(err.trim());
         bail!("{} failed: {line}", args[..2].join(" "));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
@@ -154,11 +134,7 @@ pub fn resolve(inputs: &DebianInputs, base: &BTreeSet<String>) -> Result<Vec<Deb
         "--print-uris",
         "-y",
     ];
-    let arch_names: Vec<String> = inputs
-        .packages
-        .iter()
-        .map(|p| format!("{p}:{}", inputs.architecture))
-        .collect();
+    let arch_names: Vec<String> = inputs.packages.iter().map(|p| format!("{p}:{}", inputs.architecture)).collect();
     args.extend(arch_names.iter().map(String::as_str));
     let uris = apt(&args)?;
     // Lines look like: 'URI' name_version_arch.deb size hash
@@ -171,19 +147,13 @@ pub fn resolve(inputs: &DebianInputs, base: &BTreeSet<String>) -> Result<Vec<Deb
         }
     }
     if wanted.is_empty() {
-        bail!(
-            "apt resolved nothing for {}: run `apt-get update` first",
-            inputs.packages.join(" ")
-        );
+        bail!("apt resolved nothing for {}: run `apt-get update` first", inputs.packages.join(" "));
     }
     let mut show = vec!["apt-cache", "show", "--no-all-versions"];
     show.extend(wanted.iter().map(String::as_str));
     let text = apt(&show)?;
-    let candidates: Vec<Candidate> = text
-        .split("\n\n")
-        .filter(|s| s.contains("Package:"))
-        .map(candidate_from_stanza)
-        .collect::<Result<_>>()?;
+    let candidates: Vec<Candidate> =
+        text.split("\n\n").filter(|s| s.contains("Package:")).map(candidate_from_stanza).collect::<Result<_>>()?;
     let mut stop: BTreeSet<String> = base.clone();
     stop.extend(inputs.exclude.iter().cloned());
     let keep = reachable(&candidates, &inputs.packages, &stop)?;
@@ -224,18 +194,9 @@ mod tests {
     #[test]
     fn parse_depends_table() {
         let cases: [(&str, Vec<Vec<&str>>); 3] = [
-            (
-                "libc6 (>= 2.34), libssl3",
-                vec![vec!["libc6"], vec!["libssl3"]],
-            ),
-            (
-                "debconf (>= 0.5) | debconf-2.0",
-                vec![vec!["debconf", "debconf-2.0"]],
-            ),
-            (
-                "python3:any, perl [amd64]",
-                vec![vec!["python3"], vec!["perl"]],
-            ),
+            ("libc6 (>= 2.34), libssl3", vec![vec!["libc6"], vec!["libssl3"]]),
+            ("debconf (>= 0.5) | debconf-2.0", vec![vec!["debconf", "debconf-2.0"]]),
+            ("python3:any, perl [amd64]", vec![vec!["python3"], vec!["perl"]]),
         ];
         for (input, want) in cases {
             assert_eq!(parse_depends(input), want, "{input}");
@@ -245,11 +206,7 @@ mod tests {
     #[test]
     fn reachable_table() {
         let all = vec![
-            cand(
-                "postgresql-15",
-                "postgresql-common, libllvm14, libpq5, tzdata",
-                "",
-            ),
+            cand("postgresql-15", "postgresql-common, libllvm14, libpq5, tzdata", ""),
             cand("postgresql-common", "perl, debconf | debconf-2.0", ""),
             cand("perl", "perl-base", ""),
             cand("libllvm14", "libz3-4", ""),
@@ -286,10 +243,7 @@ mod tests {
 Depends: libc6 (>= 2.34), libssl3\nPre-Depends: multiarch-support\nFilename: pool/updates/main/p/postgresql-15/libpq5_15.20_amd64.deb\n\
 Size: 205248\nSHA256: abc\n";
         let c = candidate_from_stanza(s).unwrap();
-        assert_eq!(
-            c.depends,
-            vec![vec!["multiarch-support"], vec!["libc6"], vec!["libssl3"]]
-        );
+        assert_eq!(c.depends, vec![vec!["multiarch-support"], vec!["libc6"], vec!["libssl3"]]);
         assert_eq!(c.size, 205248);
         assert!(c.filename.starts_with("pool/"));
     }

@@ -70,19 +70,11 @@ pub fn normalize_project(name: &str) -> String {
 
 /// Turns pip's `--report` JSON into pins (sizes are filled in once downloaded).
 pub fn pins_from_report(json: &[u8]) -> Result<Vec<(WheelPin, String)>> {
-    let report: Report =
-        serde_json::from_slice(json).context("pip's install report is not the JSON expected")?;
+    let report: Report = serde_json::from_slice(json).context("pip's install report is not the JSON expected")?;
     let mut out = Vec::new();
     for item in report.install {
         let url = item.download_info.url;
-        let filename = url
-            .rsplit('/')
-            .next()
-            .unwrap_or("")
-            .split('#')
-            .next()
-            .unwrap_or("")
-            .to_string();
+        let filename = url.rsplit('/').next().unwrap_or("").split('#').next().unwrap_or("").to_string();
         if !filename.ends_with(".whl") {
             bail!(
                 "{} {} is only available as a source distribution ({filename})",
@@ -117,46 +109,22 @@ pub fn resolve(inputs: &PythonInputs) -> Result<Vec<(WheelPin, String)>> {
     let report = dir.path().join("report.json");
     let abi = format!("cp{}", inputs.version.replace('.', ""));
     let mut cmd = Command::new("python3");
-    cmd.args([
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--dry-run",
-        "--ignore-installed",
-        "--no-cache-dir",
-    ])
-    .args([
-        "--only-binary=:all:",
-        "--implementation",
-        "cp",
-        "--python-version",
-        &inputs.version,
-        "--abi",
-        &abi,
-    ])
-    .args(["--abi", "abi3", "--abi", "none"])
-    .arg("--target")
-    .arg(dir.path().join("target"))
-    .arg("--report")
-    .arg(&report);
+    cmd.args(["-m", "pip", "install", "--quiet", "--dry-run", "--ignore-installed", "--no-cache-dir"])
+        .args(["--only-binary=:all:", "--implementation", "cp", "--python-version", &inputs.version, "--abi", &abi])
+        .args(["--abi", "abi3", "--abi", "none"])
+        .arg("--target")
+        .arg(dir.path().join("target"))
+        .arg("--report")
+        .arg(&report);
     for p in PLATFORMS {
         cmd.args(["--platform", p]);
     }
     cmd.args(&inputs.requirements);
-    let out = cmd
-        .output()
-        .context("running the host's pip (python3 -m pip)")?;
+    let out = cmd.output().context("running the host's pip (python3 -m pip)")?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        let line = err
-            .lines()
-            .rfind(|l| l.contains("ERROR"))
-            .unwrap_or(err.trim());
-        bail!(
-            "pip could not resolve {}: {line}",
-            inputs.requirements.join(" ")
-        );
+        let line = err.lines().rfind(|l| l.contains("ERROR")).unwrap_or(err.trim());
+        bail!("pip could not resolve {}: {line}", inputs.requirements.join(" "));
     }
     pins_from_report(&std::fs::read(&report)?)
 }
@@ -167,11 +135,7 @@ mod tests {
 
     #[test]
     fn normalize_table() {
-        for (i, want) in [
-            ("Twisted", "twisted"),
-            ("zope.interface", "zope-interface"),
-            ("a__b-.c", "a-b-c"),
-        ] {
+        for (i, want) in [("Twisted", "twisted"), ("zope.interface", "zope-interface"), ("a__b-.c", "a-b-c")] {
             assert_eq!(normalize_project(i), want);
         }
     }
@@ -186,11 +150,9 @@ mod tests {
         let pins = pins_from_report(json).unwrap();
         assert_eq!(pins[0].0.path, "attrs/attrs-23.1.0-py3-none-any.whl");
         assert_eq!(pins[1].0.name, "pynacl");
-        assert_eq!(
-            pins[1].0.filename(),
-            "PyNaCl-1.5.0-cp36-abi3-manylinux_2_17_x86_64.whl"
-        );
-        let sdist = br#"{"install":[{"download_info":{"url":"https://f/x-1.tar.gz","archive_info":{"hashes":{"sha256":"0"}}},
+        assert_eq!(pins[1].0.filename(), "PyNaCl-1.5.0-cp36-abi3-manylinux_2_17_x86_64.whl");
+        let sdist =
+            br#"{"install":[{"download_info":{"url":"https://f/x-1.tar.gz","archive_info":{"hashes":{"sha256":"0"}}},
           "metadata":{"name":"x","version":"1"}}]}"#;
         assert!(pins_from_report(sdist).is_err());
     }

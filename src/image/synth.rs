@@ -15,10 +15,7 @@ pub fn passwd_group(users: &[User]) -> (String, String) {
     let mut sorted: Vec<&User> = users.iter().collect();
     sorted.sort_by_key(|u| u.uid);
     for u in sorted {
-        passwd.push_str(&format!(
-            "{}:x:{}:{}:{}:{}:/usr/sbin/nologin\n",
-            u.name, u.uid, u.gid, u.name, u.home
-        ));
+        passwd.push_str(&format!("{}:x:{}:{}:{}:{}:/usr/sbin/nologin\n", u.name, u.uid, u.gid, u.name, u.home));
         group.push_str(&format!("{}:x:{}:\n", u.name, u.gid));
     }
     passwd.push_str("nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
@@ -30,12 +27,10 @@ pub fn passwd_group(users: &[User]) -> (String, String) {
 pub fn ca_bundle(tree: &Tree) -> Option<Vec<u8>> {
     let mut certs: BTreeMap<&str, &[u8]> = BTreeMap::new();
     for (p, n) in tree.iter() {
-        if let (Some(rest), Kind::File(data)) =
-            (p.strip_prefix("usr/share/ca-certificates/"), &n.kind)
+        if let (Some(rest), Kind::File(data)) = (p.strip_prefix("usr/share/ca-certificates/"), &n.kind)
+            && rest.ends_with(".crt")
         {
-            if rest.ends_with(".crt") {
-                certs.insert(p, data);
-            }
+            certs.insert(p, data);
         }
     }
     if certs.is_empty() {
@@ -69,18 +64,12 @@ pub fn declared_files(decl: &ImageDecl, tree: &mut Tree) -> Result<()> {
         tree.insert("etc/passwd", Node::file(passwd, 0o644))?;
         tree.insert("etc/group", Node::file(group, 0o644))?;
     }
-    if matches!(
-        tree.get("usr/bin/dash").map(|n| &n.kind),
-        Some(Kind::File(_))
-    ) {
+    if matches!(tree.get("usr/bin/dash").map(|n| &n.kind), Some(Kind::File(_))) {
         // dash's maintainer scripts make this link; its data.tar does not ship it.
         tree.insert("usr/bin/sh", Node::symlink("dash"))?;
     }
     if let Some(bundle) = ca_bundle(tree) {
-        tree.insert(
-            "etc/ssl/certs/ca-certificates.crt",
-            Node::file(bundle, 0o644),
-        )?;
+        tree.insert("etc/ssl/certs/ca-certificates.crt", Node::file(bundle, 0o644))?;
     }
     for d in &decl.dirs {
         let mut n = Node::dir(d.mode);
@@ -102,18 +91,8 @@ mod tests {
     #[test]
     fn passwd_sorted_by_uid() {
         let users = vec![
-            User {
-                name: "synapse".into(),
-                uid: 991,
-                gid: 991,
-                home: "/data".into(),
-            },
-            User {
-                name: "postgres".into(),
-                uid: 999,
-                gid: 999,
-                home: "/var/lib/postgresql".into(),
-            },
+            User { name: "synapse".into(), uid: 991, gid: 991, home: "/data".into() },
+            User { name: "postgres".into(), uid: 999, gid: 999, home: "/var/lib/postgresql".into() },
         ];
         let (p, g) = passwd_group(&users);
         let names: Vec<_> = p.lines().map(|l| l.split(':').next().unwrap()).collect();
@@ -124,18 +103,9 @@ mod tests {
     #[test]
     fn ca_bundle_is_sorted_concatenation() {
         let mut t = Tree::new();
-        t.insert(
-            "usr/share/ca-certificates/mozilla/B.crt",
-            Node::file("B", 0o644),
-        )
-        .unwrap();
-        t.insert(
-            "usr/share/ca-certificates/mozilla/A.crt",
-            Node::file("A\n", 0o644),
-        )
-        .unwrap();
-        t.insert("usr/share/ca-certificates/README", Node::file("no", 0o644))
-            .unwrap();
+        t.insert("usr/share/ca-certificates/mozilla/B.crt", Node::file("B", 0o644)).unwrap();
+        t.insert("usr/share/ca-certificates/mozilla/A.crt", Node::file("A\n", 0o644)).unwrap();
+        t.insert("usr/share/ca-certificates/README", Node::file("no", 0o644)).unwrap();
         assert_eq!(ca_bundle(&t).unwrap(), b"A\nB\n");
         assert!(ca_bundle(&Tree::new()).is_none());
     }
@@ -146,9 +116,6 @@ mod tests {
         t.insert("usr/bin/dash", Node::file("elf", 0o755)).unwrap();
         let decl: ImageDecl = toml::from_str("").unwrap();
         declared_files(&decl, &mut t).unwrap();
-        assert_eq!(
-            t.get("usr/bin/sh").unwrap().kind,
-            Kind::Symlink("dash".into())
-        );
+        assert_eq!(t.get("usr/bin/sh").unwrap().kind, Kind::Symlink("dash".into()));
     }
 }

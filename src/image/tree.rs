@@ -30,28 +30,13 @@ pub struct Node {
 
 impl Node {
     pub fn dir(mode: u32) -> Self {
-        Node {
-            kind: Kind::Dir,
-            mode,
-            uid: 0,
-            gid: 0,
-        }
+        Node { kind: Kind::Dir, mode, uid: 0, gid: 0 }
     }
     pub fn file(data: impl Into<Vec<u8>>, mode: u32) -> Self {
-        Node {
-            kind: Kind::File(data.into()),
-            mode,
-            uid: 0,
-            gid: 0,
-        }
+        Node { kind: Kind::File(data.into()), mode, uid: 0, gid: 0 }
     }
     pub fn symlink(target: impl Into<String>) -> Self {
-        Node {
-            kind: Kind::Symlink(target.into()),
-            mode: 0o777,
-            uid: 0,
-            gid: 0,
-        }
+        Node { kind: Kind::Symlink(target.into()), mode: 0o777, uid: 0, gid: 0 }
     }
 }
 
@@ -151,8 +136,7 @@ impl Tree {
     /// Removes a path and everything below it.
     pub fn remove_subtree(&mut self, path: &str) {
         let prefix = format!("{path}/");
-        self.nodes
-            .retain(|p, _| p != path && !p.starts_with(&prefix));
+        self.nodes.retain(|p, _| p != path && !p.starts_with(&prefix));
     }
 
     /// Removes every path matching one of the glob patterns (`usr/share/doc/**`).
@@ -161,12 +145,8 @@ impl Tree {
         if patterns.is_empty() {
             return 0;
         }
-        let doomed: Vec<String> = self
-            .nodes
-            .keys()
-            .filter(|p| patterns.iter().any(|g| g.matches(p)))
-            .cloned()
-            .collect();
+        let doomed: Vec<String> =
+            self.nodes.keys().filter(|p| patterns.iter().any(|g| g.matches(p))).cloned().collect();
         for p in &doomed {
             self.remove_subtree(p);
         }
@@ -263,10 +243,7 @@ mod tests {
     fn merge_usr_table() {
         let cases = [
             ("bin/dash", "usr/bin/dash"),
-            (
-                "lib/x86_64-linux-gnu/libc.so.6",
-                "usr/lib/x86_64-linux-gnu/libc.so.6",
-            ),
+            ("lib/x86_64-linux-gnu/libc.so.6", "usr/lib/x86_64-linux-gnu/libc.so.6"),
             ("lib64", "usr/lib64"),
             ("sbin/ldconfig", "usr/sbin/ldconfig"),
             ("binary/x", "binary/x"),
@@ -301,25 +278,15 @@ mod tests {
     #[test]
     fn remove_matching_takes_subtrees_and_dangling_hardlinks() {
         let mut t = Tree::new();
-        t.insert("usr/share/doc/a/copyright", Node::file("c", 0o644))
-            .unwrap();
-        t.insert("usr/share/man/man1/x.1.gz", Node::file("m", 0o644))
-            .unwrap();
+        t.insert("usr/share/doc/a/copyright", Node::file("c", 0o644)).unwrap();
+        t.insert("usr/share/man/man1/x.1.gz", Node::file("m", 0o644)).unwrap();
         t.insert("usr/bin/x", Node::file("x", 0o755)).unwrap();
         t.insert(
             "usr/bin/y",
-            Node {
-                kind: Kind::Hardlink("usr/share/man/man1/x.1.gz".into()),
-                mode: 0o644,
-                uid: 0,
-                gid: 0,
-            },
+            Node { kind: Kind::Hardlink("usr/share/man/man1/x.1.gz".into()), mode: 0o644, uid: 0, gid: 0 },
         )
         .unwrap();
-        let pats: Vec<_> = ["usr/share/doc", "usr/share/man"]
-            .iter()
-            .map(|p| glob::Pattern::new(p).unwrap())
-            .collect();
+        let pats: Vec<_> = ["usr/share/doc", "usr/share/man"].iter().map(|p| glob::Pattern::new(p).unwrap()).collect();
         t.remove_matching(&pats);
         let left: Vec<_> = t.paths().collect();
         assert_eq!(left, ["usr", "usr/bin", "usr/bin/x", "usr/share"]);
@@ -328,12 +295,10 @@ mod tests {
     #[test]
     fn minus_keeps_only_new_entries_and_their_parents() {
         let mut base = Tree::new();
-        base.insert("usr/lib/libc.so.6", Node::file("libc", 0o755))
-            .unwrap();
+        base.insert("usr/lib/libc.so.6", Node::file("libc", 0o755)).unwrap();
         base.insert("tmp", Node::dir(0o1777)).unwrap();
         let mut img = base.clone();
-        img.insert("usr/lib/libpq.so.5", Node::file("pq", 0o644))
-            .unwrap();
+        img.insert("usr/lib/libpq.so.5", Node::file("pq", 0o644)).unwrap();
         let d = img.minus(&base);
         let left: Vec<_> = d.paths().collect();
         assert_eq!(left, ["usr", "usr/lib", "usr/lib/libpq.so.5"]);

@@ -13,10 +13,7 @@ const DATA_PREFIX: &str = "usr/local";
 
 /// Where a file of the archive lands, or `None` for parts that are not installed.
 fn destination(name: &str, data_dir: &str) -> Option<(String, bool)> {
-    let Some(rest) = name
-        .strip_prefix(data_dir)
-        .and_then(|r| r.strip_prefix('/'))
-    else {
+    let Some(rest) = name.strip_prefix(data_dir).and_then(|r| r.strip_prefix('/')) else {
         return Some((format!("{SITE}/{name}"), false));
     };
     let (scheme, path) = rest.split_once('/')?;
@@ -46,12 +43,10 @@ pub fn console_scripts(entry_points: &str) -> Vec<(String, String, String)> {
     for line in entry_points.lines().map(str::trim) {
         if line.starts_with('[') {
             in_section = line == "[console_scripts]";
-        } else if in_section {
-            if let Some((name, target)) = line.split_once('=') {
-                let target = target.split('[').next().unwrap_or("").trim();
-                if let Some((module, func)) = target.split_once(':') {
-                    out.push((name.trim().into(), module.trim().into(), func.trim().into()));
-                }
+        } else if in_section && let Some((name, target)) = line.split_once('=') {
+            let target = target.split('[').next().unwrap_or("").trim();
+            if let Some((module, func)) = target.split_once(':') {
+                out.push((name.trim().into(), module.trim().into(), func.trim().into()));
             }
         }
     }
@@ -66,8 +61,7 @@ pub fn install(wheel: &[u8], filename: &str, python: &str, tree: &mut Tree) -> R
     };
     let data_dir = format!("{n}-{v}.data");
     let dist_info = format!("{n}-{v}.dist-info");
-    let mut zip = zip::ZipArchive::new(Cursor::new(wheel))
-        .with_context(|| format!("{filename} is not a zip"))?;
+    let mut zip = zip::ZipArchive::new(Cursor::new(wheel)).with_context(|| format!("{filename} is not a zip"))?;
     let mut entry_points = None;
     for i in 0..zip.len() {
         let mut f = zip.by_index(i)?;
@@ -84,21 +78,13 @@ pub fn install(wheel: &[u8], filename: &str, python: &str, tree: &mut Tree) -> R
             continue;
         };
         let exec = f.unix_mode().is_some_and(|m| m & 0o111 != 0);
-        let (data, mode) = if is_script {
-            (fix_shebang(data, python), 0o755)
-        } else {
-            (data, if exec { 0o755 } else { 0o644 })
-        };
-        tree.insert(&dest, Node::file(data, mode))
-            .with_context(|| format!("{filename}: {name}"))?;
+        let (data, mode) =
+            if is_script { (fix_shebang(data, python), 0o755) } else { (data, if exec { 0o755 } else { 0o644 }) };
+        tree.insert(&dest, Node::file(data, mode)).with_context(|| format!("{filename}: {name}"))?;
     }
-    tree.insert(
-        &format!("{SITE}/{dist_info}/INSTALLER"),
-        Node::file("masctl\n", 0o644),
-    )?;
+    tree.insert(&format!("{SITE}/{dist_info}/INSTALLER"), Node::file("masctl\n", 0o644))?;
     for (name, module, func) in console_scripts(entry_points.as_deref().unwrap_or("")) {
-        let script =
-            format!("#!{python}\nimport sys\nfrom {module} import {func}\nsys.exit({func}())\n");
+        let script = format!("#!{python}\nimport sys\nfrom {module} import {func}\nsys.exit({func}())\n");
         tree.insert(&format!("{SCRIPTS}/{name}"), Node::file(script, 0o755))?;
     }
     Ok(())
@@ -114,22 +100,10 @@ mod tests {
     fn destination_table() {
         let d = "pkg-1.0.data";
         let cases = [
-            (
-                "pkg/__init__.py",
-                Some(("usr/lib/python3/dist-packages/pkg/__init__.py", false)),
-            ),
-            (
-                "pkg-1.0.data/platlib/_x.so",
-                Some(("usr/lib/python3/dist-packages/_x.so", false)),
-            ),
-            (
-                "pkg-1.0.data/scripts/tool",
-                Some(("usr/local/bin/tool", true)),
-            ),
-            (
-                "pkg-1.0.data/data/share/x",
-                Some(("usr/local/share/x", false)),
-            ),
+            ("pkg/__init__.py", Some(("usr/lib/python3/dist-packages/pkg/__init__.py", false))),
+            ("pkg-1.0.data/platlib/_x.so", Some(("usr/lib/python3/dist-packages/_x.so", false))),
+            ("pkg-1.0.data/scripts/tool", Some(("usr/local/bin/tool", true))),
+            ("pkg-1.0.data/data/share/x", Some(("usr/local/share/x", false))),
             ("pkg-1.0.data/headers/x.h", None),
         ];
         for (name, want) in cases {
@@ -144,11 +118,7 @@ mod tests {
         assert_eq!(
             console_scripts(ep),
             vec![
-                (
-                    "synctl".into(),
-                    "synapse._scripts.synctl".into(),
-                    "main".into()
-                ),
+                ("synctl".into(), "synapse._scripts.synctl".into(), "main".into()),
                 ("x".into(), "a.b".into(), "c".into())
             ]
         );
@@ -160,34 +130,18 @@ mod tests {
         let o = zip::write::SimpleFileOptions::default().unix_permissions(0o644);
         z.start_file("demo/__init__.py", o).unwrap();
         z.write_all(b"X = 1\n").unwrap();
-        z.start_file("demo-1.0.dist-info/entry_points.txt", o)
-            .unwrap();
-        z.write_all(b"[console_scripts]\ndemo = demo:main\n")
-            .unwrap();
+        z.start_file("demo-1.0.dist-info/entry_points.txt", o).unwrap();
+        z.write_all(b"[console_scripts]\ndemo = demo:main\n").unwrap();
         z.start_file("demo-1.0.data/scripts/raw", o).unwrap();
         z.write_all(b"#!python\nprint(1)\n").unwrap();
         let bytes = z.finish().unwrap().into_inner();
         let mut t = Tree::new();
-        install(
-            &bytes,
-            "demo-1.0-py3-none-any.whl",
-            "/usr/bin/python3.11",
-            &mut t,
-        )
-        .unwrap();
-        assert!(
-            t.get("usr/lib/python3/dist-packages/demo/__init__.py")
-                .is_some()
-        );
-        let Kind::File(raw) = &t.get("usr/local/bin/raw").unwrap().kind else {
-            panic!()
-        };
+        install(&bytes, "demo-1.0-py3-none-any.whl", "/usr/bin/python3.11", &mut t).unwrap();
+        assert!(t.get("usr/lib/python3/dist-packages/demo/__init__.py").is_some());
+        let Kind::File(raw) = &t.get("usr/local/bin/raw").unwrap().kind else { panic!() };
         assert_eq!(raw, b"#!/usr/bin/python3.11\nprint(1)\n");
         let demo = t.get("usr/local/bin/demo").unwrap();
         assert_eq!(demo.mode, 0o755);
-        assert!(
-            t.get("usr/lib/python3/dist-packages/demo-1.0.dist-info/INSTALLER")
-                .is_some()
-        );
+        assert!(t.get("usr/lib/python3/dist-packages/demo-1.0.dist-info/INSTALLER").is_some());
     }
 }

@@ -12,9 +12,7 @@ pub fn repo() -> PathBuf {
 
 /// Inputs are fetched once per checkout and shared by every test's state root.
 pub fn shared_cache() -> PathBuf {
-    std::env::var_os("MASCTL_TEST_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target/test-cache"))
+    std::env::var_os("MASCTL_TEST_CACHE").map(PathBuf::from).unwrap_or_else(|| repo().join("target/test-cache"))
 }
 
 /// A throwaway state root; removed when dropped.
@@ -24,12 +22,7 @@ pub struct Root {
 
 impl Root {
     pub fn new() -> Root {
-        Root {
-            dir: tempfile::Builder::new()
-                .prefix("masctl-test-")
-                .tempdir()
-                .expect("tempdir"),
-        }
+        Root { dir: tempfile::Builder::new().prefix("masctl-test-").tempdir().expect("tempdir") }
     }
 
     pub fn path(&self) -> &Path {
@@ -48,42 +41,27 @@ impl Root {
     /// Runs masctl and returns stdout, failing the test with stderr otherwise.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.masctl().args(args).output().expect("running masctl");
-        assert!(
-            out.status.success(),
-            "masctl {} failed:\n{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "masctl {} failed:\n{}", args.join(" "), String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Runs masctl expecting failure; returns stderr.
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.masctl().args(args).output().expect("running masctl");
-        assert!(
-            !out.status.success(),
-            "masctl {} should have failed",
-            args.join(" ")
-        );
+        assert!(!out.status.success(), "masctl {} should have failed", args.join(" "));
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
     /// Builds and loads an image; returns its ID.
     pub fn load(&self, name: &str) -> String {
         let out = self.ok(&["image", "load", name]);
-        let line = out
-            .lines()
-            .find(|l| l.starts_with(&format!("{name} ")))
-            .expect("load prints the ID");
+        let line = out.lines().find(|l| l.starts_with(&format!("{name} "))).expect("load prints the ID");
         line.split_whitespace().nth(1).expect("ID").to_string()
     }
 }
 
 pub fn docker(args: &[&str]) -> Output {
-    Command::new("docker")
-        .args(args)
-        .output()
-        .expect("the docker CLI is installed (run the README's test command)")
+    Command::new("docker").args(args).output().expect("the docker CLI is installed (run the README's test command)")
 }
 
 /// Runs docker and returns trimmed stdout, failing the test otherwise.
@@ -106,10 +84,7 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Optio
         if let Some(v) = check() {
             return v;
         }
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -158,11 +133,7 @@ impl Docker {
 
     pub fn logs(&self, container: &str) -> String {
         let out = docker(&["logs", "--tail", "40", container]);
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
     }
 }
 
@@ -181,11 +152,5 @@ impl Drop for Docker {
 }
 
 /// Secure hardening flags every service container in the tests runs with.
-pub const HARDENED: [&str; 6] = [
-    "--read-only",
-    "--cap-drop",
-    "ALL",
-    "--security-opt",
-    "no-new-privileges",
-    "--tmpfs=/tmp",
-];
+pub const HARDENED: [&str; 6] =
+    ["--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--tmpfs=/tmp"];

@@ -1,0 +1,241 @@
+//! Activation: make a generation the running system, the way NixOS's
+//! switch-to-configuration does it — stop what changed, flip `current`, reload,
+//! start, wait for every job, check health — and go back when the new one fails.
+
+pub mod plan;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::docker::Engine;
+use crate::eval::{Manifest, TARGET};
+use crate::generations::{Generation, Generations, replace_symlink};
+use crate::layout::Layout;
+use crate::spec::ServiceSpec;
+use crate::systemd::{Op, Systemd, job_failed, last_log_lines};
+use crate::{fsutil, ui};
+
+pub use plan::{Plan, plan};
+
+pub const UNIT_DIR: &str = "/etc/systemd/system";
+
+pub struct Activator<'a> {
+    pub layout: &'a Layout,
+    pub systemd: &'a Systemd,
+    pub engine: &'a Engine,
+    pub unit_dir: PathBuf,
+    /// How long the new generation may take to become healthy.
+    pub timeout: Duration,
+}
+
+/// What went wrong when a generation did not come up.
+#[derive(Debug)]
+pub struct Failure {
+    pub units: Vec<String>,
+    pub logs: String,
+}
+
+fn read_pending(layout: &Layout) -> BTreeSet<String> {
+    fs::read(layout.pending()).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+}
+
+fn write_pending(layout: &Layout, units: &BTreeSet<String>) -> Result<()> {
+    fsutil::write_atomic(&layout.pending(), &serde_json::to_vec(units)?, 0o644)
+}
+
+pub fn read_spec(path: &str) -> Result<ServiceSpec> {
+    let p = Path::new(path).join("spec.json");
+    serde_json::from_slice(&fs::read(&p).with_context(|| format!("reading {}", p.display()))?)
+        .with_context(|| format!("parsing {}", p.display()))
+}
+
+impl Activator<'_> {
+    pub fn plan_for(&self, target: &Manifest) -> Result<Plan> {
+        let gens = Generations::new(self.layout);
+        let old = match gens.current()? {
+            Some(c) => c.manifest()?.units,
+            None => Default::default(),
+        };
+        Ok(plan(&old, &target.units, &read_pending(self.layout)))
+    }
+
+    /// Links every unit of the generation into the unit directory through `current`.
+    fn link_units(&self, manifest: &Manifest) -> Result<()> {
+        fs::create_dir_all(&self.unit_dir)?;
+        for unit in manifest.units.keys() {
+            let target = self.layout.current().join("units").join(unit);
+            let link = self.unit_dir.join(unit);
+            if fs::read_link(&link).ok().as_deref() != Some(target.as_path()) {
+                replace_symlink(&target, &link)?;
+            }
+        }
+        let wants = self.unit_dir.join("multi-user.target.wants");
+        fs::create_dir_all(&wants)?;
+        let link = wants.join(TARGET);
+        let target = PathBuf::from("..").join(TARGET);
+        if fs::read_link(&link).ok().as_deref() != Some(target.as_path()) {
+            replace_symlink(&target, &link)?;
+        }
+        Ok(())
+    }
+
+    /// Makes `target` current and running. On failure returns the failing units; the
+    /// caller decides whether to roll back.
+    pub async fn activate(&self, target: &Generation) -> Result<std::result::Result<Plan, Failure>> {
+        let gens = Generations::new(self.layout);
+        let manifest = target.manifest()?;
+        let plan = self.plan_for(&manifest)?;
+        for line in plan.describe(false) {
+            ui::step(line);
+        }
+        // Recorded before anything stops, cleared only when all is up: a switch
+        // killed in between is finished by the next one.
+        let mut pending = read_pending(self.layout);
+        pending.extend(plan.to_start());
+        write_pending(self.layout, &pending)?;
+
+        let stops: Vec<(Op, String)> = plan.stop.iter().chain(&plan.restart).map(|u| (Op::Stop, u.clone())).collect();
+        if !stops.is_empty() {
+            let sp = ui::spinner(&format!("stopping {}", stops.len()));
+            let res = self.systemd.run_jobs(&stops, Duration::from_secs(300)).await?;
+            sp.finish_and_clear();
+            for (unit, _, result) in res {
+                if job_failed(&result) {
+                    ui::warn(format!("stopping {unit}: {result}"));
+                }
+            }
+        }
+
+        self.link_units(&manifest)?;
+        gens.set_current(target)?;
+        for unit in &plan.stop {
+            let _ = fs::remove_file(self.unit_dir.join(unit));
+        }
+        self.systemd.reload().await?;
+
+        let mut starts: Vec<(Op, String)> = pending.iter().map(|u| (Op::Start, u.clone())).collect();
+        starts.push((Op::Start, TARGET.to_string()));
+        for (_, unit) in &starts {
+            self.systemd.reset_failed(unit).await;
+        }
+        let services: Vec<String> = manifest.units.keys().filter(|u| !u.ends_with(".target")).cloned().collect();
+        let sp = ui::spinner(&format!("starting generation {} and waiting for health", target.number));
+        let failed = self.start_and_gate(&starts, &services, &manifest).await?;
+        sp.finish_and_clear();
+        if !failed.is_empty() {
+            let logs = failed
+                .iter()
+                .map(|u| format!("--- last log lines of {u} ---\n{}", last_log_lines(u, 15)))
+                .collect::<Vec<_>>()
+                .join("\n");
+            return Ok(Err(Failure { units: failed, logs }));
+        }
+        let _ = fs::remove_file(self.layout.pending());
+        Ok(Ok(plan))
+    }
+
+    /// Starts the units and waits until each is active with a healthy container, or
+    /// has failed (including "restarting after a crash"), or the timeout passes.
+    async fn start_and_gate(
+        &self,
+        starts: &[(Op, String)],
+        services: &[String],
+        manifest: &Manifest,
+    ) -> Result<Vec<String>> {
+        let mut failed: BTreeSet<String> = BTreeSet::new();
+        let jobs = self.systemd.run_jobs(starts, self.timeout);
+        tokio::pin!(jobs);
+        // Poll unit states while the jobs run: a crash-looping service never ends its
+        // start job by itself.
+        let results = loop {
+            tokio::select! {
+                r = &mut jobs => break r,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                    for u in services {
+                        let s = self.systemd.unit_state(u).await?;
+                        if s.active_state == "failed" || s.sub_state == "auto-restart" {
+                            failed.insert(u.clone());
+                        }
+                    }
+                    if !failed.is_empty() {
+                        return Ok(failed.into_iter().collect());
+                    }
+                }
+            }
+        };
+        match results {
+            Ok(results) => {
+                for (unit, _, result) in results {
+                    if job_failed(&result) {
+                        failed.insert(unit);
+                    }
+                }
+            }
+            Err(e) => {
+                ui::warn(format!("{e:#}"));
+                failed.extend(services.iter().cloned());
+            }
+        }
+        for u in services {
+            let s = self.systemd.unit_state(u).await?;
+            if s.active_state != "active" {
+                failed.insert(u.clone());
+            }
+        }
+        // Health gate: every container runs the generation's image and is healthy.
+        for (service, spec_path) in &manifest.services {
+            let spec = read_spec(spec_path)?;
+            let unit = crate::eval::unit_name(service);
+            match self.engine.container_health(&spec.container).await? {
+                Some((image, health)) if image == spec.image && health == "healthy" => {}
+                other => {
+                    ui::detail(format!("{}: container is {other:?}", spec.container));
+                    failed.insert(unit);
+                }
+            }
+        }
+        Ok(failed.into_iter().collect())
+    }
+}
+
+/// Switches to `target`; if it fails and `previous` exists, switches back to it and
+/// reports both. The error says what failed and where the system is now.
+pub async fn switch_with_rollback(
+    a: &Activator<'_>,
+    target: &Generation,
+    previous: Option<&Generation>,
+) -> Result<Plan> {
+    match a.activate(target).await? {
+        Ok(plan) => Ok(plan),
+        Err(failure) => {
+            eprintln!("{}", failure.logs.trim_end());
+            let Some(prev) = previous.filter(|p| p.number != target.number) else {
+                bail!(
+                    "generation {} did not come up ({} failed) and there is no earlier generation to go back to",
+                    target.number,
+                    failure.units.join(", ")
+                );
+            };
+            ui::step(format!("generation {} failed; rolling back to generation {}", target.number, prev.number));
+            match a.activate(prev).await? {
+                Ok(_) => bail!(
+                    "generation {} did not come up ({} failed); rolled back to generation {}, which is running",
+                    target.number,
+                    failure.units.join(", "),
+                    prev.number
+                ),
+                Err(again) => bail!(
+                    "generation {} did not come up ({} failed), and rolling back to generation {} failed too ({})",
+                    target.number,
+                    failure.units.join(", "),
+                    prev.number,
+                    again.units.join(", ")
+                ),
+            }
+        }
+    }
+}

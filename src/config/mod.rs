@@ -1,0 +1,32 @@
+//! `masctl.toml`: the declarative description of one host's stack.
+//!
+//! Parsing is serde with unknown keys refused; checks serde cannot express run in
+//! [`Config::validate`], and every error names `file:line:column`.
+
+mod schema;
+mod validate;
+
+pub use schema::*;
+
+use std::path::Path;
+
+use anyhow::{Result, anyhow};
+
+use crate::located;
+
+/// A location-carrying error for a spanned value.
+pub fn at(path: &Path, text: &str, span: std::ops::Range<usize>, msg: impl std::fmt::Display) -> anyhow::Error {
+    let (line, col) = located::line_col(text, span.start);
+    anyhow!("{}:{line}:{col}: {msg}", path.display())
+}
+
+pub fn parse(path: &Path, text: &str) -> Result<Config> {
+    let config: Config = located::parse_toml(path, text)?;
+    validate::validate(&config, path, text)?;
+    Ok(config)
+}
+
+pub fn load(path: &Path) -> Result<Config> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    parse(path, &text)
+}

@@ -1,0 +1,203 @@
+//! Evaluation: config + image IDs → the contents of a generation. Pure: the same
+//! inputs give the same bytes, hence the same store paths and generation hash.
+//!
+//! A generation is a set of store entries: per service a config entry (rendered
+//! files) and a spec entry (the container to run), and the generation entry itself
+//! (units + manifest) that refers to them by path.
+
+mod postgres;
+mod synapse;
+mod units;
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+use crate::layout::Layout;
+use crate::spec::ServiceSpec;
+
+pub use units::{TARGET, unit_name};
+
+/// A store entry: a directory of files, named by the hash of its contents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub name: String,
+    pub files: BTreeMap<String, Vec<u8>>,
+}
+
+impl Entry {
+    pub fn new(name: &str) -> Entry {
+        Entry { name: name.to_string(), files: BTreeMap::new() }
+    }
+
+    pub fn add(&mut self, path: &str, data: impl Into<Vec<u8>>) -> &mut Self {
+        self.files.insert(path.to_string(), data.into());
+        self
+    }
+
+    pub fn hash(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(self.name.as_bytes());
+        for (p, d) in &self.files {
+            h.update([0]);
+            h.update(p.as_bytes());
+            h.update([0]);
+            h.update((d.len() as u64).to_le_bytes());
+            h.update(d);
+        }
+        hex::encode(h.finalize())
+    }
+
+    pub fn path(&self, layout: &Layout) -> String {
+        layout.store_path(&self.hash(), &self.name).display().to_string()
+    }
+}
+
+/// What evaluation needs besides the config.
+#[derive(Debug, Clone)]
+pub struct Inputs<'a> {
+    pub config: &'a Config,
+    /// service → `sha256:…` image ID.
+    pub images: &'a BTreeMap<String, String>,
+    pub layout: &'a Layout,
+    /// Absolute path of the masctl binary the units run.
+    pub masctl: &'a str,
+}
+
+/// The generation manifest: what `generations`, `diff`, `status` and `gc` read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub server_name: String,
+    pub instance: String,
+    /// The config as evaluated (for `masctl diff`).
+    pub config: serde_json::Value,
+    pub images: BTreeMap<String, String>,
+    /// service → spec entry path.
+    pub services: BTreeMap<String, String>,
+    /// unit file name → content hash.
+    pub units: BTreeMap<String, String>,
+    /// Every store path this generation keeps alive (for gc).
+    pub refs: Vec<String>,
+    /// Where clients reach Synapse on the host.
+    pub client_url: String,
+}
+
+pub struct Evaluated {
+    /// Entries in dependency order; the generation entry is last.
+    pub entries: Vec<Entry>,
+    pub manifest: Manifest,
+}
+
+#[cfg(test)]
+impl Evaluated {
+    pub fn generation(&self) -> &Entry {
+        self.entries.last().expect("evaluation always yields a generation")
+    }
+}
+
+pub fn evaluate(inp: &Inputs) -> Result<Evaluated> {
+    let mut entries = Vec::new();
+    let mut services = BTreeMap::new();
+    let mut specs: Vec<(ServiceSpec, String)> = Vec::new();
+
+    let pg_conf = postgres::config_entry(inp.config);
+    let pg = postgres::spec(inp, &pg_conf.path(inp.layout));
+    let syn_conf = synapse::config_entry(inp.config)?;
+    let syn = synapse::spec(inp, &syn_conf.path(inp.layout));
+    entries.push(pg_conf);
+    entries.push(syn_conf);
+    for (spec, description) in [(pg, "PostgreSQL"), (syn, "Synapse homeserver")] {
+        let mut e = Entry::new(&format!("service-{}", spec.service));
+        e.add("spec.json", serde_json::to_vec_pretty(&spec)?);
+        services.insert(spec.service.clone(), e.path(inp.layout));
+        specs.push((spec, description.to_string()));
+        entries.push(e);
+    }
+
+    let mut gen_entry = Entry::new("generation");
+    let mut unit_hashes = BTreeMap::new();
+    for (file, text) in units::render(inp, &specs, &services) {
+        unit_hashes.insert(file.clone(), hex::encode(Sha256::digest(text.as_bytes())));
+        gen_entry.add(&format!("units/{file}"), text);
+    }
+    let (ip, port) = inp.config.synapse_publish();
+    let host = if ip.contains(':') { format!("[{ip}]") } else { ip };
+    let manifest = Manifest {
+        format: 1,
+        server_name: inp.config.server_name.get_ref().clone(),
+        instance: inp.config.instance.get_ref().clone(),
+        config: serde_json::to_value(inp.config)?,
+        images: inp.images.clone(),
+        services,
+        units: unit_hashes,
+        refs: entries.iter().map(|e| e.path(inp.layout)).collect(),
+        client_url: format!("http://{host}:{port}"),
+    };
+    gen_entry.add("manifest.json", serde_json::to_vec_pretty(&manifest)?);
+    entries.push(gen_entry);
+    Ok(Evaluated { entries, manifest })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn eval(text: &str, synapse_image: &str) -> Evaluated {
+        let config = crate::config::parse(Path::new("m.toml"), text).unwrap();
+        let images: BTreeMap<String, String> = [
+            ("postgres".to_string(), format!("sha256:{}", "1".repeat(64))),
+            ("synapse".to_string(), synapse_image.to_string()),
+        ]
+        .into();
+        let layout = Layout::new("/var/lib/masctl");
+        evaluate(&Inputs { config: &config, images: &images, layout: &layout, masctl: "/usr/bin/masctl" }).unwrap()
+    }
+
+    const BASE: &str = "server_name = \"example.com\"\n";
+
+    #[test]
+    fn same_inputs_same_generation() {
+        let img = format!("sha256:{}", "2".repeat(64));
+        assert_eq!(eval(BASE, &img).generation().hash(), eval(BASE, &img).generation().hash());
+    }
+
+    #[test]
+    fn what_changes_with_what() {
+        let img = format!("sha256:{}", "2".repeat(64));
+        let units = |e: &Evaluated| e.manifest.units.clone();
+        let a = eval(BASE, &img);
+        let cases = [
+            // (config, synapse image, postgres unit changes?, synapse unit changes?)
+            (format!("{BASE}[synapse.extra]\nmax_upload_size = \"10M\"\n"), img.clone(), false, true),
+            (BASE.to_string(), format!("sha256:{}", "3".repeat(64)), false, true),
+            (format!("{BASE}[postgres.settings]\nshared_buffers = \"64MB\"\n"), img.clone(), true, false),
+            (format!("{BASE}[ports]\nsynapse = \"127.0.0.1:9008\"\n"), img.clone(), false, true),
+        ];
+        for (text, image, pg_changes, syn_changes) in cases {
+            let b = eval(&text, &image);
+            assert_ne!(a.generation().hash(), b.generation().hash(), "{text}");
+            let (ua, ub) = (units(&a), units(&b));
+            assert_eq!(ua["masctl-postgres.service"] != ub["masctl-postgres.service"], pg_changes, "{text}");
+            assert_eq!(ua["masctl-synapse.service"] != ub["masctl-synapse.service"], syn_changes, "{text}");
+        }
+    }
+
+    #[test]
+    fn no_secret_material_in_the_generation() {
+        let e = eval(BASE, &format!("sha256:{}", "2".repeat(64)));
+        for entry in &e.entries {
+            for (path, data) in &entry.files {
+                let text = String::from_utf8_lossy(data);
+                assert!(!text.contains("password:"), "{path} has an inline password");
+                if path == "homeserver.yaml" {
+                    assert!(text.contains("/run/secrets/"), "{path} refers to secrets by path");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! Where things live under the state root (default `/var/lib/masctl`).
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub root: PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: impl Into<PathBuf>) -> Layout {
+        Layout { root: root.into() }
+    }
+    pub fn store(&self) -> PathBuf {
+        self.root.join("store")
+    }
+    pub fn cache(&self) -> PathBuf {
+        self.root.join("cache")
+    }
+    pub fn generations(&self) -> PathBuf {
+        self.root.join("generations")
+    }
+    pub fn current(&self) -> PathBuf {
+        self.root.join("current")
+    }
+    pub fn secrets(&self) -> PathBuf {
+        self.root.join("secrets")
+    }
+    pub fn secret(&self, name: &str) -> PathBuf {
+        self.secrets().join(name)
+    }
+    pub fn data(&self, service: &str) -> PathBuf {
+        self.root.join("data").join(service)
+    }
+    pub fn lock(&self) -> PathBuf {
+        self.root.join("lock")
+    }
+    /// Units a switch still has to (re)start: written before the flip, removed when
+    /// done, merged into the next switch's plan if a switch was killed.
+    pub fn pending(&self) -> PathBuf {
+        self.root.join("pending-units")
+    }
+    pub fn store_path(&self, hash: &str, name: &str) -> PathBuf {
+        self.store().join(format!("{hash}-{name}"))
+    }
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}

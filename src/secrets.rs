@@ -1,0 +1,134 @@
+//! Secrets: generated once from the OS random source into `secrets/` (0700), one
+//! file each (0600, owned by the service that reads it). Only their paths travel:
+//! never their contents into the store, a unit, an argv or a log.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use base64::Engine as _;
+
+use crate::layout::Layout;
+
+/// How a secret's content is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// 32 random bytes as 64 hex digits.
+    Token,
+    /// A Synapse ed25519 signing key line: `ed25519 a_XXXX <unpadded base64 seed>`.
+    SigningKey,
+    /// A libpq password file line for `password_of`'s value.
+    PgPass { host: &'static str, user: &'static str, password_of: &'static str },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spec {
+    pub name: &'static str,
+    pub uid: u32,
+    pub kind: Kind,
+}
+
+pub const POSTGRES_UID: u32 = 999;
+pub const SYNAPSE_UID: u32 = 991;
+
+/// Every secret the stack uses. Derived ones come after what they derive from.
+pub const SPECS: [Spec; 7] = [
+    Spec { name: "postgres-superuser", uid: POSTGRES_UID, kind: Kind::Token },
+    Spec { name: "postgres-synapse", uid: POSTGRES_UID, kind: Kind::Token },
+    Spec {
+        name: "synapse-pgpass",
+        uid: SYNAPSE_UID,
+        kind: Kind::PgPass { host: "*", user: "synapse", password_of: "postgres-synapse" },
+    },
+    Spec { name: "synapse-macaroon", uid: SYNAPSE_UID, kind: Kind::Token },
+    Spec { name: "synapse-form", uid: SYNAPSE_UID, kind: Kind::Token },
+    Spec { name: "synapse-registration", uid: SYNAPSE_UID, kind: Kind::Token },
+    Spec { name: "synapse-signing.key", uid: SYNAPSE_UID, kind: Kind::SigningKey },
+];
+
+pub fn random_bytes<const N: usize>() -> Result<[u8; N]> {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("reading the OS random source: {e}"))?;
+    Ok(b)
+}
+
+fn make(spec: &Spec, layout: &Layout) -> Result<String> {
+    Ok(match spec.kind {
+        Kind::Token => hex::encode(random_bytes::<32>()?),
+        Kind::SigningKey => {
+            let seed = random_bytes::<32>()?;
+            let id: String = random_bytes::<4>()?.iter().map(|b| (b'a' + b % 26) as char).collect();
+            format!("ed25519 a_{id} {}\n", base64::engine::general_purpose::STANDARD_NO_PAD.encode(seed))
+        }
+        Kind::PgPass { host, user, password_of } => {
+            let pw = fs::read_to_string(layout.secret(password_of))
+                .with_context(|| format!("reading secret {password_of}"))?;
+            format!("{host}:*:*:{user}:{}\n", pw.trim())
+        }
+    })
+}
+
+fn write_secret(path: &Path, content: &str, uid: u32) -> Result<()> {
+    let tmp = crate::fsutil::temp_sibling(path);
+    let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+    f.write_all(content.as_bytes())?;
+    f.sync_all()?;
+    std::os::unix::fs::chown(&tmp, Some(uid), Some(uid)).with_context(|| format!("chown {}", tmp.display()))?;
+    fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// Creates missing secrets; existing ones are kept as they are (owner and mode fixed).
+/// Returns the names created.
+pub fn ensure(layout: &Layout) -> Result<Vec<&'static str>> {
+    let dir = layout.secrets();
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
+    let mut created = Vec::new();
+    for spec in &SPECS {
+        let path = layout.secret(spec.name);
+        if path.exists() {
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
+            std::os::unix::fs::chown(&path, Some(spec.uid), Some(spec.uid))?;
+            continue;
+        }
+        write_secret(&path, &make(spec, layout)?, spec.uid)
+            .with_context(|| format!("creating secret {}", spec.name))?;
+        created.push(spec.name);
+    }
+    crate::fsutil::fsync_dir(&dir)?;
+    Ok(created)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ensure_creates_private_files_once() {
+        let d = tempfile::tempdir().unwrap();
+        let layout = Layout::new(d.path());
+        let first = ensure(&layout).unwrap();
+        assert_eq!(first.len(), SPECS.len());
+        let token = fs::read_to_string(layout.secret("synapse-macaroon")).unwrap();
+        assert_eq!(token.len(), 64);
+        let meta = fs::metadata(layout.secret("synapse-macaroon")).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(fs::metadata(layout.secrets()).unwrap().permissions().mode() & 0o777, 0o700);
+        let pw = fs::read_to_string(layout.secret("postgres-synapse")).unwrap();
+        let pgpass = fs::read_to_string(layout.secret("synapse-pgpass")).unwrap();
+        assert_eq!(pgpass, format!("*:*:*:synapse:{pw}\n"));
+        let key = fs::read_to_string(layout.secret("synapse-signing.key")).unwrap();
+        let parts: Vec<_> = key.split_whitespace().collect();
+        assert_eq!((parts[0], parts[1].len(), parts[2].len()), ("ed25519", 6, 43));
+        // Second run keeps everything.
+        assert!(ensure(&layout).unwrap().is_empty());
+        assert_eq!(fs::read_to_string(layout.secret("synapse-macaroon")).unwrap(), token);
+        // Two installs never share a secret.
+        let other = tempfile::tempdir().unwrap();
+        ensure(&Layout::new(other.path())).unwrap();
+        assert_ne!(fs::read_to_string(Layout::new(other.path()).secret("synapse-macaroon")).unwrap(), token);
+    }
+}

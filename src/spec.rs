@@ -1,0 +1,64 @@
+//! A service's container, as `masctl supervise` runs it: written by evaluation into
+//! the store, read by the unit's main process. Everything a restart depends on is in
+//! here, so its hash is what the unit embeds.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    pub service: String,
+    pub container: String,
+    pub network: String,
+    /// `sha256:…` image ID.
+    pub image: String,
+    pub user: String,
+    #[serde(default)]
+    pub cmd: Vec<String>,
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// `host:container[:ro]` bind mounts.
+    pub binds: Vec<String>,
+    /// container path → tmpfs options.
+    #[serde(default)]
+    pub tmpfs: BTreeMap<String, String>,
+    #[serde(default)]
+    pub ports: Vec<Port>,
+    pub health: Health,
+    /// Commands run in the container once it is healthy, before READY=1.
+    #[serde(default)]
+    pub after_healthy: Vec<Vec<String>>,
+    /// Host directories the service writes to, created with this owner if missing.
+    #[serde(default)]
+    pub data_dirs: Vec<DataDir>,
+    pub stop_timeout_secs: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Port {
+    pub host_ip: String,
+    pub host_port: u16,
+    pub container_port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    /// Docker `CMD` health test (argv, no shell).
+    pub test: Vec<String>,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub retries: u32,
+    pub start_period_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataDir {
+    pub path: String,
+    pub uid: u32,
+    pub mode: u32,
+}

@@ -1,0 +1,157 @@
+//! The systemd edge: PID 1's Manager over the system bus (zbus), jobs tracked to
+//! their `JobRemoved` result, unit properties read fresh.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use futures_util::StreamExt;
+use zbus::proxy::CacheProperties;
+use zbus::{Connection, OwnedObjectPath, proxy};
+
+#[proxy(
+    interface = "org.freedesktop.systemd1.Manager",
+    default_service = "org.freedesktop.systemd1",
+    default_path = "/org/freedesktop/systemd1"
+)]
+pub trait Manager {
+    fn subscribe(&self) -> zbus::Result<()>;
+    fn start_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
+    fn stop_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
+    fn reload(&self) -> zbus::Result<()>;
+    fn reset_failed_unit(&self, name: &str) -> zbus::Result<()>;
+    fn load_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
+    #[zbus(signal)]
+    fn job_removed(&self, id: u32, job: OwnedObjectPath, unit: String, result: String) -> zbus::Result<()>;
+}
+
+#[proxy(interface = "org.freedesktop.systemd1.Unit", default_service = "org.freedesktop.systemd1")]
+pub trait Unit {
+    #[zbus(property)]
+    fn active_state(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn sub_state(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn load_state(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn active_enter_timestamp(&self) -> zbus::Result<u64>;
+    #[zbus(property, name = "InvocationID")]
+    fn invocation_id(&self) -> zbus::Result<Vec<u8>>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Op {
+    Start,
+    Stop,
+}
+
+/// A unit's state as `systemctl show` would report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitState {
+    pub name: String,
+    pub load_state: String,
+    pub active_state: String,
+    pub sub_state: String,
+    /// µs since the epoch when the unit last entered `active` (0 if never).
+    pub active_since: u64,
+    pub invocation_id: String,
+}
+
+pub struct Systemd {
+    conn: Connection,
+    manager: ManagerProxy<'static>,
+}
+
+/// Job results that mean the operation did not happen (stc-ng's rule).
+pub fn job_failed(result: &str) -> bool {
+    matches!(result, "timeout" | "failed" | "dependency")
+}
+
+impl Systemd {
+    pub async fn connect() -> Result<Systemd> {
+        let conn = Connection::system().await.context(
+            "connecting to the system bus (is systemd PID 1 here? `masctl try` runs the stack in a throwaway systemd host)",
+        )?;
+        let manager = ManagerProxy::new(&conn).await?;
+        // Without Subscribe, PID 1 may not send JobRemoved to this client.
+        manager.subscribe().await.context("subscribing to systemd signals")?;
+        Ok(Systemd { conn, manager })
+    }
+
+    /// daemon-reload; the reply comes once systemd has re-read its units.
+    pub async fn reload(&self) -> Result<()> {
+        tokio::time::timeout(Duration::from_secs(180), self.manager.reload())
+            .await
+            .context("systemd did not finish reloading within 180 s")?
+            .context("daemon-reload")?;
+        Ok(())
+    }
+
+    pub async fn reset_failed(&self, unit: &str) {
+        // Fails when the unit is not failed or not loaded: nothing to reset then.
+        let _ = self.manager.reset_failed_unit(unit).await;
+    }
+
+    /// Submits every operation and waits for each job's `JobRemoved`, matched by job
+    /// path. Returns (unit, op, result) in submission order.
+    pub async fn run_jobs(&self, ops: &[(Op, String)], limit: Duration) -> Result<Vec<(String, Op, String)>> {
+        // The stream exists before the first job, so no result can slip past.
+        let mut removed = self.manager.receive_job_removed().await?;
+        let mut pending: BTreeMap<String, usize> = BTreeMap::new();
+        let mut results: Vec<Option<String>> = vec![None; ops.len()];
+        for (i, (op, unit)) in ops.iter().enumerate() {
+            let job = match op {
+                Op::Start => self.manager.start_unit(unit, "replace").await,
+                Op::Stop => self.manager.stop_unit(unit, "replace").await,
+            };
+            match job {
+                Ok(path) => {
+                    pending.insert(path.as_str().to_string(), i);
+                }
+                // A unit that is not loaded cannot be stopped: it is stopped.
+                Err(e) if *op == Op::Stop && e.to_string().contains("not loaded") => results[i] = Some("done".into()),
+                Err(e) => bail!("{op:?} {unit}: {e}"),
+            }
+        }
+        let deadline = tokio::time::Instant::now() + limit;
+        while !pending.is_empty() {
+            let sig = tokio::time::timeout_at(deadline, removed.next())
+                .await
+                .with_context(|| format!("systemd jobs still running after {limit:?}: {:?}", pending.keys()))?
+                .context("the system bus closed")?;
+            let args = sig.args()?;
+            if let Some(i) = pending.remove(args.job.as_str()) {
+                results[i] = Some(args.result.to_string());
+            }
+        }
+        Ok(ops
+            .iter()
+            .zip(results)
+            .map(|((op, unit), r)| (unit.clone(), *op, r.unwrap_or_else(|| "done".into())))
+            .collect())
+    }
+
+    pub async fn unit_state(&self, name: &str) -> Result<UnitState> {
+        let path = self.manager.load_unit(name).await.with_context(|| format!("loading {name}"))?;
+        let unit = UnitProxy::builder(&self.conn).path(path).cache_properties(CacheProperties::No).build().await?;
+        Ok(UnitState {
+            name: name.to_string(),
+            load_state: unit.load_state().await?,
+            active_state: unit.active_state().await?,
+            sub_state: unit.sub_state().await?,
+            active_since: unit.active_enter_timestamp().await?,
+            invocation_id: hex::encode(unit.invocation_id().await.unwrap_or_default()),
+        })
+    }
+}
+
+/// The last lines a unit wrote to the journal (best effort: `journalctl`).
+pub fn last_log_lines(unit: &str, lines: usize) -> String {
+    let out = std::process::Command::new("journalctl")
+        .args(["-u", unit, "-n", &lines.to_string(), "--no-pager", "-o", "cat"])
+        .output();
+    match out {
+        Ok(o) => String::from_utf8_lossy(&o.stdout).into_owned(),
+        Err(e) => format!("(journalctl unavailable: {e})"),
+    }
+}
