@@ -247,17 +247,17 @@ impl Engine {
 
     /// Runs a command in the container, forwarding its output; returns its exit code.
     pub async fn exec(&self, container: &str, cmd: &[String]) -> Result<i64> {
-        Ok(self.exec_in(container, cmd, &[], false).await?.0)
+        Ok(self.exec_in(container, cmd, &[], ExecOutput::Forward).await?.0)
     }
 
-    /// Runs a command in the container with extra environment; its output is
-    /// forwarded, or captured and returned when `capture`.
+    /// Runs a command in the container with extra environment; returns its exit code
+    /// and, with [`ExecOutput::Capture`], its output.
     pub async fn exec_in(
         &self,
         container: &str,
         cmd: &[String],
         env: &[String],
-        capture: bool,
+        output_to: ExecOutput,
     ) -> Result<(i64, String)> {
         let exec = self
             .docker
@@ -277,16 +277,29 @@ impl Engine {
         if let StartExecResults::Attached { mut output, .. } = self.docker.start_exec(&exec.id, None).await? {
             while let Some(chunk) = output.next().await {
                 let chunk = chunk?;
-                if capture {
-                    captured.push_str(&String::from_utf8_lossy(chunk.as_ref()));
-                } else {
-                    print_log(&chunk);
+                match output_to {
+                    ExecOutput::Capture => captured.push_str(&String::from_utf8_lossy(chunk.as_ref())),
+                    ExecOutput::Forward => print_log(&chunk),
+                    ExecOutput::Stderr => {
+                        use std::io::Write;
+                        let _ = std::io::stderr().lock().write_all(chunk.as_ref());
+                    }
                 }
             }
         }
         let inspect = self.docker.inspect_exec(&exec.id).await?;
         Ok((inspect.exit_code.unwrap_or(-1), captured))
     }
+}
+
+/// Where the output of [`Engine::exec_in`] goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecOutput {
+    /// stdout to stdout, stderr to stderr.
+    Forward,
+    /// Everything to stderr (stdout is kept for the caller's own result).
+    Stderr,
+    Capture,
 }
 
 /// Writes a chunk of container output to the matching stream of this process.

@@ -124,7 +124,14 @@ impl<'a> Generations<'a> {
 
 /// The exclusive lock of the state root, held until dropped.
 pub struct StateLock {
-    _file: File,
+    file: File,
+}
+
+impl Drop for StateLock {
+    fn drop(&mut self) {
+        // Forget the holder's name; the kernel releases the lock with the file.
+        let _ = self.file.set_len(0);
+    }
 }
 
 /// Takes the lock or fails at once, saying who holds it.
@@ -156,7 +163,7 @@ pub fn lock(layout: &Layout, what: &str) -> Result<StateLock> {
     f.rewind()?;
     write!(f, "pid {}: masctl {what}", std::process::id())?;
     f.sync_all()?;
-    Ok(StateLock { _file: f })
+    Ok(StateLock { file: f })
 }
 
 #[cfg(test)]

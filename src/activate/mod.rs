@@ -47,6 +47,14 @@ fn write_pending(layout: &Layout, units: &BTreeSet<String>) -> Result<()> {
     fsutil::write_atomic(&layout.pending(), &serde_json::to_vec(units)?, 0o644)
 }
 
+/// Fault injection for tests: `MASCTL_FAILPOINT=<name>` kills this process with
+/// SIGKILL at that point of a switch, as a power cut or OOM kill would.
+fn failpoint(name: &str) {
+    if std::env::var("MASCTL_FAILPOINT").as_deref() == Ok(name) {
+        let _ = std::process::Command::new("sh").args(["-c", &format!("kill -9 {}", std::process::id())]).status();
+    }
+}
+
 pub fn read_spec(path: &str) -> Result<ServiceSpec> {
     let p = Path::new(path).join("spec.json");
     serde_json::from_slice(&fs::read(&p).with_context(|| format!("reading {}", p.display()))?)
@@ -110,12 +118,15 @@ impl Activator<'_> {
             }
         }
 
+        failpoint("after-stop");
         self.link_units(&manifest)?;
         gens.set_current(target)?;
+        failpoint("after-flip");
         for unit in &plan.stop {
             let _ = fs::remove_file(self.unit_dir.join(unit));
         }
         self.systemd.reload().await?;
+        failpoint("after-reload");
 
         let mut starts: Vec<(Op, String)> = pending.iter().map(|u| (Op::Start, u.clone())).collect();
         starts.push((Op::Start, TARGET.to_string()));

@@ -13,7 +13,7 @@ use bollard::query_parameters::CreateContainerOptionsBuilder;
 use super::image::Ctx;
 use crate::cli::Global;
 use crate::config;
-use crate::docker::Engine;
+use crate::docker::{Engine, ExecOutput};
 use crate::generations::Generations;
 use crate::image::{import, mirrors, oci::RunConfig};
 use crate::layout::Layout;
@@ -67,7 +67,7 @@ pub async fn run(g: &Global, down: bool, json: bool) -> Result<()> {
     cmd.extend(["--root".into(), layout.root().display().to_string()]);
     cmd.extend(["-c".into(), config_in_host.display().to_string(), "switch".into()]);
     let env = vec![format!("MASCTL_IMAGES={IMAGES_IN_HOST}"), format!("MASCTL_CACHE={}", cache.display())];
-    let (code, _) = engine.exec_in(&host, &cmd, &env, false).await?;
+    let (code, _) = engine.exec_in(&host, &cmd, &env, ExecOutput::Stderr).await?;
     if code != 0 {
         bail!(
             "`masctl switch` inside {host} failed (exit {code}); `docker exec {host} journalctl -u 'masctl-*'` has the details"
@@ -223,7 +223,7 @@ async fn wait_for_systemd(engine: &Engine, host: &str) -> Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     let cmd = ["systemctl", "is-system-running", "--wait"].map(String::from);
     loop {
-        let (_, out) = engine.exec_in(host, &cmd, &[], true).await?;
+        let (_, out) = engine.exec_in(host, &cmd, &[], ExecOutput::Capture).await?;
         let state = out.trim();
         if state == "running" || state == "degraded" {
             sp.finish_and_clear();

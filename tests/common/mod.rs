@@ -2,6 +2,8 @@
 //! root with a shared input cache, the real Docker engine, and bounded waits.
 #![allow(dead_code)]
 
+pub mod stack;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};

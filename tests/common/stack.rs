@@ -1,0 +1,229 @@
+//! A whole stack under test: a throwaway systemd host (via `masctl try`) with its
+//! own state root, instance name, published port and config directory.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use super::{docker, docker_ok, repo, shared_cache, wait_for};
+
+pub struct Stack {
+    pub instance: String,
+    pub port: u16,
+    pub root: PathBuf,
+    pub config_dir: tempfile::TempDir,
+    _root_dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Stack {
+    /// Writes the config; does not start anything.
+    pub fn new(name: &str) -> Stack {
+        let root_dir = tempfile::Builder::new().prefix("masctl-stack-").tempdir_in("/var/tmp").unwrap();
+        let instance = format!("t{}-{name}", std::process::id());
+        let stack = Stack {
+            instance,
+            port: free_port(),
+            root: root_dir.path().to_path_buf(),
+            config_dir: tempfile::tempdir().unwrap(),
+            _root_dir: root_dir,
+        };
+        stack.write_config("");
+        stack
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.config_dir.path().join("masctl.toml")
+    }
+
+    /// The base config plus `extra` TOML appended (tables after the top-level keys).
+    pub fn write_config(&self, extra: &str) {
+        let text = format!(
+            "server_name = \"test.local\"\ninstance = \"{}\"\nstate_root = \"{}\"\n[ports]\nsynapse = \"127.0.0.1:{}\"\n{extra}",
+            self.instance,
+            self.root.display(),
+            self.port
+        );
+        std::fs::write(self.config_path(), text).unwrap();
+    }
+
+    pub fn host(&self) -> String {
+        format!("{}-host", self.instance)
+    }
+
+    fn masctl_on_host(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_masctl"));
+        c.env("MASCTL_CACHE", shared_cache())
+            .env("MASCTL_IMAGES", repo().join("images"))
+            .arg("-c")
+            .arg(self.config_path());
+        c
+    }
+
+    /// `masctl try` from the machine: boots the host and switches into it.
+    pub fn try_up(&self) -> Output {
+        self.masctl_on_host().args(["try", "--json"]).output().unwrap()
+    }
+
+    pub fn up(&self) -> serde_json::Value {
+        let out = self.try_up();
+        assert!(out.status.success(), "masctl try failed:\n{}{}", text(&out.stdout), text(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Runs masctl inside the systemd host, as an operator would.
+    pub fn masctl(&self, args: &[&str]) -> Output {
+        self.masctl_env(&[], args)
+    }
+
+    pub fn masctl_env(&self, env: &[&str], args: &[&str]) -> Output {
+        let root = self.root.display().to_string();
+        let mut all = vec!["exec".to_string()];
+        for e in env {
+            all.extend(["-e".to_string(), e.to_string()]);
+        }
+        all.push(self.host());
+        all.extend(["/opt/masctl/bin/masctl", "--root", &root, "-c", "/etc/masctl/masctl.toml"].map(String::from));
+        all.extend(args.iter().map(|s| s.to_string()));
+        Command::new("docker").args(&all).output().unwrap()
+    }
+
+    pub fn masctl_ok(&self, args: &[&str]) -> String {
+        let out = self.masctl(args);
+        assert!(out.status.success(), "masctl {} failed:\n{}{}", args.join(" "), text(&out.stdout), text(&out.stderr));
+        text(&out.stdout)
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&self.masctl_ok(&["status", "--json"])).unwrap()
+    }
+
+    pub fn generations(&self) -> Vec<serde_json::Value> {
+        serde_json::from_str::<serde_json::Value>(&self.masctl_ok(&["generations", "--json"]))
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    pub fn current(&self) -> u64 {
+        self.status()["generation"].as_u64().unwrap()
+    }
+
+    pub fn container(&self, service: &str) -> String {
+        format!("{}-{service}", self.instance)
+    }
+
+    /// When the service's container was started (changes exactly when it restarts).
+    pub fn started_at(&self, service: &str) -> String {
+        docker_ok(&["inspect", "-f", "{{.State.StartedAt}}", &self.container(service)])
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn versions_status(&self) -> Option<u16> {
+        let agent: ureq::Agent =
+            ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(5))).build().into();
+        match agent.get(&format!("{}/_matrix/client/versions", self.base_url())).call() {
+            Ok(r) => Some(r.status().as_u16()),
+            Err(ureq::Error::StatusCode(c)) => Some(c),
+            Err(_) => None,
+        }
+    }
+
+    pub fn wait_serving(&self) {
+        wait_for("Synapse to answer /versions", Duration::from_secs(120), || {
+            (self.versions_status() == Some(200)).then_some(())
+        });
+    }
+
+    /// `homeserver.yaml` as the running Synapse container sees it.
+    pub fn served_config(&self) -> serde_json::Value {
+        let out = docker_ok(&[
+            "exec",
+            &self.container("synapse"),
+            "python3",
+            "-c",
+            "import sys,yaml; import json; print(json.dumps(yaml.safe_load(open('/etc/synapse/homeserver.yaml'))))",
+        ]);
+        serde_json::from_str(&out).unwrap()
+    }
+
+    /// Registers a user with Synapse's shared-secret API (secret read from its file).
+    pub fn register(&self, user: &str, password: &str) {
+        let pwfile = format!("/tmp/{user}.pw");
+        let c = self.container("synapse");
+        let script = format!("open('{pwfile}','w').write('{password}')");
+        docker_ok(&["exec", &c, "python3", "-c", &script]);
+        docker_ok(&[
+            "exec",
+            &c,
+            "python3",
+            "-m",
+            "synapse._scripts.register_new_matrix_user",
+            "-c",
+            "/etc/synapse/homeserver.yaml",
+            "-u",
+            user,
+            "--password-file",
+            &pwfile,
+            "--no-admin",
+            "http://localhost:8008",
+        ]);
+        docker_ok(&["exec", &c, "python3", "-c", &format!("import os; os.remove('{pwfile}')")]);
+    }
+
+    pub fn login_status(&self, user: &str, password: &str) -> u16 {
+        let agent: ureq::Agent =
+            ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(10))).build().into();
+        let body = serde_json::json!({"type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": user}, "password": password});
+        match agent.post(&format!("{}/_matrix/client/v3/login", self.base_url())).send_json(&body) {
+            Ok(r) => r.status().as_u16(),
+            Err(ureq::Error::StatusCode(c)) => c,
+            Err(e) => panic!("login: {e}"),
+        }
+    }
+
+    /// Every file under the state root with its size (a snapshot to compare).
+    pub fn snapshot(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        walk(&self.root, &mut out);
+        out.sort();
+        out
+    }
+}
+
+fn walk(p: &Path, out: &mut Vec<String>) {
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            let path = e.path();
+            if path.starts_with(path.parent().unwrap().join("data")) {
+                continue; // service data changes while services run
+            }
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let link = std::fs::read_link(&path).map(|l| l.display().to_string()).unwrap_or_default();
+            out.push(format!("{} {} {link}", path.display(), meta.len()));
+            if meta.is_dir() {
+                walk(&path, out);
+            }
+        }
+    }
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = self.masctl_on_host().args(["try", "--down"]).output();
+        let _ = docker(&["network", "rm", &self.instance]);
+    }
+}

@@ -1,0 +1,211 @@
+//! Generations, switch and rollback on a real systemd (PID 1 in a container) with
+//! real Docker, Postgres and Synapse built by masctl.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::stack::{Stack, text};
+use common::{docker_ok, wait_for};
+
+fn units_active(status: &serde_json::Value) -> bool {
+    status["units"].as_array().unwrap().iter().all(|u| u["active_state"] == "active")
+}
+
+fn containers_healthy(status: &serde_json::Value) -> bool {
+    let cs = status["containers"].as_array().unwrap();
+    cs.len() == 2 && cs.iter().all(|c| c["health"] == "healthy" && c["image"].is_string())
+}
+
+/// The secrets masctl generated, as strings that must never leak.
+fn secret_values(s: &Stack) -> Vec<String> {
+    let dir = s.root.join("secrets");
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        let meta = std::fs::metadata(&p).unwrap();
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777, 0o600, "{}", p.display());
+        let v = std::fs::read_to_string(&p).unwrap();
+        // The secret part of each file (a pgpass line or a signing key carries it last).
+        let secret = v.trim().rsplit([':', ' ']).next().unwrap().to_string();
+        assert!(secret.len() >= 32, "{}: {secret}", p.display());
+        out.push(secret);
+    }
+    out
+}
+
+fn grep_tree(dir: &std::path::Path, needles: &[String]) -> Vec<String> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            if m.is_dir() {
+                stack.push(p);
+            } else if m.is_file() && m.len() < 50_000_000 {
+                let data = String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned();
+                hits.extend(needles.iter().filter(|n| data.contains(n.as_str())).map(|_| p.display().to_string()));
+            }
+        }
+    }
+    hits
+}
+
+#[test]
+fn switch_lifecycle_change_noop_rollback_and_invalid_configs() {
+    let s = Stack::new("life");
+    let up = s.up();
+    assert_eq!(up["client_url"], s.base_url());
+    s.wait_serving();
+    let st = s.status();
+    assert_eq!(st["generation"], 1);
+    assert!(units_active(&st) && containers_healthy(&st), "{st}");
+    assert_eq!(st["matches_current"], true);
+
+    // Secrets: 0600 files, and nowhere else: not in the store, the units, any
+    // process's command line, or the journal.
+    let secrets = secret_values(&s);
+    let store_hits = grep_tree(&s.root.join("store"), &secrets);
+    assert!(store_hits.is_empty(), "secrets in the store: {store_hits:?}");
+    let units = docker_ok(&["exec", &s.host(), "sh", "-c", "cat /etc/systemd/system/masctl*"]);
+    let journal = docker_ok(&["exec", &s.host(), "journalctl", "--no-pager", "-o", "cat"]);
+    let mut cmdlines = String::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(c) = std::fs::read(e.path().join("cmdline")) {
+            cmdlines.push_str(&String::from_utf8_lossy(&c));
+        }
+    }
+    for secret in &secrets {
+        assert!(!units.contains(secret.as_str()), "secret in a unit file");
+        assert!(!journal.contains(secret.as_str()), "secret in the journal");
+        assert!(!cmdlines.contains(secret.as_str()), "secret in /proc/*/cmdline");
+    }
+
+    // Data written now must survive every switch and rollback.
+    s.register("alice", "alice-password-1");
+    assert_eq!(s.login_status("alice", "alice-password-1"), 200);
+
+    // A no-op switch restarts nothing and makes no generation.
+    let (pg0, syn0) = (s.started_at("postgres"), s.started_at("synapse"));
+    let out = s.masctl_ok(&["switch"]);
+    assert!(out.contains(&s.base_url()));
+    assert_eq!(s.generations().len(), 1);
+    assert_eq!((s.started_at("postgres"), s.started_at("synapse")), (pg0.clone(), syn0.clone()));
+
+    // A Synapse-only change restarts Synapse only.
+    s.write_config("[synapse.extra]\nmax_upload_size = \"7M\"\n");
+    let dry = s.masctl_ok(&["switch", "--dry-run"]);
+    assert!(dry.contains("would restart the following units: masctl-synapse.service"), "{dry}");
+    assert_eq!(s.generations().len(), 1, "a dry run makes no generation");
+    s.masctl_ok(&["switch"]);
+    s.wait_serving();
+    assert_eq!(s.current(), 2);
+    assert_eq!(s.started_at("postgres"), pg0, "Postgres must keep running");
+    assert_ne!(s.started_at("synapse"), syn0);
+    assert_eq!(s.served_config()["max_upload_size"], "7M");
+    let diff = s.masctl_ok(&["diff"]);
+    assert!(diff.contains("unit changed: masctl-synapse.service") && diff.contains("max_upload_size"), "{diff}");
+    assert!(!diff.contains("masctl-postgres.service"), "{diff}");
+    assert_eq!(s.login_status("alice", "alice-password-1"), 200);
+
+    // Invalid configs: one located line each, and the host exactly as it was.
+    let before = s.snapshot();
+    let syn1 = s.started_at("synapse");
+    for (bad, location) in [
+        ("[synapse]\nlog_level = \"LOUD\"\n", "masctl.toml:7:13:"),
+        ("[synapse.extra]\ndatabase = \"x\"\n", "masctl.toml:7:1:"),
+        ("bogus = 1\n", "masctl.toml:6:1:"),
+    ] {
+        s.write_config(bad);
+        let out = s.masctl(&["switch"]);
+        assert!(!out.status.success());
+        let err = text(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains(location), "{bad}: {err}");
+    }
+    assert_eq!(s.snapshot(), before, "an invalid config changed the state root");
+    assert_eq!(s.started_at("synapse"), syn1);
+
+    // Rollback serves the previous config; the data is still there.
+    s.write_config("[synapse.extra]\nmax_upload_size = \"7M\"\n");
+    s.masctl_ok(&["rollback"]);
+    s.wait_serving();
+    assert_eq!(s.current(), 1);
+    assert!(s.served_config().get("max_upload_size").is_none());
+    assert_eq!(s.login_status("alice", "alice-password-1"), 200);
+    assert_eq!(s.started_at("postgres"), pg0);
+    let gens = s.generations();
+    assert_eq!(gens.len(), 2);
+    assert!(gens.iter().any(|g| g["number"] == 1 && g["current"] == true));
+
+    // gc never removes the current generation nor service data.
+    s.masctl_ok(&["gc", "--keep", "0"]);
+    assert_eq!(s.generations().len(), 1);
+    assert_eq!(s.login_status("alice", "alice-password-1"), 200);
+    assert!(s.root.join("data/postgres/PG_VERSION").exists());
+}
+
+#[test]
+fn failures_roll_back_and_interrupted_switches_converge() {
+    let s = Stack::new("fail");
+    s.up();
+    s.wait_serving();
+    s.register("bob", "bob-password-1");
+
+    // Synapse refuses open registration without verification: generation 2 cannot start.
+    s.write_config("[synapse]\nenable_registration = true\n");
+    let out = s.masctl(&["switch", "--timeout", "120"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("rolled back to generation 1") && err.contains("masctl-synapse.service"), "{err}");
+    assert!(err.contains("last log lines of masctl-synapse.service"), "{err}");
+    s.wait_serving();
+    let st = s.status();
+    assert_eq!(st["generation"], 1);
+    assert!(units_active(&st) && containers_healthy(&st), "{st}");
+    assert_eq!(s.served_config()["enable_registration"], false);
+    assert_eq!(s.login_status("bob", "bob-password-1"), 200);
+
+    // Killed with SIGKILL at each point of a switch: `current` is always a complete
+    // generation, and the next switch converges.
+    let mut expect_size = 10;
+    for point in ["after-stop", "after-flip", "after-reload"] {
+        expect_size += 1;
+        s.write_config(&format!("[synapse.extra]\nmax_upload_size = \"{expect_size}M\"\n"));
+        let killed = s.masctl_env(&[&format!("MASCTL_FAILPOINT={point}")], &["switch"]);
+        assert!(!killed.status.success(), "{point}: the failpoint did not fire");
+        let cur = std::fs::read_link(s.root.join("current")).unwrap();
+        let gen_dir = std::fs::read_link(s.root.join(&cur)).unwrap();
+        assert!(gen_dir.join("manifest.json").exists(), "{point}: current is not a complete generation");
+        s.masctl_ok(&["switch"]);
+        s.wait_serving();
+        let st = s.status();
+        assert!(units_active(&st) && containers_healthy(&st) && st["matches_current"] == true, "{point}: {st}");
+        assert_eq!(s.served_config()["max_upload_size"], format!("{expect_size}M"), "{point}");
+        assert_eq!(s.login_status("bob", "bob-password-1"), 200);
+    }
+
+    // Two concurrent switches: one proceeds, the other fails on the lock at once.
+    s.write_config("[synapse.extra]\nmax_upload_size = \"99M\"\n");
+    let root = s.root.display().to_string();
+    let mut first = Command::new("docker")
+        .args(["exec", &s.host(), "/opt/masctl/bin/masctl", "--root", &root, "-c", "/etc/masctl/masctl.toml", "switch"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Readiness: the lock is held once the file names its holder.
+    wait_for("the first switch to take the lock", Duration::from_secs(60), || {
+        std::fs::read_to_string(s.root.join("lock")).ok().filter(|t| t.contains("masctl switch")).map(|_| ())
+    });
+    let second = s.masctl(&["switch"]);
+    let first_ok = first.wait().unwrap().success();
+    assert!(first_ok, "the first switch proceeds");
+    assert!(!second.status.success());
+    let err = text(&second.stderr);
+    assert!(err.contains("another masctl command holds") && err.contains("masctl switch"), "{err}");
+    s.wait_serving();
+    assert_eq!(s.served_config()["max_upload_size"], "99M");
+}
