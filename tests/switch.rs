@@ -145,6 +145,17 @@ fn switch_lifecycle_change_noop_rollback_and_invalid_configs() {
     assert_eq!(s.generations().len(), 1);
     assert_eq!(s.login_status("alice", "alice-password-1"), 200);
     assert!(s.root.join("data/postgres/PG_VERSION").exists());
+
+    // A Postgres-only change restarts Postgres and leaves Synapse running, which
+    // reconnects to its database by itself.
+    let syn_before = s.started_at("synapse");
+    s.write_config("[postgres.settings]\nwork_mem = \"8MB\"\n");
+    s.masctl_ok(&["switch"]);
+    assert_ne!(s.started_at("postgres"), pg0);
+    assert_eq!(s.started_at("synapse"), syn_before, "Synapse must keep running");
+    wait_for("Synapse to reach the restarted Postgres", Duration::from_secs(60), || {
+        (s.login_status("alice", "alice-password-1") == 200).then_some(())
+    });
 }
 
 #[test]

@@ -71,6 +71,16 @@ impl Activator<'_> {
         Ok(plan(&old, &target.units, &read_pending(self.layout)))
     }
 
+    /// Whether every unit link (and the boot link) already points through `current`.
+    fn links_in_place(&self, manifest: &Manifest) -> bool {
+        let unit_ok = manifest
+            .units
+            .keys()
+            .all(|u| fs::read_link(self.unit_dir.join(u)).ok() == Some(self.layout.current().join("units").join(u)));
+        let wants = self.unit_dir.join("multi-user.target.wants").join(TARGET);
+        unit_ok && fs::read_link(wants).ok() == Some(PathBuf::from("..").join(TARGET))
+    }
+
     /// Links every unit of the generation into the unit directory through `current`.
     fn link_units(&self, manifest: &Manifest) -> Result<()> {
         fs::create_dir_all(&self.unit_dir)?;
@@ -99,6 +109,19 @@ impl Activator<'_> {
         let plan = self.plan_for(&manifest)?;
         for line in plan.describe(false) {
             ui::step(line);
+        }
+        let already_current = gens.current()?.is_some_and(|c| c.number == target.number);
+        if plan.is_noop() && already_current && self.links_in_place(&manifest) {
+            // Nothing to stop, flip or reload: only make sure everything runs.
+            let mut starts: Vec<(Op, String)> = Vec::new();
+            starts.push((Op::Start, TARGET.to_string()));
+            let services: Vec<String> = manifest.units.keys().filter(|u| !u.ends_with(".target")).cloned().collect();
+            let failed = self.start_and_gate(&starts, &services, &manifest).await?;
+            if !failed.is_empty() {
+                let logs = failure_logs(&failed);
+                return Ok(Err(Failure { units: failed, logs }));
+            }
+            return Ok(Ok(plan));
         }
         // Recorded before anything stops, cleared only when all is up: a switch
         // killed in between is finished by the next one.
@@ -138,11 +161,7 @@ impl Activator<'_> {
         let failed = self.start_and_gate(&starts, &services, &manifest).await?;
         sp.finish_and_clear();
         if !failed.is_empty() {
-            let logs = failed
-                .iter()
-                .map(|u| format!("--- last log lines of {u} ---\n{}", last_log_lines(u, 15)))
-                .collect::<Vec<_>>()
-                .join("\n");
+            let logs = failure_logs(&failed);
             return Ok(Err(Failure { units: failed, logs }));
         }
         let _ = fs::remove_file(self.layout.pending());
@@ -211,6 +230,14 @@ impl Activator<'_> {
         }
         Ok(failed.into_iter().collect())
     }
+}
+
+fn failure_logs(units: &[String]) -> String {
+    units
+        .iter()
+        .map(|u| format!("--- last log lines of {u} ---\n{}", last_log_lines(u, 15)))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Switches to `target`; if it fails and `previous` exists, switches back to it and

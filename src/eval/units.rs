@@ -13,8 +13,11 @@ pub fn unit_name(service: &str) -> String {
     format!("masctl-{service}.service")
 }
 
-/// Which services a service needs running first.
-fn requires(service: &str) -> &'static [&'static str] {
+/// Which services a service needs running first. Ordering plus `Wants=`, not
+/// `Requires=`: with `Requires=`, systemd restarts Synapse whenever Postgres
+/// restarts, so a Postgres-only change would take the homeserver down; Synapse
+/// reconnects to its database by itself.
+fn needs(service: &str) -> &'static [&'static str] {
     match service {
         "synapse" => &["postgres"],
         _ => &[],
@@ -34,7 +37,7 @@ pub fn render(
     let mut out = Vec::new();
     for (spec, description) in specs {
         let deps: String =
-            requires(&spec.service).iter().map(|d| format!("Requires={u}\nAfter={u}\n", u = unit_name(d))).collect();
+            needs(&spec.service).iter().map(|d| format!("Wants={u}\nAfter={u}\n", u = unit_name(d))).collect();
         let text = body(SERVICE_TEMPLATE)
             .replace("@SERVICE@", &spec.service)
             .replace("@DESCRIPTION@", description)

@@ -1,0 +1,193 @@
+# Evaluates nix/module.nix with the stand-ins in stub-lib.nix / stub-pkgs.nix and
+# checks what it produces, case by case. Run by module-eval.sh:
+#
+#   nix-instantiate --eval --strict --json tests/nix/eval-module.nix
+#
+# The result is { passed = [ names ]; failed = [ ]; facts = { ... }; } and the
+# evaluation throws (non-zero exit) when any case fails.
+#
+# This proves the module's own logic: which options it declares, their defaults
+# and required-ness, that enable gates everything, and the values it gives to
+# systemd.services.masctl-activate, environment.etc and docker; and that
+# package.nix reads Cargo.toml / Cargo.lock and asks for what the brief says.
+# It does not prove that NixOS accepts those values, that the TOML renders, or
+# that anything builds: see stub-lib.nix, and flake.nix's checks for the real run.
+let
+  lib = import ./stub-lib.nix;
+  pkgs = import ./stub-pkgs.nix { inherit lib; };
+  module = import ../../nix/module.nix;
+
+  eval = config: lib.evalModule { inherit module config pkgs; };
+
+  # Does evaluating `v` all the way down fail (throw / type error)?
+  fails = v: !(builtins.tryEval (builtins.deepSeq v true)).success;
+
+  escapeRegex = builtins.replaceStrings [ "\\" "[" "]" "(" ")" "{" "}" "." "*" "+" "?" "^" "$" "|" ] [
+    "\\\\"
+    "\\["
+    "\\]"
+    "\\("
+    "\\)"
+    "\\{"
+    "\\}"
+    "\\."
+    "\\*"
+    "\\+"
+    "\\?"
+    "\\^"
+    "\\$"
+    "\\|"
+  ];
+  contains = needle: s: builtins.match ".*${escapeRegex needle}.*" s != null;
+
+  minimal = {
+    services.masctl = {
+      enable = true;
+      settings.server_name = "example.com";
+    };
+  };
+
+  on = eval minimal;
+  out = on.output;
+  svc = out.systemd.services.masctl-activate;
+  pkg = on.values.services.masctl.package;
+  toml = out.environment.etc."masctl/masctl.toml".source;
+
+  custom = eval {
+    services.masctl = {
+      enable = true;
+      package = {
+        type = "derivation";
+        name = "masctl-custom";
+        outPath = "/nix/store/11111111111111111111111111111111-masctl-custom";
+      };
+      environment.MASCTL_DEBIAN_MIRRORS = "http://mirror.example/debian";
+      settings = {
+        server_name = "example.org";
+        instance = "prod";
+        state_root = "/srv/masctl";
+        hostnames.matrix = "matrix.example.org";
+        synapse = {
+          enable_registration = false;
+          log_level = "INFO";
+        };
+        ports.synapse = "127.0.0.1:8008";
+      };
+    };
+  };
+  customSvc = custom.output.systemd.services.masctl-activate;
+  customToml = custom.output.environment.etc."masctl/masctl.toml".source.value;
+
+  cases = {
+    declares-options =
+      builtins.attrNames on.options.services.masctl == [
+        "enable"
+        "environment"
+        "package"
+        "settings"
+      ];
+    enable-defaults-false = !(eval { }).values.services.masctl.enable;
+    disabled-sets-nothing = (eval { }).output == { } && (eval { services.masctl.enable = false; }).output == { };
+
+    exec-start-runs-switch =
+      contains "/bin/masctl" svc.serviceConfig.ExecStart
+      && contains " switch" svc.serviceConfig.ExecStart
+      && svc.serviceConfig.ExecStart == "${pkg}/bin/masctl -c /etc/masctl/masctl.toml switch";
+    oneshot-remain-after-exit = svc.serviceConfig.Type == "oneshot" && svc.serviceConfig.RemainAfterExit == true;
+    wanted-by-multi-user = builtins.elem "multi-user.target" svc.wantedBy;
+    after-requires-docker = builtins.elem "docker.service" svc.after && builtins.elem "docker.service" svc.requires;
+    restart-on-config-change = svc.restartTriggers == [ toml ];
+    docker-enabled = out.virtualisation.docker.enable;
+    package-on-path = out.environment.systemPackages == [ pkg ];
+    images-from-package = svc.environment.MASCTL_IMAGES == "${pkg}/share/masctl/images";
+
+    etc-file-rendered-from-settings =
+      toml._stub == "formats.toml.generate"
+      && toml.name == "masctl.toml"
+      && toml.value == {
+        server_name = "example.com";
+        instance = "masctl";
+        state_root = "/var/lib/masctl";
+      };
+
+    server-name-required = fails (eval { services.masctl.enable = true; }).output;
+    server-name-must-be-string = fails (eval {
+      services.masctl = {
+        enable = true;
+        settings.server_name = 42;
+      };
+    }).output;
+    unknown-option-rejected = fails (eval {
+      services.masctl = {
+        enable = true;
+        settings.server_name = "example.com";
+        bogus = true;
+      };
+    }).output;
+
+    custom-package-and-settings =
+      customSvc.serviceConfig.ExecStart
+      == "/nix/store/11111111111111111111111111111111-masctl-custom/bin/masctl -c /etc/masctl/masctl.toml switch"
+      && customToml == {
+        server_name = "example.org";
+        instance = "prod";
+        state_root = "/srv/masctl";
+        hostnames.matrix = "matrix.example.org";
+        synapse = {
+          enable_registration = false;
+          log_level = "INFO";
+        };
+        ports.synapse = "127.0.0.1:8008";
+      };
+    extra-environment =
+      customSvc.environment == {
+        MASCTL_IMAGES = "/nix/store/11111111111111111111111111111111-masctl-custom/share/masctl/images";
+        MASCTL_DEBIAN_MIRRORS = "http://mirror.example/debian";
+      };
+
+    # The default package: nix/package.nix called through the stub callPackage.
+    package-from-cargo-lock =
+      pkg._stub == "rustPlatform.buildRustPackage"
+      && pkg.pname == "masctl"
+      && pkg.version == (builtins.fromTOML (builtins.readFile ../../Cargo.toml)).package.version
+      && toString pkg.cargoLock.lockFile == toString ../../Cargo.lock
+      && pkg.doCheck == false
+      && pkg.cargoTestFlags == [ "--bins" ]
+      && pkg.meta.mainProgram == "masctl";
+    package-source-files =
+      pkg.src.files == map toString [
+        ../../Cargo.toml
+        ../../Cargo.lock
+        ../../src
+        ../../units
+        ../../images
+      ];
+    package-installs-share =
+      contains "$out/share/masctl" pkg.postInstall && contains "cp -r images units $out/share/masctl/" pkg.postInstall;
+    unit-tests-variant =
+      let
+        t = pkgs.callPackage ../../nix/package.nix { runUnitTests = true; };
+      in
+      t.doCheck == true && t.cargoTestFlags == [ "--bins" ];
+  };
+
+  names = builtins.attrNames cases;
+  # A case that throws counts as failed, with the error left to the summary.
+  result = n: builtins.tryEval cases.${n};
+  passed = builtins.filter (n: (result n).success && (result n).value == true) names;
+  failed = builtins.filter (n: !(builtins.elem n passed)) names;
+
+  summary = {
+    inherit passed failed;
+    facts = {
+      execStart = svc.serviceConfig.ExecStart;
+      etc = "masctl/masctl.toml";
+      settings = toml.value;
+      package = "${pkg.pname}-${pkg.version}";
+    };
+  };
+in
+if failed == [ ] then
+  summary
+else
+  throw "module-eval: failed: ${builtins.concatStringsSep ", " failed} (passed: ${builtins.concatStringsSep ", " passed})"
