@@ -113,8 +113,7 @@ impl Activator<'_> {
         let already_current = gens.current()?.is_some_and(|c| c.number == target.number);
         if plan.is_noop() && already_current && self.links_in_place(&manifest) {
             // Nothing to stop, flip or reload: only make sure everything runs.
-            let mut starts: Vec<(Op, String)> = Vec::new();
-            starts.push((Op::Start, TARGET.to_string()));
+            let starts = vec![(Op::Start, TARGET.to_string())];
             let services: Vec<String> = manifest.units.keys().filter(|u| !u.ends_with(".target")).cloned().collect();
             let failed = self.start_and_gate(&starts, &services, &manifest).await?;
             if !failed.is_empty() {
