@@ -95,6 +95,27 @@ pub enum Command {
     /// Build, load, pull and list the stack's container images
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Check the configuration without touching the host
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Show a service's journal (the current run of its unit)
+    Logs {
+        /// postgres, synapse, …
+        service: String,
+        /// Keep printing new lines
+        #[arg(short, long)]
+        follow: bool,
+        /// Lines of history to show
+        #[arg(short = 'n', long, default_value_t = 100)]
+        lines: u32,
+        /// All runs of the unit, not only the current one
+        #[arg(long)]
+        all: bool,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff) to stdout
+    Man,
     /// Run one service's container (the main process of its systemd unit)
     #[command(hide = true)]
     Supervise {
@@ -115,6 +136,12 @@ pub fn parse_age(s: &str) -> Result<std::time::Duration, String> {
         _ => return Err(format!("{s:?}: unit must be d, h, m or s")),
     };
     Ok(std::time::Duration::from_secs(secs))
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Parse and validate the config (and the images it names); print nothing else
+    Check,
 }
 
 #[derive(Subcommand, Debug)]

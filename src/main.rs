@@ -34,6 +34,10 @@ fn main() -> ExitCode {
     };
     match rt.block_on(commands::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        // `masctl man | head`: the reader left; that is not an error.
+        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) => {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             // One line: the context chain joined, no backtrace.
             let msg = format!("{e:#}").replace('\n', " ");

@@ -76,6 +76,42 @@ pub fn spinner(what: &str) -> ProgressBar {
     pb
 }
 
+/// Whether stdout gets colour: a terminal, and `NO_COLOR` unset (no-color.org).
+pub fn color_enabled() -> bool {
+    use std::io::IsTerminal;
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
+}
+
+/// Colour for a plan or diff line, chosen by what it says.
+fn line_style(line: &str) -> anstyle::Style {
+    use anstyle::{AnsiColor, Style};
+    let t = line.trim_start().trim_start_matches("would ");
+    let color = if t.starts_with("stop") || t.contains(" removed") || t.starts_with("NOT") {
+        Some(AnsiColor::Red)
+    } else if t.starts_with("restart") || t.contains(" changed") || t.starts_with("image ") || t.starts_with("config ")
+    {
+        Some(AnsiColor::Yellow)
+    } else if t.starts_with("start") || t.contains(" added") || t.starts_with("running as") {
+        Some(AnsiColor::Green)
+    } else {
+        None
+    };
+    match color {
+        Some(c) => Style::new().fg_color(Some(c.into())),
+        None if t.starts_with("left alone") || t.starts_with("leave alone") => Style::new().dimmed(),
+        None => Style::new(),
+    }
+}
+
+/// A plan or diff line, coloured when stdout is a terminal.
+pub fn paint_line(line: &str) -> String {
+    if !color_enabled() {
+        return line.to_string();
+    }
+    let style = line_style(line);
+    format!("{}{line}{}", style.render(), style.render_reset())
+}
+
 /// Byte counts the way people read them.
 pub fn human_bytes(n: u64) -> String {
     let units = ["B", "kB", "MB", "GB"];
@@ -90,6 +126,24 @@ pub fn human_bytes(n: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn line_styles() {
+        use anstyle::{AnsiColor, Style};
+        let red = Style::new().fg_color(Some(AnsiColor::Red.into()));
+        let yellow = Style::new().fg_color(Some(AnsiColor::Yellow.into()));
+        let green = Style::new().fg_color(Some(AnsiColor::Green.into()));
+        for (line, want) in [
+            ("would stop the following units: a", red),
+            ("restart the following units: a", yellow),
+            ("start the following units: a", green),
+            ("  unit removed: x", red),
+            ("  config synapse.log_level: 1 -> 2", yellow),
+            ("left alone: a", Style::new().dimmed()),
+        ] {
+            assert_eq!(super::line_style(line), want, "{line}");
+        }
+    }
+
     #[test]
     fn human_bytes_table() {
         for (n, want) in [(0, "0 B"), (999, "999 B"), (1000, "1.0 kB"), (148_300_000, "148.3 MB")] {

@@ -108,7 +108,7 @@ impl Activator<'_> {
         let manifest = target.manifest()?;
         let plan = self.plan_for(&manifest)?;
         for line in plan.describe(false) {
-            ui::step(line);
+            ui::step(ui::paint_line(&line));
         }
         let already_current = gens.current()?.is_some_and(|c| c.number == target.number);
         if plan.is_noop() && already_current && self.links_in_place(&manifest) {

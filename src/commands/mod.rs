@@ -22,8 +22,37 @@ pub async fn run(cli: Cli) -> Result<()> {
             std::process::exit(code);
         }
         Command::Try { down, json } => trial::run(&cli.global, down, json).await,
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "masctl",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+        Command::Man => {
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut std::io::stdout())?;
+            Ok(())
+        }
+        Command::Config(crate::cli::ConfigCommand::Check) => check_config(&cli.global),
         other => stack::run(&cli.global, other).await,
     }
+}
+
+/// `masctl config check`: the config parses, validates, and every image it names is
+/// a declared recipe or a pinned reference.
+fn check_config(g: &Global) -> Result<()> {
+    let c = crate::config::load(&g.config)?;
+    let images = images_dir(g);
+    for (service, image) in [("postgres", &c.images.postgres), ("synapse", &c.images.synapse)] {
+        let name = image.get_ref();
+        if !name.contains('@') {
+            images.load(name).map_err(|e| anyhow::anyhow!("images.{service}: {e:#}"))?;
+        }
+    }
+    crate::ui::step(format!("{}: ok", g.config.display()));
+    Ok(())
 }
 
 /// Where image declarations live when `--images` is not given.

@@ -28,6 +28,7 @@ pub async fn run(g: &Global, cmd: Command) -> Result<()> {
         Command::Generations { json } => list_generations(g, json),
         Command::Diff { a, b } => diff(g, a, b),
         Command::Gc { keep, older_than } => gc(g, keep, older_than).await,
+        Command::Logs { service, follow, lines, all } => logs(g, &service, follow, lines, all).await,
         _ => unreachable!("dispatched in commands::run"),
     }
 }
@@ -98,7 +99,7 @@ async fn switch(g: &Global, dry_run: bool, timeout: Duration) -> Result<()> {
     if dry_run {
         let plan = a.plan_for(&manifest)?;
         for line in plan.describe(true) {
-            println!("{line}");
+            println!("{}", ui::paint_line(&line));
         }
         if plan.is_noop() {
             println!("no changes");
@@ -289,6 +290,33 @@ fn list_generations(g: &Global, json: bool) -> Result<()> {
     Ok(())
 }
 
+async fn logs(g: &Global, service: &str, follow: bool, lines: u32, all: bool) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let layout = layout_for(g)?;
+    let current = Generations::new(&layout).current()?.context("nothing has been switched to yet")?;
+    let m = current.manifest()?;
+    if !m.services.contains_key(service) {
+        bail!(
+            "no service {service:?} in generation {} (known: {})",
+            current.number,
+            m.services.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
+    let unit = eval::unit_name(service);
+    let mut cmd = std::process::Command::new("journalctl");
+    cmd.args(["-u", &unit, "-n", &lines.to_string(), "--no-pager", "-o", "short-iso"]);
+    if !all {
+        let state = Systemd::connect().await?.unit_state(&unit).await?;
+        if !state.invocation_id.is_empty() && state.invocation_id.bytes().any(|b| b != b'0') {
+            cmd.arg(format!("_SYSTEMD_INVOCATION_ID={}", state.invocation_id));
+        }
+    }
+    if follow {
+        cmd.arg("-f");
+    }
+    Err(cmd.exec()).context("running journalctl")
+}
+
 /// `a.b.c` → value, for comparing configs key by key.
 pub fn flatten(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, String>) {
     match v {
@@ -358,7 +386,7 @@ fn diff(g: &Global, a: Option<u32>, b: Option<u32>) -> Result<()> {
         println!("  identical");
     }
     for l in lines {
-        println!("  {l}");
+        println!("{}", ui::paint_line(&format!("  {l}")));
     }
     Ok(())
 }

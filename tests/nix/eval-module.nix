@@ -1,4 +1,4 @@
-# Evaluates nix/module.nix with the stand-ins in stub-lib.nix / stub-pkgs.nix and
+# Evaluates nix/module.nix with the stand-ins in stub-nixpkgs/ (lib.nix, pkgs.nix) and
 # checks what it produces, case by case. Run by module-eval.sh:
 #
 #   nix-instantiate --eval --strict --json tests/nix/eval-module.nix
@@ -11,10 +11,11 @@
 # systemd.services.masctl-activate, environment.etc and docker; and that
 # package.nix reads Cargo.toml / Cargo.lock and asks for what the brief says.
 # It does not prove that NixOS accepts those values, that the TOML renders, or
-# that anything builds: see stub-lib.nix, and flake.nix's checks for the real run.
+# that anything builds: see stub-nixpkgs/lib.nix, and flake.nix's checks for the
+# real run.
 let
-  lib = import ./stub-lib.nix;
-  pkgs = import ./stub-pkgs.nix { inherit lib; };
+  lib = import ./stub-nixpkgs/lib.nix;
+  pkgs = import ./stub-nixpkgs/pkgs.nix { inherit lib; };
   module = import ../../nix/module.nix;
 
   eval = config: lib.evalModule { inherit module config pkgs; };
@@ -47,11 +48,15 @@ let
     };
   };
 
+  # Lookups default to something that fails the case rather than aborting the
+  # whole evaluation (a missing attribute is not catchable by tryEval).
   on = eval minimal;
   out = on.output;
-  svc = out.systemd.services.masctl-activate;
+  svc = out.systemd.services.masctl-activate or { };
+  sc = svc.serviceConfig or { };
+  execStart = sc.ExecStart or "";
   pkg = on.values.services.masctl.package;
-  toml = out.environment.etc."masctl/masctl.toml".source;
+  toml = out.environment.etc."masctl/masctl.toml".source or { };
 
   custom = eval {
     services.masctl = {
@@ -75,8 +80,8 @@ let
       };
     };
   };
-  customSvc = custom.output.systemd.services.masctl-activate;
-  customToml = custom.output.environment.etc."masctl/masctl.toml".source.value;
+  customSvc = custom.output.systemd.services.masctl-activate or { };
+  customToml = custom.output.environment.etc."masctl/masctl.toml".source.value or { };
 
   cases = {
     declares-options =
@@ -90,21 +95,22 @@ let
     disabled-sets-nothing = (eval { }).output == { } && (eval { services.masctl.enable = false; }).output == { };
 
     exec-start-runs-switch =
-      contains "/bin/masctl" svc.serviceConfig.ExecStart
-      && contains " switch" svc.serviceConfig.ExecStart
-      && svc.serviceConfig.ExecStart == "${pkg}/bin/masctl -c /etc/masctl/masctl.toml switch";
-    oneshot-remain-after-exit = svc.serviceConfig.Type == "oneshot" && svc.serviceConfig.RemainAfterExit == true;
-    wanted-by-multi-user = builtins.elem "multi-user.target" svc.wantedBy;
-    after-requires-docker = builtins.elem "docker.service" svc.after && builtins.elem "docker.service" svc.requires;
-    restart-on-config-change = svc.restartTriggers == [ toml ];
-    docker-enabled = out.virtualisation.docker.enable;
-    package-on-path = out.environment.systemPackages == [ pkg ];
-    images-from-package = svc.environment.MASCTL_IMAGES == "${pkg}/share/masctl/images";
+      contains "/bin/masctl" execStart
+      && contains " switch" execStart
+      && execStart == "${pkg}/bin/masctl -c /etc/masctl/masctl.toml switch";
+    oneshot-remain-after-exit = (sc.Type or null) == "oneshot" && (sc.RemainAfterExit or null) == true;
+    wanted-by-multi-user = builtins.elem "multi-user.target" (svc.wantedBy or [ ]);
+    after-requires-docker =
+      builtins.elem "docker.service" (svc.after or [ ]) && builtins.elem "docker.service" (svc.requires or [ ]);
+    restart-on-config-change = toml != { } && (svc.restartTriggers or [ ]) == [ toml ];
+    docker-enabled = out.virtualisation.docker.enable or false;
+    package-on-path = (out.environment.systemPackages or [ ]) == [ pkg ];
+    images-from-package = (svc.environment.MASCTL_IMAGES or null) == "${pkg}/share/masctl/images";
 
     etc-file-rendered-from-settings =
-      toml._stub == "formats.toml.generate"
-      && toml.name == "masctl.toml"
-      && toml.value == {
+      (toml._stub or null) == "formats.toml.generate"
+      && (toml.name or null) == "masctl.toml"
+      && (toml.value or null) == {
         server_name = "example.com";
         instance = "masctl";
         state_root = "/var/lib/masctl";
@@ -126,7 +132,7 @@ let
     }).output;
 
     custom-package-and-settings =
-      customSvc.serviceConfig.ExecStart
+      (customSvc.serviceConfig.ExecStart or null)
       == "/nix/store/11111111111111111111111111111111-masctl-custom/bin/masctl -c /etc/masctl/masctl.toml switch"
       && customToml == {
         server_name = "example.org";
@@ -140,7 +146,7 @@ let
         ports.synapse = "127.0.0.1:8008";
       };
     extra-environment =
-      customSvc.environment == {
+      (customSvc.environment or null) == {
         MASCTL_IMAGES = "/nix/store/11111111111111111111111111111111-masctl-custom/share/masctl/images";
         MASCTL_DEBIAN_MIRRORS = "http://mirror.example/debian";
       };
@@ -180,7 +186,7 @@ let
   summary = {
     inherit passed failed;
     facts = {
-      execStart = svc.serviceConfig.ExecStart;
+      inherit execStart;
       etc = "masctl/masctl.toml";
       settings = toml.value;
       package = "${pkg.pname}-${pkg.version}";

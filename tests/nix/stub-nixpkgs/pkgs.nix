@@ -1,13 +1,18 @@
-# A stand-in for the few `pkgs` attributes that nix/module.nix and
-# nix/package.nix read. Nothing here builds anything:
+# A stand-in for the few `pkgs` attributes that nix/module.nix, nix/package.nix
+# and flake.nix read. Nothing here builds anything:
 #   - formats.toml {}.generate returns a fake derivation that carries the value it
 #     was given (so the test can read back what would be rendered); it does not
 #     render or validate TOML (nixpkgs does that with remarshal);
 #   - callPackage imports the file and calls it with the stand-ins below (plus the
 #     caller's overrides), like nixpkgs' callPackage without auto-wiring all of pkgs;
 #   - rustPlatform.buildRustPackage returns its arguments as a fake derivation, so
-#     the test sees what package.nix asks for, not whether it builds.
-{ lib }:
+#     the test sees what package.nix asks for, not whether it builds;
+#   - the devShell's tools are fake derivations named after the attribute: that
+#     they exist in nixpkgs under these names is not checked here.
+{
+  lib,
+  system ? "x86_64-linux",
+}:
 
 let
   fakeDrv = name: extra: {
@@ -19,6 +24,7 @@ let
 
   self = {
     inherit lib;
+    stdenv.hostPlatform.system = system;
 
     formats.toml =
       { }:
@@ -36,8 +42,7 @@ let
           };
       };
 
-    pkg-config = fakeDrv "pkg-config" { };
-    xz = fakeDrv "xz" { };
+    mkShell = args: fakeDrv "shell" (args // { _stub = "mkShell"; });
 
     rustPlatform.buildRustPackage =
       args:
@@ -54,7 +59,24 @@ let
         f = import path;
         wanted = builtins.functionArgs f;
       in
-      f (builtins.intersectAttrs wanted self // overrides);
-  };
+      f (builtins.intersectAttrs wanted self // overrides)
+      // {
+        override = more: self.callPackage path (overrides // more);
+      };
+  }
+  // tools;
+
+  tools = lib.genAttrs [
+    "pkg-config"
+    "xz"
+    "rustc"
+    "cargo"
+    "clippy"
+    "rustfmt"
+    "cargo-nextest"
+    "docker-client"
+    "debootstrap"
+    "python3"
+  ] (n: fakeDrv n { });
 in
 self

@@ -1,5 +1,6 @@
 # A stand-in for the few nixpkgs `lib` functions that nix/module.nix,
 # nix/package.nix and flake.nix use, plus a very small module evaluator.
+# flake.nix beside it serves it as the `nixpkgs` input when the tests override it.
 #
 # nixpkgs cannot be fetched on the machines this project is tested on, so this is
 # what lets `nix-instantiate --eval` run the module at all. What it does:
@@ -8,15 +9,19 @@
 #   - definitions are checked against simple type predicates (str, bool,
 #     attrsOf, package, submodule with freeformType) and unknown options are
 #     rejected;
-#   - mkIf / mkDefault in the module's output are resolved.
+#   - mkIf / mkDefault in the module's output are resolved;
+#   - a wrapper module `{ imports = [ module ]; <definitions> }` (flake.nix's
+#     nixosModules.default) is supported one level deep: its definitions count
+#     as defaults that the user's definitions replace.
 # What it does NOT do, and so does not prove:
 #   - nixpkgs' real types, merging of several definitions, priorities beyond
-#     "a definition beats the default", option documentation rendering;
+#     "the user's definition beats mkDefault beats the option default", nested
+#     imports, option documentation rendering;
 #   - that the NixOS options the module sets (systemd.services.*, environment.etc,
 #     virtualisation.docker.enable) exist or have those shapes: they are only
 #     read back as plain values here;
 #   - anything about pkgs: formats.toml does not render TOML, callPackage and
-#     buildRustPackage make no derivations (see stub-pkgs.nix).
+#     buildRustPackage make no derivations (see pkgs.nix).
 # checks.<system>.module-eval in flake.nix does the real evaluation with nixpkgs.
 let
   inherit (builtins)
@@ -48,7 +53,7 @@ let
     submodule =
       module:
       if isFunction module then
-        throw "stub-lib: types.submodule with a function module is not supported"
+        throw "stub lib: types.submodule with a function module is not supported"
       else
         {
           name = "submodule";
@@ -109,6 +114,18 @@ let
         if isOption o then evalOption (at n) o (defs ? ${n}) defs.${n} else evalOptions (at n) o (defs.${n} or { })
       ) options;
 
+  # b's values win; attrsets merge recursively, derivations are values.
+  recursiveUpdate =
+    a: b:
+    a
+    // mapAttrs (
+      n: v:
+      if isAttrs v && !(isDerivation v) && isAttrs (a.${n} or null) && !(isDerivation a.${n}) then
+        recursiveUpdate a.${n} v
+      else
+        v
+    ) b;
+
   # mkIf / mkDefault / mkMerge in a module's `config`, resolved to plain values.
   resolve =
     v:
@@ -124,7 +141,7 @@ let
       mapAttrs (_: resolve) v;
 in
 rec {
-  inherit types;
+  inherit types recursiveUpdate;
 
   mkOption = attrs: attrs // { _type = "option"; };
   mkEnableOption =
@@ -176,7 +193,7 @@ rec {
         ) fileset;
       in
       if bad != [ ] then
-        throw "stub-lib.fileset.toSource: missing or outside root: ${concatStringsSep ", " (map toString bad)}"
+        throw "stub lib.fileset.toSource: missing or outside root: ${concatStringsSep ", " (map toString bad)}"
       else
         {
           _stub = "fileset.toSource";
@@ -202,12 +219,22 @@ rec {
       pkgs,
     }:
     let
-      lib = import ./stub-lib.nix;
-      m = module {
+      lib = import ./lib.nix;
+      args = {
         config = values;
         inherit lib pkgs;
       };
-      values = evalOptions "" m.options config;
+      top = module args;
+      # A module that declares options, or a wrapper importing exactly one.
+      m =
+        if top ? options then
+          top
+        else if builtins.length (top.imports or [ ]) == 1 then
+          (import (builtins.head top.imports)) args
+        else
+          throw "stub lib.evalModule: expected a module with options or a wrapper importing one";
+      wrapperDefs = if top ? options then { } else resolve (removeAttrs top [ "imports" ]);
+      values = evalOptions "" m.options (recursiveUpdate wrapperDefs config);
     in
     {
       inherit values;
