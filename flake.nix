@@ -64,6 +64,8 @@
           # Unit tests only (`cargo test --bins`): the integration tests need
           # Docker and a systemd host (scripts/test.sh runs them).
           unit-tests = self.packages.${system}.default.override { runUnitTests = true; };
+          # The installed package: share/ layout, config check, completions, man.
+          smoke = pkgs.callPackage ./nix/smoke.nix { masctl = self.packages.${system}.default; };
           module-eval = import ./nix/module-eval.nix {
             inherit nixpkgs pkgs;
             module = self.nixosModules.default;

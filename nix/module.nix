@@ -1,6 +1,7 @@
 # NixOS module: services.masctl.
 #
-# Renders services.masctl.settings to /etc/masctl/masctl.toml and runs
+# Renders services.masctl.settings to /etc/masctl/masctl.toml (checked with
+# `masctl config check` when the system is built, unless checkConfig is off) and runs
 # `masctl switch` from a oneshot unit, masctl-activate.service: at boot, and on
 # every nixos-rebuild that changes the rendered config (restartTriggers) or the
 # unit itself (a new package changes ExecStart). masctl then builds the
@@ -23,7 +24,20 @@ let
 
   cfg = config.services.masctl;
   settingsFormat = pkgs.formats.toml { };
-  configFile = settingsFormat.generate "masctl.toml" cfg.settings;
+  rendered = settingsFormat.generate "masctl.toml" cfg.settings;
+  imagesDir = cfg.environment.MASCTL_IMAGES or "${cfg.package}/share/masctl/images";
+
+  # A bad config fails the system build (nixos-rebuild), not the switch. The
+  # check parses the file and looks up the image recipes it names; it touches
+  # no host state. The built masctl must run on the build machine.
+  configFile =
+    if cfg.checkConfig && pkgs.stdenv.buildPlatform.canExecute pkgs.stdenv.hostPlatform then
+      pkgs.runCommand "masctl.toml" { inherit rendered; } ''
+        ${cfg.package}/bin/masctl --config "$rendered" --images ${imagesDir} config check
+        cp "$rendered" "$out"
+      ''
+    else
+      rendered;
 in
 {
   options.services.masctl = {
@@ -34,7 +48,7 @@ in
       # The flake's nixosModules.default sets the flake's own build (mkDefault);
       # imported on its own, this module builds the same recipe with the host's pkgs.
       default = pkgs.callPackage ./package.nix { };
-      defaultText = literalExpression "masctl from this flake";
+      defaultText = literalExpression "masctl.packages.\${pkgs.stdenv.hostPlatform.system}.default";
       description = "The masctl package whose `bin/masctl` runs `switch`.";
     };
 
@@ -42,7 +56,7 @@ in
       description = ''
         masctl.toml, as Nix values (see masctl.example.toml in the source).
         Rendered to /etc/masctl/masctl.toml. Keys not declared here pass through
-        as they are; masctl itself rejects unknown keys when it reads the file.
+        as they are; masctl rejects unknown ones (at build time with checkConfig).
       '';
       default = { };
       example = literalExpression ''
@@ -73,6 +87,16 @@ in
           };
         };
       };
+    };
+
+    checkConfig = mkOption {
+      type = types.bool;
+      default = true;
+      description = ''
+        Run `masctl config check` on the rendered file when the system is built.
+        Turn it off if MASCTL_IMAGES (in `environment`) points outside the Nix
+        store, where the build sandbox cannot read it.
+      '';
     };
 
     environment = mkOption {
@@ -111,7 +135,7 @@ in
       wants = [ "network-online.target" ];
       restartTriggers = [ configFile ];
       environment = {
-        MASCTL_IMAGES = "${cfg.package}/share/masctl/images";
+        MASCTL_IMAGES = imagesDir;
       }
       // cfg.environment;
       serviceConfig = {

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 need_root
-ensure_packages docker.io docker-registry ca-certificates
+ensure_packages docker.io docker-registry ca-certificates nix-bin
 ensure_apt_lists
 ensure_dockerd
 

@@ -91,6 +91,7 @@ let
       s:
       builtins.attrNames self.checks.${s} == [
         "module-eval"
+        "smoke"
         "unit-tests"
       ]
     );
@@ -115,6 +116,14 @@ let
         }
       ) == "/nix/store/22222222222222222222222222222222-other/bin/masctl -c /etc/masctl/masctl.toml switch";
     # Functions do not compare with ==: evaluate the alias instead.
+    smoke-checks-the-package = each (
+      s:
+      let
+        c = self.checks.${s}.smoke;
+      in
+      builtins.elem self.packages.${s}.default c.nativeBuildInputs
+      && lib.hasInfix "-masctl.example.toml config check" c.script
+    );
     module-alias =
       (lib.evalModule {
         module = self.nixosModules.masctl;

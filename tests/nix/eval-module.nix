@@ -9,7 +9,8 @@
 # This proves the module's own logic: which options it declares, their defaults
 # and required-ness, that enable gates everything, and the values it gives to
 # systemd.services.masctl-activate, environment.etc and docker; and that
-# package.nix reads Cargo.toml / Cargo.lock and asks for what the brief says.
+# package.nix reads Cargo.toml / Cargo.lock, builds from the right sources and
+# installs share/masctl, completions and the man page.
 # It does not prove that NixOS accepts those values, that the TOML renders, or
 # that anything builds: see stub-nixpkgs/lib.nix, and flake.nix's checks for the
 # real run.
@@ -23,23 +24,7 @@ let
   # Does evaluating `v` all the way down fail (throw / type error)?
   fails = v: !(builtins.tryEval (builtins.deepSeq v true)).success;
 
-  escapeRegex = builtins.replaceStrings [ "\\" "[" "]" "(" ")" "{" "}" "." "*" "+" "?" "^" "$" "|" ] [
-    "\\\\"
-    "\\["
-    "\\]"
-    "\\("
-    "\\)"
-    "\\{"
-    "\\}"
-    "\\."
-    "\\*"
-    "\\+"
-    "\\?"
-    "\\^"
-    "\\$"
-    "\\|"
-  ];
-  contains = needle: s: builtins.match ".*${escapeRegex needle}.*" s != null;
+  contains = lib.hasInfix;
 
   minimal = {
     services.masctl = {
@@ -57,6 +42,8 @@ let
   execStart = sc.ExecStart or "";
   pkg = on.values.services.masctl.package;
   toml = out.environment.etc."masctl/masctl.toml".source or { };
+  # With checkConfig (the default) the file is the checked copy of the rendered one.
+  rendered = toml.rendered or { };
 
   custom = eval {
     services.masctl = {
@@ -81,11 +68,24 @@ let
     };
   };
   customSvc = custom.output.systemd.services.masctl-activate or { };
-  customToml = custom.output.environment.etc."masctl/masctl.toml".source.value or { };
+  customToml = custom.output.environment.etc."masctl/masctl.toml".source.rendered.value or { };
+
+  unchecked = eval (lib.recursiveUpdate minimal { services.masctl.checkConfig = false; });
+  uncheckedToml = unchecked.output.environment.etc."masctl/masctl.toml".source or { };
+  cross = lib.evalModule {
+    inherit module;
+    config = minimal;
+    pkgs = import ./stub-nixpkgs/pkgs.nix {
+      inherit lib;
+      canExecute = false;
+    };
+  };
+  crossToml = cross.output.environment.etc."masctl/masctl.toml".source or { };
 
   cases = {
     declares-options =
       builtins.attrNames on.options.services.masctl == [
+        "checkConfig"
         "enable"
         "environment"
         "package"
@@ -108,13 +108,24 @@ let
     images-from-package = (svc.environment.MASCTL_IMAGES or null) == "${pkg}/share/masctl/images";
 
     etc-file-rendered-from-settings =
-      (toml._stub or null) == "formats.toml.generate"
-      && (toml.name or null) == "masctl.toml"
-      && (toml.value or null) == {
+      (rendered._stub or null) == "formats.toml.generate"
+      && (rendered.name or null) == "masctl.toml"
+      && (rendered.value or null) == {
         server_name = "example.com";
         instance = "masctl";
         state_root = "/var/lib/masctl";
       };
+    config-checked-at-build =
+      (toml._stub or null) == "runCommand"
+      && (toml.name or null) == "masctl.toml"
+      && contains "${pkg}/bin/masctl --config \"$rendered\" --images ${pkg}/share/masctl/images config check" (
+        toml.script or ""
+      )
+      && contains "cp \"$rendered\" \"$out\"" (toml.script or "");
+    config-check-can-be-off =
+      (uncheckedToml._stub or null) == "formats.toml.generate"
+      && (uncheckedToml.value.server_name or null) == "example.com";
+    no-config-check-when-cross-compiling = (crossToml._stub or null) == "formats.toml.generate";
 
     server-name-required = fails (eval { services.masctl.enable = true; }).output;
     server-name-must-be-string = fails (eval {
@@ -161,15 +172,30 @@ let
       && pkg.cargoTestFlags == [ "--bins" ]
       && pkg.meta.mainProgram == "masctl";
     package-source-files =
-      pkg.src.files == map toString [
-        ../../Cargo.toml
-        ../../Cargo.lock
-        ../../src
-        ../../units
-        ../../images
-      ];
+      pkg.src.files
+      == map toString (
+        [
+          ../../Cargo.toml
+          ../../Cargo.lock
+          ../../src
+          ../../units
+          ../../images
+        ]
+        ++ (if builtins.pathExists ../../build.rs then [ ../../build.rs ] else [ ])
+      );
     package-installs-share =
       contains "$out/share/masctl" pkg.postInstall && contains "cp -r images units $out/share/masctl/" pkg.postInstall;
+    package-installs-completions-and-man =
+      builtins.all (c: contains c pkg.postInstall) [
+        "installShellCompletion --cmd masctl"
+        "$out/bin/masctl completions bash"
+        "$out/bin/masctl completions zsh"
+        "$out/bin/masctl completions fish"
+        "$out/bin/masctl man > masctl.1"
+        "installManPage masctl.1"
+      ]
+      && builtins.elem "installShellFiles" (map (d: d.name) pkg.nativeBuildInputs)
+      && !(contains "installShellCompletion" (cross.values.services.masctl.package.postInstall or "installShellCompletion"));
     unit-tests-variant =
       let
         t = pkgs.callPackage ../../nix/package.nix { runUnitTests = true; };
@@ -188,7 +214,7 @@ let
     facts = {
       inherit execStart;
       etc = "masctl/masctl.toml";
-      settings = toml.value;
+      settings = rendered.value;
       package = "${pkg.pname}-${pkg.version}";
     };
   };

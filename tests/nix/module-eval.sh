@@ -69,7 +69,7 @@ expect apps "$(nix_eval apps 'a: builtins.mapAttrs (s: v: v.default.program) a')
 expect packages "$(nix_eval packages 'p: builtins.mapAttrs (s: v: [ v.default.pname v.default.doCheck v.default.cargoTestFlags ]) p')" \
     '{"aarch64-linux":["masctl",false,["--bins"]],"x86_64-linux":["masctl",false,["--bins"]]}'
 expect checks "$(nix_eval checks 'c: builtins.mapAttrs (s: v: [ (builtins.attrNames v) v.unit-tests.doCheck ]) c')" \
-    '{"aarch64-linux":[["module-eval","unit-tests"],true],"x86_64-linux":[["module-eval","unit-tests"],true]}'
+    '{"aarch64-linux":[["module-eval","smoke","unit-tests"],true],"x86_64-linux":[["module-eval","smoke","unit-tests"],true]}'
 expect nixosModules "$(nix_eval nixosModules 'm: builtins.mapAttrs (n: builtins.isFunction) m')" \
     '{"default":true,"masctl":true}'
 if [ "$fail" -ne 0 ]; then

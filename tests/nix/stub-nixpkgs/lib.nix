@@ -180,10 +180,30 @@ rec {
       }) names
     );
   inherit (builtins) all elem;
+  optionalString = cond: s: if cond then s else "";
+  hasInfix = infix: s: builtins.match ".*${escapeRegex infix}.*" s != null;
+  escapeRegex = builtins.replaceStrings [ "\\" "[" "]" "(" ")" "{" "}" "." "*" "+" "?" "^" "$" "|" ] [
+    "\\\\"
+    "\\["
+    "\\]"
+    "\\("
+    "\\)"
+    "\\{"
+    "\\}"
+    "\\."
+    "\\*"
+    "\\+"
+    "\\?"
+    "\\^"
+    "\\$"
+    "\\|"
+  ];
 
-  # lib.fileset: only checks that every listed path exists and lies under root.
+  # lib.fileset: only checks that every listed path exists and lies under root
+  # (maybeMissing drops a missing one).
   fileset = {
-    unions = paths: paths;
+    unions = paths: filter (p: p != null) paths;
+    maybeMissing = path: if builtins.pathExists path then path else null;
     toSource =
       { root, fileset }:
       let

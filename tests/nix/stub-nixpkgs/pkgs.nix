@@ -7,24 +7,38 @@
 #     caller's overrides), like nixpkgs' callPackage without auto-wiring all of pkgs;
 #   - rustPlatform.buildRustPackage returns its arguments as a fake derivation, so
 #     the test sees what package.nix asks for, not whether it builds;
+#   - runCommand returns a fake derivation carrying its environment and script;
+#   - stdenv's platforms are just `system` and a canExecute that answers
+#     `canExecute` (set it to false to see the cross-compiling paths);
 #   - the devShell's tools are fake derivations named after the attribute: that
 #     they exist in nixpkgs under these names is not checked here.
 {
   lib,
   system ? "x86_64-linux",
+  canExecute ? true,
 }:
 
 let
-  fakeDrv = name: extra: {
+  # Fake store paths: the hash part says which stand-in made it.
+  fakeDrvIn = hash: name: extra: {
     type = "derivation";
     inherit name;
-    outPath = "/nix/store/00000000000000000000000000000000-${name}";
+    outPath = "/nix/store/${hash}-${name}";
   }
   // extra;
+  fakeDrv = fakeDrvIn "00000000000000000000000000000000";
+
+  platform = {
+    inherit system;
+    canExecute = _: canExecute;
+  };
 
   self = {
     inherit lib;
-    stdenv.hostPlatform.system = system;
+    stdenv = {
+      hostPlatform = platform;
+      buildPlatform = platform;
+    };
 
     formats.toml =
       { }:
@@ -36,13 +50,22 @@ let
         };
         generate =
           name: value:
-          fakeDrv name {
+          fakeDrvIn "gggggggggggggggggggggggggggggggg" name {
             _stub = "formats.toml.generate";
             inherit value;
           };
       };
 
     mkShell = args: fakeDrv "shell" (args // { _stub = "mkShell"; });
+    runCommand =
+      name: env: script:
+      fakeDrvIn "rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr" name (
+        env
+        // {
+          _stub = "runCommand";
+          inherit script;
+        }
+      );
 
     rustPlatform.buildRustPackage =
       args:
@@ -68,6 +91,7 @@ let
 
   tools = lib.genAttrs [
     "pkg-config"
+    "installShellFiles"
     "xz"
     "rustc"
     "cargo"
