@@ -136,8 +136,12 @@ pub fn container_body(spec: &ServiceSpec) -> ContainerCreateBody {
             Some(vec![PortBinding { host_ip: Some(p.host_ip.clone()), host_port: Some(p.host_port.to_string()) }]),
         );
     }
-    let mut test = vec!["CMD".to_string()];
-    test.extend(spec.health.test.iter().cloned());
+    // No command means the supervisor probes over HTTP; Docker then checks nothing.
+    let test = if spec.health.test.is_empty() {
+        vec!["NONE".to_string()]
+    } else {
+        std::iter::once("CMD".to_string()).chain(spec.health.test.iter().cloned()).collect()
+    };
     ContainerCreateBody {
         image: Some(spec.image.clone()),
         user: Some(spec.user.clone()),
@@ -181,6 +185,32 @@ impl Engine {
             Err(_) if self.docker.inspect_network(name, None).await.is_ok() => Ok(()),
             Err(e) => Err(e).with_context(|| format!("creating network {name}")),
         }
+    }
+
+    /// Attaches a container to a network (nothing to do if it is attached already).
+    pub async fn connect_network(&self, network: &str, container: &str) -> Result<()> {
+        let attached = self
+            .docker
+            .inspect_container(container, None)
+            .await?
+            .network_settings
+            .and_then(|n| n.networks)
+            .is_some_and(|n| n.contains_key(network));
+        if attached {
+            return Ok(());
+        }
+        let req = bollard::models::NetworkConnectRequest { container: container.to_string(), ..Default::default() };
+        self.docker.connect_network(network, req).await.with_context(|| format!("connecting {container} to {network}"))
+    }
+
+    /// The container's address on `network`.
+    pub async fn container_ip(&self, name: &str, network: &str) -> Result<Option<String>> {
+        let c = self.docker.inspect_container(name, None).await.with_context(|| format!("inspecting {name}"))?;
+        Ok(c.network_settings
+            .and_then(|n| n.networks)
+            .and_then(|mut n| n.remove(network))
+            .and_then(|e| e.ip_address)
+            .filter(|ip| !ip.is_empty()))
     }
 
     pub async fn remove_container(&self, name: &str) -> Result<()> {
@@ -289,6 +319,68 @@ impl Engine {
         }
         let inspect = self.docker.inspect_exec(&exec.id).await?;
         Ok((inspect.exit_code.unwrap_or(-1), captured))
+    }
+}
+
+/// A one-shot container: runs to its end, its output forwarded to stderr.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OneShot {
+    pub image: String,
+    pub user: String,
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Vec<String>,
+    pub binds: Vec<String>,
+    pub network: Option<String>,
+    pub env: Vec<String>,
+}
+
+impl Engine {
+    /// Runs `job` to completion (read-only root, no capabilities) and returns its
+    /// exit code; the container is removed afterwards whatever happens.
+    pub async fn run_once(&self, job: &OneShot, what: &str) -> Result<i64> {
+        let mut rnd = [0u8; 6];
+        getrandom::fill(&mut rnd).map_err(|e| anyhow::anyhow!("random name: {e}"))?;
+        let name = format!("masctl-{what}-{}", hex::encode(rnd));
+        let body = ContainerCreateBody {
+            image: Some(job.image.clone()),
+            user: Some(job.user.clone()),
+            entrypoint: job.entrypoint.clone(),
+            cmd: (!job.cmd.is_empty()).then(|| job.cmd.clone()),
+            env: Some(job.env.clone()),
+            labels: Some([("masctl.job".to_string(), what.to_string())].into()),
+            host_config: Some(HostConfig {
+                binds: Some(job.binds.clone()),
+                tmpfs: Some([("/tmp".to_string(), "rw,nosuid,nodev,size=64m".to_string())].into()),
+                network_mode: job.network.clone().or(Some("none".into())),
+                readonly_rootfs: Some(true),
+                cap_drop: Some(vec!["ALL".into()]),
+                security_opt: Some(vec!["no-new-privileges".into()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let opts = CreateContainerOptionsBuilder::default().name(&name).build();
+        self.docker.create_container(Some(opts), body).await.with_context(|| format!("creating {name}"))?;
+        let result = self.run_created(&name).await;
+        self.remove_container(&name).await?;
+        result
+    }
+
+    async fn run_created(&self, name: &str) -> Result<i64> {
+        self.docker.start_container(name, None).await.with_context(|| format!("starting {name}"))?;
+        let mut logs = self.follow_logs(name);
+        while let Some(Ok(chunk)) = logs.next().await {
+            use std::io::Write;
+            let _ = std::io::stderr().lock().write_all(chunk.as_ref());
+        }
+        let mut wait = self.docker.wait_container(name, None);
+        let code = match wait.next().await {
+            Some(Ok(r)) => r.status_code,
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
+            Some(Err(e)) => return Err(e).with_context(|| format!("waiting for {name}")),
+            None => self.container_state(name).await?.map_or(-1, |s| s.exit_code),
+        };
+        Ok(code)
     }
 }
 

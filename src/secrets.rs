@@ -21,6 +21,11 @@ pub enum Kind {
     SigningKey,
     /// A libpq password file line for `password_of`'s value.
     PgPass { host: &'static str, user: &'static str, password_of: &'static str },
+    /// The same value as another secret, readable by another service.
+    Copy { of: &'static str },
+    /// An RSA private key (PEM), made by [`ensure_rsa_key`] in a one-shot container
+    /// (the stack's Python has OpenSSL; masctl does not carry an RSA implementation).
+    RsaKey,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,9 +37,10 @@ pub struct Spec {
 
 pub const POSTGRES_UID: u32 = 999;
 pub const SYNAPSE_UID: u32 = 991;
+pub const MAS_UID: u32 = 65532;
 
 /// Every secret the stack uses. Derived ones come after what they derive from.
-pub const SPECS: [Spec; 7] = [
+pub const SPECS: [Spec; 13] = [
     Spec { name: "postgres-superuser", uid: POSTGRES_UID, kind: Kind::Token },
     Spec { name: "postgres-synapse", uid: POSTGRES_UID, kind: Kind::Token },
     Spec {
@@ -46,6 +52,12 @@ pub const SPECS: [Spec; 7] = [
     Spec { name: "synapse-form", uid: SYNAPSE_UID, kind: Kind::Token },
     Spec { name: "synapse-registration", uid: SYNAPSE_UID, kind: Kind::Token },
     Spec { name: "synapse-signing.key", uid: SYNAPSE_UID, kind: Kind::SigningKey },
+    Spec { name: "postgres-mas", uid: POSTGRES_UID, kind: Kind::Token },
+    Spec { name: "mas-db-password", uid: MAS_UID, kind: Kind::Copy { of: "postgres-mas" } },
+    Spec { name: "mas-encryption", uid: MAS_UID, kind: Kind::Token },
+    Spec { name: "mas-synapse-secret", uid: MAS_UID, kind: Kind::Token },
+    Spec { name: "synapse-mas-secret", uid: SYNAPSE_UID, kind: Kind::Copy { of: "mas-synapse-secret" } },
+    Spec { name: "mas-signing-rsa.pem", uid: MAS_UID, kind: Kind::RsaKey },
 ];
 
 pub fn random_bytes<const N: usize>() -> Result<[u8; N]> {
@@ -67,6 +79,8 @@ fn make(spec: &Spec, layout: &Layout) -> Result<String> {
                 .with_context(|| format!("reading secret {password_of}"))?;
             format!("{host}:*:*:{user}:{}\n", pw.trim())
         }
+        Kind::Copy { of } => fs::read_to_string(layout.secret(of)).with_context(|| format!("reading secret {of}"))?,
+        Kind::RsaKey => unreachable!("made by ensure_rsa_key"),
     })
 }
 
@@ -87,7 +101,7 @@ pub fn ensure(layout: &Layout) -> Result<Vec<&'static str>> {
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
     let mut created = Vec::new();
-    for spec in &SPECS {
+    for spec in SPECS.iter().filter(|s| s.kind != Kind::RsaKey) {
         let path = layout.secret(spec.name);
         if path.exists() {
             fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
@@ -102,6 +116,46 @@ pub fn ensure(layout: &Layout) -> Result<Vec<&'static str>> {
     Ok(created)
 }
 
+/// Python run in a one-shot container to make an RSA key with the OS RNG (OpenSSL).
+const RSA_SCRIPT: &str = "import os\n\
+from cryptography.hazmat.primitives.asymmetric import rsa\n\
+from cryptography.hazmat.primitives import serialization\n\
+k = rsa.generate_private_key(public_exponent=65537, key_size=2048)\n\
+pem = k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())\n\
+fd = os.open('/out/key.pem', os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)\n\
+os.write(fd, pem)\n\
+os.close(fd)\n";
+
+/// Makes the RSA signing key if it is missing, in a one-shot container from
+/// `python_image` writing into a private directory; the key never leaves files.
+pub async fn ensure_rsa_key(layout: &Layout, engine: &crate::docker::Engine, python_image: &str) -> Result<bool> {
+    let spec = SPECS.iter().find(|s| s.kind == Kind::RsaKey).expect("listed");
+    let dest = layout.secret(spec.name);
+    if dest.exists() {
+        return Ok(false);
+    }
+    let work = tempfile::Builder::new().prefix(".rsa-").tempdir_in(layout.secrets())?;
+    std::os::unix::fs::chown(work.path(), Some(spec.uid), Some(spec.uid))?;
+    fs::set_permissions(work.path(), fs::Permissions::from_mode(0o700))?;
+    let job = crate::docker::OneShot {
+        image: python_image.to_string(),
+        user: format!("{0}:{0}", spec.uid),
+        entrypoint: Some(vec!["python3".into(), "-c".into(), RSA_SCRIPT.into()]),
+        cmd: vec![],
+        binds: vec![format!("{}:/out", work.path().display())],
+        network: None,
+        env: vec![],
+    };
+    let code = engine.run_once(&job, "keygen").await?;
+    let made = work.path().join("key.pem");
+    if code != 0 || !made.exists() {
+        anyhow::bail!("making the MAS signing key failed (exit {code})");
+    }
+    fs::rename(&made, &dest)?;
+    crate::fsutil::fsync_dir(&layout.secrets())?;
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,7 +165,11 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let layout = Layout::new(d.path());
         let first = ensure(&layout).unwrap();
-        assert_eq!(first.len(), SPECS.len());
+        assert_eq!(first.len(), SPECS.len() - 1, "all but the RSA key");
+        let copy = fs::read_to_string(layout.secret("synapse-mas-secret")).unwrap();
+        assert_eq!(copy, fs::read_to_string(layout.secret("mas-synapse-secret")).unwrap());
+        let meta = fs::metadata(layout.secret("synapse-mas-secret")).unwrap();
+        assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), SYNAPSE_UID);
         let token = fs::read_to_string(layout.secret("synapse-macaroon")).unwrap();
         assert_eq!(token.len(), 64);
         let meta = fs::metadata(layout.secret("synapse-macaroon")).unwrap();

@@ -30,6 +30,10 @@ pub struct ServiceSpec {
     /// Commands run in the container once it is healthy, before READY=1.
     #[serde(default)]
     pub after_healthy: Vec<Vec<String>>,
+    /// Commands run before the service, each in a one-shot container from the same
+    /// image with the same mounts and network (e.g. `mas-cli database migrate`).
+    #[serde(default)]
+    pub pre_start: Vec<Vec<String>>,
     /// Host directories the service writes to, created with this owner if missing.
     #[serde(default)]
     pub data_dirs: Vec<DataDir>,
@@ -47,8 +51,12 @@ pub struct Port {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Health {
-    /// Docker `CMD` health test (argv, no shell).
+    /// Docker `CMD` health test (argv, no shell). Empty: probe over HTTP instead,
+    /// for images without a shell or client (MAS's is distroless).
     pub test: Vec<String>,
+    /// `GET http://<container>:<port><path>` must answer 2xx.
+    #[serde(default)]
+    pub http: Option<HttpProbe>,
     pub interval_ms: u64,
     pub timeout_ms: u64,
     pub retries: u32,
@@ -61,4 +69,11 @@ pub struct DataDir {
     pub path: String,
     pub uid: u32,
     pub mode: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpProbe {
+    pub port: u16,
+    pub path: String,
 }

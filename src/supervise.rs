@@ -40,6 +40,23 @@ pub async fn run(spec_dir: &str) -> Result<i32> {
     ensure_data_dirs(&spec)?;
     engine.ensure_network(&spec.network).await?;
     engine.remove_container(&spec.container).await?;
+    for cmd in &spec.pre_start {
+        let job = crate::docker::OneShot {
+            image: spec.image.clone(),
+            user: spec.user.clone(),
+            entrypoint: None,
+            cmd: cmd.clone(),
+            binds: spec.binds.clone(),
+            network: Some(spec.network.clone()),
+            env: spec.env.clone(),
+        };
+        println!("masctl: running `{}` before {}", cmd.join(" "), spec.service);
+        let code = engine.run_once(&job, &format!("{}-pre", spec.service)).await?;
+        if code != 0 {
+            eprintln!("masctl: `{}` exited with {code}; not starting {}", cmd.join(" "), spec.service);
+            return Ok(1);
+        }
+    }
     engine.create_and_start(&spec).await?;
     println!("masctl: started container {} from {}", spec.container, spec.image);
 
@@ -61,7 +78,11 @@ pub async fn run(spec_dir: &str) -> Result<i32> {
                 if !st.running {
                     return exited(&engine, &spec, st.exit_code, log_task).await;
                 }
-                match st.health.as_str() {
+                let health = match &spec.health.http {
+                    Some(probe) => http_probe(&engine, &spec, probe).await,
+                    None => st.health.clone(),
+                };
+                match health.as_str() {
                     "healthy" => break,
                     "unhealthy" => {
                         eprintln!("masctl: {} is unhealthy; stopping it", spec.container);
@@ -91,6 +112,8 @@ pub async fn run(spec_dir: &str) -> Result<i32> {
             _ = tick.tick() => {
                 match engine.container_state(&spec.container).await? {
                     Some(st) if st.running => {
+                        // An HTTP-probed service is watched by systemd's restart of
+                        // its process only; Docker reports its health as "none".
                         if st.health == "unhealthy" {
                             eprintln!("masctl: {} turned unhealthy; stopping it so systemd restarts it", spec.container);
                             stop(&engine, &spec, log_task).await?;
@@ -103,6 +126,22 @@ pub async fn run(spec_dir: &str) -> Result<i32> {
             }
         }
     }
+}
+
+/// `healthy` when `GET http://<container ip>:<port><path>` answers 2xx, else `starting`.
+async fn http_probe(engine: &Engine, spec: &ServiceSpec, probe: &crate::spec::HttpProbe) -> String {
+    let Ok(Some(ip)) = engine.container_ip(&spec.container, &spec.network).await else {
+        return "starting".into();
+    };
+    let url = format!("http://{ip}:{}{}", probe.port, probe.path);
+    let timeout = Duration::from_millis(spec.health.timeout_ms);
+    let ok = tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(timeout)).build().into();
+        agent.get(&url).call().is_ok()
+    })
+    .await
+    .unwrap_or(false);
+    if ok { "healthy".into() } else { "starting".into() }
 }
 
 async fn stop(engine: &Engine, spec: &ServiceSpec, logs: tokio::task::JoinHandle<()>) -> Result<i32> {

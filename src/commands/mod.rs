@@ -23,12 +23,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Try { down, json } => trial::run(&cli.global, down, json).await,
         Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut <Cli as clap::CommandFactory>::command(),
-                "masctl",
-                &mut std::io::stdout(),
-            );
+            // Rendered to memory first: clap_complete panics on a closed stdout.
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "masctl", &mut buf);
+            std::io::Write::write_all(&mut std::io::stdout(), &buf)?;
             Ok(())
         }
         Command::Man => {

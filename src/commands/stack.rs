@@ -54,11 +54,14 @@ pub async fn build_generation(g: &Global, layout: &Layout, engine: &Engine) -> R
     let c = &config::load(&g.config)?;
     let ctx = Ctx::with_root(g, layout.root());
     let mut images = BTreeMap::new();
-    for (service, image) in [("postgres", c.images.postgres.get_ref()), ("synapse", c.images.synapse.get_ref())] {
+    for (service, image) in service_images(c) {
         let id = ctx.ensure(engine, image).await.with_context(|| format!("image for {service}"))?;
         images.insert(service.to_string(), id);
     }
-    let created = secrets::ensure(layout)?;
+    let mut created = secrets::ensure(layout)?;
+    if c.mas_enabled() && secrets::ensure_rsa_key(layout, engine, &images["synapse"]).await? {
+        created.push("mas-signing-rsa.pem");
+    }
     if !created.is_empty() {
         ui::step(format!("generated secrets: {}", created.join(", ")));
     }
@@ -81,6 +84,40 @@ pub async fn build_generation(g: &Global, layout: &Layout, engine: &Engine) -> R
     Ok((last, ev.manifest))
 }
 
+/// (service, image) for every service the config runs.
+pub fn service_images(c: &config::Config) -> Vec<(&'static str, &str)> {
+    let mut v =
+        vec![("postgres", c.images.postgres.get_ref().as_str()), ("synapse", c.images.synapse.get_ref().as_str())];
+    if c.mas_enabled() {
+        v.push(("mas", c.images.mas.get_ref().as_str()));
+        v.push(("proxy", c.images.proxy.get_ref().as_str()));
+    }
+    v
+}
+
+/// `mas-cli config check` against the generation's MAS config, in a one-shot
+/// container, so a config MAS would refuse never reaches the host.
+async fn check_mas_config(engine: &Engine, manifest: &Manifest) -> Result<()> {
+    let Some(spec_path) = manifest.services.get("mas") else { return Ok(()) };
+    let spec = read_spec(spec_path)?;
+    let job = crate::docker::OneShot {
+        image: spec.image.clone(),
+        user: spec.user.clone(),
+        entrypoint: None,
+        cmd: eval::mas_cli(&["config", "check"]),
+        binds: spec.binds.clone(),
+        network: None,
+        env: vec![],
+    };
+    let sp = ui::spinner("checking the MAS configuration (mas-cli config check)");
+    let code = engine.run_once(&job, "mas-config-check").await?;
+    sp.finish_and_clear();
+    if code != 0 {
+        bail!("mas-cli config check refused the generated MAS configuration (exit {code}); nothing was changed");
+    }
+    Ok(())
+}
+
 fn activator<'a>(layout: &'a Layout, systemd: &'a Systemd, engine: &'a Engine, timeout: Duration) -> Activator<'a> {
     Activator { layout, systemd, engine, unit_dir: PathBuf::from(UNIT_DIR), timeout }
 }
@@ -92,6 +129,7 @@ async fn switch(g: &Global, dry_run: bool, timeout: Duration) -> Result<()> {
     let _lock = generations::lock(&layout, "switch")?;
     let engine = Engine::connect().await?;
     let (store_path, manifest) = build_generation(g, &layout, &engine).await?;
+    check_mas_config(&engine, &manifest).await?;
     let systemd = Systemd::connect().await?;
     let a = activator(&layout, &systemd, &engine, timeout);
     let gens = Generations::new(&layout);

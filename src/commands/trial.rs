@@ -36,7 +36,8 @@ pub async fn run(g: &Global, down: bool, json: bool) -> Result<()> {
     let instance = c.instance.get_ref();
     let host = format!("{instance}-host");
     if down {
-        for name in [host.clone(), format!("{instance}-synapse"), format!("{instance}-postgres")] {
+        let services = ["proxy", "synapse", "mas", "postgres"].map(|s| format!("{instance}-{s}"));
+        for name in std::iter::once(host.clone()).chain(services) {
             engine.remove_container(&name).await?;
         }
         let _ = engine.api().remove_network(instance).await;
@@ -48,13 +49,16 @@ pub async fn run(g: &Global, down: bool, json: bool) -> Result<()> {
     // Images are built out here, where the mirrors are reachable; inside, the
     // switch finds them in the shared store.
     let ctx = Ctx::with_root(g, layout.root());
-    for image in [c.images.postgres.get_ref(), c.images.synapse.get_ref()] {
+    for (_, image) in super::stack::service_images(c) {
         ctx.ensure(&engine, image).await?;
     }
     let images_dir = std::fs::canonicalize(&super::images_dir(g).dir).context("locating the images directory")?;
     let config_path = std::fs::canonicalize(&g.config)?;
     let cache = g.cache.clone().unwrap_or_else(|| layout.cache());
     ensure_host(&engine, &host, &host_image, &layout, &images_dir, &config_path, &cache).await?;
+    // Supervisors inside the host probe services over the stack's network.
+    engine.ensure_network(instance).await?;
+    engine.connect_network(instance, &host).await?;
 
     let config_in_host = Path::new(CONFIG_DIR_IN_HOST).join(config_path.file_name().context("config file name")?);
     let mut cmd = vec![MASCTL_IN_HOST.to_string()];

@@ -56,6 +56,18 @@ pub struct Images {
     pub postgres: Spanned<String>,
     #[serde(default = "default_synapse_image")]
     pub synapse: Spanned<String>,
+    #[serde(default = "default_mas_image")]
+    pub mas: Spanned<String>,
+    /// The routing proxy in front of Synapse and MAS (used when MAS is enabled).
+    #[serde(default = "default_proxy_image")]
+    pub proxy: Spanned<String>,
+}
+
+fn default_mas_image() -> Spanned<String> {
+    s("mas")
+}
+fn default_proxy_image() -> Spanned<String> {
+    s("proxy")
 }
 
 fn default_pg_image() -> Spanned<String> {
@@ -67,7 +79,12 @@ fn default_synapse_image() -> Spanned<String> {
 
 impl Default for Images {
     fn default() -> Self {
-        Images { postgres: default_pg_image(), synapse: default_synapse_image() }
+        Images {
+            postgres: default_pg_image(),
+            synapse: default_synapse_image(),
+            mas: default_mas_image(),
+            proxy: default_proxy_image(),
+        }
     }
 }
 
@@ -130,19 +147,119 @@ impl Default for Ports {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Mas {
-    /// Matrix Authentication Service (not integrated yet).
+    /// Run Matrix Authentication Service next to Synapse.
     #[serde(default = "off")]
     pub enabled: Spanned<bool>,
+    /// Public hostname of MAS [default: hostnames.matrix].
+    pub hostname: Option<Spanned<String>>,
+    /// Path MAS is served under on that host [default: /auth].
+    #[serde(default = "default_prefix")]
+    pub path_prefix: Spanned<String>,
+    /// MAS runs, but Synapse keeps its own logins until `masctl syn2mas migrate`
+    /// has run; then set this to false and switch.
+    #[serde(default = "off")]
+    pub migration_in_progress: Spanned<bool>,
+    #[serde(default)]
+    pub email: Email,
+    #[serde(default)]
+    pub upstream_oauth2: UpstreamOauth2,
+    /// MAS `account` settings (e.g. password_registration_enabled = false).
+    #[serde(default)]
+    pub account: BTreeMap<String, bool>,
+    /// Extra top-level MAS `config.yaml` keys, merged over what masctl renders.
+    #[serde(default = "empty_table")]
+    pub extra: Spanned<toml::Table>,
 }
 
 fn off() -> Spanned<bool> {
     Spanned::new(0..0, false)
 }
+fn default_prefix() -> Spanned<String> {
+    s("/auth")
+}
 
 impl Default for Mas {
     fn default() -> Self {
-        Mas { enabled: off() }
+        Mas {
+            enabled: off(),
+            hostname: None,
+            path_prefix: default_prefix(),
+            migration_in_progress: off(),
+            email: Email::default(),
+            upstream_oauth2: UpstreamOauth2::default(),
+            account: BTreeMap::new(),
+            extra: empty_table(),
+        }
     }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Email {
+    /// `none` (mail is dropped) or `smtp`.
+    #[serde(default = "default_transport")]
+    pub transport: Spanned<String>,
+    #[serde(default = "default_from")]
+    pub from: String,
+    pub hostname: Option<Spanned<String>>,
+    pub port: Option<u16>,
+    /// `plain`, `starttls` or `tls`.
+    pub mode: Option<Spanned<String>>,
+    pub username: Option<String>,
+    /// A file holding the SMTP password (mounted read-only into MAS).
+    pub password_file: Option<Spanned<String>>,
+}
+
+fn default_transport() -> Spanned<String> {
+    s("none")
+}
+fn default_from() -> String {
+    "\"Authentication Service\" <root@localhost>".into()
+}
+
+impl Default for Email {
+    fn default() -> Self {
+        Email {
+            transport: default_transport(),
+            from: default_from(),
+            hostname: None,
+            port: None,
+            mode: None,
+            username: None,
+            password_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamOauth2 {
+    #[serde(default)]
+    pub providers: Vec<Provider>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provider {
+    /// A ULID; never change it once users are linked.
+    pub id: Spanned<String>,
+    /// The provider's id in Synapse (`oidc` or `oidc-<idp_id>`), so migrated SSO users keep their links.
+    pub synapse_idp_id: Option<String>,
+    pub issuer: String,
+    pub client_id: String,
+    /// A file holding the client secret (mounted read-only into MAS).
+    pub client_secret_file: Option<Spanned<String>>,
+    #[serde(default = "default_auth_method")]
+    pub token_endpoint_auth_method: String,
+    #[serde(default = "default_scope")]
+    pub scope: String,
+}
+
+fn default_auth_method() -> String {
+    "client_secret_basic".into()
+}
+fn default_scope() -> String {
+    "openid profile email".into()
 }
 
 impl Config {
@@ -152,6 +269,20 @@ impl Config {
             .as_ref()
             .map(|h| h.get_ref().clone())
             .unwrap_or_else(|| format!("matrix.{}", self.server_name.get_ref()))
+    }
+
+    pub fn mas_enabled(&self) -> bool {
+        *self.mas.enabled.get_ref()
+    }
+
+    /// MAS is integrated: Synapse delegates authentication and the compatibility
+    /// routes go to MAS.
+    pub fn mas_delegating(&self) -> bool {
+        self.mas_enabled() && !*self.mas.migration_in_progress.get_ref()
+    }
+
+    pub fn mas_hostname(&self) -> String {
+        self.mas.hostname.as_ref().map(|h| h.get_ref().clone()).unwrap_or_else(|| self.matrix_hostname())
     }
 
     /// `(ip, port)` for the published Synapse listener.

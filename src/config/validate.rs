@@ -70,7 +70,7 @@ pub fn validate(c: &Config, path: &Path, text: &str) -> Result<()> {
     if !c.state_root.get_ref().starts_with('/') {
         return Err(err(c.state_root.span(), "state_root must be an absolute path".into()));
     }
-    for img in [&c.images.postgres, &c.images.synapse] {
+    for img in [&c.images.postgres, &c.images.synapse, &c.images.mas, &c.images.proxy] {
         let v = img.get_ref();
         if v.contains('/') || v.contains('@') || v.contains(':') {
             if let Err(e) = Reference::parse(v) {
@@ -129,11 +129,71 @@ pub fn validate(c: &Config, path: &Path, text: &str) -> Result<()> {
             format!("ports.synapse {:?} is not IP:PORT or PORT", c.ports.synapse.get_ref()),
         ));
     }
-    if *c.mas.enabled.get_ref() {
-        return Err(err(
-            c.mas.enabled.span(),
-            "mas.enabled: the MAS integration is not available in this version yet".into(),
-        ));
+    validate_mas(c, &err)?;
+    Ok(())
+}
+
+/// A ULID: 26 Crockford base32 characters, the first at most `7`.
+pub fn valid_ulid(s: &str) -> bool {
+    const ALPHABET: &str = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    s.len() == 26 && s.chars().all(|c| ALPHABET.contains(c)) && s.as_bytes()[0] <= b'7'
+}
+
+type ErrAt<'a> = &'a dyn Fn(std::ops::Range<usize>, String) -> anyhow::Error;
+
+fn validate_mas(c: &Config, err: ErrAt) -> Result<()> {
+    let m = &c.mas;
+    if let Some(h) = &m.hostname
+        && !valid_hostname(h.get_ref())
+    {
+        return Err(err(h.span(), format!("mas.hostname {:?} is not a host name", h.get_ref())));
+    }
+    let p = m.path_prefix.get_ref();
+    if !p.starts_with('/') || (p.len() > 1 && p.ends_with('/')) || p.contains(char::is_whitespace) {
+        return Err(err(m.path_prefix.span(), format!("mas.path_prefix {p:?} must start with / and not end with /")));
+    }
+    if p == "/" || p.starts_with("/_matrix") || p.starts_with("/_synapse") {
+        return Err(err(m.path_prefix.span(), format!("mas.path_prefix {p:?} would shadow Synapse's paths")));
+    }
+    match m.email.transport.get_ref().as_str() {
+        "none" => {}
+        "smtp" => {
+            if m.email.hostname.is_none() {
+                return Err(err(m.email.transport.span(), "mas.email: transport smtp needs a hostname".into()));
+            }
+            if let Some(mode) = &m.email.mode
+                && !["plain", "starttls", "tls"].contains(&mode.get_ref().as_str())
+            {
+                return Err(err(
+                    mode.span(),
+                    format!("mas.email.mode {:?} is not plain, starttls or tls", mode.get_ref()),
+                ));
+            }
+        }
+        other => {
+            return Err(err(m.email.transport.span(), format!("mas.email.transport {other:?} is not none or smtp")));
+        }
+    }
+    let secret_files = m
+        .email
+        .password_file
+        .iter()
+        .chain(m.upstream_oauth2.providers.iter().filter_map(|p| p.client_secret_file.as_ref()));
+    for f in secret_files {
+        if !f.get_ref().starts_with('/') {
+            return Err(err(f.span(), format!("{:?}: secret files must be absolute paths", f.get_ref())));
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for p in &m.upstream_oauth2.providers {
+        if !valid_ulid(p.id.get_ref()) {
+            let msg =
+                format!("provider id {:?} is not a ULID (26 characters of 0-9A-Z without I, L, O, U)", p.id.get_ref());
+            return Err(err(p.id.span(), msg));
+        }
+        if !seen.insert(p.id.get_ref().clone()) {
+            return Err(err(p.id.span(), format!("provider id {} is used twice", p.id.get_ref())));
+        }
     }
     Ok(())
 }
@@ -176,6 +236,43 @@ mod tests {
             let e = check(text).unwrap_err();
             assert!(e.starts_with(loc) && e.contains(what), "{text:?} gave {e}");
             assert!(!e.contains('\n'), "{e}");
+        }
+    }
+
+    #[test]
+    fn mas_sections() {
+        let base = "server_name = \"e.com\"\n[mas]\nenabled = true\n";
+        check(base).unwrap();
+        let provider = "[[mas.upstream_oauth2.providers]]\nid = \"01JSHPZHAXC50QBKH67MH33TNF\"\nissuer = \"https://dex.e.com/\"\nclient_id = \"mas\"\n";
+        check(&format!(
+            "{base}migration_in_progress = true\npath_prefix = \"/account\"\n[mas.email]\ntransport = \"smtp\"\n\
+hostname = \"mail.e.com\"\nmode = \"starttls\"\n{provider}synapse_idp_id = \"oidc-dex\"\nclient_secret_file = \"/etc/masctl/dex\"\n"
+        ))
+        .unwrap();
+        let cases = [
+            (format!("{base}path_prefix = \"auth\"\n"), "m.toml:4:15:", "path_prefix"),
+            (format!("{base}path_prefix = \"/_matrix/x\"\n"), "m.toml:4:15:", "shadow"),
+            (format!("{base}[mas.email]\ntransport = \"smtp\"\n"), "m.toml:5:13:", "hostname"),
+            (format!("{base}[mas.email]\ntransport = \"pigeon\"\n"), "m.toml:5:13:", "pigeon"),
+            (format!("{base}{}", provider.replace("TNF", "TNI")), "m.toml:5:6:", "ULID"),
+            (format!("{base}{provider}client_secret_file = \"rel\"\n"), "m.toml:8:22:", "absolute"),
+        ];
+        for (text, loc, what) in cases {
+            let e = check(&text).unwrap_err();
+            assert!(e.starts_with(loc) && e.contains(what), "{text:?} gave {e}");
+        }
+    }
+
+    #[test]
+    fn ulid_table() {
+        let cases = [
+            ("01JSHPZHAXC50QBKH67MH33TNF", true),
+            ("81JSHPZHAXC50QBKH67MH33TNF", false),
+            ("01JSHPZHAXC50QBKH67MH33TN", false),
+            ("01jshpzhaxc50qbkh67mh33tnf", false),
+        ];
+        for (s, ok) in cases {
+            assert_eq!(super::valid_ulid(s), ok, "{s}");
         }
     }
 

@@ -5,7 +5,9 @@
 //! files) and a spec entry (the container to run), and the generation entry itself
 //! (units + manifest) that refers to them by path.
 
+mod mas;
 mod postgres;
+mod proxy;
 mod synapse;
 mod units;
 
@@ -19,6 +21,7 @@ use crate::config::Config;
 use crate::layout::Layout;
 use crate::spec::ServiceSpec;
 
+pub use mas::cli as mas_cli;
 pub use units::{TARGET, unit_name};
 
 /// A store entry: a directory of files, named by the hash of its contents.
@@ -104,13 +107,26 @@ pub fn evaluate(inp: &Inputs) -> Result<Evaluated> {
     let mut services = BTreeMap::new();
     let mut specs: Vec<(ServiceSpec, String)> = Vec::new();
 
-    let pg_conf = postgres::config_entry(inp.config);
+    let c = inp.config;
+    let mut configured: Vec<(Entry, ServiceSpec, &str)> = Vec::new();
+    let pg_conf = postgres::config_entry(c);
     let pg = postgres::spec(inp, &pg_conf.path(inp.layout));
-    let syn_conf = synapse::config_entry(inp.config)?;
+    configured.push((pg_conf, pg, "PostgreSQL"));
+    if c.mas_enabled() {
+        let mas_conf = mas::config_entry(c)?;
+        let mas = mas::spec(inp, &mas_conf.path(inp.layout));
+        configured.push((mas_conf, mas, "Matrix Authentication Service"));
+    }
+    let syn_conf = synapse::config_entry(c)?;
     let syn = synapse::spec(inp, &syn_conf.path(inp.layout));
-    entries.push(pg_conf);
-    entries.push(syn_conf);
-    for (spec, description) in [(pg, "PostgreSQL"), (syn, "Synapse homeserver")] {
+    configured.push((syn_conf, syn, "Synapse homeserver"));
+    if c.mas_enabled() {
+        let proxy_conf = proxy::config_entry(c);
+        let proxy = proxy::spec(inp, &proxy_conf.path(inp.layout));
+        configured.push((proxy_conf, proxy, "routing proxy"));
+    }
+    for (conf, spec, description) in configured {
+        entries.push(conf);
         let mut e = Entry::new(&format!("service-{}", spec.service));
         e.add("spec.json", serde_json::to_vec_pretty(&spec)?);
         services.insert(spec.service.clone(), e.path(inp.layout));

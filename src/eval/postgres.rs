@@ -6,20 +6,31 @@ use crate::config::Config;
 use crate::secrets::POSTGRES_UID;
 use crate::spec::{DataDir, Health, ServiceSpec};
 
-/// Runs as the superuser over the local socket after every start. The password is
-/// read server-side from the mounted secret, so it is never in a command or a log.
-pub const INIT_SQL: &str = r#"\set ON_ERROR_STOP on
-SELECT 'CREATE ROLE synapse LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'synapse')\gexec
+/// SQL that creates `name`'s role and database once (UTF8, C locale, template0) and
+/// sets the role's password from a mounted secret. Runs as the superuser over the
+/// local socket after every start; the password is read server-side, so it is never
+/// in a command line or a log.
+pub fn init_sql(name: &str) -> String {
+    format!(
+        r#"SELECT 'CREATE ROLE {name} LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{name}')\gexec
 DO $$ BEGIN
-  EXECUTE format('ALTER ROLE synapse PASSWORD %L', btrim(pg_read_file('/run/secrets/postgres-synapse'), E' \n'));
+  EXECUTE format('ALTER ROLE {name} PASSWORD %L', btrim(pg_read_file('/run/secrets/postgres-{name}'), E' \n'));
 END $$;
-SELECT 'CREATE DATABASE synapse OWNER synapse ENCODING ''UTF8'' LC_COLLATE ''C'' LC_CTYPE ''C'' TEMPLATE template0'
-  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'synapse')\gexec
-"#;
+SELECT 'CREATE DATABASE {name} OWNER {name} ENCODING ''UTF8'' LC_COLLATE ''C'' LC_CTYPE ''C'' TEMPLATE template0'
+  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{name}')\gexec
+"#
+    )
+}
 
-pub fn config_entry(_c: &Config) -> Entry {
+/// The databases the stack needs: Synapse's, and MAS's when it is enabled.
+pub fn databases(c: &Config) -> Vec<&'static str> {
+    if c.mas_enabled() { vec!["synapse", "mas"] } else { vec!["synapse"] }
+}
+
+pub fn config_entry(c: &Config) -> Entry {
     let mut e = Entry::new("postgres-config");
-    e.add("init.sql", INIT_SQL);
+    let sql: String = databases(c).iter().map(|d| init_sql(d)).collect();
+    e.add("init.sql", format!("\\set ON_ERROR_STOP on\n{sql}"));
     e
 }
 
@@ -29,6 +40,12 @@ pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
     let instance = c.instance.get_ref();
     let data = l.data("postgres").display().to_string();
     let secret = |n: &str| format!("{}:/run/secrets/{n}:ro", l.secret(n).display());
+    let mut binds = vec![
+        format!("{data}:/var/lib/postgresql/data"),
+        format!("{config_dir}:/etc/masctl:ro"),
+        secret("postgres-superuser"),
+    ];
+    binds.extend(databases(c).iter().map(|d| secret(&format!("postgres-{d}"))));
     let mut cmd = Vec::new();
     for (k, v) in &c.postgres.settings {
         let v = match v.get_ref() {
@@ -46,12 +63,7 @@ pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
         user: format!("{POSTGRES_UID}:{POSTGRES_UID}"),
         cmd,
         env: vec!["POSTGRES_PASSWORD_FILE=/run/secrets/postgres-superuser".into()],
-        binds: vec![
-            format!("{data}:/var/lib/postgresql/data"),
-            format!("{config_dir}:/etc/masctl:ro"),
-            secret("postgres-superuser"),
-            secret("postgres-synapse"),
-        ],
+        binds,
         tmpfs: [
             ("/tmp".to_string(), "rw,nosuid,nodev,size=64m".to_string()),
             ("/run/postgresql".to_string(), format!("rw,nosuid,nodev,uid={POSTGRES_UID},gid={POSTGRES_UID},mode=2775")),
@@ -64,12 +76,14 @@ pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
             timeout_ms: 5000,
             retries: 3,
             start_period_ms: 60_000,
+            http: None,
         },
         after_healthy: vec![
             ["psql", "-q", "-h", "/run/postgresql", "-U", "postgres", "-d", "postgres", "-f", "/etc/masctl/init.sql"]
                 .map(String::from)
                 .to_vec(),
         ],
+        pre_start: vec![],
         data_dirs: vec![DataDir { path: data, uid: POSTGRES_UID, mode: 0o700 }],
         stop_timeout_secs: 60,
     }

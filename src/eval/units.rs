@@ -19,7 +19,8 @@ pub fn unit_name(service: &str) -> String {
 /// reconnects to its database by itself.
 fn needs(service: &str) -> &'static [&'static str] {
     match service {
-        "synapse" => &["postgres"],
+        "synapse" | "mas" => &["postgres"],
+        "proxy" => &["synapse", "mas"],
         _ => &[],
     }
 }

@@ -16,6 +16,11 @@ pub struct Stack {
     _root_dir: tempfile::TempDir,
 }
 
+/// Tests log in many times from one address; Synapse's default login rate limit
+/// would answer 429. Appended last, so the lines of `extra` keep their numbers.
+const RATE_LIMITS: &str = "[synapse.extra.rc_login.address]\nper_second = 1000\nburst_count = 1000\n\
+[synapse.extra.rc_login.account]\nper_second = 1000\nburst_count = 1000\n";
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -43,7 +48,7 @@ impl Stack {
     /// The base config plus `extra` TOML appended (tables after the top-level keys).
     pub fn write_config(&self, extra: &str) {
         let text = format!(
-            "server_name = \"test.local\"\ninstance = \"{}\"\nstate_root = \"{}\"\n[ports]\nsynapse = \"127.0.0.1:{}\"\n{extra}",
+            "server_name = \"test.local\"\ninstance = \"{}\"\nstate_root = \"{}\"\n[ports]\nsynapse = \"127.0.0.1:{}\"\n{extra}{RATE_LIMITS}",
             self.instance,
             self.root.display(),
             self.port
@@ -177,6 +182,17 @@ impl Stack {
             "http://localhost:8008",
         ]);
         docker_ok(&["exec", &c, "python3", "-c", &format!("import os; os.remove('{pwfile}')")]);
+    }
+
+    /// A public profile lookup: answers 200 only when Synapse can read its database.
+    pub fn profile_status(&self, user: &str) -> Option<u16> {
+        let agent: ureq::Agent =
+            ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(5))).build().into();
+        match agent.get(&format!("{}/_matrix/client/v3/profile/@{user}:test.local", self.base_url())).call() {
+            Ok(r) => Some(r.status().as_u16()),
+            Err(ureq::Error::StatusCode(c)) => Some(c),
+            Err(_) => None,
+        }
     }
 
     pub fn login_status(&self, user: &str, password: &str) -> u16 {

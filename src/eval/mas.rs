@@ -1,0 +1,183 @@
+//! Matrix Authentication Service: its `config.yaml` (JSON, which YAML reads) and
+//! container. Secrets are files; Synapse's pre-MAS config rides along for syn2mas.
+
+use anyhow::{Context, Result};
+use serde_json::{Value, json};
+
+use super::synapse;
+use super::{Entry, Inputs};
+use crate::config::Config;
+use crate::secrets::MAS_UID;
+use crate::spec::{DataDir, Health, HttpProbe, ServiceSpec};
+
+pub const CONFIG_IN_CONTAINER: &str = "/etc/mas/config.yaml";
+/// Where the compatibility endpoints listen (without the path prefix).
+pub const COMPAT_PORT: u16 = 8082;
+
+fn email(c: &Config) -> Value {
+    let e = &c.mas.email;
+    match e.transport.get_ref().as_str() {
+        "smtp" => {
+            let mut v = json!({
+                "from": e.from, "reply_to": e.from, "transport": "smtp",
+                "mode": e.mode.as_ref().map_or("starttls".to_string(), |m| m.get_ref().clone()),
+                "hostname": e.hostname.as_ref().map(|h| h.get_ref().clone()),
+            });
+            if let Some(port) = e.port {
+                v["port"] = json!(port);
+            }
+            if let Some(u) = &e.username {
+                v["username"] = json!(u);
+                v["password_file"] = json!("/run/secrets/mas-smtp-password");
+            }
+            v
+        }
+        _ => json!({"from": e.from, "reply_to": e.from, "transport": "blackhole"}),
+    }
+}
+
+/// MAS `passwords`: version 1 is bcrypt with Synapse's pepper, so migrated hashes
+/// keep working; new passwords use argon2id (the highest version).
+fn passwords(c: &Config) -> Value {
+    let pepper = c
+        .synapse
+        .extra
+        .get_ref()
+        .get("password_config")
+        .and_then(|p| p.get("pepper"))
+        .and_then(|p| p.as_str())
+        .map(String::from);
+    let mut v1 = json!({"version": 1, "algorithm": "bcrypt", "unicode_normalization": true});
+    if let Some(p) = pepper {
+        v1["secret"] = json!(p);
+    }
+    json!({"enabled": true, "schemes": [v1, {"version": 2, "algorithm": "argon2id"}]})
+}
+
+pub fn config(c: &Config) -> Result<Value> {
+    let instance = c.instance.get_ref();
+    let prefix = c.mas.path_prefix.get_ref();
+    let providers: Vec<Value> = c
+        .mas
+        .upstream_oauth2
+        .providers
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut v = json!({
+                "id": p.id.get_ref(), "issuer": p.issuer, "client_id": p.client_id,
+                "token_endpoint_auth_method": p.token_endpoint_auth_method, "scope": p.scope,
+            });
+            if let Some(idp) = &p.synapse_idp_id {
+                v["synapse_idp_id"] = json!(idp);
+            }
+            if p.client_secret_file.is_some() {
+                v["client_secret_file"] = json!(format!("/run/secrets/mas-provider-{i}"));
+            }
+            v
+        })
+        .collect();
+    let mut cfg = json!({
+        "http": {
+            "public_base": format!("https://{}{prefix}/", c.mas_hostname()),
+            "listeners": [
+                {"name": "web", "prefix": prefix, "binds": [{"address": "[::]:8080"}],
+                 "resources": [{"name": "discovery"}, {"name": "human"}, {"name": "oauth"}, {"name": "graphql"}, {"name": "assets"}]},
+                {"name": "compat", "binds": [{"address": format!("[::]:{COMPAT_PORT}")}], "resources": [{"name": "compat"}]},
+                {"name": "internal", "binds": [{"host": "0.0.0.0", "port": 8081}], "resources": [{"name": "health"}]},
+            ],
+        },
+        "database": {
+            "host": format!("{instance}-postgres"), "port": 5432, "username": "mas",
+            "password_file": "/run/secrets/mas-db-password", "database": "mas",
+        },
+        "secrets": {
+            "encryption_file": "/run/secrets/mas-encryption",
+            "keys": [{"key_file": "/run/secrets/mas-signing-rsa.pem"}],
+        },
+        "matrix": {
+            "kind": "synapse",
+            "homeserver": c.server_name.get_ref(),
+            "secret_file": "/run/secrets/mas-synapse-secret",
+            "endpoint": format!("http://{instance}-synapse:8008/"),
+        },
+        "passwords": passwords(c),
+        "email": email(c),
+        "upstream_oauth2": {"providers": providers},
+    });
+    if !c.mas.account.is_empty() {
+        cfg["account"] = serde_json::to_value(&c.mas.account)?;
+    }
+    let extra = serde_json::to_value(c.mas.extra.get_ref()).context("mas.extra")?;
+    if let (Some(obj), Value::Object(extra)) = (cfg.as_object_mut(), extra) {
+        for (k, v) in extra {
+            obj.insert(k, v);
+        }
+    }
+    Ok(cfg)
+}
+
+pub fn config_entry(c: &Config) -> Result<Entry> {
+    let mut e = Entry::new("mas-config");
+    e.add("config.yaml", synapse::render(&config(c)?)?);
+    // What syn2mas reads: Synapse's config from before MAS took over logins.
+    e.add("synapse-pre-mas.yaml", synapse::render(&synapse::homeserver_pre_mas(c)?)?);
+    Ok(e)
+}
+
+/// The `-c config.yaml` every mas-cli invocation masctl makes starts with.
+pub fn cli(args: &[&str]) -> Vec<String> {
+    ["-c", CONFIG_IN_CONTAINER].iter().chain(args).map(|s| s.to_string()).collect()
+}
+
+pub fn secret_binds(inp: &Inputs) -> Vec<String> {
+    let l = inp.layout;
+    let c = inp.config;
+    let mut binds: Vec<String> = ["mas-db-password", "mas-encryption", "mas-synapse-secret", "mas-signing-rsa.pem"]
+        .iter()
+        .map(|n| format!("{}:/run/secrets/{n}:ro", l.secret(n).display()))
+        .collect();
+    if c.mas.email.username.is_some()
+        && let Some(f) = &c.mas.email.password_file
+    {
+        binds.push(format!("{}:/run/secrets/mas-smtp-password:ro", f.get_ref()));
+    }
+    for (i, p) in c.mas.upstream_oauth2.providers.iter().enumerate() {
+        if let Some(f) = &p.client_secret_file {
+            binds.push(format!("{}:/run/secrets/mas-provider-{i}:ro", f.get_ref()));
+        }
+    }
+    binds
+}
+
+pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
+    let c = inp.config;
+    let instance = c.instance.get_ref();
+    let mut binds = vec![format!("{config_dir}:/etc/mas:ro")];
+    binds.extend(secret_binds(inp));
+    ServiceSpec {
+        service: "mas".into(),
+        container: format!("{instance}-mas"),
+        network: instance.clone(),
+        image: inp.images["mas"].clone(),
+        user: format!("{MAS_UID}:{MAS_UID}"),
+        // Migrations run first, in their own container (as ESS does).
+        cmd: cli(&["server", "--no-migrate"]),
+        env: vec![],
+        binds,
+        tmpfs: [("/tmp".to_string(), "rw,nosuid,nodev,size=64m".to_string())].into(),
+        ports: vec![],
+        health: Health {
+            test: vec![],
+            http: Some(HttpProbe { port: 8081, path: "/health".into() }),
+            interval_ms: 500,
+            timeout_ms: 3000,
+            retries: 3,
+            start_period_ms: 120_000,
+        },
+        after_healthy: vec![],
+        pre_start: vec![cli(&["database", "migrate"])],
+        data_dirs: Vec::<DataDir>::new(),
+        stop_timeout_secs: 30,
+    }
+}
