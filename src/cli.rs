@@ -112,6 +112,44 @@ pub enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Migrate Synapse's users to MAS (needs [mas] enabled with migration_in_progress)
+    #[command(subcommand)]
+    Syn2mas(Syn2masCommand),
+    /// Create a user: through MAS when it is integrated, else with Synapse's shared secret
+    RegisterUser {
+        /// The localpart (alice) or full user ID (@alice:example.com)
+        name: String,
+        /// Let the user be (or request being) an admin
+        #[arg(long)]
+        admin: bool,
+        /// Email addresses (verified), with MAS
+        #[arg(long = "email", value_name = "EMAIL")]
+        emails: Vec<String>,
+        /// Read the password from this file [default: prompt on a terminal, else stdin]
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+    /// Check the stack: `mas-cli doctor` plus units, containers, images and routes
+    Doctor {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Dump every database into backups/, each verified by a test restore
+    Backup,
+    /// List the backups
+    Backups {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run any other mas-cli command as a transient unit (e.g. manage add-email alice a@b.c)
+    #[command(name = "mas-cli")]
+    MasCli {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        args: Vec<String>,
+    },
+    /// Run one job's container (the main process of a transient unit)
+    #[command(hide = true)]
+    Job { spec: String },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff) to stdout
@@ -136,6 +174,18 @@ pub fn parse_age(s: &str) -> Result<std::time::Duration, String> {
         _ => return Err(format!("{s:?}: unit must be d, h, m or s")),
     };
     Ok(std::time::Duration::from_secs(secs))
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Syn2masCommand {
+    /// Check whether the migration can run (exit 0 clean, 10 errors, 11 warnings)
+    Check,
+    /// Back up, stop Synapse, migrate; on failure start Synapse again
+    Migrate {
+        /// Migrate into MAS and roll it back; Synapse keeps running
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

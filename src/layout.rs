@@ -32,6 +32,9 @@ impl Layout {
     pub fn data(&self, service: &str) -> PathBuf {
         self.root.join("data").join(service)
     }
+    pub fn backups(&self) -> PathBuf {
+        self.root.join("backups")
+    }
     pub fn lock(&self) -> PathBuf {
         self.root.join("lock")
     }

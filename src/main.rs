@@ -9,6 +9,7 @@ mod eval;
 mod fsutil;
 mod generations;
 mod image;
+mod jobs;
 mod layout;
 mod located;
 mod secrets;

@@ -40,9 +40,15 @@ pub const SYNAPSE_UID: u32 = 991;
 pub const MAS_UID: u32 = 65532;
 
 /// Every secret the stack uses. Derived ones come after what they derive from.
-pub const SPECS: [Spec; 13] = [
+pub const SPECS: [Spec; 15] = [
     Spec { name: "postgres-superuser", uid: POSTGRES_UID, kind: Kind::Token },
     Spec { name: "postgres-synapse", uid: POSTGRES_UID, kind: Kind::Token },
+    // For backups: pg_dump connects as the superuser over the network.
+    Spec {
+        name: "postgres-superuser-pgpass",
+        uid: POSTGRES_UID,
+        kind: Kind::PgPass { host: "*", user: "postgres", password_of: "postgres-superuser" },
+    },
     Spec {
         name: "synapse-pgpass",
         uid: SYNAPSE_UID,
@@ -57,6 +63,8 @@ pub const SPECS: [Spec; 13] = [
     Spec { name: "mas-encryption", uid: MAS_UID, kind: Kind::Token },
     Spec { name: "mas-synapse-secret", uid: MAS_UID, kind: Kind::Token },
     Spec { name: "synapse-mas-secret", uid: SYNAPSE_UID, kind: Kind::Copy { of: "mas-synapse-secret" } },
+    // syn2mas runs as MAS's user and reads Synapse's database with Synapse's pgpass.
+    Spec { name: "mas-synapse-pgpass", uid: MAS_UID, kind: Kind::Copy { of: "synapse-pgpass" } },
     Spec { name: "mas-signing-rsa.pem", uid: MAS_UID, kind: Kind::RsaKey },
 ];
 

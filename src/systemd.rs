@@ -21,6 +21,13 @@ pub trait Manager {
     fn reload(&self) -> zbus::Result<()>;
     fn reset_failed_unit(&self, name: &str) -> zbus::Result<()>;
     fn load_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
+    fn start_transient_unit(
+        &self,
+        name: &str,
+        mode: &str,
+        properties: &[(&str, zbus::Variant<'_>)],
+        aux: &[(&str, &[(&str, zbus::Variant<'_>)])],
+    ) -> zbus::Result<OwnedObjectPath>;
     #[zbus(signal)]
     fn job_removed(&self, id: u32, job: OwnedObjectPath, unit: String, result: String) -> zbus::Result<()>;
 }
@@ -37,6 +44,14 @@ pub trait Unit {
     fn active_enter_timestamp(&self) -> zbus::Result<u64>;
     #[zbus(property, name = "InvocationID")]
     fn invocation_id(&self) -> zbus::Result<Vec<u8>>;
+}
+
+#[proxy(interface = "org.freedesktop.systemd1.Service", default_service = "org.freedesktop.systemd1")]
+pub trait Service {
+    #[zbus(property)]
+    fn exec_main_status(&self) -> zbus::Result<i32>;
+    #[zbus(property)]
+    fn result(&self) -> zbus::Result<String>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -129,6 +144,44 @@ impl Systemd {
             .zip(results)
             .map(|((op, unit), r)| (unit.clone(), *op, r.unwrap_or_else(|| "done".into())))
             .collect())
+    }
+
+    /// Starts a transient oneshot service running `argv` and waits for it to end.
+    /// It runs under PID 1, so it finishes even if this process goes away.
+    /// Returns the exit status of its main process.
+    pub async fn run_transient(&self, unit: &str, description: &str, argv: &[String]) -> Result<i32> {
+        use zbus::Variant;
+        let exec: Vec<(String, Vec<String>, bool)> = vec![(argv[0].clone(), argv.to_vec(), false)];
+        let props: Vec<(&str, Variant<'_>)> = vec![
+            ("Description", Variant::from(description)),
+            ("Type", Variant::from("oneshot")),
+            // Keeps ExecMainStatus readable after the process ends.
+            ("RemainAfterExit", Variant::from(true)),
+            ("ExecStart", Variant::from(exec)),
+            ("StandardOutput", Variant::from("journal")),
+            ("StandardError", Variant::from("journal")),
+            ("TimeoutStartUSec", Variant::from(u64::MAX)),
+        ];
+        let mut removed = self.manager.receive_job_removed().await?;
+        let job = self
+            .manager
+            .start_transient_unit(unit, "fail", &props, &[])
+            .await
+            .with_context(|| format!("starting transient unit {unit}"))?;
+        let result = loop {
+            let sig = removed.next().await.context("the system bus closed")?;
+            let args = sig.args()?;
+            if args.job.as_str() == job.as_str() {
+                break args.result.to_string();
+            }
+        };
+        let path = self.manager.load_unit(unit).await?;
+        let svc = ServiceProxy::builder(&self.conn).path(path).cache_properties(CacheProperties::No).build().await?;
+        let status = svc.exec_main_status().await.unwrap_or(if result == "done" { 0 } else { 1 });
+        // Release the unit: stop it (it is "active (exited)" or failed) and forget it.
+        let _ = self.manager.stop_unit(unit, "replace").await;
+        self.reset_failed(unit).await;
+        Ok(if result == "done" { status } else { status.max(1) })
     }
 
     pub async fn unit_state(&self, name: &str) -> Result<UnitState> {

@@ -17,6 +17,10 @@ fn level() -> i8 {
     *LEVEL.get().unwrap_or(&0)
 }
 
+pub fn is_quiet() -> bool {
+    level() < 0
+}
+
 /// A step worth telling about ("fetching 73 inputs").
 pub fn step(msg: impl AsRef<str>) {
     if level() >= 0 {

@@ -2,6 +2,7 @@
 //! and the edges, and prints results to stdout.
 
 pub mod image;
+pub mod mas;
 pub mod stack;
 pub mod trial;
 
@@ -22,6 +23,16 @@ pub async fn run(cli: Cli) -> Result<()> {
             std::process::exit(code);
         }
         Command::Try { down, json } => trial::run(&cli.global, down, json).await,
+        Command::Job { spec } => {
+            let code = crate::jobs::run_spec(&spec).await?;
+            std::process::exit(code);
+        }
+        cmd @ (Command::Syn2mas(_)
+        | Command::RegisterUser { .. }
+        | Command::Doctor { .. }
+        | Command::Backup
+        | Command::Backups { .. }
+        | Command::MasCli { .. }) => mas::run(&cli.global, cmd).await,
         Command::Completions { shell } => {
             // Rendered to memory first: clap_complete panics on a closed stdout.
             let mut buf = Vec::new();

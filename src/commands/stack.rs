@@ -34,7 +34,7 @@ pub async fn run(g: &Global, cmd: Command) -> Result<()> {
 }
 
 /// The state root: `--root`/`MASCTL_ROOT`, else the config's, else the default.
-fn layout_for(g: &Global) -> Result<Layout> {
+pub fn layout_for(g: &Global) -> Result<Layout> {
     if let Some(r) = &g.root {
         return Ok(Layout::new(r));
     }

@@ -1,0 +1,93 @@
+//! Database dumps into `backups/`, each verified by restoring it into a scratch
+//! database before it counts as a backup.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use super::ContainerJob;
+use crate::eval::Manifest;
+use crate::layout::Layout;
+use crate::secrets::POSTGRES_UID;
+use crate::systemd::Systemd;
+
+/// Dump, check the archive lists, restore into a scratch database, drop it. Runs in
+/// the Postgres image (dash, pg_dump, pg_restore, psql); the password comes from a
+/// mounted pgpass file, never the command line.
+fn script(host: &str, db: &str, file: &str) -> String {
+    format!(
+        "set -e\n\
+pg_dump -h {host} -U postgres -Fc -f /backups/{file}.tmp {db}\n\
+pg_restore --list /backups/{file}.tmp > /dev/null\n\
+psql -q -h {host} -U postgres -d postgres -c 'DROP DATABASE IF EXISTS masctl_verify' \
+-c \"CREATE DATABASE masctl_verify TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'\"\n\
+pg_restore -h {host} -U postgres -d masctl_verify --no-owner --exit-on-error /backups/{file}.tmp\n\
+psql -q -h {host} -U postgres -d postgres -c 'DROP DATABASE masctl_verify'\n\
+echo verified {file}\n"
+    )
+}
+
+pub fn databases(manifest: &Manifest) -> Vec<&'static str> {
+    if manifest.services.contains_key("mas") { vec!["synapse", "mas"] } else { vec!["synapse"] }
+}
+
+fn stamp() -> String {
+    let out = std::process::Command::new("date").args(["-u", "+%Y%m%dT%H%M%SZ"]).output();
+    out.ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_else(|| "now".into())
+}
+
+/// Dumps each database; returns the verified files. A failed dump leaves nothing.
+pub async fn run(layout: &Layout, systemd: &Systemd, manifest: &Manifest, label: &str) -> Result<Vec<PathBuf>> {
+    let dir = layout.backups();
+    std::fs::create_dir_all(&dir)?;
+    std::os::unix::fs::chown(&dir, Some(POSTGRES_UID), Some(POSTGRES_UID))?;
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    let host = format!("{}-postgres", manifest.instance);
+    let mut made = Vec::new();
+    for db in databases(manifest) {
+        let file = format!("{db}-{}-{label}.dump", stamp());
+        let job = ContainerJob {
+            image: manifest.images["postgres"].clone(),
+            user: format!("{POSTGRES_UID}:{POSTGRES_UID}"),
+            entrypoint: Some(vec!["sh".into(), "-c".into(), script(&host, db, &file)]),
+            cmd: vec![],
+            binds: vec![
+                format!("{}:/backups", dir.display()),
+                format!("{}:/run/secrets/pgpass:ro", layout.secret("postgres-superuser-pgpass").display()),
+            ],
+            network: Some(manifest.instance.clone()),
+            env: vec!["PGPASSFILE=/run/secrets/pgpass".into()],
+        };
+        let (code, _) = super::run(layout, systemd, "backup", &format!("masctl backup of {db}"), job).await?;
+        let tmp = dir.join(format!("{file}.tmp"));
+        if code != 0 {
+            let _ = std::fs::remove_file(&tmp);
+            bail!("the backup of {db} failed (exit {code}); see its output above");
+        }
+        let size = std::fs::metadata(&tmp).with_context(|| format!("{} is missing", tmp.display()))?.len();
+        if size == 0 {
+            let _ = std::fs::remove_file(&tmp);
+            bail!("the backup of {db} is empty");
+        }
+        let dest = dir.join(&file);
+        std::fs::rename(&tmp, &dest)?;
+        made.push(dest);
+    }
+    Ok(made)
+}
+
+/// Backups on disk, newest last: (file name, bytes).
+pub fn list(dir: &Path) -> Result<Vec<(String, u64)>> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd {
+            let e = e?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".dump") {
+                out.push((name, e.metadata()?.len()));
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.split_once('-').map(|x| x.1).cmp(&b.0.split_once('-').map(|x| x.1)).then(a.0.cmp(&b.0)));
+    Ok(out)
+}
