@@ -21,7 +21,20 @@ use crate::{fsutil, ui};
 
 pub use plan::{Plan, plan};
 
-pub const UNIT_DIR: &str = "/etc/systemd/system";
+/// Where unit links go: `/etc/systemd/system`, unless it is managed by someone else
+/// (on NixOS it is a read-only link into the Nix store); then the runtime directory
+/// `/run/systemd/system`, which systemd also searches (the NixOS module switches at
+/// every boot, so the links come back). `MASCTL_UNIT_DIR` overrides both.
+pub fn unit_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("MASCTL_UNIT_DIR") {
+        return PathBuf::from(d);
+    }
+    let etc = Path::new("/etc/systemd/system");
+    match fs::symlink_metadata(etc) {
+        Ok(m) if m.file_type().is_symlink() => PathBuf::from("/run/systemd/system"),
+        _ => etc.to_path_buf(),
+    }
+}
 
 pub struct Activator<'a> {
     pub layout: &'a Layout,

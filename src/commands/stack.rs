@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use crate::activate::{Activator, UNIT_DIR, read_spec, switch_with_rollback};
+use crate::activate::{Activator, read_spec, switch_with_rollback, unit_dir};
 use crate::cli::{Command, Global};
 use crate::config;
 use crate::docker::Engine;
@@ -119,7 +119,7 @@ async fn check_mas_config(engine: &Engine, manifest: &Manifest) -> Result<()> {
 }
 
 fn activator<'a>(layout: &'a Layout, systemd: &'a Systemd, engine: &'a Engine, timeout: Duration) -> Activator<'a> {
-    Activator { layout, systemd, engine, unit_dir: PathBuf::from(UNIT_DIR), timeout }
+    Activator { layout, systemd, engine, unit_dir: unit_dir(), timeout }
 }
 
 async fn switch(g: &Global, dry_run: bool, timeout: Duration) -> Result<()> {
@@ -261,7 +261,9 @@ async fn status(g: &Global, json: bool) -> Result<()> {
     }
     let matches_current = units.iter().all(|u| u.active_state == "active")
         && containers.iter().all(|c| {
-            c.running && c.health.as_deref() == Some("healthy") && c.image.as_ref() == Some(&c.expected_image)
+            // "none": probed over HTTP by its supervisor, which reported it ready.
+            let healthy = matches!(c.health.as_deref(), Some("healthy" | "none"));
+            c.running && healthy && c.image.as_ref() == Some(&c.expected_image)
         });
     let report = StatusReport {
         generation: Some(current.number),

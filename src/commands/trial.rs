@@ -187,7 +187,7 @@ async fn ensure_host(
     let body = ContainerCreateBody {
         image: Some(image.to_string()),
         hostname: Some(host.to_string()),
-        env: Some(vec!["container=docker".into()]),
+        env: Some(host_env(cache)),
         labels: Some(
             [("masctl.role".to_string(), "systemd-host".to_string()), ("masctl.binary".to_string(), bin_hash)].into(),
         ),
@@ -204,6 +204,23 @@ async fn ensure_host(
     engine.api().create_container(Some(opts), body).await.with_context(|| format!("creating {host}"))?;
     engine.api().start_container(host, None).await.with_context(|| format!("starting {host}"))?;
     wait_for_systemd(engine, host).await
+}
+
+/// The host's environment: masctl inside finds the images, the shared input cache
+/// and this machine's mirrors (the host's own apt sources are debootstrap's).
+fn host_env(cache: &Path) -> Vec<String> {
+    let mut env = vec![
+        "container=docker".to_string(),
+        format!("MASCTL_IMAGES={IMAGES_IN_HOST}"),
+        format!("MASCTL_CACHE={}", cache.display()),
+    ];
+    if let Ok(m) = mirrors::debian_mirrors() {
+        env.push(format!("MASCTL_DEBIAN_MIRRORS={}", m.join(" ")));
+    }
+    if let Ok(i) = mirrors::python_index() {
+        env.push(format!("MASCTL_PYTHON_INDEX={i}"));
+    }
+    env
 }
 
 /// Copies the running masctl into the store (`<sha256>-masctl/masctl`).

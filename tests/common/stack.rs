@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::{docker, docker_ok, repo, shared_cache, wait_for};
 
 pub struct Stack {
+    pub images: PathBuf,
     pub instance: String,
     pub port: u16,
     pub root: PathBuf,
@@ -28,9 +29,15 @@ fn free_port() -> u16 {
 impl Stack {
     /// Writes the config; does not start anything.
     pub fn new(name: &str) -> Stack {
+        Stack::with_images(name, repo().join("images"))
+    }
+
+    /// A stack whose images come from another declarations directory.
+    pub fn with_images(name: &str, images: PathBuf) -> Stack {
         let root_dir = tempfile::Builder::new().prefix("masctl-stack-").tempdir_in("/var/tmp").unwrap();
         let instance = format!("t{}-{name}", std::process::id());
         let stack = Stack {
+            images,
             instance,
             port: free_port(),
             root: root_dir.path().to_path_buf(),
@@ -62,10 +69,7 @@ impl Stack {
 
     fn masctl_on_host(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_masctl"));
-        c.env("MASCTL_CACHE", shared_cache())
-            .env("MASCTL_IMAGES", repo().join("images"))
-            .arg("-c")
-            .arg(self.config_path());
+        c.env("MASCTL_CACHE", shared_cache()).env("MASCTL_IMAGES", &self.images).arg("-c").arg(self.config_path());
         c
     }
 
@@ -83,6 +87,46 @@ impl Stack {
     /// Runs masctl inside the systemd host, as an operator would.
     pub fn masctl(&self, args: &[&str]) -> Output {
         self.masctl_env(&[], args)
+    }
+
+    /// masctl inside the host with `input` on its stdin.
+    pub fn masctl_stdin(&self, input: &str, args: &[&str]) -> Output {
+        use std::io::Write;
+        let root = self.root.display().to_string();
+        let mut all: Vec<String> = ["exec", "-i", &self.host()].iter().map(|s| s.to_string()).collect();
+        all.extend(["/opt/masctl/bin/masctl", "--root", &root, "-c", "/etc/masctl/masctl.toml"].map(String::from));
+        all.extend(args.iter().map(|s| s.to_string()));
+        let mut child = Command::new("docker")
+            .args(&all)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// A SQL query in the stack's Postgres, as the superuser; rows as text lines.
+    pub fn sql(&self, db: &str, query: &str) -> String {
+        docker_ok(&[
+            "exec",
+            &self.container("postgres"),
+            "psql",
+            "-h",
+            "/run/postgresql",
+            "-U",
+            "postgres",
+            "-d",
+            db,
+            "-tAc",
+            query,
+        ])
+    }
+
+    pub fn unit_active_state(&self, unit: &str) -> String {
+        let out = Command::new("docker").args(["exec", &self.host(), "systemctl", "is-active", unit]).output().unwrap();
+        text(&out.stdout).trim().to_string()
     }
 
     pub fn masctl_env(&self, env: &[&str], args: &[&str]) -> Output {
