@@ -323,7 +323,7 @@ impl Engine {
 }
 
 /// A one-shot container: runs to its end, its output forwarded to stderr.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OneShot {
     pub image: String,
     pub user: String,
@@ -332,6 +332,21 @@ pub struct OneShot {
     pub binds: Vec<String>,
     pub network: Option<String>,
     pub env: Vec<String>,
+}
+
+impl OneShot {
+    /// `cmd` in a container like the service's: same image, user, mounts, environment.
+    pub fn like(spec: &ServiceSpec, cmd: Vec<String>, network: Option<String>) -> OneShot {
+        OneShot {
+            image: spec.image.clone(),
+            user: spec.user.clone(),
+            entrypoint: None,
+            cmd,
+            binds: spec.binds.clone(),
+            network,
+            env: spec.env.clone(),
+        }
+    }
 }
 
 impl Engine {

@@ -41,15 +41,7 @@ pub async fn run(spec_dir: &str) -> Result<i32> {
     engine.ensure_network(&spec.network).await?;
     engine.remove_container(&spec.container).await?;
     for cmd in &spec.pre_start {
-        let job = crate::docker::OneShot {
-            image: spec.image.clone(),
-            user: spec.user.clone(),
-            entrypoint: None,
-            cmd: cmd.clone(),
-            binds: spec.binds.clone(),
-            network: Some(spec.network.clone()),
-            env: spec.env.clone(),
-        };
+        let job = crate::docker::OneShot::like(&spec, cmd.clone(), Some(spec.network.clone()));
         println!("masctl: running `{}` before {}", cmd.join(" "), spec.service);
         let code = engine.run_once(&job, &format!("{}-pre", spec.service)).await?;
         if code != 0 {

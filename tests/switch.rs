@@ -87,6 +87,12 @@ fn switch_lifecycle_change_noop_rollback_and_invalid_configs() {
     s.register("alice", "alice-password-1");
     assert_eq!(s.login_status("alice", "alice-password-1"), 200);
 
+    // The journal of the current run of a unit.
+    let logs = s.masctl_ok(&["logs", "synapse", "-n", "50"]);
+    assert!(logs.contains("is healthy"), "{logs}");
+    let unknown = s.masctl(&["logs", "nonexistent"]);
+    assert!(!unknown.status.success() && text(&unknown.stderr).contains("known: postgres, synapse"));
+
     // A no-op switch restarts nothing and makes no generation.
     let (pg0, syn0) = (s.started_at("postgres"), s.started_at("synapse"));
     let out = s.masctl_ok(&["switch"]);

@@ -8,9 +8,10 @@ use anyhow::{Context, Result, bail};
 use crate::activate::read_spec;
 use crate::cli::{Command, Global, Syn2masCommand};
 use crate::docker::Engine;
+use crate::docker::OneShot;
 use crate::eval::{self, Manifest, unit_name};
 use crate::generations::{self, Generations};
-use crate::jobs::{self, ContainerJob, backup};
+use crate::jobs::{self, backup};
 use crate::layout::Layout;
 use crate::secrets::SYNAPSE_UID;
 use crate::spec::ServiceSpec;
@@ -110,18 +111,10 @@ impl Ctx {
 }
 
 /// A job running mas-cli with MAS's own image, mounts and network.
-fn mas_job(mas: &ServiceSpec, ctx: &Ctx, args: &[String]) -> ContainerJob {
+fn mas_job(mas: &ServiceSpec, ctx: &Ctx, args: &[String]) -> OneShot {
     let mut cmd = eval::mas_cli(&[]);
     cmd.extend(args.iter().cloned());
-    ContainerJob {
-        image: mas.image.clone(),
-        user: mas.user.clone(),
-        entrypoint: None,
-        cmd,
-        binds: mas.binds.clone(),
-        network: Some(ctx.manifest.instance.clone()),
-        env: vec![],
-    }
+    OneShot::like(mas, cmd, Some(ctx.manifest.instance.clone()))
 }
 
 fn backups(layout: &Layout, json: bool) -> Result<()> {
@@ -302,7 +295,7 @@ async fn register_user(
         crate::fsutil::write_atomic(&pw_path, password.as_bytes(), 0o600)?;
         std::os::unix::fs::chown(&pw_path, Some(SYNAPSE_UID), Some(SYNAPSE_UID))?;
         std::os::unix::fs::chown(dir.path(), Some(SYNAPSE_UID), Some(SYNAPSE_UID))?;
-        let job = ContainerJob {
+        let job = OneShot {
             image: syn.image.clone(),
             user: syn.user.clone(),
             entrypoint: Some(vec!["python3".into(), "-m".into(), "synapse._scripts.register_new_matrix_user".into()]),

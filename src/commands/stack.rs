@@ -100,15 +100,7 @@ pub fn service_images(c: &config::Config) -> Vec<(&'static str, &str)> {
 async fn check_mas_config(engine: &Engine, manifest: &Manifest) -> Result<()> {
     let Some(spec_path) = manifest.services.get("mas") else { return Ok(()) };
     let spec = read_spec(spec_path)?;
-    let job = crate::docker::OneShot {
-        image: spec.image.clone(),
-        user: spec.user.clone(),
-        entrypoint: None,
-        cmd: eval::mas_cli(&["config", "check"]),
-        binds: spec.binds.clone(),
-        network: None,
-        env: vec![],
-    };
+    let job = crate::docker::OneShot::like(&spec, eval::mas_cli(&["config", "check"]), None);
     let sp = ui::spinner("checking the MAS configuration (mas-cli config check)");
     let code = engine.run_once(&job, "mas-config-check").await?;
     sp.finish_and_clear();

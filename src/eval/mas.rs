@@ -99,7 +99,9 @@ pub fn config(c: &Config) -> Result<Value> {
             "kind": "synapse",
             "homeserver": c.server_name.get_ref(),
             "secret_file": "/run/secrets/mas-synapse-secret",
-            "endpoint": format!("http://{instance}-synapse:8008/"),
+            // Through the routing proxy, like clients: MAS's own checks (doctor's
+            // login probe) then see the compatibility routes as clients do.
+            "endpoint": format!("http://{instance}-proxy:8080/"),
         },
         "passwords": passwords(c),
         "email": email(c),

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use super::ContainerJob;
+use crate::docker::OneShot;
 use crate::eval::Manifest;
 use crate::layout::Layout;
 use crate::secrets::POSTGRES_UID;
@@ -46,7 +46,7 @@ pub async fn run(layout: &Layout, systemd: &Systemd, manifest: &Manifest, label:
     let mut made = Vec::new();
     for db in databases(manifest) {
         let file = format!("{db}-{}-{label}.dump", stamp());
-        let job = ContainerJob {
+        let job = OneShot {
             image: manifest.images["postgres"].clone(),
             user: format!("{POSTGRES_UID}:{POSTGRES_UID}"),
             entrypoint: Some(vec!["sh".into(), "-c".into(), script(&host, db, &file)]),

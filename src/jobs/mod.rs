@@ -23,32 +23,7 @@ pub const END_MARKER: &str = "masctl-job-finished";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobSpec {
     pub kind: String,
-    pub container: ContainerJob,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ContainerJob {
-    pub image: String,
-    pub user: String,
-    pub entrypoint: Option<Vec<String>>,
-    pub cmd: Vec<String>,
-    pub binds: Vec<String>,
-    pub network: Option<String>,
-    pub env: Vec<String>,
-}
-
-impl ContainerJob {
-    fn one_shot(&self) -> OneShot {
-        OneShot {
-            image: self.image.clone(),
-            user: self.user.clone(),
-            entrypoint: self.entrypoint.clone(),
-            cmd: self.cmd.clone(),
-            binds: self.binds.clone(),
-            network: self.network.clone(),
-            env: self.env.clone(),
-        }
-    }
+    pub container: OneShot,
 }
 
 fn jobs_dir(layout: &Layout) -> PathBuf {
@@ -59,7 +34,7 @@ fn jobs_dir(layout: &Layout) -> PathBuf {
 pub async fn run_spec(path: &str) -> Result<i32> {
     let spec: JobSpec = serde_json::from_slice(&std::fs::read(path).with_context(|| format!("reading {path}"))?)?;
     let engine = Engine::connect().await?;
-    let code = engine.run_once(&spec.container.one_shot(), &spec.kind).await;
+    let code = engine.run_once(&spec.container, &spec.kind).await;
     let code = match code {
         Ok(c) => c.clamp(0, 255) as i32,
         Err(e) => {
@@ -80,7 +55,7 @@ pub async fn run(
     systemd: &Systemd,
     kind: &str,
     description: &str,
-    job: ContainerJob,
+    job: OneShot,
 ) -> Result<(i32, String)> {
     let dir = jobs_dir(layout);
     std::fs::create_dir_all(&dir)?;
