@@ -39,6 +39,8 @@ pub struct DebPin {
 pub struct WheelPin {
     pub name: String,
     pub version: String,
+    /// `any` for pure-Python wheels, else the CPU the wheel is built for (`x86_64`).
+    pub architecture: String,
     /// Relative to a PEP 503 simple index: `<project>/<file name>`.
     pub path: String,
     pub sha256: String,
@@ -65,6 +67,22 @@ impl WheelPin {
     pub fn filename(&self) -> &str {
         self.path.rsplit('/').next().unwrap_or(&self.path)
     }
+}
+
+/// The architecture a wheel file name's platform tag names: `any`, or the CPU
+/// at the end of tags like `manylinux_2_17_x86_64.manylinux2014_x86_64`.
+pub fn wheel_architecture(filename: &str) -> String {
+    let platform = filename.trim_end_matches(".whl").rsplit('-').next().unwrap_or("any");
+    let first = platform.split('.').next().unwrap_or(platform);
+    if first == "any" {
+        return "any".into();
+    }
+    for cpu in ["x86_64", "aarch64", "i686", "armv7l", "ppc64le", "s390x"] {
+        if first.ends_with(cpu) {
+            return cpu.into();
+        }
+    }
+    first.to_string()
 }
 
 impl Lock {
@@ -119,6 +137,17 @@ impl Lock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wheel_architecture_table() {
+        for (f, want) in [
+            ("attrs-23.1.0-py3-none-any.whl", "any"),
+            ("PyNaCl-1.5.0-cp36-abi3-manylinux_2_17_x86_64.manylinux2014_x86_64.whl", "x86_64"),
+            ("rpds_py-0.1-cp311-cp311-manylinux_2_17_aarch64.whl", "aarch64"),
+        ] {
+            assert_eq!(wheel_architecture(f), want, "{f}");
+        }
+    }
 
     #[test]
     fn round_trip_and_refusals() {

@@ -92,6 +92,7 @@ pub fn pins_from_report(json: &[u8]) -> Result<Vec<(WheelPin, String)>> {
             WheelPin {
                 name: project.clone(),
                 version: item.metadata.version,
+                architecture: super::lock::wheel_architecture(&filename),
                 path: format!("{project}/{filename}"),
                 sha256,
                 size: 0,
