@@ -44,24 +44,13 @@ fn start_postgres(root: &Root, d: &mut Docker) -> Postgres {
 
 /// `psql` from a second container over TCP; returns stdout on success.
 fn psql(pg: &Postgres, sql: &str) -> Option<String> {
-    let pw = format!("PGPASSWORD={}", pg.password);
-    let out = docker(&[
-        "run",
-        "--rm",
-        "--network",
-        &pg.network,
-        "-e",
-        &pw,
-        "--entrypoint",
-        "psql",
-        &pg.image,
-        "-h",
-        &pg.container,
-        "-U",
-        "postgres",
-        "-tAc",
-        sql,
-    ]);
+    psql_as(pg, &pg.password, sql)
+}
+
+fn psql_as(pg: &Postgres, password: &str, sql: &str) -> Option<String> {
+    let pw = format!("PGPASSWORD={password}");
+    let net = ["run", "--rm", "--network", &pg.network, "-e", &pw, "--entrypoint", "psql", &pg.image];
+    let out = docker(&[&net[..], &["-h", &pg.container, "-U", "postgres", "-tAc", sql]].concat());
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
@@ -82,24 +71,8 @@ fn postgres_inits_and_serves_as_non_root_on_a_read_only_root() {
     );
     assert_eq!(enc.as_deref(), Some("UTF8 C"));
     // A wrong password is refused: host authentication is really on.
-    let bad = docker(&[
-        "run",
-        "--rm",
-        "--network",
-        &pg.network,
-        "-e",
-        "PGPASSWORD=wrong",
-        "--entrypoint",
-        "psql",
-        &pg.image,
-        "-h",
-        &pg.container,
-        "-U",
-        "postgres",
-        "-tAc",
-        "SELECT 1",
-    ]);
-    assert!(!bad.status.success(), "{}", d.logs(&pg.container));
+    let bad = psql_as(&pg, "wrong", "SELECT 1");
+    assert!(bad.is_none(), "{}", d.logs(&pg.container));
 }
 
 fn http_status(agent: &ureq::Agent, url: &str) -> Option<u16> {
