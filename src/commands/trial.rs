@@ -60,7 +60,7 @@ pub async fn run(g: &Global, down: bool, json: bool) -> Result<()> {
     engine.ensure_network(instance).await?;
     engine.connect_network(instance, &host).await?;
 
-    let config_in_host = Path::new(CONFIG_DIR_IN_HOST).join(config_path.file_name().context("config file name")?);
+    let config_in_host = config_in_host(&config_path)?;
     let mut cmd = vec![MASCTL_IN_HOST.to_string()];
     if g.quiet {
         cmd.push("-q".into());
@@ -86,7 +86,7 @@ pub async fn run(g: &Global, down: bool, json: bool) -> Result<()> {
         );
     } else {
         println!("Synapse answers at {} (generation {} in {host})", m.client_url, gen_.number);
-        println!("Inside: docker exec -it {host} masctl status;  remove: masctl try --down");
+        println!("Look inside: docker exec -it {host} masctl status;  remove it: masctl try --down");
     }
     Ok(())
 }
@@ -187,7 +187,7 @@ async fn ensure_host(
     let body = ContainerCreateBody {
         image: Some(image.to_string()),
         hostname: Some(host.to_string()),
-        env: Some(host_env(cache)),
+        env: Some(host_env(cache, layout.root(), &config_in_host(config_path)?)),
         labels: Some(
             [("masctl.role".to_string(), "systemd-host".to_string()), ("masctl.binary".to_string(), bin_hash)].into(),
         ),
@@ -208,9 +208,13 @@ async fn ensure_host(
 
 /// The host's environment: masctl inside finds the images, the shared input cache
 /// and this machine's mirrors (the host's own apt sources are debootstrap's).
-fn host_env(cache: &Path) -> Vec<String> {
+fn host_env(cache: &Path, root: &Path, config_in_host: &Path) -> Vec<String> {
     let mut env = vec![
         "container=docker".to_string(),
+        // `docker exec HOST masctl status` works as on a real host.
+        format!("PATH={BIN_DIR_IN_HOST}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+        format!("MASCTL_ROOT={}", root.display()),
+        format!("MASCTL_CONFIG={}", config_in_host.display()),
         format!("MASCTL_IMAGES={IMAGES_IN_HOST}"),
         format!("MASCTL_CACHE={}", cache.display()),
     ];
@@ -221,6 +225,10 @@ fn host_env(cache: &Path) -> Vec<String> {
         env.push(format!("MASCTL_PYTHON_INDEX={i}"));
     }
     env
+}
+
+fn config_in_host(config_path: &Path) -> Result<PathBuf> {
+    Ok(Path::new(CONFIG_DIR_IN_HOST).join(config_path.file_name().context("config file name")?))
 }
 
 /// Copies the running masctl into the store (`<sha256>-masctl/masctl`).
