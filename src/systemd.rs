@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use futures_util::StreamExt;
 use zbus::proxy::CacheProperties;
 use zbus::{Connection, OwnedObjectPath, proxy};
@@ -125,7 +125,12 @@ impl Systemd {
                 }
                 // A unit that is not loaded cannot be stopped: it is stopped.
                 Err(e) if *op == Op::Stop && e.to_string().contains("not loaded") => results[i] = Some("done".into()),
-                Err(e) => bail!("{op:?} {unit}: {e}"),
+                // Submit the rest anyway: one unit that cannot start must not keep the
+                // others (and the target) from starting; the caller sees "failed".
+                Err(e) => {
+                    crate::ui::warn(format!("{op:?} {unit}: {e}"));
+                    results[i] = Some("failed".into());
+                }
             }
         }
         let deadline = tokio::time::Instant::now() + limit;

@@ -137,7 +137,10 @@ impl Activator<'_> {
         }
         // Recorded before anything stops, cleared only when all is up: a switch
         // killed in between is finished by the next one.
+        // Only units this generation has: a pending unit of another generation (a
+        // killed switch to a config since changed) is not this switch's to start.
         let mut pending = read_pending(self.layout);
+        pending.retain(|u| manifest.units.contains_key(u));
         pending.extend(plan.to_start());
         write_pending(self.layout, &pending)?;
 
@@ -157,20 +160,17 @@ impl Activator<'_> {
         self.link_units(&manifest)?;
         gens.set_current(target)?;
         failpoint("after-flip");
-        for unit in &plan.stop {
-            let _ = fs::remove_file(self.unit_dir.join(unit));
-        }
-        self.systemd.reload().await?;
-        failpoint("after-reload");
-
-        let mut starts: Vec<(Op, String)> = pending.iter().map(|u| (Op::Start, u.clone())).collect();
-        starts.push((Op::Start, TARGET.to_string()));
-        for (_, unit) in &starts {
-            self.systemd.reset_failed(unit).await;
-        }
         let services: Vec<String> = manifest.units.keys().filter(|u| !u.ends_with(".target")).cloned().collect();
+        // From here on the new generation is current: any error is a failed
+        // generation, so the caller can roll back, not an abort that leaves it half up.
         let sp = ui::spinner(&format!("starting generation {} and waiting for health", target.number));
-        let failed = self.start_and_gate(&starts, &services, &manifest).await?;
+        let failed = match self.start_after_flip(&plan, &pending, &services, &manifest).await {
+            Ok(failed) => failed,
+            Err(e) => {
+                sp.finish_and_clear();
+                return Ok(Err(Failure { units: services, logs: format!("masctl: {e:#}") }));
+            }
+        };
         sp.finish_and_clear();
         if !failed.is_empty() {
             let logs = failure_logs(&failed);
@@ -178,6 +178,26 @@ impl Activator<'_> {
         }
         let _ = fs::remove_file(self.layout.pending());
         Ok(Ok(plan))
+    }
+
+    async fn start_after_flip(
+        &self,
+        plan: &Plan,
+        pending: &BTreeSet<String>,
+        services: &[String],
+        manifest: &Manifest,
+    ) -> Result<Vec<String>> {
+        for unit in &plan.stop {
+            let _ = fs::remove_file(self.unit_dir.join(unit));
+        }
+        self.systemd.reload().await?;
+        failpoint("after-reload");
+        let mut starts: Vec<(Op, String)> = pending.iter().map(|u| (Op::Start, u.clone())).collect();
+        starts.push((Op::Start, TARGET.to_string()));
+        for (_, unit) in &starts {
+            self.systemd.reset_failed(unit).await;
+        }
+        self.start_and_gate(&starts, services, manifest).await
     }
 
     /// Starts the units and waits until each is active with a healthy container, or
