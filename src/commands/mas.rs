@@ -11,11 +11,11 @@ use crate::docker::Engine;
 use crate::docker::OneShot;
 use crate::eval::{self, Manifest, unit_name};
 use crate::generations::{self, Generations};
-use crate::jobs::{self, backup};
+use crate::jobs::{self, JobSpec, backup};
 use crate::layout::Layout;
 use crate::secrets::SYNAPSE_UID;
 use crate::spec::ServiceSpec;
-use crate::systemd::{Op, Systemd, job_failed};
+use crate::systemd::Systemd;
 use crate::ui;
 
 pub async fn run(g: &Global, cmd: Command) -> Result<()> {
@@ -42,7 +42,8 @@ pub async fn run(g: &Global, cmd: Command) -> Result<()> {
             let ctx = Ctx::load(&layout).await?;
             let mas = ctx.mas_spec()?;
             let (code, _) =
-                jobs::run(&layout, &ctx.systemd, "mas-cli", "masctl mas-cli", mas_job(&mas, &ctx, &args)).await?;
+                jobs::run(&layout, &ctx.systemd, "masctl mas-cli", JobSpec::new("mas-cli", mas_job(&mas, &ctx, &args)))
+                    .await?;
             if code != 0 {
                 bail!("mas-cli {} exited with {code}", args.join(" "));
             }
@@ -164,7 +165,8 @@ and migration_in_progress = true, then `masctl switch`",
     match sub {
         Syn2masCommand::Check => {
             job.cmd.extend(args(&["check"]));
-            let (code, _) = jobs::run(layout, &ctx.systemd, "syn2mas-check", "masctl syn2mas check", job).await?;
+            let (code, _) =
+                jobs::run(layout, &ctx.systemd, "masctl syn2mas check", JobSpec::new("syn2mas-check", job)).await?;
             match code {
                 0 => ui::step(explain_syn2mas(0)),
                 11 => ui::warn(explain_syn2mas(11)),
@@ -174,8 +176,13 @@ and migration_in_progress = true, then `masctl switch`",
         }
         Syn2masCommand::Migrate { dry_run: true } => {
             job.cmd.extend(args(&["migrate", "--dry-run"]));
-            let (code, _) =
-                jobs::run(layout, &ctx.systemd, "syn2mas-dry-run", "masctl syn2mas migrate --dry-run", job).await?;
+            let (code, _) = jobs::run(
+                layout,
+                &ctx.systemd,
+                "masctl syn2mas migrate --dry-run",
+                JobSpec::new("syn2mas-dry-run", job),
+            )
+            .await?;
             if code != 0 {
                 bail!("the dry run failed: {} (exit {code})", explain_syn2mas(code));
             }
@@ -191,13 +198,14 @@ and migration_in_progress = true, then `masctl switch`",
                 ui::step(format!("verified backup {}", f.display()));
             }
             let synapse = unit_name("synapse");
-            ui::step(format!("stopping {synapse}"));
-            let res = ctx.systemd.run_jobs(&[(Op::Stop, synapse.clone())], Duration::from_secs(120)).await?;
-            if res.iter().any(|(_, _, r)| job_failed(r)) {
-                bail!("could not stop {synapse}; nothing was migrated");
-            }
+            ui::step(format!("stopping {synapse} and migrating"));
             job.cmd.extend(args(&["migrate"]));
-            let outcome = jobs::run(layout, &ctx.systemd, "syn2mas-migrate", "masctl syn2mas migrate", job).await;
+            // The unit stops Synapse first and starts it again if the migration
+            // fails, so a dropped session cannot leave Synapse down.
+            let mut spec = JobSpec::new("syn2mas-migrate", job);
+            spec.stop_before.push(synapse.clone());
+            spec.start_on_failure.push(synapse.clone());
+            let outcome = jobs::run(layout, &ctx.systemd, "masctl syn2mas migrate", spec).await;
             match outcome {
                 Ok((0, _)) => {
                     ui::step("migration complete; Synapse stays stopped until MAS takes over logins.");
@@ -207,9 +215,8 @@ and migration_in_progress = true, then `masctl switch`",
                     Ok(())
                 }
                 other => {
-                    ui::step(format!("the migration failed; starting {synapse} again"));
-                    let started = ctx.systemd.run_jobs(&[(Op::Start, synapse.clone())], Duration::from_secs(300)).await;
-                    let restarted = matches!(&started, Ok(r) if r.iter().all(|(_, _, x)| !job_failed(x)));
+                    let state = ctx.systemd.unit_state(&synapse).await.map(|s| s.active_state).unwrap_or_default();
+                    let restarted = state == "active" || state == "activating";
                     let why = match other {
                         Ok((code, _)) => format!("{} (exit {code})", explain_syn2mas(code)),
                         Err(e) => format!("{e:#}"),
@@ -277,14 +284,17 @@ async fn register_user(
     let (code, out) = if delegating {
         let mas = ctx.mas_spec()?;
         let mut args: Vec<String> = ["manage", "register-user", "-y", user].iter().map(|s| s.to_string()).collect();
-        // mas-cli takes the password as an argument only: it is visible to this one
-        // short-lived container process, never to masctl's or the unit's command line.
-        args.extend(["-p".to_string(), password]);
+        // mas-cli takes the password only as an argument: it reaches that one
+        // short-lived container's command line through a file the job deletes once
+        // read; it is never in the job spec, the unit or masctl's own command line.
+        args.extend(["-p".to_string(), jobs::SECRET_PLACEHOLDER.to_string()]);
         for e in emails {
             args.extend(["-e".to_string(), e.clone()]);
         }
         args.push(if admin { "-a".into() } else { "-A".into() });
-        jobs::run(layout, &ctx.systemd, "register-user", "masctl register-user", mas_job(&mas, &ctx, &args)).await?
+        let mut spec = JobSpec::new("register-user", mas_job(&mas, &ctx, &args));
+        spec.secret_file = Some(jobs::secret_file(layout, &password)?.display().to_string());
+        jobs::run(layout, &ctx.systemd, "masctl register-user", spec).await?
     } else {
         if !emails.is_empty() {
             bail!("--email needs MAS; Synapse's shared-secret registration cannot set emails");
@@ -313,7 +323,7 @@ async fn register_user(
             network: Some(ctx.manifest.instance.clone()),
             env: vec![],
         };
-        jobs::run(layout, &ctx.systemd, "register-user", "masctl register-user", job).await?
+        jobs::run(layout, &ctx.systemd, "masctl register-user", JobSpec::new("register-user", job)).await?
     };
     if code == 0 {
         ui::step(format!("registered @{user}:{}", ctx.manifest.server_name));
@@ -409,9 +419,13 @@ async fn doctor(layout: &Layout, json: bool) -> Result<()> {
     }
     if ctx.mas_enabled() {
         let mas = ctx.mas_spec()?;
-        let (_, out) =
-            jobs::run(layout, &ctx.systemd, "doctor", "masctl doctor", mas_job(&mas, &ctx, &["doctor".to_string()]))
-                .await?;
+        let (_, out) = jobs::run(
+            layout,
+            &ctx.systemd,
+            "masctl doctor",
+            JobSpec::new("doctor", mas_job(&mas, &ctx, &["doctor".to_string()])),
+        )
+        .await?;
         findings.extend(
             parse_doctor(&out).into_iter().map(|f| Finding { message: format!("mas-cli: {}", f.message), ..f }),
         );

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+use super::JobSpec;
 use crate::docker::OneShot;
 use crate::eval::Manifest;
 use crate::layout::Layout;
@@ -58,19 +59,21 @@ pub async fn run(layout: &Layout, systemd: &Systemd, manifest: &Manifest, label:
             network: Some(manifest.instance.clone()),
             env: vec!["PGPASSFILE=/run/secrets/pgpass".into()],
         };
-        let (code, _) = super::run(layout, systemd, "backup", &format!("masctl backup of {db}"), job).await?;
         let tmp = dir.join(format!("{file}.tmp"));
+        let dest = dir.join(&file);
+        // The unit itself renames a verified dump (or removes a failed one), so a
+        // dropped session cannot leave a verified backup under its temporary name.
+        let mut spec = JobSpec::new("backup", job);
+        spec.rename_on_success.push((tmp.display().to_string(), dest.display().to_string()));
+        spec.remove_on_failure.push(tmp.display().to_string());
+        let (code, _) = super::run(layout, systemd, &format!("masctl backup of {db}"), spec).await?;
         if code != 0 {
-            let _ = std::fs::remove_file(&tmp);
             bail!("the backup of {db} failed (exit {code}); see its output above");
         }
-        let size = std::fs::metadata(&tmp).with_context(|| format!("{} is missing", tmp.display()))?.len();
+        let size = std::fs::metadata(&dest).with_context(|| format!("{} is missing", dest.display()))?.len();
         if size == 0 {
-            let _ = std::fs::remove_file(&tmp);
             bail!("the backup of {db} is empty");
         }
-        let dest = dir.join(&file);
-        std::fs::rename(&tmp, &dest)?;
         made.push(dest);
     }
     Ok(made)

@@ -14,55 +14,137 @@ use serde::{Deserialize, Serialize};
 
 use crate::docker::{Engine, OneShot};
 use crate::layout::Layout;
-use crate::systemd::Systemd;
+use crate::systemd::{Op, Systemd, job_failed};
 
 /// The line `masctl job` prints last; the follower stops reading there.
 pub const END_MARKER: &str = "masctl-job-finished";
 
-/// What `masctl job` runs: one container, to its end.
+/// Stands in the command for a secret that must not be written into the job spec.
+pub const SECRET_PLACEHOLDER: &str = "@masctl-secret@";
+
+/// What `masctl job` runs: one container, to its end, with what must happen around
+/// it done here too, so it happens even if the caller is gone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobSpec {
     pub kind: String,
     pub container: OneShot,
+    /// Units stopped (and waited for) before the container runs.
+    #[serde(default)]
+    pub stop_before: Vec<String>,
+    /// Units started again when the job fails.
+    #[serde(default)]
+    pub start_on_failure: Vec<String>,
+    /// (from, to) renamed when the job succeeds.
+    #[serde(default)]
+    pub rename_on_success: Vec<(String, String)>,
+    /// Files removed when the job fails.
+    #[serde(default)]
+    pub remove_on_failure: Vec<String>,
+    /// A 0600 file whose content replaces [`SECRET_PLACEHOLDER`] in the command; it
+    /// is deleted as soon as it is read.
+    #[serde(default)]
+    pub secret_file: Option<String>,
+}
+
+impl JobSpec {
+    pub fn new(kind: &str, container: OneShot) -> JobSpec {
+        JobSpec {
+            kind: kind.to_string(),
+            container,
+            stop_before: vec![],
+            start_on_failure: vec![],
+            rename_on_success: vec![],
+            remove_on_failure: vec![],
+            secret_file: None,
+        }
+    }
 }
 
 fn jobs_dir(layout: &Layout) -> PathBuf {
     layout.root().join("jobs")
 }
 
+async fn units(op: Op, units: &[String]) -> Result<bool> {
+    if units.is_empty() {
+        return Ok(true);
+    }
+    let systemd = Systemd::connect().await?;
+    let ops: Vec<(Op, String)> = units.iter().map(|u| (op, u.clone())).collect();
+    let res = systemd.run_jobs(&ops, std::time::Duration::from_secs(300)).await?;
+    Ok(res.iter().all(|(_, _, r)| !job_failed(r)))
+}
+
+async fn run_container(spec: &mut JobSpec) -> Result<i64> {
+    if let Some(f) = spec.secret_file.take() {
+        let secret = std::fs::read_to_string(&f).with_context(|| format!("reading {f}"));
+        let _ = std::fs::remove_file(&f);
+        let secret = secret?;
+        for arg in spec.container.cmd.iter_mut() {
+            if arg == SECRET_PLACEHOLDER {
+                *arg = secret.clone();
+            }
+        }
+    }
+    if !units(Op::Stop, &spec.stop_before).await? {
+        anyhow::bail!("could not stop {}", spec.stop_before.join(", "));
+    }
+    Engine::connect().await?.run_once(&spec.container, &spec.kind).await
+}
+
 /// `masctl job SPEC`: the transient unit's main process.
 pub async fn run_spec(path: &str) -> Result<i32> {
-    let spec: JobSpec = serde_json::from_slice(&std::fs::read(path).with_context(|| format!("reading {path}"))?)?;
-    let engine = Engine::connect().await?;
-    let code = engine.run_once(&spec.container, &spec.kind).await;
-    let code = match code {
+    let mut spec: JobSpec = serde_json::from_slice(&std::fs::read(path).with_context(|| format!("reading {path}"))?)?;
+    let code = match run_container(&mut spec).await {
         Ok(c) => c.clamp(0, 255) as i32,
         Err(e) => {
             eprintln!("masctl: {e:#}");
             1
         }
     };
+    if code == 0 {
+        for (from, to) in &spec.rename_on_success {
+            if let Err(e) = std::fs::rename(from, to) {
+                eprintln!("masctl: renaming {from}: {e}");
+            }
+        }
+    } else {
+        for f in &spec.remove_on_failure {
+            let _ = std::fs::remove_file(f);
+        }
+        match units(Op::Start, &spec.start_on_failure).await {
+            Ok(true) => {
+                if !spec.start_on_failure.is_empty() {
+                    eprintln!("masctl: started {} again", spec.start_on_failure.join(", "));
+                }
+            }
+            Ok(false) | Err(_) => eprintln!("masctl: could NOT start {} again", spec.start_on_failure.join(", ")),
+        }
+    }
     // stderr carries the container's output; the marker goes last on the same stream.
     eprintln!("{END_MARKER} status={code}");
     let _ = std::io::stderr().flush();
     Ok(code)
 }
 
+/// Writes a secret for a job into a 0600 file the job deletes once read.
+pub fn secret_file(layout: &Layout, secret: &str) -> Result<PathBuf> {
+    let dir = jobs_dir(layout);
+    std::fs::create_dir_all(&dir)?;
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    let path = dir.join(format!("{}.secret", hex::encode(crate::secrets::random_bytes::<8>()?)));
+    crate::fsutil::write_atomic(&path, secret.as_bytes(), 0o600)?;
+    Ok(path)
+}
+
 /// Runs a job as a transient unit, printing its output while attached; returns its
 /// exit status and everything it printed.
-pub async fn run(
-    layout: &Layout,
-    systemd: &Systemd,
-    kind: &str,
-    description: &str,
-    job: OneShot,
-) -> Result<(i32, String)> {
+pub async fn run(layout: &Layout, systemd: &Systemd, description: &str, spec: JobSpec) -> Result<(i32, String)> {
+    let kind = spec.kind.clone();
     let dir = jobs_dir(layout);
     std::fs::create_dir_all(&dir)?;
     let id = hex::encode(crate::secrets::random_bytes::<4>()?);
     let unit = format!("masctl-job-{kind}-{id}.service");
     let spec_path = dir.join(format!("{kind}-{id}.json"));
-    let spec = JobSpec { kind: kind.to_string(), container: job };
     crate::fsutil::write_atomic(&spec_path, &serde_json::to_vec_pretty(&spec)?, 0o600)?;
 
     // Follow the unit's journal from before it starts, until the end marker.
@@ -106,5 +188,8 @@ pub async fn run(
     let _ = follower.kill();
     let _ = follower.wait();
     let _ = std::fs::remove_file(&spec_path);
+    if let Some(f) = &spec.secret_file {
+        let _ = std::fs::remove_file(f);
+    }
     Ok((status?, captured))
 }
