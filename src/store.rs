@@ -28,6 +28,10 @@ impl Store {
             return Ok(dest);
         }
         fs::create_dir_all(&self.dir).with_context(|| format!("creating {}", self.dir.display()))?;
+        // Rendered configs can hold what users put under `extra` (a pepper, an SMTP
+        // password): only root may read the store. Containers still see the entries
+        // bind-mounted into them.
+        fs::set_permissions(&self.dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
         let tmp = fsutil::temp_sibling(&dest);
         fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         let filled = fill(&tmp).and_then(|()| sync_tree(&tmp));

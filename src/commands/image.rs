@@ -23,13 +23,9 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn new(g: &Global) -> Ctx {
-        let root = g.root.clone().unwrap_or_else(|| std::path::PathBuf::from(super::DEFAULT_ROOT));
-        Ctx {
-            images: super::images_dir(g),
-            store: Store::new(root.join("store")),
-            cache: Cache::new(g.cache.clone().unwrap_or_else(|| root.join("cache"))),
-        }
+    /// The state root as every command resolves it (`--root`, the config's, the default).
+    pub fn new(g: &Global) -> Result<Ctx> {
+        Ok(Ctx::with_root(g, super::stack::layout_for(g)?.root()))
     }
 
     pub fn with_root(g: &Global, root: &std::path::Path) -> Ctx {
@@ -66,7 +62,7 @@ impl Ctx {
 }
 
 pub async fn run(g: &Global, cmd: ImageCommand) -> Result<()> {
-    let ctx = Ctx::new(g);
+    let ctx = Ctx::new(g)?;
     match cmd {
         ImageCommand::Lock { names } => names.iter().try_for_each(|n| lock(&ctx, n)),
         ImageCommand::Build { names, check, inputs } => {

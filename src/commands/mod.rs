@@ -54,8 +54,7 @@ pub async fn run(cli: Cli) -> Result<()> {
 fn check_config(g: &Global) -> Result<()> {
     let c = crate::config::load(&g.config)?;
     let images = images_dir(g);
-    for (service, image) in [("postgres", &c.images.postgres), ("synapse", &c.images.synapse)] {
-        let name = image.get_ref();
+    for (service, name) in stack::service_images(&c) {
         if !name.contains('@') {
             images.load(name).map_err(|e| anyhow::anyhow!("images.{service}: {e:#}"))?;
         }

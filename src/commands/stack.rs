@@ -36,7 +36,8 @@ pub async fn run(g: &Global, cmd: Command) -> Result<()> {
 /// The state root: `--root`/`MASCTL_ROOT`, else the config's, else the default.
 pub fn layout_for(g: &Global) -> Result<Layout> {
     if let Some(r) = &g.root {
-        return Ok(Layout::new(r));
+        // Links and units name paths under the root: it must be absolute.
+        return Ok(Layout::new(std::path::absolute(r).with_context(|| format!("state root {}", r.display()))?));
     }
     if g.config.exists() {
         return Ok(Layout::new(config::load(&g.config)?.state_root.get_ref()));
@@ -449,12 +450,15 @@ async fn gc(g: &Global, keep: Option<usize>, older_than: Option<Duration>) -> Re
         gens.remove(&gens.get(*n)?)?;
     }
     // Everything a remaining generation refers to stays.
-    let mut live: BTreeSet<PathBuf> = BTreeSet::new();
+    // Compared by entry name (`<hash>-<name>`), not by full path: the root may be
+    // spelled differently now than when the generation was made.
+    let entry_name = |p: &std::path::Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut live: BTreeSet<String> = BTreeSet::new();
     let mut live_images: BTreeSet<String> = BTreeSet::new();
     for gen_ in gens.list()? {
-        live.insert(gen_.target.clone());
+        live.insert(entry_name(&gen_.target));
         let m = gen_.manifest()?;
-        live.extend(m.refs.iter().map(PathBuf::from));
+        live.extend(m.refs.iter().map(|r| entry_name(std::path::Path::new(r))));
         live_images.extend(m.images.values().cloned());
     }
     let mut removed = 0;
@@ -476,7 +480,7 @@ async fn gc(g: &Global, keep: Option<usize>, older_than: Option<Duration>) -> Re
                 used || name.starts_with(".tmp-")
             } else {
                 // `-masctl` entries are binaries `masctl try` runs hosts from.
-                live.contains(&p) || name.starts_with(".tmp-") || kind == "masctl"
+                live.contains(&name) || name.starts_with(".tmp-") || kind == "masctl"
             };
             if !keep_it {
                 make_writable(&p);

@@ -31,7 +31,7 @@ const CONFIG_DIR_IN_HOST: &str = "/etc/masctl";
 
 pub async fn run(g: &Global, down: bool, json: bool) -> Result<()> {
     let c = &config::load(&g.config)?;
-    let layout = Layout::new(g.root.clone().unwrap_or_else(|| PathBuf::from(c.state_root.get_ref())));
+    let layout = super::stack::layout_for(g)?;
     let engine = Engine::connect().await?;
     let instance = c.instance.get_ref();
     let host = format!("{instance}-host");
