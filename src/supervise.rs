@@ -74,14 +74,12 @@ pub async fn run(spec_dir: &str) -> Result<i32> {
                     Some(probe) => http_probe(&engine, &spec, probe).await,
                     None => st.health.clone(),
                 };
-                match health.as_str() {
-                    "healthy" => break,
-                    "unhealthy" => {
-                        eprintln!("masctl: {} is unhealthy; stopping it", spec.container);
-                        stop(&engine, &spec, log_task).await?;
-                        return Ok(1);
-                    }
-                    _ => {}
+                // Before the first "healthy", keep waiting whatever the checks say: a
+                // Synapse upgrade migrating its schema, or Postgres recovering, may
+                // take longer than any start period. The unit's start timeout and the
+                // switch's health gate bound the wait.
+                if health == "healthy" {
+                    break;
                 }
             }
         }
