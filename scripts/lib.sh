@@ -8,7 +8,7 @@ need_root() {
     fi
 }
 
-# apt-get update once, only if the package lists are empty or the caller asks.
+# apt-get update once, only if the package lists are empty.
 ensure_apt_lists() {
     if [ -z "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v -e lock -e partial)" ]; then
         apt-get update -qq

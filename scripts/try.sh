@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 need_root
-ensure_packages docker.io debootstrap ca-certificates
+ensure_packages docker.io debootstrap python3-pip ca-certificates
 ensure_apt_lists
 ensure_dockerd
 cargo build --release --quiet

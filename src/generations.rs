@@ -191,7 +191,7 @@ mod tests {
         assert!(g.remove(&g2).is_err(), "the current generation stays");
         g.remove(&g1).unwrap();
         assert_eq!(g.list().unwrap().len(), 1);
-        // Back to a once-used target makes a new number (history is append-only).
+        // Back to a once-used target makes a new number.
         assert_eq!(g.add(&a).unwrap().number, 3);
     }
 
