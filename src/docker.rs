@@ -122,6 +122,26 @@ pub struct ContainerState {
     pub image: String,
 }
 
+impl ContainerState {
+    /// Whether the container serves `spec`: running its image, and healthy — or,
+    /// for a service probed over HTTP (Docker then reports no health), running
+    /// while its supervisor has reported it ready (the caller checks the unit).
+    pub fn serves(&self, spec: &ServiceSpec) -> bool {
+        let healthy = self.health == "healthy" || (spec.health.http.is_some() && self.health == "none");
+        self.running && self.image == spec.image && healthy
+    }
+}
+
+/// Whether `GET url` answers 2xx within `timeout` (run off the async runtime).
+pub async fn http_ok(url: String, timeout: std::time::Duration) -> bool {
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(timeout)).build().into();
+        agent.get(&url).call().is_ok()
+    })
+    .await
+    .unwrap_or(false)
+}
+
 fn ms_to_ns(ms: u64) -> i64 {
     (ms as i64) * 1_000_000
 }
@@ -249,11 +269,6 @@ impl Engine {
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(e).with_context(|| format!("inspecting container {name}")),
         }
-    }
-
-    /// (image ID, health) of a running container, or None when it does not run.
-    pub async fn container_health(&self, name: &str) -> Result<Option<(String, String)>> {
-        Ok(self.container_state(name).await?.filter(|s| s.running).map(|s| (s.image, s.health)))
     }
 
     pub async fn stop_container(&self, name: &str, grace_secs: u32) -> Result<()> {
@@ -430,5 +445,60 @@ impl Engine {
             .await
             .with_context(|| format!("removing image {id}"))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{Health, HttpProbe};
+
+    fn spec(http: bool) -> ServiceSpec {
+        ServiceSpec {
+            service: "s".into(),
+            container: "c".into(),
+            network: "n".into(),
+            image: "sha256:a".into(),
+            user: "1:1".into(),
+            cmd: vec![],
+            env: vec![],
+            binds: vec![],
+            tmpfs: Default::default(),
+            ports: vec![],
+            health: Health {
+                test: if http { vec![] } else { vec!["true".into()] },
+                http: http.then(|| HttpProbe { port: 1, path: "/".into() }),
+                interval_ms: 1,
+                timeout_ms: 1,
+                retries: 1,
+                start_period_ms: 1,
+            },
+            after_healthy: vec![],
+            pre_start: vec![],
+            data_dirs: vec![],
+            stop_timeout_secs: 1,
+        }
+    }
+
+    #[test]
+    fn serves_table() {
+        let st = |running: bool, image: &str, health: &str| ContainerState {
+            running,
+            exit_code: 0,
+            health: health.into(),
+            image: image.into(),
+        };
+        let cases = [
+            (false, st(true, "sha256:a", "healthy"), true),
+            (false, st(true, "sha256:a", "none"), false),
+            (false, st(true, "sha256:a", "starting"), false),
+            (false, st(true, "sha256:b", "healthy"), false),
+            (false, st(false, "sha256:a", "healthy"), false),
+            (true, st(true, "sha256:a", "none"), true),
+            (true, st(true, "sha256:b", "none"), false),
+        ];
+        for (http, state, want) in cases {
+            assert_eq!(state.serves(&spec(http)), want, "{http} {state:?}");
+        }
     }
 }

@@ -124,13 +124,7 @@ async fn http_probe(engine: &Engine, spec: &ServiceSpec, probe: &crate::spec::Ht
         return "starting".into();
     };
     let url = format!("http://{ip}:{}{}", probe.port, probe.path);
-    let timeout = Duration::from_millis(spec.health.timeout_ms);
-    let ok = tokio::task::spawn_blocking(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(timeout)).build().into();
-        agent.get(&url).call().is_ok()
-    })
-    .await
-    .unwrap_or(false);
+    let ok = crate::docker::http_ok(url, Duration::from_millis(spec.health.timeout_ms)).await;
     if ok { "healthy".into() } else { "starting".into() }
 }
 

@@ -40,8 +40,6 @@ pub trait Unit {
     fn sub_state(&self) -> zbus::Result<String>;
     #[zbus(property)]
     fn load_state(&self) -> zbus::Result<String>;
-    #[zbus(property)]
-    fn active_enter_timestamp(&self) -> zbus::Result<u64>;
     #[zbus(property, name = "InvocationID")]
     fn invocation_id(&self) -> zbus::Result<Vec<u8>>;
 }
@@ -50,8 +48,6 @@ pub trait Unit {
 pub trait Service {
     #[zbus(property)]
     fn exec_main_status(&self) -> zbus::Result<i32>;
-    #[zbus(property)]
-    fn result(&self) -> zbus::Result<String>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -67,8 +63,6 @@ pub struct UnitState {
     pub load_state: String,
     pub active_state: String,
     pub sub_state: String,
-    /// µs since the epoch when the unit last entered `active` (0 if never).
-    pub active_since: u64,
     pub invocation_id: String,
 }
 
@@ -197,7 +191,6 @@ impl Systemd {
             load_state: unit.load_state().await?,
             active_state: unit.active_state().await?,
             sub_state: unit.sub_state().await?,
-            active_since: unit.active_enter_timestamp().await?,
             invocation_id: hex::encode(unit.invocation_id().await.unwrap_or_default()),
         })
     }

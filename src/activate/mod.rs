@@ -252,10 +252,8 @@ impl Activator<'_> {
         for (service, spec_path) in &manifest.services {
             let spec = read_spec(spec_path)?;
             let unit = crate::eval::unit_name(service);
-            // An HTTP-probed container passed its probe before its unit became active.
-            let probed = spec.health.http.is_some();
-            match self.engine.container_health(&spec.container).await? {
-                Some((image, health)) if image == spec.image && (health == "healthy" || probed) => {}
+            match self.engine.container_state(&spec.container).await? {
+                Some(st) if st.serves(&spec) => {}
                 other => {
                     ui::detail(format!("{}: container is {other:?}", spec.container));
                     failed.insert(unit);

@@ -377,10 +377,13 @@ async fn doctor(layout: &Layout, json: bool) -> Result<()> {
         }
         let spec = read_spec(spec_path)?;
         match engine.container_state(&spec.container).await? {
-            Some(c) if c.running && c.image == spec.image => {
-                note("ok", format!("{} runs the generation's image", spec.container))
+            Some(c) if c.serves(&spec) => {
+                note("ok", format!("{} runs the generation's image, healthy", spec.container))
             }
-            Some(c) if c.running => note("error", format!("{} runs {}, not {}", spec.container, c.image, spec.image)),
+            Some(c) if c.running && c.image != spec.image => {
+                note("error", format!("{} runs {}, not {}", spec.container, c.image, spec.image))
+            }
+            Some(c) if c.running => note("error", format!("{} is {}", spec.container, c.health)),
             _ => note("error", format!("{} is not running", spec.container)),
         }
     }
@@ -394,19 +397,7 @@ async fn doctor(layout: &Layout, json: bool) -> Result<()> {
                     ("Synapse", "/_matrix/client/versions".to_string()),
                     ("MAS", format!("{prefix}/.well-known/openid-configuration")),
                 ] {
-                    let url = format!("http://{ip}:8080{path}");
-                    let ok = tokio::task::spawn_blocking({
-                        let url = url.clone();
-                        move || {
-                            let agent: ureq::Agent = ureq::Agent::config_builder()
-                                .timeout_global(Some(Duration::from_secs(5)))
-                                .build()
-                                .into();
-                            agent.get(&url).call().is_ok()
-                        }
-                    })
-                    .await
-                    .unwrap_or(false);
+                    let ok = crate::docker::http_ok(format!("http://{ip}:8080{path}"), Duration::from_secs(5)).await;
                     if ok {
                         note("ok", format!("{what} answers through the proxy ({path})"));
                     } else {

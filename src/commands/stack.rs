@@ -240,9 +240,11 @@ async fn status(g: &Global, json: bool) -> Result<()> {
         });
     }
     let mut containers = Vec::new();
+    let mut all_serve = true;
     for (service, spec_path) in &manifest.services {
         let spec = read_spec(spec_path)?;
         let st = engine.container_state(&spec.container).await?;
+        all_serve &= st.as_ref().is_some_and(|s| s.serves(&spec));
         containers.push(ContainerRow {
             name: spec.container.clone(),
             service: service.clone(),
@@ -252,12 +254,7 @@ async fn status(g: &Global, json: bool) -> Result<()> {
             health: st.map(|s| s.health),
         });
     }
-    let matches_current = units.iter().all(|u| u.active_state == "active")
-        && containers.iter().all(|c| {
-            // "none": probed over HTTP by its supervisor, which reported it ready.
-            let healthy = matches!(c.health.as_deref(), Some("healthy" | "none"));
-            c.running && healthy && c.image.as_ref() == Some(&c.expected_image)
-        });
+    let matches_current = all_serve && units.iter().all(|u| u.active_state == "active");
     let report = StatusReport {
         generation: Some(current.number),
         hash: Some(current.hash()),
