@@ -84,11 +84,11 @@ impl Ctx {
     }
 
     fn mas_enabled(&self) -> bool {
-        self.manifest.config["mas"]["enabled"] == true
+        self.manifest.mas.enabled
     }
 
     fn migration_in_progress(&self) -> bool {
-        self.manifest.config["mas"]["migration_in_progress"] == true
+        self.manifest.mas.enabled && !self.manifest.mas.delegating
     }
 
     /// Waits (bounded) until the units are active; errors naming the first that is not.
@@ -276,7 +276,7 @@ async fn register_user(
         bail!("{name:?} is not a valid user name (lower-case letters, digits and ._=-/)");
     }
     let ctx = Ctx::load(layout).await?;
-    let delegating = ctx.mas_enabled() && !ctx.migration_in_progress();
+    let delegating = ctx.manifest.mas.delegating;
     // Refuse before asking for a password when the services are down.
     let needed: &[&str] = if delegating { &["synapse", "mas"] } else { &["synapse"] };
     ctx.require_active(needed, Duration::from_secs(60)).await?;
@@ -390,7 +390,7 @@ async fn doctor(layout: &Layout, json: bool) -> Result<()> {
     // Routes through the proxy, as clients see them.
     if let Some(proxy) = ctx.manifest.services.get("proxy") {
         let spec = read_spec(proxy)?;
-        let prefix = ctx.manifest.config["mas"]["path_prefix"].as_str().unwrap_or("/auth").to_string();
+        let prefix = ctx.manifest.mas.path_prefix.clone();
         match engine.container_ip(&spec.container, &spec.network).await? {
             Some(ip) => {
                 for (what, path) in [

@@ -556,6 +556,8 @@ mod tests {
             units: [("masctl-synapse.service".to_string(), unit_hash.to_string())].into(),
             refs: vec![],
             client_url: String::new(),
+            databases: vec!["synapse".into()],
+            mas: Default::default(),
         };
         assert!(diff_manifests(&m("1", "a", "INFO"), &m("1", "a", "INFO")).is_empty());
         let d = diff_manifests(&m("1", "a", "INFO"), &m("2", "b", "DEBUG"));

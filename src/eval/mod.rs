@@ -87,6 +87,20 @@ pub struct Manifest {
     pub refs: Vec<String>,
     /// Where clients reach Synapse on the host.
     pub client_url: String,
+    /// The databases Postgres holds for the stack (what a backup dumps).
+    #[serde(default)]
+    pub databases: Vec<String>,
+    #[serde(default)]
+    pub mas: MasState,
+}
+
+/// How MAS figures in a generation, as jobs need to know it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MasState {
+    pub enabled: bool,
+    /// Synapse delegates authentication to MAS (enabled, migration finished).
+    pub delegating: bool,
+    pub path_prefix: String,
 }
 
 pub struct Evaluated {
@@ -152,6 +166,12 @@ pub fn evaluate(inp: &Inputs) -> Result<Evaluated> {
         units: unit_hashes,
         refs: entries.iter().map(|e| e.path(inp.layout)).collect(),
         client_url: format!("http://{host}:{port}"),
+        databases: postgres::databases(c).iter().map(|d| d.to_string()).collect(),
+        mas: MasState {
+            enabled: c.mas_enabled(),
+            delegating: c.mas_delegating(),
+            path_prefix: c.mas.path_prefix.get_ref().clone(),
+        },
     };
     gen_entry.add("manifest.json", serde_json::to_vec_pretty(&manifest)?);
     entries.push(gen_entry);
@@ -201,6 +221,33 @@ mod tests {
             assert_eq!(ua["masctl-postgres.service"] != ub["masctl-postgres.service"], pg_changes, "{text}");
             assert_eq!(ua["masctl-synapse.service"] != ub["masctl-synapse.service"], syn_changes, "{text}");
         }
+    }
+
+    #[test]
+    fn manifest_says_how_mas_figures() {
+        let img = format!("sha256:{}", "2".repeat(64));
+        let cases = [
+            ("", vec!["synapse"], false, false),
+            ("[mas]\nenabled = true\nmigration_in_progress = true\n", vec!["synapse", "mas"], true, false),
+            ("[mas]\nenabled = true\n", vec!["synapse", "mas"], true, true),
+        ];
+        for (extra, dbs, enabled, delegating) in cases {
+            let m = eval_with_mas(&format!("{BASE}{extra}"), &img).manifest;
+            assert_eq!(m.databases, dbs, "{extra}");
+            assert_eq!((m.mas.enabled, m.mas.delegating), (enabled, delegating), "{extra}");
+            assert_eq!(m.services.contains_key("proxy"), enabled);
+        }
+    }
+
+    fn eval_with_mas(text: &str, synapse_image: &str) -> Evaluated {
+        let config = crate::config::parse(Path::new("m.toml"), text).unwrap();
+        let images: BTreeMap<String, String> = ["postgres", "mas", "proxy"]
+            .iter()
+            .map(|s| (s.to_string(), format!("sha256:{}", "1".repeat(64))))
+            .chain([("synapse".to_string(), synapse_image.to_string())])
+            .collect();
+        let layout = Layout::new("/var/lib/masctl");
+        evaluate(&Inputs { config: &config, images: &images, layout: &layout, masctl: "/usr/bin/masctl" }).unwrap()
     }
 
     #[test]

@@ -28,10 +28,6 @@ echo verified {file}\n"
     )
 }
 
-pub fn databases(manifest: &Manifest) -> Vec<&'static str> {
-    if manifest.services.contains_key("mas") { vec!["synapse", "mas"] } else { vec!["synapse"] }
-}
-
 fn stamp() -> String {
     let out = std::process::Command::new("date").args(["-u", "+%Y%m%dT%H%M%SZ"]).output();
     out.ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_else(|| "now".into())
@@ -45,7 +41,7 @@ pub async fn run(layout: &Layout, systemd: &Systemd, manifest: &Manifest, label:
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
     let host = format!("{}-postgres", manifest.instance);
     let mut made = Vec::new();
-    for db in databases(manifest) {
+    for db in &manifest.databases {
         let file = format!("{db}-{}-{label}.dump", stamp());
         let job = OneShot {
             image: manifest.images["postgres"].clone(),
