@@ -21,32 +21,24 @@ WORK=$(mktemp -d /var/tmp/masctl-bench.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 export MASCTL_CACHE="$PWD/target/bench-cache" MASCTL_IMAGES="$PWD/images"
 
-now_ms() { date +%s%3N; }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 echo "warming the input cache"
 "$M" -q --root "$WORK/warm" image build postgres synapse >/dev/null
 
 echo
 echo "## 1+2. masctl build times (postgres)"
-cold=()
-for i in 1 2 3; do
-    t0=$(now_ms); "$M" -q --root "$WORK/cold$i" image build postgres >/dev/null; t1=$(now_ms)
-    cold+=($((t1 - t0)))
-done
-cold_ms=$(printf '%s\n' "${cold[@]}" | median)
-noop=()
-for i in $(seq 1 20); do
-    t0=$(now_ms); "$M" -q --root "$WORK/cold1" image build postgres >/dev/null; t1=$(now_ms)
-    noop+=($((t1 - t0)))
-done
-noop_ms=$(printf '%s\n' "${noop[@]}" | median)
-syn=()
-for i in 1 2 3; do
-    t0=$(now_ms); "$M" -q --root "$WORK/syn$i" image build synapse >/dev/null; t1=$(now_ms)
-    syn+=($((t1 - t0)))
-done
-syn_ms=$(printf '%s\n' "${syn[@]}" | median)
+# Median wall time of `image build IMAGE` over RUNS runs; @ in ROOT is the run number
+# (a fresh root per run for cold builds, the same root for no-op rebuilds).
+time_build() {
+    local runs=$1 image=$2 root=$3
+    for i in $(seq 1 "$runs"); do
+        t0=$(now_ms); "$M" -q --root "${root//@/$i}" image build "$image" >/dev/null; t1=$(now_ms)
+        echo $((t1 - t0))
+    done | median
+}
+cold_ms=$(time_build 3 postgres "$WORK/cold@")
+noop_ms=$(time_build 20 postgres "$WORK/cold1")
+syn_ms=$(time_build 3 synapse "$WORK/syn@")
 echo "cold build postgres (warm input cache), median of 3: ${cold_ms} ms"
 echo "cold build synapse  (warm input cache), median of 3: ${syn_ms} ms"
 echo "no-op rebuild postgres, median of 20:               ${noop_ms} ms  (target < 100 ms)"

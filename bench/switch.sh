@@ -41,8 +41,6 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-now_ms() { date +%s%3N; }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 write_config ""
 echo "booting the stack in a systemd host (masctl try)"

@@ -45,3 +45,7 @@ ensure_dockerd() {
     tail -n 20 /var/log/masctl-dockerd.log >&2 || true
     exit 1
 }
+
+# For the benchmarks: milliseconds now, and the median of numbers on stdin.
+now_ms() { date +%s%3N; }
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
