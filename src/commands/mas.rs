@@ -133,6 +133,18 @@ fn backups(layout: &Layout, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// Where the syn2mas job finds Synapse's database password (a pgpass file).
+const SYN2MAS_PGPASS: &str = "/run/secrets/synapse-pgpass";
+
+/// syn2mas connects to Synapse's database with `database.args.{host,port,user,
+/// password,dbname}` only: it ignores Synapse's `passfile`. Its driver (sqlx) looks
+/// a password up in a pgpass file once, at start-up, from `PGPASSFILE` and matches
+/// the line against `PGUSER` — so the password reaches it through the environment
+/// as a path, never as a value.
+pub fn syn2mas_env() -> Vec<String> {
+    vec![format!("PGPASSFILE={SYN2MAS_PGPASS}"), "PGUSER=synapse".to_string()]
+}
+
 /// Words for syn2mas's exit codes.
 pub fn explain_syn2mas(code: i32) -> &'static str {
     match code {
@@ -154,8 +166,8 @@ and migration_in_progress = true, then `masctl switch`",
     }
     let mas = ctx.mas_spec()?;
     let mut job = mas_job(&mas, &ctx, &[]);
-    // syn2mas reads Synapse's database as MAS's user, with Synapse's pgpass.
-    job.binds.push(format!("{}:/run/secrets/synapse-pgpass:ro", layout.secret("mas-synapse-pgpass").display()));
+    job.binds.push(format!("{}:{SYN2MAS_PGPASS}:ro", layout.secret("mas-synapse-pgpass").display()));
+    job.env.extend(syn2mas_env());
     let pre_mas = "/etc/mas/synapse-pre-mas.yaml".to_string();
     let args = |rest: &[&str]| -> Vec<String> {
         let mut v = vec!["syn2mas".to_string(), "--synapse-config".into(), pre_mas.clone()];
@@ -462,6 +474,16 @@ extra line without a mark\n";
         for (i, want) in [("alice", "alice"), ("@alice:example.com", "alice"), ("@bob", "bob")] {
             assert_eq!(localpart(i), want);
         }
+    }
+
+    #[test]
+    fn syn2mas_finds_synapses_password_through_the_environment() {
+        // Synapse's config names only `passfile`, which syn2mas ignores: without
+        // these the real mas-cli fails with "password authentication failed".
+        let env = syn2mas_env();
+        assert!(env.contains(&format!("PGPASSFILE={SYN2MAS_PGPASS}")), "{env:?}");
+        assert!(env.contains(&"PGUSER=synapse".to_string()), "{env:?}");
+        assert!(env.iter().all(|e| !e.starts_with("PGPASSWORD")), "a path, never the password itself");
     }
 
     #[test]
