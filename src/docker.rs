@@ -35,10 +35,6 @@ fn is_not_found(e: &bollard::errors::Error) -> bool {
 }
 
 impl Engine {
-    pub fn api(&self) -> &Docker {
-        &self.docker
-    }
-
     /// Connects to `DOCKER_HOST` or the default socket and negotiates the API version.
     pub async fn connect() -> Result<Engine> {
         let docker = Docker::connect_with_defaults().context("connecting to the Docker engine")?;
@@ -112,13 +108,50 @@ impl Engine {
     }
 }
 
+/// A container's health as Docker reports it (`none` without a health check).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    Healthy,
+    Unhealthy,
+    Starting,
+    None,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Healthy => "healthy",
+            Health::Unhealthy => "unhealthy",
+            Health::Starting => "starting",
+            Health::None => "none",
+        }
+    }
+}
+
+impl std::fmt::Display for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<&str> for Health {
+    fn from(s: &str) -> Health {
+        match s {
+            "healthy" => Health::Healthy,
+            "unhealthy" => Health::Unhealthy,
+            "starting" => Health::Starting,
+            _ => Health::None,
+        }
+    }
+}
+
 /// A container's state as supervision needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerState {
     pub running: bool,
     pub exit_code: i64,
-    /// `healthy`, `unhealthy`, `starting`, or `none` without a health check.
-    pub health: String,
+    pub health: Health,
     pub image: String,
 }
 
@@ -127,7 +160,7 @@ impl ContainerState {
     /// for a service probed over HTTP (Docker then reports no health), running
     /// while its supervisor has reported it ready (the caller checks the unit).
     pub fn serves(&self, spec: &ServiceSpec) -> bool {
-        let healthy = self.health == "healthy" || (spec.health.http.is_some() && self.health == "none");
+        let healthy = self.health == Health::Healthy || (spec.health.http.is_some() && self.health == Health::None);
         self.running && self.image == spec.image && healthy
     }
 }
@@ -233,6 +266,44 @@ impl Engine {
             .filter(|ip| !ip.is_empty()))
     }
 
+    pub async fn remove_network(&self, name: &str) -> Result<()> {
+        match self.docker.remove_network(name).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("removing network {name}")),
+        }
+    }
+
+    /// A label of a container, if the container exists and has it.
+    pub async fn container_label(&self, name: &str, key: &str) -> Option<String> {
+        let c = self.docker.inspect_container(name, None).await.ok()?;
+        c.config?.labels?.remove(key)
+    }
+
+    /// Creates and starts a container running systemd as PID 1 (see DESIGN.md:
+    /// `--privileged` fails here, these are the capabilities it needs instead).
+    pub async fn start_systemd_host(&self, host: &SystemdHost) -> Result<()> {
+        let body = ContainerCreateBody {
+            image: Some(host.image.clone()),
+            hostname: Some(host.name.clone()),
+            env: Some(host.env.clone()),
+            labels: Some(host.labels.clone().into_iter().collect()),
+            host_config: Some(HostConfig {
+                binds: Some(host.binds.clone()),
+                tmpfs: Some([("/run".to_string(), String::new()), ("/run/lock".to_string(), String::new())].into()),
+                cap_add: Some(vec!["SYS_ADMIN".into()]),
+                security_opt: Some(vec!["seccomp=unconfined".into()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let name = &host.name;
+        let opts = CreateContainerOptionsBuilder::default().name(name).build();
+        self.docker.create_container(Some(opts), body).await.with_context(|| format!("creating {name}"))?;
+        self.docker.start_container(name, None).await.with_context(|| format!("starting {name}"))?;
+        Ok(())
+    }
+
     pub async fn remove_container(&self, name: &str) -> Result<()> {
         let opts = RemoveContainerOptionsBuilder::default().force(true).build();
         match self.docker.remove_container(name, Some(opts)).await {
@@ -262,7 +333,10 @@ impl Engine {
                 Ok(Some(ContainerState {
                     running: st.running.unwrap_or(false),
                     exit_code: st.exit_code.unwrap_or(0),
-                    health: st.health.and_then(|h| h.status).map_or("none".to_string(), |s| s.to_string()),
+                    health: st
+                        .health
+                        .and_then(|h| h.status)
+                        .map_or(Health::None, |s| Health::from(s.to_string().as_str())),
                     image: c.image.unwrap_or_default(),
                 }))
             }
@@ -412,6 +486,17 @@ impl Engine {
         };
         Ok(code)
     }
+}
+
+/// A container that runs systemd as PID 1, for `masctl try`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemdHost {
+    /// Container name and hostname.
+    pub name: String,
+    pub image: String,
+    pub env: Vec<String>,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub binds: Vec<String>,
 }
 
 /// Where the output of [`Engine::exec_in`] goes.

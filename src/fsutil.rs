@@ -7,13 +7,16 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
+/// How temporary siblings' names start: what a sweep of their directory leaves alone.
+pub const TEMP_PREFIX: &str = ".tmp-";
+
 /// A name for a temporary sibling that no other process picks.
 pub fn temp_sibling(path: &Path) -> std::path::PathBuf {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut rnd = [0u8; 6];
     // Uniqueness only; a failed read still leaves the pid to tell processes apart.
     let _ = File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut rnd));
-    path.with_file_name(format!(".tmp-{}-{}-{name}", std::process::id(), hex::encode(rnd)))
+    path.with_file_name(format!("{TEMP_PREFIX}{}-{}-{name}", std::process::id(), hex::encode(rnd)))
 }
 
 pub fn fsync_dir(dir: &Path) -> Result<()> {

@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use base64::Engine as _;
 
 use crate::layout::Layout;
+use crate::service::Service;
 
 /// How a secret's content is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,9 +36,9 @@ pub struct Spec {
     pub kind: Kind,
 }
 
-pub const POSTGRES_UID: u32 = 999;
-pub const SYNAPSE_UID: u32 = 991;
-pub const MAS_UID: u32 = 65532;
+const POSTGRES_UID: u32 = Service::Postgres.uid();
+const SYNAPSE_UID: u32 = Service::Synapse.uid();
+const MAS_UID: u32 = Service::Mas.uid();
 
 /// Every secret the stack uses. Derived ones come after what they derive from.
 pub const SPECS: [Spec; 15] = [

@@ -3,8 +3,17 @@
 //! here, so its hash is what the unit embeds.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+
+/// Reads the spec of a service from its store entry.
+pub fn read_spec(entry: &str) -> Result<ServiceSpec> {
+    let p = Path::new(entry).join("spec.json");
+    serde_json::from_slice(&std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?)
+        .with_context(|| format!("parsing {}", p.display()))
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

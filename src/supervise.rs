@@ -10,9 +10,8 @@ use anyhow::{Context, Result, bail};
 use futures_util::StreamExt;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::activate::read_spec;
-use crate::docker::{Engine, print_log};
-use crate::spec::ServiceSpec;
+use crate::docker::{Engine, Health, print_log};
+use crate::spec::{ServiceSpec, read_spec};
 
 fn notify(states: &[sd_notify::NotifyState]) {
     // Outside systemd there is no NOTIFY_SOCKET; that is fine.
@@ -72,13 +71,13 @@ pub async fn run(spec_dir: &str) -> Result<i32> {
                 }
                 let health = match &spec.health.http {
                     Some(probe) => http_probe(&engine, &spec, probe).await,
-                    None => st.health.clone(),
+                    None => st.health,
                 };
                 // Before the first "healthy", keep waiting whatever the checks say: a
                 // Synapse upgrade migrating its schema, or Postgres recovering, may
                 // take longer than any start period. The unit's start timeout and the
                 // switch's health gate bound the wait.
-                if health == "healthy" {
+                if health == Health::Healthy {
                     break;
                 }
             }
@@ -104,7 +103,7 @@ pub async fn run(spec_dir: &str) -> Result<i32> {
                     Some(st) if st.running => {
                         // An HTTP-probed service is watched by systemd's restart of
                         // its process only; Docker reports its health as "none".
-                        if st.health == "unhealthy" {
+                        if st.health == Health::Unhealthy {
                             eprintln!("masctl: {} turned unhealthy; stopping it so systemd restarts it", spec.container);
                             stop(&engine, &spec, log_task).await?;
                             return Ok(1);
@@ -119,13 +118,13 @@ pub async fn run(spec_dir: &str) -> Result<i32> {
 }
 
 /// `healthy` when `GET http://<container ip>:<port><path>` answers 2xx, else `starting`.
-async fn http_probe(engine: &Engine, spec: &ServiceSpec, probe: &crate::spec::HttpProbe) -> String {
+async fn http_probe(engine: &Engine, spec: &ServiceSpec, probe: &crate::spec::HttpProbe) -> Health {
     let Ok(Some(ip)) = engine.container_ip(&spec.container, &spec.network).await else {
-        return "starting".into();
+        return Health::Starting;
     };
     let url = format!("http://{ip}:{}{}", probe.port, probe.path);
     let ok = crate::docker::http_ok(url, Duration::from_millis(spec.health.timeout_ms)).await;
-    if ok { "healthy".into() } else { "starting".into() }
+    if ok { Health::Healthy } else { Health::Starting }
 }
 
 async fn stop(engine: &Engine, spec: &ServiceSpec, logs: tokio::task::JoinHandle<()>) -> Result<i32> {

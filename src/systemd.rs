@@ -56,12 +56,108 @@ pub enum Op {
     Stop,
 }
 
+/// A unit's `ActiveState`, as systemd spells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActiveState {
+    Active,
+    Reloading,
+    Inactive,
+    Failed,
+    Activating,
+    Deactivating,
+    /// `maintenance`, `refreshing`, or whatever a later systemd adds.
+    Other(String),
+}
+
+impl ActiveState {
+    fn parse(s: &str) -> ActiveState {
+        match s {
+            "active" => ActiveState::Active,
+            "reloading" => ActiveState::Reloading,
+            "inactive" => ActiveState::Inactive,
+            "failed" => ActiveState::Failed,
+            "activating" => ActiveState::Activating,
+            "deactivating" => ActiveState::Deactivating,
+            other => ActiveState::Other(other.to_string()),
+        }
+    }
+
+    /// Active, or on its way there.
+    pub fn is_up(&self) -> bool {
+        matches!(self, ActiveState::Active | ActiveState::Activating)
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            ActiveState::Active => "active",
+            ActiveState::Reloading => "reloading",
+            ActiveState::Inactive => "inactive",
+            ActiveState::Failed => "failed",
+            ActiveState::Activating => "activating",
+            ActiveState::Deactivating => "deactivating",
+            ActiveState::Other(s) => s,
+        }
+    }
+}
+
+impl std::fmt::Display for ActiveState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a job ended, from its `JobRemoved` signal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobResult {
+    Done,
+    Canceled,
+    Timeout,
+    Failed,
+    Dependency,
+    Skipped,
+    /// `invalid`, `unsupported`, `once`, …
+    Other(String),
+}
+
+impl JobResult {
+    fn parse(s: &str) -> JobResult {
+        match s {
+            "done" => JobResult::Done,
+            "canceled" => JobResult::Canceled,
+            "timeout" => JobResult::Timeout,
+            "failed" => JobResult::Failed,
+            "dependency" => JobResult::Dependency,
+            "skipped" => JobResult::Skipped,
+            other => JobResult::Other(other.to_string()),
+        }
+    }
+
+    /// Whether the operation did not happen (stc-ng's rule).
+    pub fn failed(&self) -> bool {
+        matches!(self, JobResult::Timeout | JobResult::Failed | JobResult::Dependency)
+    }
+}
+
+impl std::fmt::Display for JobResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            JobResult::Done => "done",
+            JobResult::Canceled => "canceled",
+            JobResult::Timeout => "timeout",
+            JobResult::Failed => "failed",
+            JobResult::Dependency => "dependency",
+            JobResult::Skipped => "skipped",
+            JobResult::Other(s) => s,
+        })
+    }
+}
+
 /// A unit's state as `systemctl show` would report it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnitState {
     pub name: String,
     pub load_state: String,
-    pub active_state: String,
+    pub active_state: ActiveState,
     pub sub_state: String,
     pub invocation_id: String,
 }
@@ -69,11 +165,6 @@ pub struct UnitState {
 pub struct Systemd {
     conn: Connection,
     manager: ManagerProxy<'static>,
-}
-
-/// Job results that mean the operation did not happen (stc-ng's rule).
-pub fn job_failed(result: &str) -> bool {
-    matches!(result, "timeout" | "failed" | "dependency")
 }
 
 impl Systemd {
@@ -103,11 +194,11 @@ impl Systemd {
 
     /// Submits every operation and waits for each job's `JobRemoved`, matched by job
     /// path. Returns (unit, op, result) in submission order.
-    pub async fn run_jobs(&self, ops: &[(Op, String)], limit: Duration) -> Result<Vec<(String, Op, String)>> {
+    pub async fn run_jobs(&self, ops: &[(Op, String)], limit: Duration) -> Result<Vec<(String, Op, JobResult)>> {
         // The stream exists before the first job, so no result can slip past.
         let mut removed = self.manager.receive_job_removed().await?;
         let mut pending: BTreeMap<String, usize> = BTreeMap::new();
-        let mut results: Vec<Option<String>> = vec![None; ops.len()];
+        let mut results: Vec<Option<JobResult>> = vec![None; ops.len()];
         for (i, (op, unit)) in ops.iter().enumerate() {
             let job = match op {
                 Op::Start => self.manager.start_unit(unit, "replace").await,
@@ -118,12 +209,12 @@ impl Systemd {
                     pending.insert(path.as_str().to_string(), i);
                 }
                 // A unit that is not loaded cannot be stopped: it is stopped.
-                Err(e) if *op == Op::Stop && e.to_string().contains("not loaded") => results[i] = Some("done".into()),
+                Err(e) if *op == Op::Stop && e.to_string().contains("not loaded") => results[i] = Some(JobResult::Done),
                 // Submit the rest anyway: one unit that cannot start must not keep the
                 // others (and the target) from starting; the caller sees "failed".
                 Err(e) => {
                     crate::ui::warn(format!("{op:?} {unit}: {e}"));
-                    results[i] = Some("failed".into());
+                    results[i] = Some(JobResult::Failed);
                 }
             }
         }
@@ -135,14 +226,10 @@ impl Systemd {
                 .context("the system bus closed")?;
             let args = sig.args()?;
             if let Some(i) = pending.remove(args.job.as_str()) {
-                results[i] = Some(args.result.to_string());
+                results[i] = Some(JobResult::parse(&args.result));
             }
         }
-        Ok(ops
-            .iter()
-            .zip(results)
-            .map(|((op, unit), r)| (unit.clone(), *op, r.unwrap_or_else(|| "done".into())))
-            .collect())
+        Ok(ops.iter().zip(results).map(|((op, unit), r)| (unit.clone(), *op, r.unwrap_or(JobResult::Done))).collect())
     }
 
     /// Starts a transient oneshot service running `argv` and waits for it to end.
@@ -171,16 +258,16 @@ impl Systemd {
             let sig = removed.next().await.context("the system bus closed")?;
             let args = sig.args()?;
             if args.job.as_str() == job.as_str() {
-                break args.result.to_string();
+                break JobResult::parse(&args.result);
             }
         };
         let path = self.manager.load_unit(unit).await?;
         let svc = ServiceProxy::builder(&self.conn).path(path).cache_properties(CacheProperties::No).build().await?;
-        let status = svc.exec_main_status().await.unwrap_or(if result == "done" { 0 } else { 1 });
+        let status = svc.exec_main_status().await.unwrap_or(if result == JobResult::Done { 0 } else { 1 });
         // Release the unit: stop it (it is "active (exited)" or failed) and forget it.
         let _ = self.manager.stop_unit(unit, "replace").await;
         self.reset_failed(unit).await;
-        Ok(if result == "done" { status } else { status.max(1) })
+        Ok(if result == JobResult::Done { status } else { status.max(1) })
     }
 
     pub async fn unit_state(&self, name: &str) -> Result<UnitState> {
@@ -189,7 +276,7 @@ impl Systemd {
         Ok(UnitState {
             name: name.to_string(),
             load_state: unit.load_state().await?,
-            active_state: unit.active_state().await?,
+            active_state: ActiveState::parse(&unit.active_state().await?),
             sub_state: unit.sub_state().await?,
             invocation_id: hex::encode(unit.invocation_id().await.unwrap_or_default()),
         })

@@ -9,14 +9,14 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 use crate::docker::Engine;
 use crate::eval::{Manifest, TARGET};
 use crate::generations::{Generation, Generations, replace_symlink};
 use crate::layout::Layout;
-use crate::spec::ServiceSpec;
-use crate::systemd::{Op, Systemd, job_failed, last_log_lines};
+use crate::spec::read_spec;
+use crate::systemd::{ActiveState, Op, Systemd, last_log_lines};
 use crate::{fsutil, ui};
 
 pub use plan::{Plan, plan};
@@ -66,12 +66,6 @@ fn failpoint(name: &str) {
     if std::env::var("MASCTL_FAILPOINT").as_deref() == Ok(name) {
         let _ = std::process::Command::new("sh").args(["-c", &format!("kill -9 {}", std::process::id())]).status();
     }
-}
-
-pub fn read_spec(path: &str) -> Result<ServiceSpec> {
-    let p = Path::new(path).join("spec.json");
-    serde_json::from_slice(&fs::read(&p).with_context(|| format!("reading {}", p.display()))?)
-        .with_context(|| format!("parsing {}", p.display()))
 }
 
 impl Activator<'_> {
@@ -150,7 +144,7 @@ impl Activator<'_> {
             let res = self.systemd.run_jobs(&stops, Duration::from_secs(300)).await?;
             sp.finish_and_clear();
             for (unit, _, result) in res {
-                if job_failed(&result) {
+                if result.failed() {
                     ui::warn(format!("stopping {unit}: {result}"));
                 }
             }
@@ -219,7 +213,7 @@ impl Activator<'_> {
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {
                     for u in services {
                         let s = self.systemd.unit_state(u).await?;
-                        if s.active_state == "failed" || s.sub_state == "auto-restart" {
+                        if s.active_state == ActiveState::Failed || s.sub_state == "auto-restart" {
                             failed.insert(u.clone());
                         }
                     }
@@ -232,7 +226,7 @@ impl Activator<'_> {
         match results {
             Ok(results) => {
                 for (unit, _, result) in results {
-                    if job_failed(&result) {
+                    if result.failed() {
                         failed.insert(unit);
                     }
                 }
@@ -244,14 +238,14 @@ impl Activator<'_> {
         }
         for u in services {
             let s = self.systemd.unit_state(u).await?;
-            if s.active_state != "active" {
+            if s.active_state != ActiveState::Active {
                 failed.insert(u.clone());
             }
         }
         // Health gate: every container runs the generation's image and is healthy.
         for (service, spec_path) in &manifest.services {
             let spec = read_spec(spec_path)?;
-            let unit = crate::eval::unit_name(service);
+            let unit = service.unit_name();
             match self.engine.container_state(&spec.container).await? {
                 Some(st) if st.serves(&spec) => {}
                 other => {

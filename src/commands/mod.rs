@@ -1,38 +1,45 @@
-//! One module per command family; each turns parsed arguments into calls on the core
-//! and the edges, and prints results to stdout.
+//! One module per command family: each parses what clap gave it, calls one
+//! operation (`ops/`, `jobs/`) and prints the result to stdout.
 
-pub mod image;
-pub mod mas;
-pub mod stack;
-pub mod trial;
+mod image;
+mod jobs;
+mod stack;
+mod trial;
 
-use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Result;
 
-pub const DEFAULT_ROOT: &str = "/var/lib/masctl";
-
-use crate::cli::{Cli, Command, Global};
-use crate::image::decl::ImagesDir;
+use crate::cli::{Cli, Command, ConfigCommand};
+use crate::context::Context;
 
 pub async fn run(cli: Cli) -> Result<()> {
+    let g = &cli.global;
+    let secs = Duration::from_secs;
     match cli.command {
-        Command::Image(cmd) => image::run(&cli.global, cmd).await,
-        Command::Supervise { spec } => {
-            let code = crate::supervise::run(&spec).await?;
-            std::process::exit(code);
+        Command::Switch { dry_run, timeout } => stack::switch(&Context::with_config(g)?, dry_run, secs(timeout)).await,
+        Command::Rollback { to, timeout } => stack::rollback(&Context::for_state(g)?, to, secs(timeout)).await,
+        Command::Status { json } => stack::status(&Context::for_state(g)?, json).await,
+        Command::Generations { json } => stack::generations(&Context::for_state(g)?, json),
+        Command::Diff { a, b } => stack::diff(&Context::for_state(g)?, a, b),
+        Command::Gc { keep, older_than } => stack::gc(&Context::for_state(g)?, keep, older_than).await,
+        Command::Logs { service, follow, lines, all } => {
+            crate::ops::logs::logs(&Context::for_state(g)?, &service, follow, lines, all).await
         }
-        Command::Try { down, json } => trial::run(&cli.global, down, json).await,
-        Command::Job { spec } => {
-            let code = crate::jobs::run_spec(&spec).await?;
-            std::process::exit(code);
+        Command::Config(ConfigCommand::Check) => crate::ops::generation::check_config(&Context::with_config(g)?),
+        Command::Try { down, json } => trial::run(&Context::with_config(g)?, g, down, json).await,
+        Command::Image(cmd) => image::run(&Context::for_state(g)?, cmd).await,
+        Command::Syn2mas(cmd) => jobs::syn2mas(&Context::for_state(g)?, cmd).await,
+        Command::RegisterUser { name, admin, emails, password_file } => {
+            jobs::register_user(&Context::for_state(g)?, &name, admin, &emails, password_file.as_deref()).await
         }
-        cmd @ (Command::Syn2mas(_)
-        | Command::RegisterUser { .. }
-        | Command::Doctor { .. }
-        | Command::Backup
-        | Command::Backups { .. }
-        | Command::MasCli { .. }) => mas::run(&cli.global, cmd).await,
+        Command::Doctor { json } => jobs::doctor(&Context::for_state(g)?, json).await,
+        Command::Backup => jobs::backup(&Context::for_state(g)?).await,
+        Command::Backups { json } => jobs::backups(&Context::for_state(g)?, json),
+        Command::MasCli { args } => crate::jobs::mas_cli::run(&Context::for_state(g)?.layout, &args).await,
+        // The main processes of units: they get `--root` and a spec, no config.
+        Command::Supervise { spec } => std::process::exit(crate::supervise::run(&spec).await?),
+        Command::Job { spec } => std::process::exit(crate::jobs::run_spec(&spec).await?),
         Command::Completions { shell } => {
             // Rendered to memory first: clap_complete panics on a closed stdout.
             let mut buf = Vec::new();
@@ -44,37 +51,5 @@ pub async fn run(cli: Cli) -> Result<()> {
             clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut std::io::stdout())?;
             Ok(())
         }
-        Command::Config(crate::cli::ConfigCommand::Check) => check_config(&cli.global),
-        other => stack::run(&cli.global, other).await,
     }
-}
-
-/// `masctl config check`: the config parses, validates, and every image it names is
-/// a declared recipe or a pinned reference.
-fn check_config(g: &Global) -> Result<()> {
-    let c = crate::config::load(&g.config)?;
-    let images = images_dir(g);
-    for (service, name) in stack::service_images(&c) {
-        if !name.contains('@') {
-            images.load(name).map_err(|e| anyhow::anyhow!("images.{service}: {e:#}"))?;
-        }
-    }
-    crate::ui::step(format!("{}: ok", g.config.display()));
-    Ok(())
-}
-
-/// Where image declarations live when `--images` is not given.
-pub fn images_dir(global: &Global) -> ImagesDir {
-    if let Some(d) = &global.images {
-        return ImagesDir { dir: d.clone() };
-    }
-    let mut candidates = vec![PathBuf::from("images")];
-    if let Ok(exe) = std::env::current_exe()
-        && let Some(prefix) = exe.parent().and_then(|p| p.parent())
-    {
-        candidates.push(prefix.join("share/masctl/images"));
-    }
-    candidates.push(PathBuf::from("/usr/share/masctl/images"));
-    let dir = candidates.iter().find(|d| d.join("base.toml").exists()).unwrap_or(&candidates[0]).clone();
-    ImagesDir { dir }
 }

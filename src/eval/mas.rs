@@ -7,8 +7,10 @@ use serde_json::{Value, json};
 use super::synapse;
 use super::{Entry, Inputs};
 use crate::config::Config;
-use crate::secrets::MAS_UID;
+use crate::service::Service;
 use crate::spec::{DataDir, Health, HttpProbe, ServiceSpec};
+
+const SERVICE: Service = Service::Mas;
 
 pub const CONFIG_IN_CONTAINER: &str = "/etc/mas/config.yaml";
 /// Where the compatibility endpoints listen (without the path prefix).
@@ -88,7 +90,7 @@ pub fn config(c: &Config) -> Result<Value> {
             ],
         },
         "database": {
-            "host": format!("{instance}-postgres"), "port": 5432, "username": "mas",
+            "host": Service::Postgres.container(instance), "port": 5432, "username": "mas",
             "password_file": "/run/secrets/mas-db-password", "database": "mas",
         },
         "secrets": {
@@ -158,11 +160,11 @@ pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
     let mut binds = vec![format!("{config_dir}:/etc/mas:ro")];
     binds.extend(secret_binds(inp));
     ServiceSpec {
-        service: "mas".into(),
-        container: format!("{instance}-mas"),
+        service: SERVICE.name().into(),
+        container: SERVICE.container(instance),
         network: instance.clone(),
-        image: inp.images["mas"].clone(),
-        user: format!("{MAS_UID}:{MAS_UID}"),
+        image: inp.images[&SERVICE].clone(),
+        user: SERVICE.user(),
         // Migrations run first, in their own container (as ESS does).
         cmd: cli(&["server", "--no-migrate"]),
         env: vec![],

@@ -5,6 +5,7 @@
 //! files) and a spec entry (the container to run), and the generation entry itself
 //! (units + manifest) that refers to them by path.
 
+mod manifest;
 mod mas;
 mod postgres;
 mod proxy;
@@ -14,15 +15,16 @@ mod units;
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::layout::Layout;
+use crate::service::Service;
 use crate::spec::ServiceSpec;
 
+pub use manifest::{Manifest, MasState};
 pub use mas::cli as mas_cli;
-pub use units::{TARGET, unit_name};
+pub use units::TARGET;
 
 /// A store entry: a directory of files, named by the hash of its contents.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,43 +66,10 @@ impl Entry {
 pub struct Inputs<'a> {
     pub config: &'a Config,
     /// service → `sha256:…` image ID.
-    pub images: &'a BTreeMap<String, String>,
+    pub images: &'a BTreeMap<Service, String>,
     pub layout: &'a Layout,
     /// Absolute path of the masctl binary the units run.
     pub masctl: &'a str,
-}
-
-/// The generation manifest: what `generations`, `diff`, `status` and `gc` read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Manifest {
-    pub format: u32,
-    pub server_name: String,
-    pub instance: String,
-    /// The config as evaluated (for `masctl diff`).
-    pub config: serde_json::Value,
-    pub images: BTreeMap<String, String>,
-    /// service → spec entry path.
-    pub services: BTreeMap<String, String>,
-    /// unit file name → content hash.
-    pub units: BTreeMap<String, String>,
-    /// Every store path this generation keeps alive (for gc).
-    pub refs: Vec<String>,
-    /// Where clients reach Synapse on the host.
-    pub client_url: String,
-    /// The databases Postgres holds for the stack (what a backup dumps).
-    #[serde(default)]
-    pub databases: Vec<String>,
-    #[serde(default)]
-    pub mas: MasState,
-}
-
-/// How MAS figures in a generation, as jobs need to know it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MasState {
-    pub enabled: bool,
-    /// Synapse delegates authentication to MAS (enabled, migration finished).
-    pub delegating: bool,
-    pub path_prefix: String,
 }
 
 pub struct Evaluated {
@@ -119,32 +88,33 @@ impl Evaluated {
 pub fn evaluate(inp: &Inputs) -> Result<Evaluated> {
     let mut entries = Vec::new();
     let mut services = BTreeMap::new();
-    let mut specs: Vec<(ServiceSpec, String)> = Vec::new();
+    let mut specs: Vec<(ServiceSpec, Service)> = Vec::new();
 
     let c = inp.config;
-    let mut configured: Vec<(Entry, ServiceSpec, &str)> = Vec::new();
+    // MAS before Synapse: the order units are rendered and the target wants them.
+    let mut configured: Vec<(Entry, ServiceSpec, Service)> = Vec::new();
     let pg_conf = postgres::config_entry(c);
     let pg = postgres::spec(inp, &pg_conf.path(inp.layout));
-    configured.push((pg_conf, pg, "PostgreSQL"));
+    configured.push((pg_conf, pg, Service::Postgres));
     if c.mas_enabled() {
         let mas_conf = mas::config_entry(c)?;
         let mas = mas::spec(inp, &mas_conf.path(inp.layout));
-        configured.push((mas_conf, mas, "Matrix Authentication Service"));
+        configured.push((mas_conf, mas, Service::Mas));
     }
     let syn_conf = synapse::config_entry(c)?;
     let syn = synapse::spec(inp, &syn_conf.path(inp.layout));
-    configured.push((syn_conf, syn, "Synapse homeserver"));
+    configured.push((syn_conf, syn, Service::Synapse));
     if c.mas_enabled() {
         let proxy_conf = proxy::config_entry(c);
         let proxy = proxy::spec(inp, &proxy_conf.path(inp.layout));
-        configured.push((proxy_conf, proxy, "routing proxy"));
+        configured.push((proxy_conf, proxy, Service::Proxy));
     }
-    for (conf, spec, description) in configured {
+    for (conf, spec, service) in configured {
         entries.push(conf);
-        let mut e = Entry::new(&format!("service-{}", spec.service));
+        let mut e = Entry::new(&format!("service-{service}"));
         e.add("spec.json", serde_json::to_vec_pretty(&spec)?);
-        services.insert(spec.service.clone(), e.path(inp.layout));
-        specs.push((spec, description.to_string()));
+        services.insert(service, e.path(inp.layout));
+        specs.push((spec, service));
         entries.push(e);
     }
 
@@ -185,11 +155,9 @@ mod tests {
 
     fn eval(text: &str, synapse_image: &str) -> Evaluated {
         let config = crate::config::parse(Path::new("m.toml"), text).unwrap();
-        let images: BTreeMap<String, String> = [
-            ("postgres".to_string(), format!("sha256:{}", "1".repeat(64))),
-            ("synapse".to_string(), synapse_image.to_string()),
-        ]
-        .into();
+        let images: BTreeMap<Service, String> =
+            [(Service::Postgres, format!("sha256:{}", "1".repeat(64))), (Service::Synapse, synapse_image.to_string())]
+                .into();
         let layout = Layout::new("/var/lib/masctl");
         evaluate(&Inputs { config: &config, images: &images, layout: &layout, masctl: "/usr/bin/masctl" }).unwrap()
     }
@@ -241,10 +209,10 @@ mod tests {
 
     fn eval_with_mas(text: &str, synapse_image: &str) -> Evaluated {
         let config = crate::config::parse(Path::new("m.toml"), text).unwrap();
-        let images: BTreeMap<String, String> = ["postgres", "mas", "proxy"]
-            .iter()
-            .map(|s| (s.to_string(), format!("sha256:{}", "1".repeat(64))))
-            .chain([("synapse".to_string(), synapse_image.to_string())])
+        let images: BTreeMap<Service, String> = [Service::Postgres, Service::Mas, Service::Proxy]
+            .into_iter()
+            .map(|s| (s, format!("sha256:{}", "1".repeat(64))))
+            .chain([(Service::Synapse, synapse_image.to_string())])
             .collect();
         let layout = Layout::new("/var/lib/masctl");
         evaluate(&Inputs { config: &config, images: &images, layout: &layout, masctl: "/usr/bin/masctl" }).unwrap()

@@ -3,8 +3,11 @@
 
 use super::{Entry, Inputs};
 use crate::config::Config;
-use crate::secrets::POSTGRES_UID;
+use crate::service::Service;
 use crate::spec::{DataDir, Health, ServiceSpec};
+
+const SERVICE: Service = Service::Postgres;
+const UID: u32 = SERVICE.uid();
 
 /// SQL that creates `name`'s role and database once (UTF8, C locale, template0) and
 /// sets the role's password from a mounted secret. Runs as the superuser over the
@@ -38,7 +41,7 @@ pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
     let c = inp.config;
     let l = inp.layout;
     let instance = c.instance.get_ref();
-    let data = l.data("postgres").display().to_string();
+    let data = SERVICE.data_dir(l).display().to_string();
     let secret = |n: &str| format!("{}:/run/secrets/{n}:ro", l.secret(n).display());
     let mut binds = vec![
         format!("{data}:/var/lib/postgresql/data"),
@@ -56,17 +59,17 @@ pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
         cmd.push(format!("{k}={v}"));
     }
     ServiceSpec {
-        service: "postgres".into(),
-        container: format!("{instance}-postgres"),
+        service: SERVICE.name().into(),
+        container: SERVICE.container(instance),
         network: instance.clone(),
-        image: inp.images["postgres"].clone(),
-        user: format!("{POSTGRES_UID}:{POSTGRES_UID}"),
+        image: inp.images[&SERVICE].clone(),
+        user: SERVICE.user(),
         cmd,
         env: vec!["POSTGRES_PASSWORD_FILE=/run/secrets/postgres-superuser".into()],
         binds,
         tmpfs: [
             ("/tmp".to_string(), "rw,nosuid,nodev,size=64m".to_string()),
-            ("/run/postgresql".to_string(), format!("rw,nosuid,nodev,uid={POSTGRES_UID},gid={POSTGRES_UID},mode=2775")),
+            ("/run/postgresql".to_string(), format!("rw,nosuid,nodev,uid={UID},gid={UID},mode=2775")),
         ]
         .into(),
         ports: vec![],
@@ -84,7 +87,7 @@ pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
                 .to_vec(),
         ],
         pre_start: vec![],
-        data_dirs: vec![DataDir { path: data, uid: POSTGRES_UID, mode: 0o700 }],
+        data_dirs: vec![DataDir { path: data, uid: UID, mode: 0o700 }],
         stop_timeout_secs: 60,
     }
 }

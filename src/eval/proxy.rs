@@ -5,9 +5,10 @@
 use super::mas::COMPAT_PORT;
 use super::{Entry, Inputs};
 use crate::config::Config;
+use crate::service::Service;
 use crate::spec::{DataDir, Health, HttpProbe, Port, ServiceSpec};
 
-pub const PROXY_UID: u32 = 65534;
+const SERVICE: Service = Service::Proxy;
 
 pub fn nginx_conf(c: &Config) -> String {
     let instance = c.instance.get_ref();
@@ -70,11 +71,11 @@ pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
     let instance = c.instance.get_ref();
     let (host_ip, host_port) = c.synapse_publish();
     ServiceSpec {
-        service: "proxy".into(),
-        container: format!("{instance}-proxy"),
+        service: SERVICE.name().into(),
+        container: SERVICE.container(instance),
         network: instance.clone(),
-        image: inp.images["proxy"].clone(),
-        user: format!("{PROXY_UID}:{PROXY_UID}"),
+        image: inp.images[&SERVICE].clone(),
+        user: SERVICE.user(),
         cmd: vec!["-c".into(), "/etc/proxy/nginx.conf".into()],
         env: vec![],
         binds: vec![format!("{config_dir}:/etc/proxy:ro")],

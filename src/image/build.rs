@@ -26,6 +26,22 @@ use crate::ui;
 const BUILDER: &str = "masctl-image-builder/1";
 pub const ARCHIVE: &str = "image.tar";
 const META: &str = "image.json";
+/// Image archives are store entries `<input hash>-image-<name>`.
+const ENTRY_PREFIX: &str = "image-";
+
+fn entry(name: &str) -> String {
+    format!("{ENTRY_PREFIX}{name}")
+}
+
+/// Whether a store entry's kind (see [`crate::store::Store::kind`]) is an image archive.
+pub fn is_image_entry(kind: &str) -> bool {
+    kind.starts_with(ENTRY_PREFIX)
+}
+
+/// The image ID an image store entry holds, if its metadata is readable.
+pub fn id_in_entry(dir: &Path) -> Option<String> {
+    read_built(dir).ok().flatten().map(|b| b.id)
+}
 
 pub struct Builder<'a> {
     pub images: &'a ImagesDir,
@@ -150,7 +166,7 @@ impl Builder<'_> {
 
     /// The store entry of an already built image, if there is one.
     pub fn find(&self, name: &str) -> Result<Option<Built>> {
-        let dir = self.store.path(&self.input_hash(name)?, &format!("image-{name}"));
+        let dir = self.store.path(&self.input_hash(name)?, &entry(name));
         read_built(&dir)
     }
 
@@ -158,7 +174,7 @@ impl Builder<'_> {
     /// fails unless the two archives are byte-identical.
     pub fn build(&mut self, name: &str) -> Result<Built> {
         let hash = self.input_hash(name)?;
-        let entry = format!("image-{name}");
+        let entry = entry(name);
         if let Some(b) = read_built(&self.store.path(&hash, &entry))? {
             ui::detail(format!("{name}: already in the store"));
             return Ok(b);

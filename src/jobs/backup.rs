@@ -2,15 +2,20 @@
 //! database before it counts as a backup.
 
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
 
-use super::JobSpec;
+use super::{JobContext, JobSpec};
 use crate::docker::OneShot;
 use crate::eval::Manifest;
+use crate::generations;
 use crate::layout::Layout;
-use crate::secrets::POSTGRES_UID;
+use crate::service::Service;
 use crate::systemd::Systemd;
+use crate::timestamp;
+
+const POSTGRES: Service = Service::Postgres;
 
 /// Dump, check the archive lists, restore into a scratch database, drop it. Runs in
 /// the Postgres image (dash, pg_dump, pg_restore, psql); the password comes from a
@@ -28,24 +33,26 @@ echo verified {file}\n"
     )
 }
 
-fn stamp() -> String {
-    let out = std::process::Command::new("date").args(["-u", "+%Y%m%dT%H%M%SZ"]).output();
-    out.ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_else(|| "now".into())
+/// `masctl backup`: every database, under the state lock.
+pub async fn manual(layout: &Layout) -> Result<Vec<PathBuf>> {
+    let _lock = generations::lock(layout, "backup")?;
+    let ctx = JobContext::load(layout).await?;
+    run(layout, &ctx.systemd, &ctx.manifest, "manual").await
 }
 
 /// Dumps each database; returns the verified files. A failed dump leaves nothing.
 pub async fn run(layout: &Layout, systemd: &Systemd, manifest: &Manifest, label: &str) -> Result<Vec<PathBuf>> {
     let dir = layout.backups();
     std::fs::create_dir_all(&dir)?;
-    std::os::unix::fs::chown(&dir, Some(POSTGRES_UID), Some(POSTGRES_UID))?;
+    std::os::unix::fs::chown(&dir, Some(POSTGRES.uid()), Some(POSTGRES.uid()))?;
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
-    let host = format!("{}-postgres", manifest.instance);
+    let host = POSTGRES.container(&manifest.instance);
     let mut made = Vec::new();
     for db in &manifest.databases {
-        let file = format!("{db}-{}-{label}.dump", stamp());
+        let file = format!("{db}-{}-{label}.dump", timestamp::compact(SystemTime::now()));
         let job = OneShot {
-            image: manifest.images["postgres"].clone(),
-            user: format!("{POSTGRES_UID}:{POSTGRES_UID}"),
+            image: manifest.images[&POSTGRES].clone(),
+            user: POSTGRES.user(),
             entrypoint: Some(vec!["sh".into(), "-c".into(), script(&host, db, &file)]),
             cmd: vec![],
             binds: vec![

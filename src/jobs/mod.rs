@@ -4,6 +4,11 @@
 //! the caller follows its journal and returns that status.
 
 pub mod backup;
+mod context;
+pub mod doctor;
+pub mod mas_cli;
+pub mod register_user;
+pub mod syn2mas;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -14,7 +19,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::docker::{Engine, OneShot};
 use crate::layout::Layout;
-use crate::systemd::{Op, Systemd, job_failed};
+use crate::systemd::{Op, Systemd};
+
+pub use context::JobContext;
 
 /// The line `masctl job` prints last; the follower stops reading there.
 pub const END_MARKER: &str = "masctl-job-finished";
@@ -71,7 +78,7 @@ async fn units(op: Op, units: &[String]) -> Result<bool> {
     let systemd = Systemd::connect().await?;
     let ops: Vec<(Op, String)> = units.iter().map(|u| (op, u.clone())).collect();
     let res = systemd.run_jobs(&ops, std::time::Duration::from_secs(300)).await?;
-    Ok(res.iter().all(|(_, _, r)| !job_failed(r)))
+    Ok(res.iter().all(|(_, _, r)| !r.failed()))
 }
 
 async fn run_container(spec: &mut JobSpec) -> Result<i64> {

@@ -1,0 +1,72 @@
+//! `masctl syn2mas | register-user | doctor | backup | backups`: one-off jobs, each
+//! as a transient systemd unit (see `jobs/`).
+
+use anyhow::{Result, bail};
+
+use crate::cli::Syn2masCommand;
+use crate::context::Context;
+use crate::jobs::doctor::Level;
+use crate::jobs::register_user::NewUser;
+use crate::jobs::syn2mas::Step;
+use crate::jobs::{backup, doctor as doctor_job, register_user as register_job, syn2mas as syn2mas_job};
+use crate::ui;
+
+pub async fn syn2mas(ctx: &Context, cmd: Syn2masCommand) -> Result<()> {
+    let step = match cmd {
+        Syn2masCommand::Check => Step::Check,
+        Syn2masCommand::Migrate { dry_run: true } => Step::DryRun,
+        Syn2masCommand::Migrate { dry_run: false } => Step::Migrate,
+    };
+    syn2mas_job::run(&ctx.layout, step).await
+}
+
+pub async fn register_user(
+    ctx: &Context,
+    name: &str,
+    admin: bool,
+    emails: &[String],
+    password_file: Option<&std::path::Path>,
+) -> Result<()> {
+    register_job::run(&ctx.layout, &NewUser { name, admin, emails, password_file }).await
+}
+
+pub async fn doctor(ctx: &Context, json: bool) -> Result<()> {
+    let findings = doctor_job::run(&ctx.layout).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&findings)?);
+    } else {
+        for f in &findings {
+            // The warning sign is narrow in most terminals: pad it to line up.
+            let mark = if f.level == Level::Warning { "⚠️ " } else { f.level.mark() };
+            println!("{mark} {}", f.message);
+        }
+    }
+    let errors = findings.iter().filter(|f| f.level == Level::Error).count();
+    if errors > 0 {
+        bail!("doctor found {errors} problem(s)");
+    }
+    Ok(())
+}
+
+pub async fn backup(ctx: &Context) -> Result<()> {
+    for f in backup::manual(&ctx.layout).await? {
+        println!("{}", f.display());
+    }
+    Ok(())
+}
+
+pub fn backups(ctx: &Context, json: bool) -> Result<()> {
+    let dir = ctx.layout.backups();
+    let list = backup::list(&dir)?;
+    if json {
+        let rows: Vec<_> = list.iter().map(|(n, s)| serde_json::json!({"file": n, "size": s})).collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else if list.is_empty() {
+        println!("no backups in {}", dir.display());
+    } else {
+        for (n, s) in list {
+            println!("{:>10}  {n}", ui::human_bytes(s));
+        }
+    }
+    Ok(())
+}

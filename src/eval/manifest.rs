@@ -1,0 +1,131 @@
+//! The generation manifest: what `generations`, `diff`, `status`, `gc` and the jobs
+//! read of a generation, and how two of them differ.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::service::Service;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub server_name: String,
+    pub instance: String,
+    /// The config as evaluated (for `masctl diff`).
+    pub config: serde_json::Value,
+    /// service → `sha256:…` image ID.
+    pub images: BTreeMap<Service, String>,
+    /// service → spec entry path.
+    pub services: BTreeMap<Service, String>,
+    /// unit file name → content hash.
+    pub units: BTreeMap<String, String>,
+    /// Every store path this generation keeps alive (for gc).
+    pub refs: Vec<String>,
+    /// Where clients reach Synapse on the host.
+    pub client_url: String,
+    /// The databases Postgres holds for the stack (what a backup dumps).
+    #[serde(default)]
+    pub databases: Vec<String>,
+    #[serde(default)]
+    pub mas: MasState,
+}
+
+/// How MAS figures in a generation, as jobs need to know it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MasState {
+    pub enabled: bool,
+    /// Synapse delegates authentication to MAS (enabled, migration finished).
+    pub delegating: bool,
+    pub path_prefix: String,
+}
+
+/// `a.b.c` → value, for comparing configs key by key.
+fn flatten(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, String>) {
+    match v {
+        serde_json::Value::Object(m) if !m.is_empty() => {
+            for (k, v) in m {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                flatten(&key, v, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
+    }
+}
+
+/// `what key: old -> new` for every key whose value differs between two maps.
+fn changed_values<K: Ord + std::fmt::Display>(
+    what: &str,
+    a: &BTreeMap<K, String>,
+    b: &BTreeMap<K, String>,
+    out: &mut Vec<String>,
+) {
+    let keys: BTreeSet<&K> = a.keys().chain(b.keys()).collect();
+    for k in keys {
+        let (x, y) = (a.get(k), b.get(k));
+        if x != y {
+            out.push(format!("{what} {k}: {} -> {}", x.map_or("-", |v| v), y.map_or("-", |v| v)));
+        }
+    }
+}
+
+impl Manifest {
+    /// Lines describing how `other` differs from this one.
+    pub fn diff(&self, other: &Manifest) -> Vec<String> {
+        let (a, b) = (self, other);
+        let mut out = Vec::new();
+        let units: BTreeSet<&String> = a.units.keys().chain(b.units.keys()).collect();
+        for u in units {
+            match (a.units.get(u), b.units.get(u)) {
+                (Some(x), Some(y)) if x != y => out.push(format!("unit changed: {u}")),
+                (None, Some(_)) => out.push(format!("unit added: {u}")),
+                (Some(_), None) => out.push(format!("unit removed: {u}")),
+                _ => {}
+            }
+        }
+        changed_values("image", &a.images, &b.images, &mut out);
+        let (mut ca, mut cb) = (BTreeMap::new(), BTreeMap::new());
+        flatten("", &a.config, &mut ca);
+        flatten("", &b.config, &mut cb);
+        changed_values("config", &ca, &cb, &mut out);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn diff_manifests(a: &Manifest, b: &Manifest) -> Vec<String> {
+        a.diff(b)
+    }
+
+    #[test]
+    fn diff_lists_units_images_and_config_keys() {
+        let m = |unit_hash: &str, img: &str, level: &str| Manifest {
+            format: 1,
+            server_name: "e.com".into(),
+            instance: "masctl".into(),
+            config: serde_json::json!({"server_name": "e.com", "synapse": {"log_level": level}}),
+            images: [(Service::Synapse, img.to_string())].into(),
+            services: BTreeMap::new(),
+            units: [("masctl-synapse.service".to_string(), unit_hash.to_string())].into(),
+            refs: vec![],
+            client_url: String::new(),
+            databases: vec!["synapse".into()],
+            mas: Default::default(),
+        };
+        assert!(diff_manifests(&m("1", "a", "INFO"), &m("1", "a", "INFO")).is_empty());
+        let d = diff_manifests(&m("1", "a", "INFO"), &m("2", "b", "DEBUG"));
+        assert_eq!(
+            d,
+            [
+                "unit changed: masctl-synapse.service",
+                "image synapse: a -> b",
+                "config synapse.log_level: \"INFO\" -> \"DEBUG\"",
+            ]
+        );
+    }
+}

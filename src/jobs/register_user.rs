@@ -1,0 +1,140 @@
+//! `masctl register-user`: through MAS once it handles logins, else with Synapse's
+//! shared-secret registration. The password never reaches a job spec, unit or argv
+//! of masctl itself.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+
+use super::{JobContext, JobSpec};
+use crate::docker::OneShot;
+use crate::layout::Layout;
+use crate::service::Service;
+use crate::ui;
+
+/// The password: from a file, a hidden prompt on a terminal, or stdin.
+fn read_password(file: Option<&Path>) -> Result<String> {
+    use std::io::{IsTerminal, Read};
+    let pw = match file {
+        Some(f) => std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?,
+        None if std::io::stdin().is_terminal() => {
+            let a = rpassword::prompt_password("Password: ")?;
+            let b = rpassword::prompt_password("Again: ")?;
+            if a != b {
+                bail!("the passwords differ");
+            }
+            a
+        }
+        None => {
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s)?;
+            s
+        }
+    };
+    let pw = pw.trim_end_matches(['\n', '\r']).to_string();
+    if pw.is_empty() {
+        bail!("empty password");
+    }
+    Ok(pw)
+}
+
+/// `@alice:example.com` → `alice`.
+pub fn localpart(name: &str) -> &str {
+    let n = name.strip_prefix('@').unwrap_or(name);
+    n.split(':').next().unwrap_or(n)
+}
+
+/// What to register.
+pub struct NewUser<'a> {
+    /// A localpart or full user ID.
+    pub name: &'a str,
+    pub admin: bool,
+    pub emails: &'a [String],
+    pub password_file: Option<&'a Path>,
+}
+
+pub async fn run(layout: &Layout, new: &NewUser<'_>) -> Result<()> {
+    let NewUser { name, admin, emails, password_file } = *new;
+    let user = localpart(name);
+    if user.is_empty() || !user.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._=-/".contains(c)) {
+        bail!("{name:?} is not a valid user name (lower-case letters, digits and ._=-/)");
+    }
+    let ctx = JobContext::load(layout).await?;
+    let delegating = ctx.manifest.mas.delegating;
+    // Refuse before asking for a password when the services are down.
+    let needed: &[Service] = if delegating { &[Service::Synapse, Service::Mas] } else { &[Service::Synapse] };
+    ctx.require_active(needed, Duration::from_secs(60)).await?;
+    let password = read_password(password_file)?;
+    let (code, out) = if delegating {
+        let mas = ctx.mas_spec()?;
+        let mut args: Vec<String> = ["manage", "register-user", "-y", user].iter().map(|s| s.to_string()).collect();
+        // mas-cli takes the password only as an argument: it reaches that one
+        // short-lived container's command line through a file the job deletes once
+        // read; it is never in the job spec, the unit or masctl's own command line.
+        args.extend(["-p".to_string(), super::SECRET_PLACEHOLDER.to_string()]);
+        for e in emails {
+            args.extend(["-e".to_string(), e.clone()]);
+        }
+        args.push(if admin { "-a".into() } else { "-A".into() });
+        let mut spec = JobSpec::new("register-user", ctx.mas_job(&mas, &args));
+        spec.secret_file = Some(super::secret_file(layout, &password)?.display().to_string());
+        ctx.run("masctl register-user", spec).await?
+    } else {
+        if !emails.is_empty() {
+            bail!("--email needs MAS; Synapse's shared-secret registration cannot set emails");
+        }
+        let syn = ctx.spec(Service::Synapse)?;
+        let uid = Service::Synapse.uid();
+        let dir = tempfile::Builder::new().prefix(".register-").tempdir_in(layout.root())?;
+        let pw_path = dir.path().join("password");
+        crate::fsutil::write_atomic(&pw_path, password.as_bytes(), 0o600)?;
+        std::os::unix::fs::chown(&pw_path, Some(uid), Some(uid))?;
+        std::os::unix::fs::chown(dir.path(), Some(uid), Some(uid))?;
+        let job = OneShot {
+            image: syn.image.clone(),
+            user: syn.user.clone(),
+            entrypoint: Some(vec!["python3".into(), "-m".into(), "synapse._scripts.register_new_matrix_user".into()]),
+            cmd: vec![
+                "-c".into(),
+                "/etc/synapse/homeserver.yaml".into(),
+                "-u".into(),
+                user.into(),
+                "--password-file".into(),
+                "/run/job/password".into(),
+                if admin { "-a".into() } else { "--no-admin".into() },
+                format!("http://{}:8008", syn.container),
+            ],
+            binds: syn.binds.iter().cloned().chain([format!("{}:/run/job:ro", dir.path().display())]).collect(),
+            network: Some(ctx.manifest.instance.clone()),
+            env: vec![],
+        };
+        ctx.run("masctl register-user", JobSpec::new("register-user", job)).await?
+    };
+    if code == 0 {
+        ui::step(format!("registered @{user}:{}", ctx.manifest.server_name));
+        return Ok(());
+    }
+    if out.contains("User already exists") || out.contains("User ID already taken") {
+        bail!("@{user}:{} already exists; nothing was changed", ctx.manifest.server_name);
+    }
+    if out.contains("too weak") {
+        bail!("MAS refused the password as too weak; choose a longer one");
+    }
+    if out.contains("not available on homeserver") {
+        bail!("Synapse refused the name {user:?} (taken, reserved, or Synapse is not reachable with MAS's secret)");
+    }
+    bail!("registering {user} failed (exit {code}); see the output above")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn localpart_table() {
+        for (i, want) in [("alice", "alice"), ("@alice:example.com", "alice"), ("@bob", "bob")] {
+            assert_eq!(localpart(i), want);
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! `masctl syn2mas check | migrate [--dry-run]`: Synapse's users into MAS, with a
+//! verified backup first and Synapse started again if the migration fails.
+
+use anyhow::{Context as _, Result, bail};
+
+use super::{JobContext, JobSpec, backup};
+use crate::generations;
+use crate::layout::Layout;
+use crate::service::Service;
+use crate::ui;
+
+/// What to ask of syn2mas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Check,
+    /// Migrate into MAS and roll it back; Synapse keeps running.
+    DryRun,
+    Migrate,
+}
+
+/// Where the syn2mas job finds Synapse's database password (a pgpass file).
+const SYN2MAS_PGPASS: &str = "/run/secrets/synapse-pgpass";
+
+/// syn2mas connects to Synapse's database with `database.args.{host,port,user,
+/// password,dbname}` only: it ignores Synapse's `passfile`. Its driver (sqlx) looks
+/// a password up in a pgpass file once, at start-up, from `PGPASSFILE` and matches
+/// the line against `PGUSER` — so the password reaches it through the environment
+/// as a path, never as a value.
+pub fn syn2mas_env() -> Vec<String> {
+    vec![format!("PGPASSFILE={SYN2MAS_PGPASS}"), "PGUSER=synapse".to_string()]
+}
+
+/// Words for syn2mas's exit codes.
+pub fn explain_syn2mas(code: i32) -> &'static str {
+    match code {
+        0 => "no problems found",
+        10 => "syn2mas found errors that block the migration (listed above); fix them and run the check again",
+        11 => "syn2mas found only warnings (listed above); review them — they do not block the migration",
+        _ => "syn2mas failed (see its output above)",
+    }
+}
+
+pub async fn run(layout: &Layout, step: Step) -> Result<()> {
+    let _lock = generations::lock(layout, "syn2mas")?;
+    let ctx = JobContext::load(layout).await?;
+    if !ctx.mas_enabled() || !ctx.migration_in_progress() {
+        bail!(
+            "syn2mas needs the current generation ({}) to run MAS with migration_in_progress = true: set [mas] enabled = true \
+and migration_in_progress = true, then `masctl switch`",
+            ctx.number
+        );
+    }
+    let mas = ctx.mas_spec()?;
+    let mut job = ctx.mas_job(&mas, &[]);
+    job.binds.push(format!("{}:{SYN2MAS_PGPASS}:ro", layout.secret("mas-synapse-pgpass").display()));
+    job.env.extend(syn2mas_env());
+    let pre_mas = "/etc/mas/synapse-pre-mas.yaml".to_string();
+    let args = |rest: &[&str]| -> Vec<String> {
+        let mut v = vec!["syn2mas".to_string(), "--synapse-config".into(), pre_mas.clone()];
+        v.extend(rest.iter().map(|s| s.to_string()));
+        v
+    };
+    match step {
+        Step::Check => {
+            job.cmd.extend(args(&["check"]));
+            let (code, _) = ctx.run("masctl syn2mas check", JobSpec::new("syn2mas-check", job)).await?;
+            match code {
+                0 => ui::step(explain_syn2mas(0)),
+                11 => ui::warn(explain_syn2mas(11)),
+                c => bail!("{} (exit {c})", explain_syn2mas(c)),
+            }
+            Ok(())
+        }
+        Step::DryRun => {
+            job.cmd.extend(args(&["migrate", "--dry-run"]));
+            let (code, _) = ctx.run("masctl syn2mas migrate --dry-run", JobSpec::new("syn2mas-dry-run", job)).await?;
+            if code != 0 {
+                bail!("the dry run failed: {} (exit {code})", explain_syn2mas(code));
+            }
+            ui::step("dry run complete: MAS imported Synapse's users and discarded them again; Synapse kept running");
+            Ok(())
+        }
+        Step::Migrate => {
+            ui::step("backing up the databases first");
+            let files = backup::run(layout, &ctx.systemd, &ctx.manifest, "pre-syn2mas")
+                .await
+                .context("no backup, no migration")?;
+            for f in &files {
+                ui::step(format!("verified backup {}", f.display()));
+            }
+            let synapse = Service::Synapse.unit_name();
+            ui::step(format!("stopping {synapse} and migrating"));
+            job.cmd.extend(args(&["migrate"]));
+            // The unit stops Synapse first and starts it again if the migration
+            // fails, so a dropped session cannot leave Synapse down.
+            let mut spec = JobSpec::new("syn2mas-migrate", job);
+            spec.stop_before.push(synapse.clone());
+            spec.start_on_failure.push(synapse.clone());
+            let outcome = ctx.run("masctl syn2mas migrate", spec).await;
+            match outcome {
+                Ok((0, _)) => {
+                    ui::step("migration complete; Synapse stays stopped until MAS takes over logins.");
+                    println!(
+                        "next: set migration_in_progress = false under [mas] in your masctl.toml, then run `masctl switch`"
+                    );
+                    Ok(())
+                }
+                other => {
+                    let restarted = ctx.systemd.unit_state(&synapse).await.is_ok_and(|s| s.active_state.is_up());
+                    let why = match other {
+                        Ok((code, _)) => format!("{} (exit {code})", explain_syn2mas(code)),
+                        Err(e) => format!("{e:#}"),
+                    };
+                    bail!(
+                        "syn2mas migrate failed: {why}; {synapse} {}; backups: {}",
+                        if restarted { "is running again" } else { "did NOT start again — check `masctl status`" },
+                        files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")
+                    )
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syn2mas_finds_synapses_password_through_the_environment() {
+        // Synapse's config names only `passfile`, which syn2mas ignores: without
+        // these the real mas-cli fails with "password authentication failed".
+        let env = syn2mas_env();
+        assert!(env.contains(&format!("PGPASSFILE={SYN2MAS_PGPASS}")), "{env:?}");
+        assert!(env.contains(&"PGUSER=synapse".to_string()), "{env:?}");
+        assert!(env.iter().all(|e| !e.starts_with("PGPASSWORD")), "a path, never the password itself");
+    }
+
+    #[test]
+    fn syn2mas_codes_are_explained() {
+        assert!(explain_syn2mas(10).contains("block"));
+        assert!(explain_syn2mas(11).contains("warnings"));
+        assert!(explain_syn2mas(1).contains("failed"));
+    }
+}

@@ -1,0 +1,101 @@
+//! The config → store pipeline: images present in Docker, secrets generated, the
+//! config evaluated into store entries, and MAS's own verdict on its config.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result, bail};
+
+use super::image::ImageSource;
+use crate::config::Config;
+use crate::context::Context;
+use crate::docker::{Engine, OneShot};
+use crate::eval::{self, Inputs, Manifest};
+use crate::service::Service;
+use crate::spec::read_spec;
+use crate::store::Store;
+use crate::{secrets, ui};
+
+/// (service, image) for every service the config runs.
+pub fn service_images(c: &Config) -> Vec<(Service, &str)> {
+    let image = |s: Service| match s {
+        Service::Postgres => &c.images.postgres,
+        Service::Synapse => &c.images.synapse,
+        Service::Mas => &c.images.mas,
+        Service::Proxy => &c.images.proxy,
+    };
+    Service::ALL
+        .into_iter()
+        .filter(|s| c.mas_enabled() || !s.with_mas_only())
+        .map(|s| (s, image(s).get_ref().as_str()))
+        .collect()
+}
+
+/// `masctl config check`: the config parses, validates, and every image it names is
+/// a declared recipe or a pinned reference.
+pub fn check_config(ctx: &Context) -> Result<()> {
+    for (service, name) in service_images(ctx.config()?) {
+        if !name.contains('@') {
+            ctx.images.load(name).map_err(|e| anyhow::anyhow!("images.{service}: {e:#}"))?;
+        }
+    }
+    ui::step(format!("{}: ok", ctx.config_path.display()));
+    Ok(())
+}
+
+/// Makes every image the config runs present in Docker; service → image ID.
+pub async fn ensure_images(ctx: &Context, engine: &Engine) -> Result<BTreeMap<Service, String>> {
+    let source = ImageSource::of(ctx);
+    let mut images = BTreeMap::new();
+    for (service, image) in service_images(ctx.config()?) {
+        let id = source.ensure(engine, image).await.with_context(|| format!("image for {service}"))?;
+        images.insert(service, id);
+    }
+    Ok(images)
+}
+
+/// Evaluates the config into a generation in the store. Returns its store path and manifest.
+pub async fn build(ctx: &Context, engine: &Engine) -> Result<(PathBuf, Manifest)> {
+    let c = ctx.config()?;
+    let layout = &ctx.layout;
+    let images = ensure_images(ctx, engine).await?;
+    let mut created = secrets::ensure(layout)?;
+    if c.mas_enabled() && secrets::ensure_rsa_key(layout, engine, &images[&Service::Synapse]).await? {
+        created.push("mas-signing-rsa.pem");
+    }
+    if !created.is_empty() {
+        ui::step(format!("generated secrets: {}", created.join(", ")));
+    }
+    let exe = std::env::current_exe().context("locating the masctl binary")?.display().to_string();
+    let ev = eval::evaluate(&Inputs { config: c, images: &images, layout, masctl: &exe })?;
+    let store = Store::new(layout.store());
+    let mut last = PathBuf::new();
+    for entry in &ev.entries {
+        last = store.add_dir(&entry.hash(), &entry.name, |dir| {
+            for (path, data) in &entry.files {
+                let p = dir.join(path);
+                if let Some(parent) = p.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                std::fs::write(&p, data)?;
+            }
+            Ok(())
+        })?;
+    }
+    Ok((last, ev.manifest))
+}
+
+/// `mas-cli config check` against the generation's MAS config, in a one-shot
+/// container, so a config MAS would refuse never reaches the host.
+pub async fn check_mas_config(engine: &Engine, manifest: &Manifest) -> Result<()> {
+    let Some(spec_path) = manifest.services.get(&Service::Mas) else { return Ok(()) };
+    let spec = read_spec(spec_path)?;
+    let job = OneShot::like(&spec, eval::mas_cli(&["config", "check"]), None);
+    let sp = ui::spinner("checking the MAS configuration (mas-cli config check)");
+    let code = engine.run_once(&job, "mas-config-check").await?;
+    sp.finish_and_clear();
+    if code != 0 {
+        bail!("mas-cli config check refused the generated MAS configuration (exit {code}); nothing was changed");
+    }
+    Ok(())
+}

@@ -1,0 +1,230 @@
+//! Images for the stack: locked, built into the store, loaded into Docker or pulled
+//! by digest, and listed.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result, bail};
+use serde::Serialize;
+
+use crate::context::Context;
+use crate::docker::Engine;
+use crate::image::build::{Builder, Built, base_packages};
+use crate::image::decl::ImagesDir;
+use crate::image::fetch::{Cache, Sources, fetch_url, http};
+use crate::image::lock::{LOCK_VERSION, Lock};
+use crate::image::reference::Reference;
+use crate::image::{resolve_apt, resolve_pip};
+use crate::store::Store;
+use crate::{fsutil, ui};
+
+/// Where images come from: their declarations, the store that holds built archives,
+/// and the cache of fetched inputs.
+pub struct ImageSource {
+    images: ImagesDir,
+    store: Store,
+    cache: Cache,
+}
+
+/// One declared image, as `masctl image list` shows it.
+#[derive(Serialize)]
+pub struct Row {
+    pub name: String,
+    pub kind: &'static str,
+    pub id: Option<String>,
+    pub archive: Option<String>,
+    pub size: Option<u64>,
+    pub loaded: bool,
+    pub reference: Option<String>,
+}
+
+impl ImageSource {
+    pub fn new(images: ImagesDir, store: Store, cache: PathBuf) -> ImageSource {
+        ImageSource { images, store, cache: Cache::new(cache) }
+    }
+
+    pub fn of(ctx: &Context) -> ImageSource {
+        ImageSource::new(ctx.images.clone(), Store::new(ctx.layout.store()), ctx.cache.clone())
+    }
+
+    /// Makes `image` (a recipe name or a pinned reference) present in Docker and
+    /// returns its ID: built and loaded, or pulled by digest.
+    pub async fn ensure(&self, engine: &Engine, image: &str) -> Result<String> {
+        if image.contains('@') {
+            let r = Reference::parse(image)?;
+            if let Some(s) = engine.inspect(&r.pinned()).await? {
+                return Ok(s.id);
+            }
+            return Ok(engine.pull(&r).await?.id);
+        }
+        let mut b = self.builder(Vec::new());
+        self.load(&mut b, engine, image).await
+    }
+
+    /// A builder; `inputs` name the directories of a recipe's `[[copy]]` entries.
+    pub fn builder(&self, inputs: Vec<(String, PathBuf)>) -> Builder<'_> {
+        Builder {
+            images: &self.images,
+            store: &self.store,
+            cache: &self.cache,
+            inputs: inputs.into_iter().collect::<BTreeMap<_, _>>(),
+            sources: Sources::default(),
+        }
+    }
+
+    /// Builds `name` into the store (with `check`, twice, comparing bytes); its ID.
+    pub fn build(&self, b: &mut Builder<'_>, name: &str, check: bool) -> Result<String> {
+        let built = b.build(name)?;
+        if check {
+            ui::step(format!("{name}: building again to check reproducibility"));
+            b.check(name, &built)?;
+            ui::step(format!("{name}: reproducible, archives are byte-identical"));
+        }
+        Ok(built.id)
+    }
+
+    /// Resolves a declaration into its lock file with the host's apt and pip.
+    pub fn lock(&self, name: &str) -> Result<()> {
+        let decl = self.images.load(name)?;
+        if decl.is_upstream() {
+            bail!("{name} is an upstream image pinned by digest in {name}.toml; there is nothing to lock");
+        }
+        let mut lock = Lock { version: LOCK_VERSION, inputs: decl.lock_inputs_hash(), ..Default::default() };
+        if let Some(debian) = &decl.debian {
+            let base = base_packages(&self.images, &decl)?;
+            let sp = ui::spinner(&format!("resolving {} Debian packages with apt", debian.packages.len()));
+            lock.debs = resolve_apt::resolve(debian, &base)?;
+            sp.finish_and_clear();
+        }
+        if let Some(py) = &decl.python {
+            let sp = ui::spinner("resolving Python requirements with pip");
+            let resolved = resolve_pip::resolve(py)?;
+            sp.finish_and_clear();
+            // The index gave hashes; sizes come from the files themselves, which also
+            // warms the cache for the build.
+            let agent = http();
+            let bar = ui::count_bar(resolved.len() as u64, "wheels");
+            for (mut pin, url) in resolved {
+                bar.set_message(pin.filename().to_string());
+                let data = fetch_url(&agent, &url)?;
+                pin.size = data.len() as u64;
+                let sha = self.cache.insert(&data)?;
+                if sha != pin.sha256 {
+                    bail!("{} downloaded with sha256 {sha}, the index said {}", pin.filename(), pin.sha256);
+                }
+                lock.wheels.push(pin);
+                bar.inc(1);
+            }
+            bar.finish_and_clear();
+        }
+        let path = self.images.lock_path(name);
+        fsutil::write_atomic(&path, lock.to_toml()?.as_bytes(), 0o644)?;
+        ui::step(format!(
+            "{name}: locked {} packages and {} wheels ({}) into {}",
+            lock.debs.len(),
+            lock.wheels.len(),
+            ui::human_bytes(lock.total_size()),
+            path.display()
+        ));
+        Ok(())
+    }
+
+    /// Builds (if needed) and loads a declared image into Docker, or pulls an upstream
+    /// one; verifies what Docker holds and returns the ID.
+    pub async fn load(&self, b: &mut Builder<'_>, engine: &Engine, name: &str) -> Result<String> {
+        let decl = self.images.load(name)?;
+        if let Some(up) = &decl.upstream {
+            let r = Reference::parse(&up.reference)?;
+            if let Some(s) = engine.inspect(&r.pinned()).await? {
+                ui::detail(format!("{name}: already pulled"));
+                return Ok(s.id);
+            }
+            return Ok(engine.pull(&r).await?.id);
+        }
+        let built = b.build(name)?;
+        if let Some(s) = engine.inspect(&built.id).await? {
+            verify_loaded(&built, &s.id, &s.layers)?;
+            ui::detail(format!("{name}: already loaded"));
+            return Ok(built.id);
+        }
+        let sp = ui::spinner(&format!("loading {name} into Docker"));
+        engine.load(&built.archive).await?;
+        sp.finish_and_clear();
+        let s = engine
+            .inspect(&built.id)
+            .await?
+            .with_context(|| format!("Docker accepted the archive of {name} but has no image {}", built.id))?;
+        verify_loaded(&built, &s.id, &s.layers)?;
+        Ok(built.id)
+    }
+
+    /// Every declared image: built? loaded? (Without Docker, nothing shows as loaded.)
+    pub async fn list(&self) -> Result<Vec<Row>> {
+        let engine = match Engine::connect().await {
+            Ok(e) => Some(e),
+            Err(e) => {
+                ui::warn(format!("{e:#}; showing nothing as loaded"));
+                None
+            }
+        };
+        let b = self.builder(Vec::new());
+        let mut rows = Vec::new();
+        for name in self.images.names()? {
+            let decl = self.images.load(&name)?;
+            let row = if let Some(up) = &decl.upstream {
+                let r = Reference::parse(&up.reference)?;
+                let state = match &engine {
+                    Some(e) => e.inspect(&r.pinned()).await?,
+                    None => None,
+                };
+                Row {
+                    name,
+                    kind: "upstream",
+                    id: state.as_ref().map(|s| s.id.clone()),
+                    archive: None,
+                    size: None,
+                    loaded: state.is_some(),
+                    reference: Some(up.reference.clone()),
+                }
+            } else {
+                // A recipe whose lock or inputs are missing is listed as not built.
+                let built = b.find(&name).unwrap_or(None);
+                let loaded = match (&engine, &built) {
+                    (Some(e), Some(bt)) => e.inspect(&bt.id).await?.is_some(),
+                    _ => false,
+                };
+                Row {
+                    name,
+                    kind: "recipe",
+                    id: built.as_ref().map(|b| b.id.clone()),
+                    archive: built.as_ref().map(|b| b.archive.display().to_string()),
+                    size: built.as_ref().map(|b| b.size),
+                    loaded,
+                    reference: None,
+                }
+            };
+            rows.push(row);
+        }
+        Ok(rows)
+    }
+}
+
+/// Pulls `reference` (which must pin a digest); returns the pinned form and the ID.
+pub async fn pull(reference: &str) -> Result<(String, String)> {
+    let r = Reference::parse(reference)?;
+    let engine = Engine::connect().await?;
+    let state = engine.pull(&r).await?;
+    Ok((r.pinned(), state.id))
+}
+
+fn verify_loaded(built: &Built, id: &str, layers: &[String]) -> Result<()> {
+    if id != built.id || layers != built.diff_ids {
+        bail!(
+            "{}: Docker holds {id} with layers {layers:?}, but the build is {} with {:?}",
+            built.name,
+            built.id,
+            built.diff_ids
+        );
+    }
+    Ok(())
+}

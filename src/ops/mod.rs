@@ -1,0 +1,12 @@
+//! What the commands do, one module per operation, in terms of the core (`eval`,
+//! `activate`, `store`, `generations`) and the edges (`docker`, `systemd`). Nothing
+//! here prints results: the commands do.
+
+pub mod gc;
+pub mod generation;
+pub mod history;
+pub mod image;
+pub mod logs;
+pub mod status;
+pub mod switch;
+pub mod trial;

@@ -1,0 +1,87 @@
+//! `masctl status`: the current generation against what actually runs.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::context::Context;
+use crate::docker::{Engine, Health};
+use crate::generations::Generations;
+use crate::service::Service;
+use crate::spec::read_spec;
+use crate::systemd::{ActiveState, Systemd};
+
+#[derive(Serialize)]
+pub struct UnitRow {
+    pub name: String,
+    pub load_state: String,
+    pub active_state: String,
+    pub sub_state: String,
+}
+
+#[derive(Serialize)]
+pub struct ContainerRow {
+    pub name: String,
+    pub service: Service,
+    pub image: Option<String>,
+    pub expected_image: String,
+    pub running: bool,
+    pub health: Option<Health>,
+}
+
+#[derive(Serialize)]
+pub struct StatusReport {
+    pub generation: Option<u32>,
+    pub hash: Option<String>,
+    pub units: Vec<UnitRow>,
+    pub containers: Vec<ContainerRow>,
+    pub images: BTreeMap<Service, String>,
+    /// Units active and every container running its generation's image, healthy.
+    pub matches_current: bool,
+    pub client_url: Option<String>,
+}
+
+/// The report, or `None` when nothing has been switched to yet.
+pub async fn status(ctx: &Context) -> Result<Option<StatusReport>> {
+    let Some(current) = Generations::new(&ctx.layout).current()? else { return Ok(None) };
+    let manifest = current.manifest()?;
+    let systemd = Systemd::connect().await?;
+    let engine = Engine::connect().await?;
+    let mut units = Vec::new();
+    let mut all_active = true;
+    for name in manifest.units.keys() {
+        let s = systemd.unit_state(name).await?;
+        all_active &= s.active_state == ActiveState::Active;
+        units.push(UnitRow {
+            name: s.name,
+            load_state: s.load_state,
+            active_state: s.active_state.to_string(),
+            sub_state: s.sub_state,
+        });
+    }
+    let mut containers = Vec::new();
+    let mut all_serve = true;
+    for (service, spec_path) in &manifest.services {
+        let spec = read_spec(spec_path)?;
+        let st = engine.container_state(&spec.container).await?;
+        all_serve &= st.as_ref().is_some_and(|s| s.serves(&spec));
+        containers.push(ContainerRow {
+            name: spec.container.clone(),
+            service: *service,
+            image: st.as_ref().map(|s| s.image.clone()),
+            expected_image: spec.image.clone(),
+            running: st.as_ref().is_some_and(|s| s.running),
+            health: st.map(|s| s.health),
+        });
+    }
+    Ok(Some(StatusReport {
+        generation: Some(current.number),
+        hash: Some(current.hash()),
+        units,
+        containers,
+        images: manifest.images.clone(),
+        matches_current: all_serve && all_active,
+        client_url: Some(manifest.client_url.clone()),
+    }))
+}
