@@ -129,6 +129,14 @@ pub enum Command {
         #[arg(long)]
         password_file: Option<PathBuf>,
     },
+    /// Manage MAS's users through MAS's admin API (with [mas] enabled)
+    User {
+        /// Print the user (or the list) as JSON for scripts
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        cmd: UserCommand,
+    },
     /// Check the stack: `mas-cli doctor` plus units, containers, images and routes
     Doctor {
         #[arg(long)]
@@ -185,6 +193,33 @@ pub enum Syn2masCommand {
         /// Migrate into MAS and roll it back; Synapse keeps running
         #[arg(long)]
         dry_run: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Every user MAS knows: name, admin flag, locked, deactivated
+    List,
+    /// Lock a user: their sessions stop working until unlocked
+    Lock { name: String },
+    /// Unlock a locked user
+    Unlock { name: String },
+    /// Deactivate a user (their data in Synapse is kept, not erased)
+    Deactivate { name: String },
+    /// Reactivate a deactivated user
+    Reactivate { name: String },
+    /// Set a user's password [default: prompt on a terminal, else stdin]
+    SetPassword {
+        name: String,
+        /// Read the password from this file
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+    /// Let a user request admin rights (or, with --revoke, no longer)
+    SetAdmin {
+        name: String,
+        #[arg(long)]
+        revoke: bool,
     },
 }
 

@@ -13,6 +13,7 @@ mod image;
 mod jobs;
 mod layout;
 mod located;
+mod mas_admin;
 mod ops;
 mod secrets;
 mod service;

@@ -41,7 +41,7 @@ const SYNAPSE_UID: u32 = Service::Synapse.uid();
 const MAS_UID: u32 = Service::Mas.uid();
 
 /// Every secret the stack uses. Derived ones come after what they derive from.
-pub const SPECS: [Spec; 15] = [
+pub const SPECS: [Spec; 16] = [
     Spec { name: "postgres-superuser", uid: POSTGRES_UID, kind: Kind::Token },
     Spec { name: "postgres-synapse", uid: POSTGRES_UID, kind: Kind::Token },
     // For backups: pg_dump connects as the superuser over the network.
@@ -67,6 +67,8 @@ pub const SPECS: [Spec; 15] = [
     // syn2mas runs as MAS's user and reads Synapse's database with Synapse's pgpass.
     Spec { name: "mas-synapse-pgpass", uid: MAS_UID, kind: Kind::Copy { of: "synapse-pgpass" } },
     Spec { name: "mas-signing-rsa.pem", uid: MAS_UID, kind: Kind::RsaKey },
+    // masctl's own MAS client (the admin API); masctl reads it as root.
+    Spec { name: "mas-admin-client", uid: MAS_UID, kind: Kind::Token },
 ];
 
 pub fn random_bytes<const N: usize>() -> Result<[u8; N]> {

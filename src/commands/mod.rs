@@ -5,6 +5,7 @@ mod image;
 mod jobs;
 mod stack;
 mod trial;
+mod users;
 
 use std::time::Duration;
 
@@ -33,6 +34,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::RegisterUser { name, admin, emails, password_file } => {
             jobs::register_user(&Context::for_state(g)?, &name, admin, &emails, password_file.as_deref()).await
         }
+        Command::User { json, cmd } => users::run(&Context::for_state(g)?, cmd, json).await,
         Command::Doctor { json } => jobs::doctor(&Context::for_state(g)?, json).await,
         Command::Backup => jobs::backup(&Context::for_state(g)?).await,
         Command::Backups { json } => jobs::backups(&Context::for_state(g)?, json),

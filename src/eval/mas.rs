@@ -13,6 +13,18 @@ use crate::spec::{DataDir, Health, HttpProbe, ServiceSpec};
 const SERVICE: Service = Service::Mas;
 
 pub const CONFIG_IN_CONTAINER: &str = "/etc/mas/config.yaml";
+/// Where every MAS image masctl runs keeps its share files (the upstream image's
+/// own default; `mas-local` copies a release's `share/` here). Named explicitly in
+/// the config, because each kind of mas-cli build has other defaults.
+pub const SHARE: &str = "/usr/local/share/mas-cli";
+/// MAS's internal listener: health, and the admin API with its token endpoint —
+/// on the instance's network only, never published or proxied.
+pub const INTERNAL_PORT: u16 = 8081;
+/// masctl's own OAuth client in MAS, for the admin API. The ID is not secret (its
+/// secret is, in `secrets/`); a constant keeps evaluation pure.
+pub const ADMIN_CLIENT_ID: &str = "01KMASCT1ADM1NC11ENT000000";
+/// The admin client's secret, as MAS reads it.
+pub const ADMIN_CLIENT_SECRET: &str = "mas-admin-client";
 /// Where the compatibility endpoints listen (without the path prefix).
 pub const COMPAT_PORT: u16 = 8082;
 
@@ -84,11 +96,28 @@ pub fn config(c: &Config) -> Result<Value> {
             "public_base": format!("https://{}{prefix}/", c.mas_hostname()),
             "listeners": [
                 {"name": "web", "prefix": prefix, "binds": [{"address": "[::]:8080"}],
-                 "resources": [{"name": "discovery"}, {"name": "human"}, {"name": "oauth"}, {"name": "graphql"}, {"name": "assets"}]},
+                 "resources": [{"name": "discovery"}, {"name": "human"}, {"name": "oauth"}, {"name": "graphql"},
+                               {"name": "assets", "path": format!("{SHARE}/assets/")}]},
                 {"name": "compat", "binds": [{"address": format!("[::]:{COMPAT_PORT}")}], "resources": [{"name": "compat"}]},
-                {"name": "internal", "binds": [{"host": "0.0.0.0", "port": 8081}], "resources": [{"name": "health"}]},
+                {"name": "internal", "binds": [{"host": "0.0.0.0", "port": INTERNAL_PORT}],
+                 "resources": [{"name": "health"}, {"name": "oauth"}, {"name": "adminapi"}]},
             ],
         },
+        "templates": {
+            "path": format!("{SHARE}/templates/"),
+            "translations_path": format!("{SHARE}/translations/"),
+            "assets_manifest": format!("{SHARE}/manifest.json"),
+        },
+        "policy": {
+            "wasm_module": format!("{SHARE}/policy.wasm"),
+            // MAS's policy grants the admin scope only to the clients listed here.
+            "data": {"admin_clients": [ADMIN_CLIENT_ID]},
+        },
+        "clients": [{
+            "client_id": ADMIN_CLIENT_ID,
+            "client_auth_method": "client_secret_basic",
+            "client_secret_file": format!("/run/secrets/{ADMIN_CLIENT_SECRET}"),
+        }],
         "database": {
             "host": Service::Postgres.container(instance), "port": 5432, "username": "mas",
             "password_file": "/run/secrets/mas-db-password", "database": "mas",
@@ -137,7 +166,8 @@ pub fn cli(args: &[&str]) -> Vec<String> {
 pub fn secret_binds(inp: &Inputs) -> Vec<String> {
     let l = inp.layout;
     let c = inp.config;
-    let mut binds: Vec<String> = ["mas-db-password", "mas-encryption", "mas-synapse-secret", "mas-signing-rsa.pem"]
+    let mut binds: Vec<String> =
+        ["mas-db-password", "mas-encryption", "mas-synapse-secret", "mas-signing-rsa.pem", ADMIN_CLIENT_SECRET]
         .iter()
         .map(|n| format!("{}:/run/secrets/{n}:ro", l.secret(n).display()))
         .collect();
@@ -173,7 +203,7 @@ pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
         ports: vec![],
         health: Health {
             test: vec![],
-            http: Some(HttpProbe { port: 8081, path: "/health".into() }),
+            http: Some(HttpProbe { port: INTERNAL_PORT, path: "/health".into() }),
             interval_ms: 500,
             timeout_ms: 3000,
             retries: 3,

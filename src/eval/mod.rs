@@ -6,7 +6,7 @@
 //! (units + manifest) that refers to them by path.
 
 mod manifest;
-mod mas;
+pub mod mas;
 mod postgres;
 mod proxy;
 mod synapse;

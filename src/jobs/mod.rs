@@ -26,9 +26,6 @@ pub use context::JobContext;
 /// The line `masctl job` prints last; the follower stops reading there.
 pub const END_MARKER: &str = "masctl-job-finished";
 
-/// Stands in the command for a secret that must not be written into the job spec.
-pub const SECRET_PLACEHOLDER: &str = "@masctl-secret@";
-
 /// What `masctl job` runs: one container, to its end, with what must happen around
 /// it done here too, so it happens even if the caller is gone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,10 +44,6 @@ pub struct JobSpec {
     /// Files removed when the job fails.
     #[serde(default)]
     pub remove_on_failure: Vec<String>,
-    /// A 0600 file whose content replaces [`SECRET_PLACEHOLDER`] in the command; it
-    /// is deleted as soon as it is read.
-    #[serde(default)]
-    pub secret_file: Option<String>,
 }
 
 impl JobSpec {
@@ -62,7 +55,6 @@ impl JobSpec {
             start_on_failure: vec![],
             rename_on_success: vec![],
             remove_on_failure: vec![],
-            secret_file: None,
         }
     }
 }
@@ -82,16 +74,6 @@ async fn units(op: Op, units: &[String]) -> Result<bool> {
 }
 
 async fn run_container(spec: &mut JobSpec) -> Result<i64> {
-    if let Some(f) = spec.secret_file.take() {
-        let secret = std::fs::read_to_string(&f).with_context(|| format!("reading {f}"));
-        let _ = std::fs::remove_file(&f);
-        let secret = secret?;
-        for arg in spec.container.cmd.iter_mut() {
-            if arg == SECRET_PLACEHOLDER {
-                *arg = secret.clone();
-            }
-        }
-    }
     if !units(Op::Stop, &spec.stop_before).await? {
         anyhow::bail!("could not stop {}", spec.stop_before.join(", "));
     }
@@ -131,16 +113,6 @@ pub async fn run_spec(path: &str) -> Result<i32> {
     eprintln!("{END_MARKER} status={code}");
     let _ = std::io::stderr().flush();
     Ok(code)
-}
-
-/// Writes a secret for a job into a 0600 file the job deletes once read.
-pub fn secret_file(layout: &Layout, secret: &str) -> Result<PathBuf> {
-    let dir = jobs_dir(layout);
-    std::fs::create_dir_all(&dir)?;
-    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
-    let path = dir.join(format!("{}.secret", hex::encode(crate::secrets::random_bytes::<8>()?)));
-    crate::fsutil::write_atomic(&path, secret.as_bytes(), 0o600)?;
-    Ok(path)
 }
 
 /// Runs a job as a transient unit, printing its output while attached; returns its
@@ -195,8 +167,5 @@ pub async fn run(layout: &Layout, systemd: &Systemd, description: &str, spec: Jo
     let _ = follower.kill();
     let _ = follower.wait();
     let _ = std::fs::remove_file(&spec_path);
-    if let Some(f) = &spec.secret_file {
-        let _ = std::fs::remove_file(f);
-    }
     Ok((status?, captured))
 }

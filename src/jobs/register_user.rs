@@ -1,6 +1,6 @@
-//! `masctl register-user`: through MAS once it handles logins, else with Synapse's
-//! shared-secret registration. The password never reaches a job spec, unit or argv
-//! of masctl itself.
+//! `masctl register-user`: through MAS's admin API once MAS handles logins, else
+//! with Synapse's shared-secret registration (a job reading a 0600 file). The
+//! password never reaches a job spec, a unit, the journal or any command line.
 
 use std::path::Path;
 use std::time::Duration;
@@ -14,7 +14,7 @@ use crate::service::Service;
 use crate::ui;
 
 /// The password: from a file, a hidden prompt on a terminal, or stdin.
-fn read_password(file: Option<&Path>) -> Result<String> {
+pub fn read_password(file: Option<&Path>) -> Result<String> {
     use std::io::{IsTerminal, Read};
     let pw = match file {
         Some(f) => std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?,
@@ -67,19 +67,16 @@ pub async fn run(layout: &Layout, new: &NewUser<'_>) -> Result<()> {
     ctx.require_active(needed, Duration::from_secs(60)).await?;
     let password = read_password(password_file)?;
     let (code, out) = if delegating {
-        let mas = ctx.mas_spec()?;
-        let mut args: Vec<String> = ["manage", "register-user", "-y", user].iter().map(|s| s.to_string()).collect();
-        // mas-cli takes the password only as an argument: it reaches that one
-        // short-lived container's command line through a file the job deletes once
-        // read; it is never in the job spec, the unit or masctl's own command line.
-        args.extend(["-p".to_string(), super::SECRET_PLACEHOLDER.to_string()]);
-        for e in emails {
-            args.extend(["-e".to_string(), e.clone()]);
-        }
-        args.push(if admin { "-a".into() } else { "-A".into() });
-        let mut spec = JobSpec::new("register-user", ctx.mas_job(&mas, &args));
-        spec.secret_file = Some(super::secret_file(layout, &password)?.display().to_string());
-        ctx.run("masctl register-user", spec).await?
+        // MAS's admin API, from this process: the password goes in an HTTP body.
+        let registration = crate::ops::users::Registration {
+            username: user.to_string(),
+            password,
+            admin,
+            emails: emails.to_vec(),
+        };
+        crate::ops::users::register(layout, registration).await?;
+        ui::step(format!("registered @{user}:{} in MAS", ctx.manifest.server_name));
+        return Ok(());
     } else {
         if !emails.is_empty() {
             bail!("--email needs MAS; Synapse's shared-secret registration cannot set emails");
@@ -117,12 +114,6 @@ pub async fn run(layout: &Layout, new: &NewUser<'_>) -> Result<()> {
     }
     if out.contains("User already exists") || out.contains("User ID already taken") {
         bail!("@{user}:{} already exists; nothing was changed", ctx.manifest.server_name);
-    }
-    if out.contains("too weak") {
-        bail!("MAS refused the password as too weak; choose a longer one");
-    }
-    if out.contains("not available on homeserver") {
-        bail!("Synapse refused the name {user:?} (taken, reserved, or Synapse is not reachable with MAS's secret)");
     }
     bail!("registering {user} failed (exit {code}); see the output above")
 }

@@ -10,3 +10,4 @@ pub mod logs;
 pub mod status;
 pub mod switch;
 pub mod trial;
+pub mod users;

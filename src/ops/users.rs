@@ -1,0 +1,142 @@
+//! Users in MAS, through its admin API with masctl's own client: create (with a
+//! password, admin flag and emails), list, lock, unlock, deactivate, reactivate,
+//! set a password or the admin flag. Everything travels in HTTP bodies from this
+//! process: no password reaches a command line, an environment, a file or the
+//! journal.
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::docker::Engine;
+use crate::eval::mas::{ADMIN_CLIENT_ID, ADMIN_CLIENT_SECRET, INTERNAL_PORT};
+use crate::generations::Generations;
+use crate::layout::Layout;
+use crate::mas_admin::{Admin, ApiError, User, UserAction};
+use crate::service::Service;
+use crate::spec::read_spec;
+
+/// Where MAS's internal listener answers, and the secret of masctl's client.
+struct Endpoint {
+    base: String,
+    secret: String,
+}
+
+async fn endpoint(layout: &Layout) -> Result<Endpoint> {
+    let current =
+        Generations::new(layout).current()?.context("nothing has been switched to yet: run `masctl switch`")?;
+    let manifest = current.manifest()?;
+    if !manifest.mas.enabled {
+        bail!(
+            "generation {} does not run MAS: users are managed by Synapse (`masctl register-user` still works)",
+            current.number
+        );
+    }
+    let spec = read_spec(manifest.services.get(&Service::Mas).context("the generation lists no MAS service")?)?;
+    let engine = Engine::connect().await?;
+    let ip = engine
+        .container_ip(&spec.container, &spec.network)
+        .await?
+        .with_context(|| format!("{} is not running: `masctl status` says why", spec.container))?;
+    let secret = std::fs::read_to_string(layout.secret(ADMIN_CLIENT_SECRET))
+        .context("reading masctl's MAS client secret (run `masctl switch` to create it)")?;
+    Ok(Endpoint { base: format!("http://{ip}:{INTERNAL_PORT}"), secret: secret.trim().to_string() })
+}
+
+/// Runs `f` with an admin session, off the async runtime (the HTTP client blocks).
+async fn with_admin<T: Send + 'static>(
+    layout: &Layout,
+    f: impl FnOnce(&Admin) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let ep = endpoint(layout).await?;
+    tokio::task::spawn_blocking(move || {
+        let admin = Admin::connect(&ep.base, ADMIN_CLIENT_ID, &ep.secret)?;
+        f(&admin)
+    })
+    .await
+    .context("the admin API call did not finish")?
+}
+
+fn find(admin: &Admin, username: &str) -> Result<User> {
+    admin.user_by_username(username)?.with_context(|| format!("MAS has no user {username:?}"))
+}
+
+/// What `register` should create.
+pub struct Registration {
+    pub username: String,
+    pub password: String,
+    pub admin: bool,
+    pub emails: Vec<String>,
+}
+
+/// Why a registration stopped, in words a person can act on. `created`: the user
+/// exists already (a later step failed).
+fn explain(e: anyhow::Error, username: &str, created: bool) -> anyhow::Error {
+    let titles = e.downcast_ref::<ApiError>().map(|a| a.titles.join(": ")).unwrap_or_default();
+    let said = |needle: &str| titles.contains(needle);
+    if created {
+        let why = if said("too weak") { "MAS refused the password as too weak".to_string() } else { format!("{e:#}") };
+        return anyhow::anyhow!(
+            "{why}; {username} was created but has no password yet: set one with `masctl user set-password {username}`"
+        );
+    }
+    if said("already exists") {
+        anyhow::anyhow!("{username} already exists in MAS; nothing was changed")
+    } else if said("reserved") || said("not available") {
+        anyhow::anyhow!("Synapse refused the name {username:?} (taken or reserved); nothing was changed")
+    } else if said("not valid") {
+        anyhow::anyhow!("MAS refused the name {username:?} ({titles}); nothing was changed")
+    } else {
+        e
+    }
+}
+
+/// Creates the user, then sets its password, admin flag and emails.
+pub async fn register(layout: &Layout, r: Registration) -> Result<User> {
+    with_admin(layout, move |admin| {
+        if admin.user_by_username(&r.username)?.is_some() {
+            bail!("{} already exists in MAS; nothing was changed", r.username);
+        }
+        let user = admin.add_user(&r.username).map_err(|e| explain(e, &r.username, false))?;
+        admin.set_password(&user.id, &r.password).map_err(|e| explain(e, &r.username, true))?;
+        let mut user = user;
+        if r.admin {
+            user = admin.set_admin(&user.id, true).map_err(|e| explain(e, &r.username, true))?;
+        }
+        for email in &r.emails {
+            admin.add_email(&user.id, email).with_context(|| format!("adding {email} to {}", r.username))?;
+        }
+        Ok(user)
+    })
+    .await
+}
+
+pub async fn list(layout: &Layout) -> Result<Vec<User>> {
+    with_admin(layout, |admin| admin.list_users()).await
+}
+
+pub async fn act(layout: &Layout, username: String, action: UserAction) -> Result<User> {
+    with_admin(layout, move |admin| {
+        let u = find(admin, &username)?;
+        admin.user_action(&u.id, action)
+    })
+    .await
+}
+
+pub async fn set_admin(layout: &Layout, username: String, admin_flag: bool) -> Result<User> {
+    with_admin(layout, move |admin| {
+        let u = find(admin, &username)?;
+        admin.set_admin(&u.id, admin_flag)
+    })
+    .await
+}
+
+pub async fn set_password(layout: &Layout, username: String, password: String) -> Result<User> {
+    with_admin(layout, move |admin| {
+        let u = find(admin, &username)?;
+        admin.set_password(&u.id, &password).map_err(|e| {
+            let weak = e.downcast_ref::<ApiError>().is_some_and(|a| a.titles.iter().any(|t| t.contains("too weak")));
+            if weak { anyhow::anyhow!("MAS refused the password as too weak; nothing was changed") } else { e }
+        })?;
+        Ok(u)
+    })
+    .await
+}
