@@ -378,7 +378,7 @@ pub fn validate(c: &Config, path: &Path, text: &str) -> Result<()> {
     }
     for (key, v) in &c.postgres.settings {
         let field = ["postgres", "settings", key.as_str()];
-        k.check(&field.join("."), key, k.doc.key_span(&field), guc_name(key))?;
+        k.check("postgres setting", key, k.doc.key_span(&field), guc_name(key))?;
         let ok_val = matches!(
             v.get_ref(),
             toml::Value::String(_) | toml::Value::Integer(_) | toml::Value::Boolean(_) | toml::Value::Float(_)
@@ -428,7 +428,7 @@ fn validate_mas(c: &Config, k: &Checker) -> Result<()> {
             key.chars().all(|c| c.is_ascii_lowercase() || c == '_') && !key.is_empty(),
             "is not a MAS account setting",
         );
-        k.check(&field.join("."), key, k.doc.key_span(&field), verdict)?;
+        k.check("mas.account setting", key, k.doc.key_span(&field), verdict)?;
     }
     k.refuse_managed("mas", &m.extra, &MANAGED_MAS_KEYS)?;
     let mut seen = std::collections::BTreeSet::new();
