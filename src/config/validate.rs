@@ -466,6 +466,16 @@ mod tests {
         parse(Path::new("m.toml"), text).map(|_| ()).map_err(|e| format!("{e:#}"))
     }
 
+    /// Each config is refused with one line that starts with `loc` and says `what`.
+    fn assert_refused<T: AsRef<str>>(cases: &[(T, &str, &str)]) {
+        for (text, loc, what) in cases {
+            let text = text.as_ref();
+            let e = check(text).unwrap_err();
+            assert!(e.starts_with(loc) && e.contains(what), "{text:?} gave {e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+    }
+
     #[test]
     fn minimal_and_full_configs_are_accepted() {
         check("server_name = \"example.com\"\n").unwrap();
@@ -491,11 +501,7 @@ mod tests {
             ("server_name = 5\n", "m.toml:1:15:", "invalid type"),
             ("[synapse]\n", "m.toml:1:1:", "server_name"),
         ];
-        for (text, loc, what) in cases {
-            let e = check(text).unwrap_err();
-            assert!(e.starts_with(loc) && e.contains(what), "{text:?} gave {e}");
-            assert!(!e.contains('\n'), "{e}");
-        }
+        assert_refused(&cases);
     }
 
     #[test]
@@ -516,10 +522,7 @@ hostname = \"mail.e.com\"\nmode = \"starttls\"\n{provider}synapse_idp_id = \"oid
             (format!("{base}{}", provider.replace("TNF", "TNI")), "m.toml:5:6:", "ULID"),
             (format!("{base}{provider}client_secret_file = \"rel\"\n"), "m.toml:8:22:", "absolute"),
         ];
-        for (text, loc, what) in cases {
-            let e = check(&text).unwrap_err();
-            assert!(e.starts_with(loc) && e.contains(what), "{text:?} gave {e}");
-        }
+        assert_refused(&cases);
     }
 
     #[test]
@@ -671,11 +674,7 @@ hostname = \"mail.e.com\"\nmode = \"starttls\"\n{provider}synapse_idp_id = \"oid
             ("server_name = \"e.com\"\n[postgres.settings]\nwork_mem = \"8MB\\n\"\n", "m.toml:3:12:", "work_mem"),
             ("server_name = \"e.com\\u007f\"\n", "m.toml:1:15:", "U+007F"),
         ];
-        for (text, loc, what) in cases {
-            let e = check(text).unwrap_err();
-            assert!(e.starts_with(loc) && e.contains(what), "{text:?} gave {e}");
-            assert!(!e.contains('\n'), "{e}");
-        }
+        assert_refused(&cases);
     }
 
     #[test]
@@ -686,9 +685,6 @@ hostname = \"mail.e.com\"\nmode = \"starttls\"\n{provider}synapse_idp_id = \"oid
             ("server_name = \"e.com\"\n[synapse.extra]\nlisteners = []\n", "m.toml:3:1:", "synapse.extra.listeners"),
             ("server_name = \"e.com\"\n[postgres.settings]\nport = 1\n", "m.toml:3:1:", "managed by masctl"),
         ];
-        for (text, loc, what) in cases {
-            let e = check(text).unwrap_err();
-            assert!(e.starts_with(loc) && e.contains(what), "{text:?} gave {e}");
-        }
+        assert_refused(&cases);
     }
 }
