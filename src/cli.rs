@@ -51,7 +51,7 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
         /// How long the new generation may take to become healthy, in seconds
-        #[arg(long, default_value_t = 300)]
+        #[arg(long, default_value_t = 300, value_parser = parse_timeout)]
         timeout: u64,
     },
     /// Switch back to an earlier generation (default: the one before the current)
@@ -59,7 +59,7 @@ pub enum Command {
         /// Generation number to return to
         #[arg(long)]
         to: Option<u32>,
-        #[arg(long, default_value_t = 300)]
+        #[arg(long, default_value_t = 300, value_parser = parse_timeout)]
         timeout: u64,
     },
     /// The current generation, each unit's state and each container's health
@@ -170,18 +170,35 @@ pub enum Command {
     },
 }
 
-/// `30d`, `12h`, `90m`, `45s` → a duration.
+/// The longest age `gc --older-than` takes: older is before the epoch anyway.
+const MAX_AGE_SECS: u64 = 100 * 365 * 86400;
+
+/// `30d`, `12h`, `90m`, `45s` → a duration, at most 100 years.
 pub fn parse_age(s: &str) -> Result<std::time::Duration, String> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = num.parse().map_err(|_| format!("{s:?}: expected a number and d, h, m or s"))?;
-    let secs = match unit {
-        "d" => n * 86400,
-        "h" => n * 3600,
-        "m" => n * 60,
-        "s" | "" => n,
+    let per = match unit {
+        "d" => 86400,
+        "h" => 3600,
+        "m" => 60,
+        "s" | "" => 1,
         _ => return Err(format!("{s:?}: unit must be d, h, m or s")),
     };
-    Ok(std::time::Duration::from_secs(secs))
+    match n.checked_mul(per) {
+        Some(secs) if secs <= MAX_AGE_SECS => Ok(std::time::Duration::from_secs(secs)),
+        _ => Err(format!("{s:?}: more than 100 years")),
+    }
+}
+
+/// The longest health timeout a switch or rollback takes: a day.
+const MAX_TIMEOUT_SECS: u64 = 86400;
+
+/// `--timeout` seconds: 1 to a day.
+pub fn parse_timeout(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(n) if (1..=MAX_TIMEOUT_SECS).contains(&n) => Ok(n),
+        _ => Err(format!("{s:?}: expected seconds from 1 to {MAX_TIMEOUT_SECS}")),
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -291,6 +308,25 @@ mod tests {
         assert_eq!(parse_age("15").unwrap().as_secs(), 15);
         assert!(parse_age("3w").is_err());
         assert!(parse_age("d").is_err());
+        assert_eq!(parse_age("36500d").unwrap().as_secs(), MAX_AGE_SECS);
+        for overflow in ["99999999999999999999d", "18446744073709551615d", "18446744073709551615s", "36501d", "-1d"] {
+            assert!(parse_age(overflow).is_err(), "{overflow}");
+        }
+    }
+
+    #[test]
+    fn timeout_table() {
+        assert_eq!(parse_timeout("300"), Ok(300));
+        assert_eq!(parse_timeout("86400"), Ok(86400));
+        for bad in ["0", "86401", "18446744073709551615", "99999999999999999999", "-1", "1e3", ""] {
+            assert!(parse_timeout(bad).is_err(), "{bad}");
+        }
+        for cmd in ["switch", "rollback"] {
+            let e = Cli::try_parse_from(["masctl", cmd, "--timeout", "18446744073709551615"]).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{cmd}");
+        }
+        let e = Cli::try_parse_from(["masctl", "gc", "--older-than", "99999999999999999999d"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
     }
 
     #[test]

@@ -122,16 +122,31 @@ impl<'a> Generations<'a> {
     }
 }
 
-/// The exclusive lock of the state root, held until dropped.
+/// The exclusive lock of the state root, held until dropped. The file says who
+/// holds it: `<command> <pid>`.
 pub struct StateLock {
     file: File,
 }
 
 impl Drop for StateLock {
     fn drop(&mut self) {
-        // Forget the holder's name; the kernel releases the lock with the file.
+        // Forget the holder's name; the kernel releases the lock with the file. A
+        // command that meets the lock in between waits for it (see `lock`).
         let _ = self.file.set_len(0);
     }
+}
+
+/// How long a command that finds the lock taken waits for its holder to write its
+/// name (it does right after taking it) before calling it unknown.
+const HOLDER_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// `masctl switch, pid 1234` from the lock file's `switch 1234`.
+fn describe_holder(text: &str) -> Option<String> {
+    let (command, pid) = text.trim().rsplit_once(' ')?;
+    let pid: u32 = pid.parse().ok()?;
+    let command = command.trim();
+    let ok = !command.is_empty() && command.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == ' ');
+    ok.then(|| format!("masctl {command}, pid {pid}"))
 }
 
 /// Takes the lock or fails at once, saying who holds it.
@@ -145,23 +160,35 @@ pub fn lock(layout: &Layout, what: &str) -> Result<StateLock> {
         .truncate(false)
         .open(&path)
         .with_context(|| format!("opening {}", path.display()))?;
-    match f.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let mut holder = String::new();
-            let _ = f.read_to_string(&mut holder);
-            let holder = holder.trim();
-            bail!(
-                "another masctl command holds {} ({}); try again when it has finished",
-                path.display(),
-                if holder.is_empty() { "unknown holder" } else { holder }
-            );
+    let started = std::time::Instant::now();
+    loop {
+        match f.try_lock() {
+            Ok(()) => break,
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                f.rewind()?;
+                let _ = f.read_to_string(&mut text);
+                // The holder writes its name just after taking the lock: a moment
+                // later it is there (or the lock is free again).
+                let holder = describe_holder(&text);
+                if holder.is_none() && started.elapsed() < HOLDER_WAIT {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    continue;
+                }
+                bail!(
+                    "another masctl command holds {} ({}); try again when it has finished",
+                    path.display(),
+                    holder.unwrap_or_else(|| "holder unknown: the lock file names no command".into())
+                );
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("locking {}", path.display()));
+            }
         }
-        Err(std::fs::TryLockError::Error(e)) => return Err(e).with_context(|| format!("locking {}", path.display())),
     }
     f.set_len(0)?;
     f.rewind()?;
-    write!(f, "pid {}: masctl {what}", std::process::id())?;
+    writeln!(f, "{what} {}", std::process::id())?;
     f.sync_all()?;
     Ok(StateLock { file: f })
 }
@@ -202,7 +229,34 @@ mod tests {
         let held = lock(&layout, "switch").unwrap();
         let e = lock(&layout, "rollback").err().unwrap().to_string();
         assert!(e.contains("masctl switch") && e.contains(&std::process::id().to_string()), "{e}");
+        assert!(e.contains(&format!("(masctl switch, pid {})", std::process::id())), "{e}");
+        assert_eq!(fs::read_to_string(layout.lock()).unwrap(), format!("switch {}\n", std::process::id()));
         drop(held);
         lock(&layout, "rollback").unwrap();
+    }
+
+    #[test]
+    fn a_holder_that_never_says_who_it_is_is_unknown() {
+        let d = tempfile::tempdir().unwrap();
+        let layout = Layout::new(d.path());
+        fs::write(layout.lock(), "").unwrap();
+        let other = File::open(layout.lock()).unwrap();
+        other.try_lock().unwrap();
+        let e = lock(&layout, "gc").err().unwrap().to_string();
+        assert!(e.contains("holder unknown"), "{e}");
+    }
+
+    #[test]
+    fn holder_table() {
+        for (text, want) in [
+            ("switch 1234\n", Some("masctl switch, pid 1234")),
+            ("syn2mas 7", Some("masctl syn2mas, pid 7")),
+            ("", None),
+            ("switch", None),
+            ("switch x", None),
+            ("\u{1b}[2J 12", None),
+        ] {
+            assert_eq!(describe_holder(text).as_deref(), want, "{text:?}");
+        }
     }
 }

@@ -275,7 +275,9 @@ mod tests {
 
     #[test]
     fn path_segments_are_escaped() {
-        for (raw, want) in [("alice", "alice"), ("a/b", "a%2Fb"), ("x=y+z", "x%3Dy%2Bz"), ("urn:mas:admin", "urn%3Amas%3Aadmin")] {
+        for (raw, want) in
+            [("alice", "alice"), ("a/b", "a%2Fb"), ("x=y+z", "x%3Dy%2Bz"), ("urn:mas:admin", "urn%3Amas%3Aadmin")]
+        {
             assert_eq!(path_segment(raw), want);
         }
     }

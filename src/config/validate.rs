@@ -1,15 +1,24 @@
 //! Checks on a parsed config that serde cannot express, each with a location.
+//!
+//! Nothing is left to the runtime: every string that reaches a unit file, the
+//! proxy's config, a command line, a bind mount or a Docker name is held to an
+//! allowlist here; the rest only reaches the YAML configs through serde_json, which
+//! escapes it. Control characters are refused everywhere, keys included, down into
+//! the `extra` tables.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::ops::Range;
 use std::path::Path;
 
 use anyhow::Result;
+use toml::de::{DeTable, DeValue};
 
 use super::{Config, at};
 use crate::image::reference::Reference;
 
 /// Keys of `homeserver.yaml` that masctl owns: overriding them would break the stack.
-pub const MANAGED_SYNAPSE_KEYS: [&str; 10] = [
+pub const MANAGED_SYNAPSE_KEYS: [&str; 11] = [
     "server_name",
     "database",
     "listeners",
@@ -20,117 +29,225 @@ pub const MANAGED_SYNAPSE_KEYS: [&str; 10] = [
     "form_secret_path",
     "registration_shared_secret_path",
     "pid_file",
+    "matrix_authentication_service",
 ];
 
-fn valid_hostname(h: &str) -> bool {
-    let host = match h.rsplit_once(':') {
-        Some((host, port)) if port.parse::<u16>().is_ok() => host,
-        _ => h,
-    };
-    !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-        })
+/// Top-level keys of MAS's `config.yaml` that masctl renders (`account` comes from
+/// `[mas.account]`).
+pub const MANAGED_MAS_KEYS: [&str; 11] = [
+    "http",
+    "database",
+    "secrets",
+    "matrix",
+    "passwords",
+    "email",
+    "upstream_oauth2",
+    "account",
+    // masctl's admin client and the share paths every mas-cli build needs named.
+    "clients",
+    "policy",
+    "templates",
+];
+
+/// Postgres settings masctl's containers and health checks depend on.
+const MANAGED_POSTGRES_SETTINGS: [&str; 8] = [
+    "port",
+    "listen_addresses",
+    "unix_socket_directories",
+    "data_directory",
+    "config_file",
+    "hba_file",
+    "ident_file",
+    "external_pid_file",
+];
+
+/// Docker's own networks (and swarm's): an instance of that name would join them.
+const DOCKER_NETWORKS: [&str; 6] = ["host", "bridge", "none", "default", "ingress", "docker_gwbridge"];
+
+const LOG_LEVELS: [&str; 5] = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"];
+
+const AUTH_METHODS: [&str; 6] =
+    ["none", "client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt", "sign_in_with_apple"];
+
+type Span = Range<usize>;
+/// Why a value is refused; the caller adds the field, the value and the location.
+type Verdict = std::result::Result<(), String>;
+
+fn ok_if(cond: bool, why: impl Into<String>) -> Verdict {
+    if cond { Ok(()) } else { Err(why.into()) }
+}
+
+/// A DNS name: dot-separated labels of letters, digits and `-`.
+pub fn dns_name(h: &str) -> Verdict {
+    ok_if(
+        !h.is_empty()
+            && h.len() <= 253
+            && h.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+            }),
+        "is not a host name (letters, digits, - and dots)",
+    )
+}
+
+/// A host name with an optional `:port`, as in a server name or a URL's authority.
+pub fn host_port(h: &str) -> Verdict {
+    match h.rsplit_once(':') {
+        Some((host, port)) => {
+            port_number(port).ok_or("has a bad port")?;
+            dns_name(host)
+        }
+        None => dns_name(h),
+    }
+}
+
+fn port_number(s: &str) -> Option<u16> {
+    if s.is_empty() || s.len() > 5 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok().filter(|p| *p > 0)
+}
+
+/// Names the containers and the Docker network: `[a-z][a-z0-9-]*`, at most 40.
+pub fn instance(s: &str) -> Verdict {
+    ok_if(
+        s.len() <= 40
+            && s.starts_with(|c: char| c.is_ascii_lowercase())
+            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+        "must be 1-40 of a-z, 0-9 and -, starting with a letter",
+    )?;
+    ok_if(!DOCKER_NETWORKS.contains(&s), "is one of Docker's own networks")
+}
+
+/// An absolute path that is safe in a unit file, a bind mount (`src:dst:ro`) and a
+/// command line: letters, digits and `/._-+@`, no `..`.
+pub fn safe_path(s: &str) -> Verdict {
+    ok_if(s.starts_with('/'), "must be an absolute path")?;
+    ok_if(s.len() <= 1024, "is too long")?;
+    if let Some(c) = s.chars().find(|&c| !(c.is_ascii_alphanumeric() || "/._-+@".contains(c))) {
+        return Err(format!("contains {c:?}; paths may use letters, digits and /._-+@"));
+    }
+    ok_if(!s.split('/').any(|c| c == ".."), "must not contain ..")
+}
+
+/// Where MAS is served: `/` and then `[A-Za-z0-9._~-]` segments.
+pub fn path_prefix(p: &str) -> Verdict {
+    ok_if(p.starts_with('/') && (p.len() == 1 || !p.ends_with('/')), "must start with / and not end with /")?;
+    if let Some(c) = p.chars().find(|&c| !(c.is_ascii_alphanumeric() || "/._~-".contains(c))) {
+        return Err(format!("contains {c:?}; path prefixes may use letters, digits and /._~-"));
+    }
+    ok_if(!p.contains("//"), "must not contain //")?;
+    ok_if(!p.split('/').any(|s| s == "." || s == ".."), "must not contain . or .. segments")?;
+    ok_if(
+        p != "/" && !p.starts_with("/_matrix") && !p.starts_with("/_synapse") && !p.starts_with("/_masctl"),
+        "would shadow Synapse's paths",
+    )
+}
+
+/// A Postgres setting (GUC) name: `[A-Za-z_][A-Za-z0-9_]*`, dotted for extensions'.
+pub fn guc_name(k: &str) -> Verdict {
+    ok_if(
+        k.len() <= 63
+            && k.split('.').all(|part| {
+                part.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                    && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            }),
+        "is not a setting name (letters, digits and _, dotted for extensions)",
+    )?;
+    ok_if(!MANAGED_POSTGRES_SETTINGS.contains(&k.to_ascii_lowercase().as_str()), "is managed by masctl")
+}
+
+/// `local@domain`.
+pub fn email_address(s: &str) -> Verdict {
+    let Some((local, domain)) = s.rsplit_once('@') else { return Err("is not an email address".into()) };
+    ok_if(
+        !local.is_empty()
+            && local.len() <= 64
+            && local.chars().all(|c| c.is_ascii_alphanumeric() || ".!#$%&'*+/=?^_`{|}~-".contains(c)),
+        "is not an email address",
+    )?;
+    dns_name(domain).map_err(|_| "is not an email address".to_string())
+}
+
+/// A mailbox: `addr`, `Name <addr>` or `"Name" <addr>`.
+pub fn mailbox(s: &str) -> Verdict {
+    let Some(rest) = s.strip_suffix('>') else { return email_address(s) };
+    let Some((name, addr)) = rest.rsplit_once('<') else { return Err("is not a mailbox".into()) };
+    let name = name.trim_end();
+    let name = name.strip_prefix('"').and_then(|n| n.strip_suffix('"')).unwrap_or(name);
+    ok_if(!name.chars().any(|c| "\"\\<>".contains(c)), "has a display name with quotes, \\ or <>")?;
+    email_address(addr)
+}
+
+/// An OpenID issuer: `https://host[:port][/path]`.
+pub fn issuer(s: &str) -> Verdict {
+    let rest = s.strip_prefix("https://").or_else(|| s.strip_prefix("http://"));
+    let Some(rest) = rest else { return Err("must be an https:// URL".into()) };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    host_port(authority)?;
+    match path.chars().find(|&c| !(c.is_ascii_alphanumeric() || "/._~-%".contains(c))) {
+        Some(c) => Err(format!("has {c:?} in its path")),
+        None => Ok(()),
+    }
+}
+
+/// An OAuth client ID: URL-safe characters.
+pub fn client_id(s: &str) -> Verdict {
+    ok_if(
+        !s.is_empty() && s.len() <= 255 && s.chars().all(|c| c.is_ascii_alphanumeric() || "._~-:@+/=".contains(c)),
+        "is not a client ID (letters, digits and ._~-:@+/=)",
+    )
+}
+
+/// Synapse's id of an OIDC provider: `oidc` or `oidc-<idp_id>`.
+pub fn synapse_idp_id(s: &str) -> Verdict {
+    let ok = s == "oidc"
+        || s.strip_prefix("oidc-")
+            .is_some_and(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || "._~-".contains(c)));
+    ok_if(ok, "must be oidc or oidc-<idp_id> (letters, digits and ._~-)")
+}
+
+/// OAuth scopes: space-separated tokens of visible ASCII without `"` and `\`.
+pub fn scope(s: &str) -> Verdict {
+    ok_if(
+        s.split(' ').all(|t| !t.is_empty() && t.chars().all(|c| c.is_ascii_graphic() && c != '"' && c != '\\')),
+        "must be scope tokens separated by single spaces",
+    )
+}
+
+fn one_of(s: &str, allowed: &[&str]) -> Verdict {
+    ok_if(allowed.contains(&s), format!("is not one of {}", allowed.join(", ")))
+}
+
+/// An image: a recipe name, or `repo[:tag]@sha256:…` with Docker's characters.
+pub fn image(v: &str) -> Verdict {
+    if !(v.contains('/') || v.contains('@') || v.contains(':')) {
+        return ok_if(
+            !v.is_empty() && v.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_'),
+            "is neither an image recipe name nor a repo@sha256:… reference",
+        );
+    }
+    let r = Reference::parse(v).map_err(|e| format!("{e:#}"))?;
+    ok_if(
+        r.repo.chars().all(|c| c.is_ascii_alphanumeric() || "._-/:".contains(c))
+            && r.tag.iter().all(|t| t.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))),
+        "has characters Docker does not allow in a reference",
+    )
 }
 
 /// `IP:PORT` or `PORT` (then on loopback).
 pub fn parse_publish(s: &str) -> Option<(String, u16)> {
     match s.rsplit_once(':') {
         Some((ip, port)) => {
-            let ip = ip.trim_start_matches('[').trim_end_matches(']');
+            let ip = ip.strip_prefix('[').and_then(|i| i.strip_suffix(']')).unwrap_or(ip);
             ip.parse::<IpAddr>().ok()?;
-            Some((ip.to_string(), port.parse().ok().filter(|p| *p > 0)?))
+            Some((ip.to_string(), port_number(port)?))
         }
-        None => Some(("127.0.0.1".into(), s.parse().ok().filter(|p| *p > 0)?)),
+        None => Some(("127.0.0.1".into(), port_number(s)?)),
     }
-}
-
-pub fn validate(c: &Config, path: &Path, text: &str) -> Result<()> {
-    let err = |span: std::ops::Range<usize>, msg: String| at(path, text, span, msg);
-    if !valid_hostname(c.server_name.get_ref()) {
-        return Err(err(c.server_name.span(), format!("server_name {:?} is not a host name", c.server_name.get_ref())));
-    }
-    if let Some(h) = &c.hostnames.matrix
-        && !valid_hostname(h.get_ref())
-    {
-        return Err(err(h.span(), format!("hostnames.matrix {:?} is not a host name", h.get_ref())));
-    }
-    let inst = c.instance.get_ref();
-    if inst.is_empty()
-        || inst.len() > 40
-        || !inst.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
-    {
-        return Err(err(c.instance.span(), format!("instance {inst:?} must be 1-40 of a-z, 0-9 and -")));
-    }
-    if !c.state_root.get_ref().starts_with('/') {
-        return Err(err(c.state_root.span(), "state_root must be an absolute path".into()));
-    }
-    for img in [&c.images.postgres, &c.images.synapse, &c.images.mas, &c.images.proxy] {
-        let v = img.get_ref();
-        if v.contains('/') || v.contains('@') || v.contains(':') {
-            if let Err(e) = Reference::parse(v) {
-                return Err(err(img.span(), format!("{e:#}")));
-            }
-        } else if v.is_empty() || !v.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_') {
-            return Err(err(
-                img.span(),
-                format!("{v:?} is neither an image recipe name nor a repo@sha256:… reference"),
-            ));
-        }
-    }
-    for (k, v) in &c.postgres.settings {
-        let ok_key = !k.is_empty() && k.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '.');
-        let ok_val = matches!(
-            v.get_ref(),
-            toml::Value::String(_) | toml::Value::Integer(_) | toml::Value::Boolean(_) | toml::Value::Float(_)
-        );
-        if !ok_key || !ok_val {
-            return Err(err(
-                v.span(),
-                format!("postgres.settings.{k} must be a setting name with a string, number or boolean"),
-            ));
-        }
-    }
-    let level = c.synapse.log_level.get_ref();
-    if !["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"].contains(&level.as_str()) {
-        return Err(err(
-            c.synapse.log_level.span(),
-            format!("log_level {level:?} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
-        ));
-    }
-    for key in c.synapse.extra.get_ref().keys() {
-        if MANAGED_SYNAPSE_KEYS.contains(&key.as_str()) {
-            // Point at the key itself: the first line after the table's start that defines it.
-            let start = c.synapse.extra.span().start.min(text.len());
-            let mut offset = start;
-            let mut local = start;
-            for line in text[start..].split_inclusive('\n') {
-                let t = line.trim_start();
-                if t.strip_prefix(key.as_str()).is_some_and(|r| r.starts_with([' ', '=', '.'])) {
-                    local = offset + (line.len() - t.len());
-                    break;
-                }
-                offset += line.len();
-            }
-            return Err(err(
-                local..local,
-                format!("synapse.extra.{key} is managed by masctl and cannot be overridden"),
-            ));
-        }
-    }
-    if parse_publish(c.ports.synapse.get_ref()).is_none() {
-        return Err(err(
-            c.ports.synapse.span(),
-            format!("ports.synapse {:?} is not IP:PORT or PORT", c.ports.synapse.get_ref()),
-        ));
-    }
-    validate_mas(c, &err)?;
-    Ok(())
 }
 
 /// A ULID: 26 Crockford base32 characters, the first at most `7`.
@@ -139,60 +256,214 @@ pub fn valid_ulid(s: &str) -> bool {
     s.len() == 26 && s.chars().all(|c| ALPHABET.contains(c)) && s.as_bytes()[0] <= b'7'
 }
 
-type ErrAt<'a> = &'a dyn Fn(std::ops::Range<usize>, String) -> anyhow::Error;
+/// Spans of every key and value in the document, by path (array items by index),
+/// for fields serde does not keep spans of.
+struct Doc {
+    /// path → (key span, value span)
+    spans: BTreeMap<Vec<String>, (Span, Span)>,
+    /// The first control character in document order: (span, what holds it).
+    control: Option<(Span, String)>,
+}
 
-fn validate_mas(c: &Config, err: ErrAt) -> Result<()> {
+impl Doc {
+    fn new(text: &str) -> Doc {
+        let mut doc = Doc { spans: BTreeMap::new(), control: None };
+        if let Ok(t) = DeTable::parse(text) {
+            doc.table(&mut Vec::new(), t.get_ref());
+        }
+        doc
+    }
+
+    fn note_control(&mut self, s: &str, span: Span, what: impl FnOnce() -> String) {
+        if let Some(c) = s.chars().find(|&c| c.is_control() || c == '\u{2028}' || c == '\u{2029}')
+            && self.control.as_ref().is_none_or(|(first, _)| span.start < first.start)
+        {
+            self.control = Some((span, format!("{} contains a control character (U+{:04X})", what(), c as u32)));
+        }
+    }
+
+    fn table(&mut self, path: &mut Vec<String>, t: &DeTable) {
+        for (k, v) in t {
+            let key: &str = k.get_ref();
+            let parent = path.join(".");
+            self.note_control(key, k.span(), || {
+                format!("a key in {}", if parent.is_empty() { "the top level" } else { &parent })
+            });
+            path.push(key.to_string());
+            self.spans.insert(path.clone(), (k.span(), v.span()));
+            self.value(path, v.get_ref(), v.span());
+            path.pop();
+        }
+    }
+
+    fn value(&mut self, path: &mut Vec<String>, v: &DeValue, span: Span) {
+        match v {
+            DeValue::String(s) => self.note_control(s, span, || path.join(".")),
+            DeValue::Table(t) => self.table(path, t),
+            DeValue::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    path.push(i.to_string());
+                    self.spans.insert(path.clone(), (item.span(), item.span()));
+                    self.value(path, item.get_ref(), item.span());
+                    path.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The (key, value) spans of `path`, else of its nearest ancestor in the file.
+    fn find(&self, path: &[&str]) -> (Span, Span) {
+        (0..=path.len())
+            .rev()
+            .find_map(|n| {
+                let p: Vec<String> = path[..n].iter().map(|s| s.to_string()).collect();
+                self.spans.get(&p).cloned()
+            })
+            .unwrap_or((0..0, 0..0))
+    }
+
+    fn value_span(&self, path: &[&str]) -> Span {
+        self.find(path).1
+    }
+
+    fn key_span(&self, path: &[&str]) -> Span {
+        self.find(path).0
+    }
+}
+
+struct Checker<'a> {
+    path: &'a Path,
+    text: &'a str,
+    doc: Doc,
+}
+
+impl Checker<'_> {
+    fn err(&self, span: Span, msg: impl std::fmt::Display) -> anyhow::Error {
+        at(self.path, self.text, span, msg)
+    }
+
+    /// `verdict` on `value` of `field`, located at `span`.
+    fn check(&self, field: &str, value: &str, span: Span, verdict: Verdict) -> Result<()> {
+        verdict.map_err(|why| self.err(span, format!("{field} {value:?} {why}")))
+    }
+
+    fn spanned(&self, field: &str, v: &toml::Spanned<String>, f: fn(&str) -> Verdict) -> Result<()> {
+        self.check(field, v.get_ref(), v.span(), f(v.get_ref()))
+    }
+
+    /// A field serde keeps no span of, found in the document by its path.
+    fn plain(&self, path: &[&str], v: &str, f: fn(&str) -> Verdict) -> Result<()> {
+        self.check(&path.join("."), v, self.doc.value_span(path), f(v))
+    }
+
+    /// `extra` tables may add keys, not replace the ones masctl renders.
+    fn refuse_managed(&self, section: &str, extra: &toml::Spanned<toml::Table>, managed: &[&str]) -> Result<()> {
+        match extra.get_ref().keys().find(|k| managed.contains(&k.as_str())) {
+            Some(key) => Err(self.err(
+                self.doc.key_span(&[section, "extra", key]),
+                format!("{section}.extra.{key} is managed by masctl and cannot be overridden"),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+pub fn validate(c: &Config, path: &Path, text: &str) -> Result<()> {
+    let k = Checker { path, text, doc: Doc::new(text) };
+    if let Some((span, msg)) = &k.doc.control {
+        return Err(k.err(span.clone(), msg));
+    }
+    k.spanned("server_name", &c.server_name, host_port)?;
+    if let Some(h) = &c.hostnames.matrix {
+        k.spanned("hostnames.matrix", h, host_port)?;
+    }
+    k.spanned("instance", &c.instance, instance)?;
+    k.spanned("state_root", &c.state_root, safe_path)?;
+    for (name, img) in [
+        ("images.postgres", &c.images.postgres),
+        ("images.synapse", &c.images.synapse),
+        ("images.mas", &c.images.mas),
+        ("images.proxy", &c.images.proxy),
+    ] {
+        k.spanned(name, img, image)?;
+    }
+    for (key, v) in &c.postgres.settings {
+        let field = ["postgres", "settings", key.as_str()];
+        k.check("postgres setting", key, k.doc.key_span(&field), guc_name(key))?;
+        let ok_val = matches!(
+            v.get_ref(),
+            toml::Value::String(_) | toml::Value::Integer(_) | toml::Value::Boolean(_) | toml::Value::Float(_)
+        );
+        if !ok_val {
+            return Err(k.err(v.span(), format!("postgres.settings.{key} must be a string, number or boolean")));
+        }
+    }
+    k.spanned("synapse.log_level", &c.synapse.log_level, |l| one_of(l, &LOG_LEVELS))?;
+    k.refuse_managed("synapse", &c.synapse.extra, &MANAGED_SYNAPSE_KEYS)?;
+    if parse_publish(c.ports.synapse.get_ref()).is_none() {
+        return Err(k.err(
+            c.ports.synapse.span(),
+            format!("ports.synapse {:?} is not IP:PORT or PORT (1-65535)", c.ports.synapse.get_ref()),
+        ));
+    }
+    validate_mas(c, &k)
+}
+
+fn validate_mas(c: &Config, k: &Checker) -> Result<()> {
     let m = &c.mas;
-    if let Some(h) = &m.hostname
-        && !valid_hostname(h.get_ref())
-    {
-        return Err(err(h.span(), format!("mas.hostname {:?} is not a host name", h.get_ref())));
+    if let Some(h) = &m.hostname {
+        k.spanned("mas.hostname", h, host_port)?;
     }
-    let p = m.path_prefix.get_ref();
-    if !p.starts_with('/') || (p.len() > 1 && p.ends_with('/')) || p.contains(char::is_whitespace) {
-        return Err(err(m.path_prefix.span(), format!("mas.path_prefix {p:?} must start with / and not end with /")));
+    k.spanned("mas.path_prefix", &m.path_prefix, path_prefix)?;
+    let e = &m.email;
+    k.spanned("mas.email.transport", &e.transport, |t| one_of(t, &["none", "smtp"]))?;
+    if e.transport.get_ref() == "smtp" && e.hostname.is_none() {
+        return Err(k.err(e.transport.span(), "mas.email: transport smtp needs a hostname"));
     }
-    if p == "/" || p.starts_with("/_matrix") || p.starts_with("/_synapse") {
-        return Err(err(m.path_prefix.span(), format!("mas.path_prefix {p:?} would shadow Synapse's paths")));
+    if let Some(h) = &e.hostname {
+        k.spanned("mas.email.hostname", h, dns_name)?;
     }
-    match m.email.transport.get_ref().as_str() {
-        "none" => {}
-        "smtp" => {
-            if m.email.hostname.is_none() {
-                return Err(err(m.email.transport.span(), "mas.email: transport smtp needs a hostname".into()));
-            }
-            if let Some(mode) = &m.email.mode
-                && !["plain", "starttls", "tls"].contains(&mode.get_ref().as_str())
-            {
-                return Err(err(
-                    mode.span(),
-                    format!("mas.email.mode {:?} is not plain, starttls or tls", mode.get_ref()),
-                ));
-            }
-        }
-        other => {
-            return Err(err(m.email.transport.span(), format!("mas.email.transport {other:?} is not none or smtp")));
-        }
+    if let Some(mode) = &e.mode {
+        k.spanned("mas.email.mode", mode, |m| one_of(m, &["plain", "starttls", "tls"]))?;
     }
-    let secret_files = m
-        .email
-        .password_file
-        .iter()
-        .chain(m.upstream_oauth2.providers.iter().filter_map(|p| p.client_secret_file.as_ref()));
-    for f in secret_files {
-        if !f.get_ref().starts_with('/') {
-            return Err(err(f.span(), format!("{:?}: secret files must be absolute paths", f.get_ref())));
-        }
+    if e.port == Some(0) {
+        return Err(k.err(k.doc.value_span(&["mas", "email", "port"]), "mas.email.port must be 1-65535"));
     }
+    k.plain(&["mas", "email", "from"], &e.from, mailbox)?;
+    if let Some(f) = &e.password_file {
+        k.spanned("mas.email.password_file", f, safe_path)?;
+    }
+    for key in m.account.keys() {
+        let field = ["mas", "account", key.as_str()];
+        let verdict = ok_if(
+            key.chars().all(|c| c.is_ascii_lowercase() || c == '_') && !key.is_empty(),
+            "is not a MAS account setting",
+        );
+        k.check("mas.account setting", key, k.doc.key_span(&field), verdict)?;
+    }
+    k.refuse_managed("mas", &m.extra, &MANAGED_MAS_KEYS)?;
     let mut seen = std::collections::BTreeSet::new();
-    for p in &m.upstream_oauth2.providers {
+    for (i, p) in m.upstream_oauth2.providers.iter().enumerate() {
         if !valid_ulid(p.id.get_ref()) {
             let msg =
                 format!("provider id {:?} is not a ULID (26 characters of 0-9A-Z without I, L, O, U)", p.id.get_ref());
-            return Err(err(p.id.span(), msg));
+            return Err(k.err(p.id.span(), msg));
         }
         if !seen.insert(p.id.get_ref().clone()) {
-            return Err(err(p.id.span(), format!("provider id {} is used twice", p.id.get_ref())));
+            return Err(k.err(p.id.span(), format!("provider id {} is used twice", p.id.get_ref())));
+        }
+        let i = i.to_string();
+        let field = |name: &'static str| ["mas", "upstream_oauth2", "providers", i.as_str(), name];
+        k.plain(&field("issuer"), &p.issuer, issuer)?;
+        k.plain(&field("client_id"), &p.client_id, client_id)?;
+        if let Some(idp) = &p.synapse_idp_id {
+            k.plain(&field("synapse_idp_id"), idp, synapse_idp_id)?;
+        }
+        k.plain(&field("token_endpoint_auth_method"), &p.token_endpoint_auth_method, |a| one_of(a, &AUTH_METHODS))?;
+        k.plain(&field("scope"), &p.scope, scope)?;
+        if let Some(f) = &p.client_secret_file {
+            k.spanned(&field("client_secret_file").join("."), f, safe_path)?;
         }
     }
     Ok(())
@@ -205,6 +476,16 @@ mod tests {
 
     fn check(text: &str) -> Result<(), String> {
         parse(Path::new("m.toml"), text).map(|_| ()).map_err(|e| format!("{e:#}"))
+    }
+
+    /// Each config is refused with one line that starts with `loc` and says `what`.
+    fn assert_refused<T: AsRef<str>>(cases: &[(T, &str, &str)]) {
+        for (text, loc, what) in cases {
+            let text = text.as_ref();
+            let e = check(text).unwrap_err();
+            assert!(e.starts_with(loc) && e.contains(what), "{text:?} gave {e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
     }
 
     #[test]
@@ -232,11 +513,7 @@ mod tests {
             ("server_name = 5\n", "m.toml:1:15:", "invalid type"),
             ("[synapse]\n", "m.toml:1:1:", "server_name"),
         ];
-        for (text, loc, what) in cases {
-            let e = check(text).unwrap_err();
-            assert!(e.starts_with(loc) && e.contains(what), "{text:?} gave {e}");
-            assert!(!e.contains('\n'), "{e}");
-        }
+        assert_refused(&cases);
     }
 
     #[test]
@@ -257,10 +534,7 @@ hostname = \"mail.e.com\"\nmode = \"starttls\"\n{provider}synapse_idp_id = \"oid
             (format!("{base}{}", provider.replace("TNF", "TNI")), "m.toml:5:6:", "ULID"),
             (format!("{base}{provider}client_secret_file = \"rel\"\n"), "m.toml:8:22:", "absolute"),
         ];
-        for (text, loc, what) in cases {
-            let e = check(&text).unwrap_err();
-            assert!(e.starts_with(loc) && e.contains(what), "{text:?} gave {e}");
-        }
+        assert_refused(&cases);
     }
 
     #[test]
@@ -284,9 +558,145 @@ hostname = \"mail.e.com\"\nmode = \"starttls\"\n{provider}synapse_idp_id = \"oid
             ("[::1]:80", Some(("::1", 80))),
             ("host:80", None),
             ("0", None),
+            ("+80", None),
+            ("127.0.0.1:65536", None),
+            ("127.0.0.1:80\n", None),
+            ("", None),
         ] {
             let got = super::parse_publish(s);
             assert_eq!(got.as_ref().map(|(a, b)| (a.as_str(), *b)), want, "{s}");
         }
+    }
+
+    /// Each allowlist on values it must take and values it must refuse.
+    #[test]
+    fn allowlist_tables() {
+        type Rule = fn(&str) -> super::Verdict;
+        let tables: [(&str, Rule, &[&str], &[&str]); 12] = [
+            (
+                "dns_name",
+                super::dns_name,
+                &["e.com", "mail-1.e.com", "localhost", "10.0.0.1"],
+                &["", "a..b", "-a.com", "a-.com", "a_b.com", "a b", "a.com:25", "ä.com", &"a".repeat(64)],
+            ),
+            (
+                "host_port",
+                super::host_port,
+                &["test.local", "e.com:8448", "matrix.e.com"],
+                &["e.com:", "e.com:0", "e.com:+1", "e.com:99999", "e.com\"", "e.com/x", "e.com;"],
+            ),
+            (
+                "instance",
+                super::instance,
+                &["masctl", "masctl-try", "t12345-mas", "a"],
+                &["", "host", "bridge", "none", "default", "Big", "1abc", "-a", "a_b", "a.b", &"a".repeat(41)],
+            ),
+            (
+                "safe_path",
+                super::safe_path,
+                &["/var/lib/masctl", "/var/tmp/masctl-stack-Ab1xYz", "/tmp/.tmpAbC/root", "/etc/masctl/dex+1@x"],
+                &["rel", "", "/a b", "/a\"b", "/a%b", "/a\\b", "/a:b", "/a/../b", "/a\nb", "/a$b", "/ä"],
+            ),
+            (
+                "path_prefix",
+                super::path_prefix,
+                &["/auth", "/account/mas", "/a.b~c-d_e"],
+                &[
+                    "auth",
+                    "/",
+                    "/auth/",
+                    "/a//b",
+                    "/auth;x",
+                    "/a\"b",
+                    "/a b",
+                    "/a{b",
+                    "/_matrix/x",
+                    "/a/../b",
+                    "/a/./b",
+                ],
+            ),
+            (
+                "guc_name",
+                super::guc_name,
+                &["shared_buffers", "auto_explain.log_min_duration", "_x"],
+                &["", "1x", "a-b", "a b", "a=b", "a.", "port", "Listen_Addresses", "data_directory"],
+            ),
+            (
+                "mailbox",
+                super::mailbox,
+                &["a@e.com", "\"Auth Service\" <root@localhost>", "Auth <a.b+c@e.com>"],
+                &["", "nobody", "a@", "@e.com", "\"A\"B\" <a@e.com>", "A <a@e.com", "a b@e.com", "A <a@e_c.com>"],
+            ),
+            (
+                "issuer",
+                super::issuer,
+                &["https://dex.e.com/", "https://e.com:8443/realms/x", "http://localhost:5556/dex"],
+                &["dex.e.com", "ftp://e.com/", "https://", "https://e.com/a b", "https://e.com/\"", "https://e com/"],
+            ),
+            (
+                "client_id",
+                super::client_id,
+                &["mas", "0b2a8c7e-1f3d-4c2a-9b1e-123456789abc", "app@e.com"],
+                &["", "a b", "a\"b", "a'b", "a\\b", "a;b"],
+            ),
+            (
+                "synapse_idp_id",
+                super::synapse_idp_id,
+                &["oidc", "oidc-dex", "oidc-a.b_c"],
+                &["", "dex", "oidc-", "oidc-a b"],
+            ),
+            ("scope", super::scope, &["openid", "openid profile email"], &["", "openid  email", " openid", "a\"b"]),
+            (
+                "image",
+                super::image,
+                &[
+                    "synapse",
+                    "mas-standin",
+                    "ghcr.io/a/b:1@sha256:8cb319ec41706adc1ed8b5b63e1de2f067073cc33a304686226f658f5e83c8b3",
+                ],
+                &[
+                    "",
+                    "a b",
+                    "ghcr.io/a/b:1",
+                    "ghcr.io/a/b;x@sha256:8cb319ec41706adc1ed8b5b63e1de2f067073cc33a304686226f658f5e83c8b3",
+                ],
+            ),
+        ];
+        for (name, rule, good, bad) in tables {
+            for v in good {
+                assert!(rule(v).is_ok(), "{name} refused {v:?}: {:?}", rule(v));
+            }
+            for v in bad {
+                assert!(rule(v).is_err(), "{name} accepted {v:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn control_characters_are_refused_where_they_are() {
+        let cases = [
+            ("server_name = \"e.com\"\nstate_root = \"/a\\nExecStartPre=/bin/x\"\n", "m.toml:2:14:", "state_root"),
+            ("server_name = \"e.com\"\n[synapse.extra]\nx = \"a\\u0007\"\n", "m.toml:3:5:", "synapse.extra.x"),
+            (
+                "server_name = \"e.com\"\n[synapse.extra.a]\nb = [\"ok\", \"\\t\"]\n",
+                "m.toml:3:12:",
+                "synapse.extra.a.b.1",
+            ),
+            ("server_name = \"e.com\"\n[mas.extra]\n\"k\\n\" = 1\n", "m.toml:3:1:", "a key in mas.extra"),
+            ("server_name = \"e.com\"\n[postgres.settings]\nwork_mem = \"8MB\\n\"\n", "m.toml:3:12:", "work_mem"),
+            ("server_name = \"e.com\\u007f\"\n", "m.toml:1:15:", "U+007F"),
+        ];
+        assert_refused(&cases);
+    }
+
+    #[test]
+    fn managed_keys_are_located_at_the_key() {
+        let cases = [
+            ("server_name = \"e.com\"\n[mas.extra]\nfoo = 1\ndatabase = 1\n", "m.toml:4:1:", "mas.extra.database"),
+            ("server_name = \"e.com\"\nmas.extra.http = {}\n", "m.toml:2:11:", "mas.extra.http"),
+            ("server_name = \"e.com\"\n[synapse.extra]\nlisteners = []\n", "m.toml:3:1:", "synapse.extra.listeners"),
+            ("server_name = \"e.com\"\n[postgres.settings]\nport = 1\n", "m.toml:3:1:", "managed by masctl"),
+        ];
+        assert_refused(&cases);
     }
 }

@@ -168,9 +168,9 @@ pub fn secret_binds(inp: &Inputs) -> Vec<String> {
     let c = inp.config;
     let mut binds: Vec<String> =
         ["mas-db-password", "mas-encryption", "mas-synapse-secret", "mas-signing-rsa.pem", ADMIN_CLIENT_SECRET]
-        .iter()
-        .map(|n| format!("{}:/run/secrets/{n}:ro", l.secret(n).display()))
-        .collect();
+            .iter()
+            .map(|n| format!("{}:/run/secrets/{n}:ro", l.secret(n).display()))
+            .collect();
     if c.mas.email.username.is_some()
         && let Some(f) = &c.mas.email.password_file
     {

@@ -10,6 +10,28 @@ const SERVICE_TEMPLATE: &str = include_str!("../../units/masctl-service.service"
 const TARGET_TEMPLATE: &str = include_str!("../../units/masctl.target");
 pub const TARGET: &str = "masctl.target";
 
+/// One word of an `ExecStart=` line: as is when it is plainly safe (what validation
+/// lets through), else double-quoted with systemd's escapes, so whitespace, quotes,
+/// `%` specifiers, `$` variables and newlines stay inside the one argument.
+fn exec_arg(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+@:=,".contains(c)) {
+        return s.to_string();
+    }
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '%' => out.push_str("%%"),
+            '$' => out.push_str("$$"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// Template text without its leading comment block.
 fn body(template: &str) -> String {
     template.lines().skip_while(|l| l.starts_with('#')).collect::<Vec<_>>().join("\n") + "\n"
@@ -28,13 +50,33 @@ pub fn render(
             .replace("@SERVICE@", service.name())
             .replace("@DESCRIPTION@", service.description())
             .replace("@DEPENDENCIES@\n", &deps)
-            .replace("@MASCTL@", inp.masctl)
-            .replace("@ROOT@", &inp.layout.root().display().to_string())
-            .replace("@SPEC@", &spec_paths[service])
+            .replace("@MASCTL@", &exec_arg(inp.masctl))
+            .replace("@ROOT@", &exec_arg(&inp.layout.root().display().to_string()))
+            .replace("@SPEC@", &exec_arg(&spec_paths[service]))
             .replace("@STOP_TIMEOUT@", &(spec.stop_timeout_secs + 15).to_string());
         out.push((service.unit_name(), text));
     }
     let wants: Vec<String> = specs.iter().map(|(_, s)| s.unit_name()).collect();
     out.push((TARGET.to_string(), body(TARGET_TEMPLATE).replace("@WANTS@", &wants.join(" "))));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exec_arg;
+
+    #[test]
+    fn exec_args_stay_one_word() {
+        for (arg, want) in [
+            ("/var/lib/masctl", "/var/lib/masctl"),
+            ("/a b", "\"/a b\""),
+            ("/a\nExecStartPre=/bin/x", "\"/a\\x0aExecStartPre=/bin/x\""),
+            ("/a\"b\\c", "\"/a\\\"b\\\\c\""),
+            ("/a%h$HOME", "\"/a%%h$$HOME\""),
+            ("", "\"\""),
+        ] {
+            assert_eq!(exec_arg(arg), want, "{arg:?}");
+            assert!(!exec_arg(arg).contains('\n'));
+        }
+    }
 }

@@ -189,7 +189,24 @@ impl ImagesDir {
         self.dir.join(format!("{name}.lock"))
     }
 
+    /// Loads and validates a declaration, and follows its `base` chain far enough to
+    /// know it ends: every base exists and none comes round again.
     pub fn load(&self, name: &str) -> Result<ImageDecl> {
+        let decl = self.load_one(name)?;
+        let mut chain = vec![name.to_string()];
+        let mut next = decl.base.clone();
+        while let Some(base) = next {
+            let looped = chain.contains(&base);
+            chain.push(base.clone());
+            if looped {
+                bail!("image {name:?}: its base chain loops: {}", chain.join(" → "));
+            }
+            next = self.load_one(&base).with_context(|| format!("image {name:?}: base {base:?}"))?.base;
+        }
+        Ok(decl)
+    }
+
+    fn load_one(&self, name: &str) -> Result<ImageDecl> {
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
             bail!("{name:?} is not an image name (letters, digits, - and _)");
         }
@@ -251,6 +268,30 @@ mod tests {
             let e = format!("{:#}", parse(t).unwrap_err());
             assert!(e.contains(want), "{t}: {e}");
         }
+    }
+
+    #[test]
+    fn base_chains_that_loop_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let images = ImagesDir { dir: d.path().to_path_buf() };
+        let write = |name: &str, base: &str| {
+            std::fs::write(images.decl_path(name), format!("base = \"{base}\"\n[config]\nuser = \"1:1\"\n")).unwrap()
+        };
+        std::fs::write(images.decl_path("root"), "[debian]\nsuite = \"bookworm\"\npackages = [\"libc6\"]\n").unwrap();
+        write("ok", "root");
+        write("self", "self");
+        write("a", "b");
+        write("b", "a");
+        write("c", "a");
+        write("orphan", "missing");
+        images.load("ok").unwrap();
+        for (name, chain) in [("self", "self → self"), ("a", "a → b → a"), ("b", "b → a → b"), ("c", "c → a → b → a")]
+        {
+            let e = format!("{:#}", images.load(name).unwrap_err());
+            assert!(e.contains("loops") && e.contains(chain), "{name}: {e}");
+        }
+        let e = format!("{:#}", images.load("orphan").unwrap_err());
+        assert!(e.contains("base \"missing\"") && e.contains("no image named"), "{e}");
     }
 
     #[test]

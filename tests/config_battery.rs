@@ -1,0 +1,274 @@
+//! A battery of broken configs, each refused by `masctl config check` with one
+//! located line and the host left as it was; and the configs the project and its
+//! tests write, each accepted. No Docker, no systemd.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Two lines every broken config but the first few starts with.
+const H: &str = "server_name = \"example.com\"\nstate_root = \"@ROOT@\"\n";
+
+const ULID: &str = "01JSHPZHAXC50QBKH67MH33TNF";
+
+fn provider(extra: &str) -> String {
+    format!(
+        "{H}[[mas.upstream_oauth2.providers]]\nid = \"{ULID}\"\nissuer = \"https://dex.example.com/\"\n\
+client_id = \"mas\"\n{extra}"
+    )
+}
+
+/// (what, config with `@ROOT@` for the state root, `line:column` of the refusal).
+fn broken() -> Vec<(&'static str, String, &'static str)> {
+    let h = |body: &str| format!("{H}{body}");
+    vec![
+        // The ones from issue #12.
+        (
+            "state_root with a newline and a directive",
+            "server_name = \"e.com\"\nstate_root = \"@ROOT@\\nExecStartPre=/bin/touch /tmp/x\"\n".into(),
+            "2:14",
+        ),
+        ("state_root with a space", "server_name = \"e.com\"\nstate_root = \"@ROOT@/a b\"\n".into(), "2:14"),
+        ("instance host", h("instance = \"host\"\n"), "3:12"),
+        ("instance bridge", h("instance = \"bridge\"\n"), "3:12"),
+        ("instance none", h("instance = \"none\"\n"), "3:12"),
+        ("instance default", h("instance = \"default\"\n"), "3:12"),
+        (
+            "postgres setting with a newline",
+            h("[postgres.settings]\nwork_mem = \"8MB\\nlisten_addresses='*'\"\n"),
+            "4:12",
+        ),
+        ("control character in synapse.extra", h("[synapse.extra]\nmax_upload_size = \"50M\\u0007\"\n"), "4:19"),
+        ("path_prefix with ;", h("[mas]\nenabled = true\npath_prefix = \"/auth;x\"\n"), "5:15"),
+        ("path_prefix with a quote", h("[mas]\npath_prefix = \"/au\\\"th\"\n"), "4:15"),
+        ("mas.extra.database", h("[mas]\nenabled = true\n[mas.extra]\ndatabase = { host = \"elsewhere\" }\n"), "6:1"),
+        // state_root
+        ("state_root relative", "server_name = \"e.com\"\nstate_root = \"var/lib/masctl\"\n".into(), "2:14"),
+        ("state_root with ..", "server_name = \"e.com\"\nstate_root = \"@ROOT@/../x\"\n".into(), "2:14"),
+        ("state_root with %", "server_name = \"e.com\"\nstate_root = \"@ROOT@/%h\"\n".into(), "2:14"),
+        ("state_root with a quote", "server_name = \"e.com\"\nstate_root = \"@ROOT@/a\\\"b\"\n".into(), "2:14"),
+        ("state_root with a backslash", "server_name = \"e.com\"\nstate_root = '@ROOT@\\x'\n".into(), "2:14"),
+        ("state_root with a colon", "server_name = \"e.com\"\nstate_root = \"@ROOT@:/etc\"\n".into(), "2:14"),
+        ("state_root with a tab", "server_name = \"e.com\"\nstate_root = \"@ROOT@\\tx\"\n".into(), "2:14"),
+        // instance
+        ("instance with capitals", h("instance = \"Big\"\n"), "3:12"),
+        ("instance overlong", h(&format!("instance = \"{}\"\n", "a".repeat(41))), "3:12"),
+        ("instance starting with a digit", h("instance = \"1abc\"\n"), "3:12"),
+        ("instance with _", h("instance = \"a_b\"\n"), "3:12"),
+        ("instance empty", h("instance = \"\"\n"), "3:12"),
+        // names
+        ("server_name with a quote", "server_name = \"e\\\".com\"\nstate_root = \"@ROOT@\"\n".into(), "1:15"),
+        ("server_name with a space", "server_name = \"exa mple.com\"\nstate_root = \"@ROOT@\"\n".into(), "1:15"),
+        ("server_name with a slash", "server_name = \"e.com/x\"\nstate_root = \"@ROOT@\"\n".into(), "1:15"),
+        ("server_name with DEL", "server_name = \"e.com\\u007f\"\nstate_root = \"@ROOT@\"\n".into(), "1:15"),
+        ("server_name with a bad port", "server_name = \"e.com:99999\"\nstate_root = \"@ROOT@\"\n".into(), "1:15"),
+        ("hostnames.matrix with _", h("[hostnames]\nmatrix = \"m_x.example.com\"\n"), "4:10"),
+        ("mas.hostname with {", h("[mas]\nhostname = \"a{b}.com\"\n"), "4:12"),
+        // postgres
+        ("postgres setting name with a space", h("[postgres.settings]\n\"work mem\" = \"8MB\"\n"), "4:1"),
+        ("postgres setting name with =", h("[postgres.settings]\n\"a=b\" = \"1\"\n"), "4:1"),
+        ("postgres port is masctl's", h("[postgres.settings]\nport = 5433\n"), "4:1"),
+        ("postgres listen_addresses is masctl's", h("[postgres.settings]\nlisten_addresses = \"*\"\n"), "4:1"),
+        ("postgres setting array", h("[postgres.settings]\nshared_buffers = [1]\n"), "4:18"),
+        // synapse
+        ("log_level unknown", h("[synapse]\nlog_level = \"LOUD\"\n"), "4:13"),
+        ("log_level with a newline", h("[synapse]\nlog_level = \"INFO\\n\"\n"), "4:13"),
+        ("synapse.extra.database", h("[synapse.extra]\ndatabase = \"x\"\n"), "4:1"),
+        ("synapse.extra.listeners", h("[synapse.extra]\nmax_upload_size = \"1M\"\nlisteners = []\n"), "5:1"),
+        ("control character in a synapse.extra key", h("[synapse.extra]\n\"a\\u001b[2J\" = 1\n"), "4:1"),
+        (
+            "control character deep in synapse.extra",
+            h("[synapse.extra.rc_login.address]\nnote = [\"ok\", \"\\r\"]\n"),
+            "4:15",
+        ),
+        // ports
+        ("port out of range", h("[ports]\nsynapse = \"70000\"\n"), "4:11"),
+        ("port zero", h("[ports]\nsynapse = \"127.0.0.1:0\"\n"), "4:11"),
+        ("port on a host name", h("[ports]\nsynapse = \"localhost:8008\"\n"), "4:11"),
+        ("port with a sign", h("[ports]\nsynapse = \"+8008\"\n"), "4:11"),
+        // images
+        ("image unpinned", h("[images]\nsynapse = \"ghcr.io/element-hq/synapse:v1\"\n"), "4:11"),
+        ("image name with a space", h("[images]\npostgres = \"post gres\"\n"), "4:12"),
+        // mas
+        ("path_prefix with a trailing /", h("[mas]\npath_prefix = \"/auth/\"\n"), "4:15"),
+        ("path_prefix with //", h("[mas]\npath_prefix = \"/a//b\"\n"), "4:15"),
+        ("path_prefix shadowing Synapse", h("[mas]\npath_prefix = \"/_matrix\"\n"), "4:15"),
+        ("path_prefix relative", h("[mas]\npath_prefix = \"auth\"\n"), "4:15"),
+        ("mas.extra.http", h("[mas.extra.http]\npublic_base = \"https://x/\"\n"), "3:12"),
+        ("mas.extra.account", h("[mas]\nextra.account = {}\n"), "4:7"),
+        ("control character deep in mas.extra", h("[mas.extra.branding]\nservice_name = \"x\\u001b[31m\"\n"), "4:16"),
+        ("smtp without a host", h("[mas.email]\ntransport = \"smtp\"\n"), "4:13"),
+        ("email transport unknown", h("[mas.email]\ntransport = \"pigeon\"\n"), "4:13"),
+        (
+            "email mode unknown",
+            h("[mas.email]\ntransport = \"smtp\"\nhostname = \"mail.e.com\"\nmode = \"ssl\"\n"),
+            "6:8",
+        ),
+        ("email from not an address", h("[mas.email]\nfrom = \"root\"\n"), "4:8"),
+        ("email from with a quote", h("[mas.email]\nfrom = \"\\\"A\\\"B\\\" <a@e.com>\"\n"), "4:8"),
+        ("email hostname with a space", h("[mas.email]\ntransport = \"smtp\"\nhostname = \"mail server\"\n"), "5:12"),
+        ("email port zero", h("[mas.email]\nport = 0\n"), "4:8"),
+        ("email port too big", h("[mas.email]\nport = 70000\n"), "4:8"),
+        ("smtp password file relative", h("[mas.email]\nusername = \"u\"\npassword_file = \"pw\"\n"), "5:17"),
+        ("account setting name", h("[mas.account]\n\"Bad-Key\" = true\n"), "4:1"),
+        // providers
+        ("provider id not a ULID", provider("").replace("TNF", "TNI"), "4:6"),
+        ("provider id twice", format!("{}{}", provider(""), provider("").replace(H, "")), "8:6"),
+        ("client_secret_file relative", provider("client_secret_file = \"dex\"\n"), "7:22"),
+        ("client_secret_file with :", provider("client_secret_file = \"/etc/dex:/x\"\n"), "7:22"),
+        ("issuer not a URL", provider("").replace("https://dex.example.com/", "dex.example.com"), "5:10"),
+        ("issuer with a space", provider("").replace("dex.example.com/", "dex.example.com/a b"), "5:10"),
+        ("client_id with a quote", provider("").replace("\"mas\"", "\"m'a\\\"s\""), "6:13"),
+        ("synapse_idp_id not oidc-…", provider("synapse_idp_id = \"dex\"\n"), "7:18"),
+        ("token endpoint auth method unknown", provider("token_endpoint_auth_method = \"magic\"\n"), "7:30"),
+        ("scope with a double space", provider("scope = \"openid  email\"\n"), "7:9"),
+        ("provider without an issuer", provider("").replace("issuer = \"https://dex.example.com/\"\n", ""), "3:1"),
+        // shape
+        ("unknown top-level key", h("bogus = 1\n"), "3:1"),
+        ("unknown key in [synapse]", h("[synapse]\nloglevel = \"INFO\"\n"), "4:1"),
+        ("server_name of the wrong type", "server_name = 5\nstate_root = \"@ROOT@\"\n".into(), "1:15"),
+        ("mas.enabled of the wrong type", h("[mas]\nenabled = \"yes\"\n"), "4:11"),
+        ("server_name missing", "state_root = \"@ROOT@\"\n".into(), "1:1"),
+        ("not TOML", h("[synapse\n"), "3:9"),
+    ]
+}
+
+fn masctl(images: &Path, config: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_masctl"))
+        .args(["--images", images.to_str().unwrap(), "-c", config.to_str().unwrap(), "config", "check"])
+        .env("NO_COLOR", "1")
+        .env_remove("MASCTL_ROOT")
+        .output()
+        .unwrap()
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Every file and directory under `dir` with its contents.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.insert(p.clone(), None);
+            out.extend(snapshot(&p));
+        } else {
+            out.insert(p.clone(), Some(std::fs::read(&p).unwrap()));
+        }
+    }
+    out
+}
+
+#[test]
+fn broken_configs_are_refused_with_a_location_and_the_host_unchanged() {
+    let cases = broken();
+    assert!(cases.len() >= 40, "{} cases", cases.len());
+    let images = repo().join("images");
+    let mut failures = Vec::new();
+    for (i, (what, text, loc)) in cases.iter().enumerate() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let config = dir.path().join(format!("case{i}.toml"));
+        std::fs::write(&config, text.replace("@ROOT@", root.to_str().unwrap())).unwrap();
+        let before = snapshot(dir.path());
+        let out = masctl(&images, &config);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        let want = format!("{}:{loc}: ", config.display());
+        if out.status.success() || err.lines().count() != 1 || !err.contains(&want) {
+            failures.push(format!("{what}: exit {:?}, wanted {want}, got {err:?}", out.status.code()));
+        }
+        if snapshot(dir.path()) != before || root.exists() {
+            failures.push(format!("{what}: changed the host"));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} cases:\n{}", failures.len(), cases.len(), failures.join("\n"));
+}
+
+/// An images directory with the project's declarations plus the MAS stand-in
+/// recipe tests/mas.rs uses.
+fn images_with_standin(dir: &Path) -> PathBuf {
+    let images = dir.join("images");
+    std::fs::create_dir(&images).unwrap();
+    for e in std::fs::read_dir(repo().join("images")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "toml" || x == "lock") {
+            std::fs::copy(&p, images.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    std::fs::write(
+        images.join("mas-standin.toml"),
+        "base = \"synapse\"\n[[copy]]\nfrom = \"mas-standin/mas-cli\"\nto = \"/usr/local/bin/mas-cli\"\n\
+[config]\nuser = \"65532:65532\"\nentrypoint = [\"/usr/local/bin/mas-cli\"]\n",
+    )
+    .unwrap();
+    images
+}
+
+#[test]
+fn the_configs_the_project_writes_are_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = images_with_standin(dir.path());
+    let stack_root = "/var/tmp/masctl-stack-Ab3xYz";
+    // What tests/common/stack.rs writes, with the extras tests/switch.rs and tests/mas.rs add.
+    let stack = |extra: &str| {
+        format!(
+            "server_name = \"test.local\"\ninstance = \"t12345-mas\"\nstate_root = \"{stack_root}\"\n[ports]\n\
+synapse = \"127.0.0.1:40123\"\n{extra}[synapse.extra.rc_login.address]\nper_second = 1000\nburst_count = 1000\n\
+[synapse.extra.rc_login.account]\nper_second = 1000\nburst_count = 1000\n"
+        )
+    };
+    let full = format!(
+        "server_name = \"example.com\"\ninstance = \"prod\"\nstate_root = \"{}\"\n[hostnames]\nmatrix = \"matrix.example.com\"\n\
+[postgres.settings]\nshared_buffers = \"256MB\"\nmax_connections = 50\n\"auto_explain.log_min_duration\" = \"1s\"\n\
+[synapse]\nlog_level = \"WARNING\"\n[synapse.extra]\nmax_upload_size = \"50M\"\n[synapse.extra.password_config]\npepper = \"p\"\n\
+[ports]\nsynapse = \"[::1]:8448\"\n[mas]\nenabled = true\nhostname = \"auth.example.com\"\npath_prefix = \"/account/mas\"\n\
+[mas.email]\ntransport = \"smtp\"\nfrom = \"\\\"Example Auth\\\" <auth@example.com>\"\nhostname = \"mail.example.com\"\n\
+port = 587\nmode = \"starttls\"\nusername = \"auth@example.com\"\npassword_file = \"/etc/masctl/smtp-password\"\n\
+[mas.account]\npassword_registration_enabled = false\n[mas.extra.branding]\nservice_name = \"Example\"\n\
+[[mas.upstream_oauth2.providers]]\nid = \"{ULID}\"\nsynapse_idp_id = \"oidc-dex\"\nissuer = \"https://dex.example.com:8443/dex\"\n\
+client_id = \"mas-client_1\"\nclient_secret_file = \"/etc/masctl/dex-secret\"\ntoken_endpoint_auth_method = \"client_secret_post\"\n\
+scope = \"openid profile email\"\n",
+        dir.path().join("root").display()
+    );
+    let configs: Vec<(&str, String)> = vec![
+        ("masctl.example.toml", std::fs::read_to_string(repo().join("masctl.example.toml")).unwrap()),
+        ("stack", stack("")),
+        ("stack, synapse.extra", stack("[synapse.extra]\nmax_upload_size = \"7M\"\n")),
+        ("stack, postgres", stack("[postgres.settings]\nwork_mem = \"8MB\"\n")),
+        ("stack, registration", stack("[synapse]\nenable_registration = true\n")),
+        (
+            "stack, MAS migrating",
+            stack("[images]\nmas = \"mas-standin\"\n[mas]\nenabled = true\nmigration_in_progress = true\n"),
+        ),
+        ("stack, MAS on", stack("[images]\nmas = \"mas-standin\"\n[mas]\nenabled = true\n")),
+        ("everything", full),
+    ];
+    for (what, text) in configs {
+        let config = dir.path().join("masctl.toml");
+        std::fs::write(&config, text).unwrap();
+        let out = masctl(&images, &config);
+        assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert!(!dir.path().join("root").exists() && !Path::new(stack_root).exists());
+}
+
+#[test]
+fn image_recipes_whose_base_loops_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    for name in ["base.toml", "postgres.toml"] {
+        std::fs::copy(repo().join("images").join(name), images.join(name)).unwrap();
+    }
+    for (name, base) in [("synapse", "loop-a"), ("loop-a", "loop-b"), ("loop-b", "loop-a")] {
+        std::fs::write(images.join(format!("{name}.toml")), format!("base = \"{base}\"\n[config]\nuser = \"1:1\"\n"))
+            .unwrap();
+    }
+    let config = dir.path().join("masctl.toml");
+    std::fs::write(&config, "server_name = \"e.com\"\n").unwrap();
+    let out = masctl(&images, &config);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("synapse → loop-a → loop-b → loop-a"), "{err}");
+}
