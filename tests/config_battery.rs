@@ -130,6 +130,15 @@ fn broken() -> Vec<(&'static str, String, &'static str)> {
         ("mas.enabled of the wrong type", h("[mas]\nenabled = \"yes\"\n"), "4:11"),
         ("server_name missing", "state_root = \"@ROOT@\"\n".into(), "1:1"),
         ("not TOML", h("[synapse\n"), "3:9"),
+        // recipe inputs (a local MAS build)
+        ("mas-local without its input", h("[images]\nmas = \"mas-local\"\n[mas]\nenabled = true\n"), "4:7"),
+        (
+            "mas-dist that is not a MAS release",
+            h("[images]\nmas = \"mas-local\"\n[images.inputs]\nmas-dist = \"/etc\"\n[mas]\nenabled = true\n"),
+            "6:12",
+        ),
+        ("mas-dist relative", h("[images.inputs]\nmas-dist = \"dist\"\n"), "4:12"),
+        ("input name with capitals", h("[images.inputs]\nMasDist = \"/opt/mas\"\n"), "4:1"),
     ]
 }
 

@@ -21,8 +21,9 @@ pub fn at(path: &Path, text: &str, span: std::ops::Range<usize>, msg: impl std::
 }
 
 pub fn parse(path: &Path, text: &str) -> Result<Config> {
-    let config: Config = located::parse_toml(path, text)?;
+    let mut config: Config = located::parse_toml(path, text)?;
     validate::validate(&config, path, text)?;
+    config.origin = Origin { path: path.to_path_buf(), text: text.to_string() };
     Ok(config)
 }
 

@@ -32,6 +32,23 @@ pub struct Config {
     pub ports: Ports,
     #[serde(default)]
     pub mas: Mas,
+    /// Where the config was read from, for located errors found after parsing.
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
+/// A config file's path and text.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub path: std::path::PathBuf,
+    pub text: String,
+}
+
+impl Config {
+    /// `file:line:column: msg` for a value of this config.
+    pub fn at(&self, span: std::ops::Range<usize>, msg: impl std::fmt::Display) -> anyhow::Error {
+        super::at(&self.origin.path, &self.origin.text, span, msg)
+    }
 }
 
 fn default_instance() -> Spanned<String> {
@@ -61,6 +78,10 @@ pub struct Images {
     /// The routing proxy in front of Synapse and MAS (used when MAS is enabled).
     #[serde(default = "default_proxy_image")]
     pub proxy: Spanned<String>,
+    /// Directories recipes take as inputs, by input name (e.g. `mas-dist` for the
+    /// `mas-local` recipe: an unpacked MAS release).
+    #[serde(default)]
+    pub inputs: BTreeMap<String, Spanned<String>>,
 }
 
 fn default_mas_image() -> Spanned<String> {
@@ -84,6 +105,7 @@ impl Default for Images {
             synapse: default_synapse_image(),
             mas: default_mas_image(),
             proxy: default_proxy_image(),
+            inputs: BTreeMap::new(),
         }
     }
 }

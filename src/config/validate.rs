@@ -223,6 +223,14 @@ fn one_of(s: &str, allowed: &[&str]) -> Verdict {
 }
 
 /// An image: a recipe name, or `repo[:tag]@sha256:…` with Docker's characters.
+/// A recipe input's name, as `[inputs.NAME]` in an image declaration spells it.
+pub fn input_name(v: &str) -> Verdict {
+    ok_if(
+        !v.is_empty() && v.len() <= 64 && v.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+        "is not an input name (a-z, 0-9 and -)",
+    )
+}
+
 pub fn image(v: &str) -> Verdict {
     if !(v.contains('/') || v.contains('@') || v.contains(':')) {
         return ok_if(
@@ -387,6 +395,11 @@ pub fn validate(c: &Config, path: &Path, text: &str) -> Result<()> {
         ("images.proxy", &c.images.proxy),
     ] {
         k.spanned(name, img, image)?;
+    }
+    for (name, dir) in &c.images.inputs {
+        let field = ["images", "inputs", name.as_str()];
+        k.check("image input", name, k.doc.key_span(&field), input_name(name))?;
+        k.spanned(&format!("images.inputs.{name}"), dir, safe_path)?;
     }
     for (key, v) in &c.postgres.settings {
         let field = ["postgres", "settings", key.as_str()];

@@ -24,6 +24,10 @@ pub struct ImageDecl {
     pub users: Vec<User>,
     #[serde(default)]
     pub copy: Vec<Copy>,
+    /// Directories the user supplies (`[images.inputs]` in masctl.toml, or
+    /// `--input NAME=DIR`), and what each must hold.
+    #[serde(default)]
+    pub inputs: BTreeMap<String, InputDecl>,
     #[serde(default)]
     pub symlinks: BTreeMap<String, String>,
     #[serde(default)]
@@ -84,6 +88,35 @@ pub struct Copy {
     pub to: String,
     pub input: Option<String>,
     pub mode: Option<u32>,
+}
+
+/// A user-supplied input directory of a recipe.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct InputDecl {
+    /// What the directory is, in words for error messages ("an unpacked MAS release").
+    pub description: String,
+    /// Paths it must hold, relative to it; a trailing `/` means a directory.
+    #[serde(default)]
+    pub requires: Vec<String>,
+}
+
+impl InputDecl {
+    /// Whether `dir` holds what this input needs; the first thing missing, in words.
+    pub fn check(&self, dir: &Path) -> std::result::Result<(), String> {
+        if !dir.is_dir() {
+            return Err(format!("{} is not a directory (expected {})", dir.display(), self.description));
+        }
+        for r in &self.requires {
+            let p = dir.join(r.trim_end_matches('/'));
+            let ok = if r.ends_with('/') { p.is_dir() } else { p.is_file() };
+            if !ok {
+                let what = if r.ends_with('/') { "directory" } else { "file" };
+                return Err(format!("{} has no {what} {r} (expected {})", dir.display(), self.description));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
@@ -158,6 +191,9 @@ impl ImageDecl {
         for p in &self.remove {
             glob::Pattern::new(p).with_context(|| format!("{where_}: remove pattern {p:?}"))?;
         }
+        if let Some(c) = self.copy.iter().find(|c| c.input.as_ref().is_some_and(|i| !self.inputs.contains_key(i))) {
+            bail!("{where_}: [[copy]] of {:?} names an input that no [inputs.…] table declares", c.from);
+        }
         if self.upstream.is_none() && self.config.is_none() && self.base.is_some() {
             bail!("{where_}: a recipe with a base needs a [config] section saying how it runs");
         }
@@ -206,6 +242,15 @@ impl ImagesDir {
         Ok(decl)
     }
 
+    /// `name` and its bases, in that order.
+    pub fn chain(&self, name: &str) -> Result<Vec<(String, ImageDecl)>> {
+        let mut out = vec![(name.to_string(), self.load(name)?)];
+        while let Some(base) = out.last().and_then(|(_, d)| d.base.clone()) {
+            out.push((base.clone(), self.load_one(&base)?));
+        }
+        Ok(out)
+    }
+
     fn load_one(&self, name: &str) -> Result<ImageDecl> {
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
             bail!("{name:?} is not an image name (letters, digits, - and _)");
@@ -233,6 +278,39 @@ impl ImagesDir {
         }
         names.sort();
         Ok(names)
+    }
+}
+
+#[cfg(test)]
+mod input_tests {
+    use super::*;
+
+    #[test]
+    fn input_check_table() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("mas-cli"), "x").unwrap();
+        std::fs::create_dir_all(d.path().join("share/templates")).unwrap();
+        std::fs::write(d.path().join("share/policy.wasm"), "x").unwrap();
+        let decl = |r: &[&str]| InputDecl {
+            description: "a release".into(),
+            requires: r.iter().map(|s| s.to_string()).collect(),
+        };
+        let cases: [(&[&str], Option<&str>); 5] = [
+            (&["mas-cli", "share/policy.wasm", "share/templates/"], None),
+            (&["share/manifest.json"], Some("has no file share/manifest.json")),
+            (&["share/translations/"], Some("has no directory share/translations/")),
+            // A file where a directory is required, and the other way round.
+            (&["mas-cli/"], Some("has no directory mas-cli/")),
+            (&["share/templates"], Some("has no file share/templates")),
+        ];
+        for (requires, want) in cases {
+            let got = decl(requires).check(d.path());
+            match want {
+                None => assert!(got.is_ok(), "{requires:?}: {got:?}"),
+                Some(w) => assert!(got.as_ref().is_err_and(|e| e.contains(w)), "{requires:?}: {got:?}"),
+            }
+        }
+        assert!(decl(&[]).check(&d.path().join("missing")).unwrap_err().contains("is not a directory"));
     }
 }
 

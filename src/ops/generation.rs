@@ -2,43 +2,69 @@
 //! config evaluated into store entries, and MAS's own verdict on its config.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
+use toml::Spanned;
 
 use super::image::ImageSource;
 use crate::config::Config;
 use crate::context::Context;
 use crate::docker::{Engine, OneShot};
 use crate::eval::{self, Inputs, Manifest};
+use crate::image::decl::ImagesDir;
 use crate::service::Service;
 use crate::spec::read_spec;
 use crate::store::Store;
 use crate::{secrets, ui};
 
-/// (service, image) for every service the config runs.
-pub fn service_images(c: &Config) -> Vec<(Service, &str)> {
+/// (service, image as written in the config) for every service the config runs.
+fn service_image_values(c: &Config) -> Vec<(Service, &Spanned<String>)> {
     let image = |s: Service| match s {
         Service::Postgres => &c.images.postgres,
         Service::Synapse => &c.images.synapse,
         Service::Mas => &c.images.mas,
         Service::Proxy => &c.images.proxy,
     };
-    Service::ALL
-        .into_iter()
-        .filter(|s| c.mas_enabled() || !s.with_mas_only())
-        .map(|s| (s, image(s).get_ref().as_str()))
-        .collect()
+    Service::ALL.into_iter().filter(|s| c.mas_enabled() || !s.with_mas_only()).map(|s| (s, image(s))).collect()
+}
+
+/// (service, image) for every service the config runs.
+pub fn service_images(c: &Config) -> Vec<(Service, &str)> {
+    service_image_values(c).into_iter().map(|(s, v)| (s, v.get_ref().as_str())).collect()
+}
+
+/// Every image the config runs is a pinned reference or a declared recipe, and the
+/// config names each input directory a recipe takes, holding what it needs. Errors
+/// point into the config; nothing on the host is touched.
+pub fn check_images(c: &Config, images: &ImagesDir) -> Result<()> {
+    for (service, value) in service_image_values(c) {
+        let name = value.get_ref();
+        if name.contains('@') {
+            continue;
+        }
+        let chain = images.chain(name).map_err(|e| c.at(value.span(), format!("images.{service}: {e:#}")))?;
+        for (input, decl) in chain.iter().flat_map(|(_, d)| &d.inputs) {
+            let Some(dir) = c.images.inputs.get(input) else {
+                return Err(c.at(
+                    value.span(),
+                    format!(
+                        "images.{service} = {name:?} needs [images.inputs] {input} = \"DIR\" ({})",
+                        decl.description
+                    ),
+                ));
+            };
+            decl.check(Path::new(dir.get_ref()))
+                .map_err(|why| c.at(dir.span(), format!("images.inputs.{input}: {why}")))?;
+        }
+    }
+    Ok(())
 }
 
 /// `masctl config check`: the config parses, validates, and every image it names is
-/// a declared recipe or a pinned reference.
+/// a declared recipe (with its inputs) or a pinned reference.
 pub fn check_config(ctx: &Context) -> Result<()> {
-    for (service, name) in service_images(ctx.config()?) {
-        if !name.contains('@') {
-            ctx.images.load(name).map_err(|e| anyhow::anyhow!("images.{service}: {e:#}"))?;
-        }
-    }
+    check_images(ctx.config()?, &ctx.images)?;
     ui::step(format!("{}: ok", ctx.config_path.display()));
     Ok(())
 }

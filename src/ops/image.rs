@@ -24,6 +24,8 @@ pub struct ImageSource {
     images: ImagesDir,
     store: Store,
     cache: Cache,
+    /// Input directories named in the config (`[images.inputs]`).
+    inputs: BTreeMap<String, PathBuf>,
 }
 
 /// One declared image, as `masctl image list` shows it.
@@ -40,11 +42,16 @@ pub struct Row {
 
 impl ImageSource {
     pub fn new(images: ImagesDir, store: Store, cache: PathBuf) -> ImageSource {
-        ImageSource { images, store, cache: Cache::new(cache) }
+        ImageSource { images, store, cache: Cache::new(cache), inputs: BTreeMap::new() }
     }
 
+    /// With the config's input directories, when the command has a config.
     pub fn of(ctx: &Context) -> ImageSource {
-        ImageSource::new(ctx.images.clone(), Store::new(ctx.layout.store()), ctx.cache.clone())
+        let mut s = ImageSource::new(ctx.images.clone(), Store::new(ctx.layout.store()), ctx.cache.clone());
+        if let Ok(c) = ctx.config() {
+            s.inputs = c.images.inputs.iter().map(|(k, v)| (k.clone(), PathBuf::from(v.get_ref()))).collect();
+        }
+        s
     }
 
     /// Makes `image` (a recipe name or a pinned reference) present in Docker and
@@ -62,12 +69,15 @@ impl ImageSource {
     }
 
     /// A builder; `inputs` name the directories of a recipe's `[[copy]]` entries.
+    /// A builder; `inputs` (from `--input`) add to and override the config's.
     pub fn builder(&self, inputs: Vec<(String, PathBuf)>) -> Builder<'_> {
+        let mut all = self.inputs.clone();
+        all.extend(inputs);
         Builder {
             images: &self.images,
             store: &self.store,
             cache: &self.cache,
-            inputs: inputs.into_iter().collect::<BTreeMap<_, _>>(),
+            inputs: all,
             sources: Sources::default(),
         }
     }

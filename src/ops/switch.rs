@@ -25,6 +25,7 @@ pub enum Switched {
 /// Builds the configured generation and activates it (rolling back if it fails).
 pub async fn switch(ctx: &Context, dry_run: bool, timeout: Duration) -> Result<Switched> {
     let layout = &ctx.layout;
+    generation::check_images(ctx.config()?, &ctx.images)?;
     let _lock = generations::lock(layout, "switch")?;
     let engine = Engine::connect().await?;
     let (store_path, manifest) = generation::build(ctx, &engine).await?;

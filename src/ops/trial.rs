@@ -70,6 +70,7 @@ pub async fn down(ctx: &Context) -> Result<String> {
 pub async fn up(ctx: &Context, verbosity: Verbosity) -> Result<Trial> {
     let layout = &ctx.layout;
     let instance = ctx.config()?.instance.get_ref();
+    super::generation::check_images(ctx.config()?, &ctx.images)?;
     let engine = Engine::connect().await?;
     let host = host_name(ctx)?;
     let host_image = ensure_host_image(&engine, layout).await?;
@@ -79,10 +80,15 @@ pub async fn up(ctx: &Context, verbosity: Verbosity) -> Result<Trial> {
     for (_, image) in service_images(ctx.config()?) {
         source.ensure(&engine, image).await?;
     }
-    let images_dir = std::fs::canonicalize(&ctx.images.dir).context("locating the images directory")?;
-    let config_path = std::fs::canonicalize(&ctx.config_path)?;
-    let cache = &ctx.cache;
-    ensure_host(&engine, &host, &host_image, layout, &images_dir, &config_path, cache).await?;
+    let mounts = HostMounts {
+        images_dir: std::fs::canonicalize(&ctx.images.dir).context("locating the images directory")?,
+        config_path: std::fs::canonicalize(&ctx.config_path)?,
+        cache: ctx.cache.clone(),
+        // Recipe inputs appear at the same paths inside, where the switch hashes them.
+        inputs: ctx.config()?.images.inputs.values().map(|d| PathBuf::from(d.get_ref())).collect(),
+    };
+    let (config_path, cache) = (&mounts.config_path, &mounts.cache);
+    ensure_host(&engine, &host, &host_image, layout, &mounts).await?;
     // Supervisors inside the host probe services over the stack's network.
     engine.ensure_network(instance).await?;
     engine.connect_network(instance, &host).await?;
@@ -163,22 +169,25 @@ fn which(cmd: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(cmd)).find(|p| p.exists())
 }
 
-async fn ensure_host(
-    engine: &Engine,
-    host: &str,
-    image: &str,
-    layout: &Layout,
-    images_dir: &Path,
-    config_path: &Path,
-    cache: &Path,
-) -> Result<()> {
+/// What the systemd host mounts from this machine besides the state root.
+struct HostMounts {
+    images_dir: PathBuf,
+    config_path: PathBuf,
+    cache: PathBuf,
+    inputs: Vec<PathBuf>,
+}
+
+async fn ensure_host(engine: &Engine, host: &str, image: &str, layout: &Layout, m: &HostMounts) -> Result<()> {
+    let HostMounts { images_dir, config_path, cache, inputs } = m;
     let (bin_hash, bin_dir) = store_binary(layout)?;
+    let inputs_label = inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":");
     if let Some(st) = engine.container_state(host).await? {
         let same_binary = engine.container_label(host, "masctl.binary").await.is_some_and(|l| l == bin_hash);
-        if st.running && same_binary {
+        let same_inputs = engine.container_label(host, "masctl.inputs").await.unwrap_or_default() == inputs_label;
+        if st.running && same_binary && same_inputs {
             return wait_for_systemd(engine, host).await;
         }
-        ui::step(format!("recreating {host} (masctl binary changed or host stopped)"));
+        ui::step(format!("recreating {host} (masctl binary or recipe inputs changed, or host stopped)"));
         engine.stop_container(host, 60).await?;
         engine.remove_container(host).await?;
     }
@@ -196,13 +205,18 @@ async fn ensure_host(
     if !cache.starts_with(layout.root()) {
         binds.push(format!("{0}:{0}", cache.display()));
     }
+    binds.extend(inputs.iter().map(|d| format!("{0}:{0}:ro", d.display())));
     engine
         .start_systemd_host(&SystemdHost {
             name: host.to_string(),
             image: image.to_string(),
             env: host_env(cache, layout.root(), &config_in_host(config_path)?),
-            labels: [("masctl.role".to_string(), "systemd-host".to_string()), ("masctl.binary".to_string(), bin_hash)]
-                .into(),
+            labels: [
+                ("masctl.role".to_string(), "systemd-host".to_string()),
+                ("masctl.binary".to_string(), bin_hash),
+                ("masctl.inputs".to_string(), inputs_label),
+            ]
+            .into(),
             binds,
         })
         .await?;
