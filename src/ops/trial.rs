@@ -93,7 +93,7 @@ pub async fn up(ctx: &Context, verbosity: Verbosity) -> Result<Trial> {
     engine.ensure_network(instance).await?;
     engine.connect_network(instance, &host).await?;
 
-    let config_in_host = config_in_host(&config_path)?;
+    let config_in_host = config_in_host(config_path)?;
     let mut cmd = vec![MASCTL_IN_HOST.to_string()];
     if verbosity.quiet {
         cmd.push("-q".into());
