@@ -53,6 +53,10 @@ pub enum Command {
         /// How long the new generation may take to become healthy, in seconds
         #[arg(long, default_value_t = 300, value_parser = parse_timeout)]
         timeout: u64,
+        /// Hand logins to MAS even though no `syn2mas migrate` has completed and
+        /// Synapse has users (they will not be able to log in)
+        #[arg(long)]
+        force: bool,
     },
     /// Switch back to an earlier generation (default: the one before the current)
     Rollback {
@@ -61,6 +65,9 @@ pub enum Command {
         to: Option<u32>,
         #[arg(long, default_value_t = 300, value_parser = parse_timeout)]
         timeout: u64,
+        /// As for switch: hand logins to MAS without a completed migration
+        #[arg(long)]
+        force: bool,
     },
     /// The current generation, each unit's state and each container's health
     Status {

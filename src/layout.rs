@@ -43,6 +43,10 @@ impl Layout {
     pub fn pending(&self) -> PathBuf {
         self.root.join("pending-units")
     }
+    /// Written by a completed `syn2mas migrate`: logins may move to MAS.
+    pub fn mas_migrated(&self) -> PathBuf {
+        self.root.join("mas-migrated")
+    }
     pub fn store_path(&self, hash: &str, name: &str) -> PathBuf {
         self.store().join(format!("{hash}-{name}"))
     }

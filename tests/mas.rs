@@ -1,7 +1,9 @@
 //! The MAS migration end to end, the way the seed guide walks a person through it,
 //! on a real systemd host with real Postgres and Synapse. MAS itself is the test
-//! double in tests/mas-standin (the real binary cannot be had here), packed with the
-//! same copy-a-local-mas-cli recipe mechanism as `images/mas-local.toml`.
+//! double in tests/mas-standin — or, when `MASCTL_TEST_MAS_DIST` names a MAS release
+//! directory (`mas-cli` + `share/` with `policy.wasm`, `templates/`,
+//! `translations/`, `manifest.json`), the real mas-cli, through the `mas-local`
+//! recipe and `[images.inputs]` as a user would run it.
 
 mod common;
 
@@ -9,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::stack::{Stack, text};
-use common::{docker_ok, repo, wait_for};
+use common::{docker, docker_ok, repo, wait_for};
 
 /// A declarations directory: the project's images plus the stand-in MAS image.
 fn images_with_standin() -> tempfile::TempDir {
@@ -60,8 +62,29 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-const MAS_MIGRATING: &str = "[images]\nmas = \"mas-standin\"\n[mas]\nenabled = true\nmigration_in_progress = true\n";
-const MAS_ON: &str = "[images]\nmas = \"mas-standin\"\n[mas]\nenabled = true\n";
+/// Which MAS the test runs: the `[images]` lines that pick it.
+fn mas_images() -> String {
+    match std::env::var("MASCTL_TEST_MAS_DIST") {
+        Ok(dist) if !dist.is_empty() => {
+            let dist = std::fs::canonicalize(&dist).expect("MASCTL_TEST_MAS_DIST exists");
+            let out = std::process::Command::new(dist.join("mas-cli")).arg("--version").output().unwrap();
+            println!("real {}", text(&out.stdout).trim());
+            format!("[images]\nmas = \"mas-local\"\n[images.inputs]\nmas-dist = \"{}\"\n", dist.display())
+        }
+        _ => {
+            println!("mas-cli stand-in (tests/mas-standin); set MASCTL_TEST_MAS_DIST for the real one");
+            "[images]\nmas = \"mas-standin\"\n".to_string()
+        }
+    }
+}
+
+fn mas_migrating() -> String {
+    format!("{}[mas]\nenabled = true\nmigration_in_progress = true\n", mas_images())
+}
+
+fn mas_on() -> String {
+    format!("{}[mas]\nenabled = true\n", mas_images())
+}
 
 fn register(s: &Stack, user: &str, password: &str, admin: bool) -> std::process::Output {
     let mut args = vec!["register-user", user];
@@ -122,7 +145,7 @@ fn migration_to_mas_end_to_end_and_back() {
     assert!(text(&out.stderr).contains("migration_in_progress"), "{}", text(&out.stderr));
 
     // MAS with the migration flag: MAS runs, Synapse keeps its own logins.
-    s.write_config(MAS_MIGRATING);
+    s.write_config(&mas_migrating());
     s.masctl_ok(&["switch"]);
     s.wait_serving();
     let st = s.status();
@@ -153,10 +176,25 @@ fn migration_to_mas_end_to_end_and_back() {
     assert_eq!(s.sql("mas", "SELECT count(*) FROM users"), "0");
     std::fs::remove_file(&backups_dir).unwrap();
 
+    // No lock-out by a flag: handing logins to MAS before a migration completed is
+    // refused, naming the next command, and the host stays as it was.
+    let generations_before = s.generations().len();
+    s.write_config(&mas_on());
+    let early = s.masctl(&["switch"]);
+    assert!(!early.status.success());
+    let why = text(&early.stderr);
+    assert!(why.contains("refusing to hand logins to MAS") && why.contains("masctl syn2mas migrate"), "{why}");
+    assert_eq!(text(&early.stderr).trim().lines().count(), 1, "one line: {why}");
+    assert_eq!(s.generations().len(), generations_before);
+    assert!(s.served_config().get("matrix_authentication_service").is_none());
+    assert!(access_token(&s, "alice", "alice-password-1").is_some(), "Synapse still logs users in");
+    s.write_config(&mas_migrating());
+
     // The real run: a verified backup first, Synapse stopped, users in MAS.
     let migrate = s.masctl(&["syn2mas", "migrate"]);
     assert!(migrate.status.success(), "{}{}", text(&migrate.stdout), text(&migrate.stderr));
     assert!(text(&migrate.stdout).contains("migration_in_progress = false"));
+    assert!(s.root.join("mas-migrated").exists(), "a completed migration is recorded");
     let backups = s.masctl_ok(&["backups", "--json"]);
     let backups: serde_json::Value = serde_json::from_str(&backups).unwrap();
     assert!(
@@ -172,7 +210,7 @@ fn migration_to_mas_end_to_end_and_back() {
     assert_eq!(users.lines().collect::<Vec<_>>(), ["alice:false:false", "gone:false:true", "root:true:false"]);
 
     // Flag off: Synapse delegates, the compatibility routes go to MAS.
-    s.write_config(MAS_ON);
+    s.write_config(&mas_on());
     s.masctl_ok(&["switch"]);
     s.wait_serving();
     let token = wait_for("a compatibility login through MAS", Duration::from_secs(60), || {
@@ -182,12 +220,43 @@ fn migration_to_mas_end_to_end_and_back() {
     assert_eq!(s.served_config()["matrix_authentication_service"]["enabled"], true);
 
     // register-user through MAS.
-    let carol = register(&s, "carol", "carol-password-1", false);
+    // register-user through MAS's admin API: while it runs, the password is in no
+    // process's command line and in no container's command or environment.
+    check_admin_api_config(&s);
+    let (carol, leaks) = register_watching(&s, "carol", "carol-password-1");
     assert!(carol.status.success(), "{}{}", text(&carol.stdout), text(&carol.stderr));
+    assert!(leaks.is_empty(), "the password leaked: {leaks:?}");
     assert_eq!(s.sql("mas", "SELECT count(*) FROM users WHERE username = 'carol'"), "1");
     let carol_token =
         wait_for("carol to log in", Duration::from_secs(60), || access_token(&s, "carol", "carol-password-1"));
     assert_eq!(whoami(&s, &carol_token).as_deref(), Some("@carol:test.local"));
+
+    // MAS's users through masctl: list, lock, unlock, set a password, the admin flag.
+    let names = |s: &Stack| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(&s.masctl_ok(&["user", "list", "--json"])).unwrap();
+        v.as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap().to_string()).collect()
+    };
+    let all = names(&s);
+    for u in ["alice", "carol", "gone", "root"] {
+        assert!(all.iter().any(|n| n == u), "{u} in {all:?}");
+    }
+    s.masctl_ok(&["user", "lock", "carol"]);
+    assert!(access_token(&s, "carol", "carol-password-1").is_none(), "a locked user cannot log in");
+    s.masctl_ok(&["user", "unlock", "@carol:test.local"]);
+    let set = s.masctl_stdin("carol-password-2\n", &["user", "set-password", "carol"]);
+    assert!(set.status.success(), "{}", text(&set.stderr));
+    wait_for("carol's new password", Duration::from_secs(30), || access_token(&s, "carol", "carol-password-2"));
+    assert!(access_token(&s, "carol", "carol-password-1").is_none(), "the old password no longer works");
+    let admin: serde_json::Value =
+        serde_json::from_str(&s.masctl_ok(&["user", "set-admin", "carol", "--json"])).unwrap();
+    assert_eq!(admin["admin"], true, "{admin}");
+    assert_eq!(s.sql("mas", "SELECT can_request_admin FROM users WHERE username = 'carol'"), "t");
+    // A password MAS finds too weak: refused, and the way on is named.
+    let weak = register(&s, "erin", "abc", false);
+    assert!(!weak.status.success());
+    assert!(text(&weak.stderr).contains("too weak"), "{}", text(&weak.stderr));
+    let missing = s.masctl(&["user", "lock", "nobody-here"]);
+    assert!(!missing.status.success() && text(&missing.stderr).contains("no user"), "{}", text(&missing.stderr));
 
     // Refusals once MAS has taken over: syn2mas without the flag, and
     // register-user while Synapse is down (nothing is created).
@@ -208,7 +277,7 @@ fn migration_to_mas_end_to_end_and_back() {
     // No password or secret reached a unit file, the store or the journal.
     let journal = docker_ok(&["exec", &s.host(), "journalctl", "--no-pager", "-o", "cat"]);
     let units = docker_ok(&["exec", &s.host(), "sh", "-c", "cat /etc/systemd/system/masctl*"]);
-    for secret in ["alice-password-1", "carol-password-1", "root-password-1"] {
+    for secret in ["alice-password-1", "carol-password-1", "carol-password-2", "root-password-1"] {
         assert!(!journal.contains(secret), "{secret} in the journal");
         assert!(!units.contains(secret), "{secret} in a unit");
     }
@@ -239,4 +308,77 @@ fn migration_to_mas_end_to_end_and_back() {
     s.wait_serving();
     assert!(s.served_config().get("matrix_authentication_service").is_none());
     assert!(access_token(&s, "alice", "alice-password-1").is_some());
+}
+
+/// `register-user` with its password on stdin; while it runs, every process's
+/// command line on this machine and every container's command and environment are
+/// searched for the password. Returns its output and where the password was seen.
+fn register_watching(s: &Stack, user: &str, password: &str) -> (std::process::Output, Vec<String>) {
+    use std::io::Write;
+    let root = s.root.display().to_string();
+    let mut child = std::process::Command::new("docker")
+        .args(["exec", "-i", &s.host(), "/opt/masctl/bin/masctl", "--root", &root, "-c", "/etc/masctl/masctl.toml"])
+        .args(["register-user", user])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+    let mut leaks = Vec::new();
+    let mut scans_while_running = 0;
+    while child.try_wait().unwrap().is_none() {
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            if let Ok(c) = std::fs::read(e.path().join("cmdline"))
+                && String::from_utf8_lossy(&c).contains(password)
+            {
+                leaks.push(format!("/proc/{}/cmdline", e.file_name().to_string_lossy()));
+            }
+        }
+        let ids = docker_ok(&["ps", "-q"]);
+        let mut args = vec!["inspect"];
+        args.extend(ids.lines());
+        let inspect = docker(&args);
+        if text(&inspect.stdout).contains(password) {
+            leaks.push("docker inspect".into());
+        }
+        scans_while_running += 1;
+    }
+    assert!(scans_while_running > 0, "no scan ran while register-user did");
+    (child.wait_with_output().unwrap(), leaks)
+}
+
+/// The admin API is served only on MAS's internal listener and only masctl's own
+/// client may use it. The permissive policy module the tests run with would allow a
+/// config that forgot `admin_clients`; the real policy would not: check the config.
+fn check_admin_api_config(s: &Stack) {
+    let mut seen = 0;
+    for e in std::fs::read_dir(s.root.join("store")).unwrap().flatten() {
+        if !e.file_name().to_string_lossy().ends_with("-mas-config") {
+            continue;
+        }
+        let text = std::fs::read_to_string(e.path().join("config.yaml")).unwrap();
+        let json = &text[text.find('{').unwrap()..];
+        let cfg: serde_json::Value = serde_json::from_str(json).unwrap();
+        let client = cfg["clients"][0]["client_id"].as_str().unwrap().to_string();
+        assert_eq!(cfg["policy"]["data"]["admin_clients"], serde_json::json!([client]));
+        for l in cfg["http"]["listeners"].as_array().unwrap() {
+            let names: Vec<&str> =
+                l["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+            assert_eq!(names.contains(&"adminapi"), l["name"] == "internal", "{l}");
+        }
+        seen += 1;
+    }
+    assert!(seen > 0, "no MAS config in the store");
+    // The public port does not reach the admin API.
+    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(10))).build().into();
+    for path in ["/api/admin/v1/users", "/auth/api/admin/v1/users"] {
+        let status = match agent.get(&format!("{}{path}", s.base_url())).call() {
+            Ok(r) => r.status().as_u16(),
+            Err(ureq::Error::StatusCode(c)) => c,
+            Err(e) => panic!("{e}"),
+        };
+        // 400/401 would mean the admin API answered (asking for a token).
+        assert_eq!(status, 404, "{path} through the public port");
+    }
 }

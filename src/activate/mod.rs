@@ -2,6 +2,7 @@
 //! switch-to-configuration does it — stop what changed, flip `current`, reload,
 //! start, wait for every job, check health — and go back when the new one fails.
 
+pub mod handover;
 pub mod plan;
 
 use std::collections::BTreeSet;

@@ -18,8 +18,12 @@ pub async fn run(cli: Cli) -> Result<()> {
     let g = &cli.global;
     let secs = Duration::from_secs;
     match cli.command {
-        Command::Switch { dry_run, timeout } => stack::switch(&Context::with_config(g)?, dry_run, secs(timeout)).await,
-        Command::Rollback { to, timeout } => stack::rollback(&Context::for_state(g)?, to, secs(timeout)).await,
+        Command::Switch { dry_run, timeout, force } => {
+            stack::switch(&Context::with_config(g)?, dry_run, secs(timeout), force).await
+        }
+        Command::Rollback { to, timeout, force } => {
+            stack::rollback(&Context::for_state(g)?, to, secs(timeout), force).await
+        }
         Command::Status { json } => stack::status(&Context::for_state(g)?, json).await,
         Command::Generations { json } => stack::generations(&Context::for_state(g)?, json),
         Command::Diff { a, b } => stack::diff(&Context::for_state(g)?, a, b),

@@ -14,8 +14,8 @@ fn short(hash: &str) -> &str {
     &hash[..12.min(hash.len())]
 }
 
-pub async fn switch(ctx: &Context, dry_run: bool, timeout: Duration) -> Result<()> {
-    match switch_op::switch(ctx, dry_run, timeout).await? {
+pub async fn switch(ctx: &Context, dry_run: bool, timeout: Duration, force: bool) -> Result<()> {
+    match switch_op::switch(ctx, dry_run, timeout, force).await? {
         Switched::Planned(plan) => {
             for line in plan.describe(true) {
                 println!("{}", ui::paint_line(&line));
@@ -36,8 +36,8 @@ pub async fn switch(ctx: &Context, dry_run: bool, timeout: Duration) -> Result<(
     Ok(())
 }
 
-pub async fn rollback(ctx: &Context, to: Option<u32>, timeout: Duration) -> Result<()> {
-    let number = switch_op::rollback(ctx, to, timeout).await?;
+pub async fn rollback(ctx: &Context, to: Option<u32>, timeout: Duration, force: bool) -> Result<()> {
+    let number = switch_op::rollback(ctx, to, timeout, force).await?;
     ui::step(format!("rolled back to generation {number}"));
     Ok(())
 }

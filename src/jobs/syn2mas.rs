@@ -96,6 +96,19 @@ and migration_in_progress = true, then `masctl switch`",
             let mut spec = JobSpec::new("syn2mas-migrate", job);
             spec.stop_before.push(synapse.clone());
             spec.start_on_failure.push(synapse.clone());
+            // The record that lets a switch hand logins to MAS: the unit itself
+            // puts it in place on success, so a dropped session still leaves it.
+            let record = layout.mas_migrated();
+            let pending = record.with_extension("pending");
+            let note = serde_json::json!({
+                "server_name": ctx.manifest.server_name,
+                "generation": ctx.number,
+                "completed": crate::timestamp::date_time(std::time::SystemTime::now()),
+                "backups": files,
+            });
+            crate::fsutil::write_atomic(&pending, &serde_json::to_vec_pretty(&note)?, 0o600)?;
+            spec.rename_on_success.push((pending.display().to_string(), record.display().to_string()));
+            spec.remove_on_failure.push(pending.display().to_string());
             let outcome = ctx.run("masctl syn2mas migrate", spec).await;
             match outcome {
                 Ok((0, _)) => {

@@ -5,11 +5,17 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 
 use super::generation;
+use crate::activate::handover::{self, Facts, Verdict};
 use crate::activate::{Activator, Plan, switch_with_rollback, unit_dir};
 use crate::context::Context;
-use crate::docker::Engine;
-use crate::generations::{self, Generations};
+use crate::docker::{Engine, ExecOutput};
+use crate::eval::Manifest;
+use crate::generations::{self, Generation, Generations};
+use crate::layout::Layout;
+use crate::service::Service;
+use crate::spec::read_spec;
 use crate::systemd::Systemd;
+use crate::ui;
 
 pub enum Switched {
     /// `--dry-run`: what a switch would do.
@@ -22,18 +28,74 @@ pub enum Switched {
     },
 }
 
+/// Refuses to hand logins from Synapse to MAS when that would lock users out
+/// (see [`handover`]); with `force`, warns instead.
+async fn guard_handover(
+    layout: &Layout,
+    engine: &Engine,
+    from: Option<&Generation>,
+    to: &Manifest,
+    force: bool,
+) -> Result<()> {
+    let from_manifest = from.map(|g| g.manifest()).transpose()?;
+    let from_mas = from_manifest.as_ref().map(|m| &m.mas);
+    if !handover::hands_over(from_mas, &to.mas) {
+        return Ok(());
+    }
+    let synapse_users = match &from_manifest {
+        // Nothing has run here: a new Synapse has nobody to lose.
+        None => Some(0),
+        Some(m) => match m.services.get(&Service::Postgres) {
+            Some(spec) => synapse_users(engine, &read_spec(spec)?.container).await,
+            None => None,
+        },
+    };
+    let facts = Facts { migrated: layout.mas_migrated().exists(), synapse_users };
+    match handover::check(from_mas, &to.mas, facts) {
+        Verdict::Allow => Ok(()),
+        Verdict::Refuse(why) if force => {
+            ui::warn(format!("{why} — switching anyway because of --force"));
+            Ok(())
+        }
+        Verdict::Refuse(why) => bail!("{why}"),
+    }
+}
+
+/// How many users Synapse's database holds (0 when it has no database or schema
+/// yet); `None` when Postgres does not answer.
+async fn synapse_users(engine: &Engine, postgres: &str) -> Option<u64> {
+    let psql = |db: &str, sql: &str| -> Vec<String> {
+        ["psql", "-h", "/run/postgresql", "-U", "postgres", "-d", db, "-tAc", sql].map(String::from).to_vec()
+    };
+    let ask = |cmd: Vec<String>| async move {
+        match engine.exec_in(postgres, &cmd, &[], ExecOutput::Capture).await {
+            Ok((0, out)) => out.trim().parse::<u64>().ok(),
+            _ => None,
+        }
+    };
+    if ask(psql("postgres", "SELECT count(*) FROM pg_database WHERE datname = 'synapse'")).await? == 0 {
+        return Some(0);
+    }
+    // query_to_xml runs the count only when the table exists (a plain subquery
+    // would fail to plan without it).
+    let count = "SELECT CASE WHEN to_regclass('public.users') IS NULL THEN 0 ELSE \
+(xpath('/row/c/text()', query_to_xml('SELECT count(*) AS c FROM users', false, true, '')))[1]::text::bigint END";
+    ask(psql("synapse", count)).await
+}
+
 /// Builds the configured generation and activates it (rolling back if it fails).
-pub async fn switch(ctx: &Context, dry_run: bool, timeout: Duration) -> Result<Switched> {
+pub async fn switch(ctx: &Context, dry_run: bool, timeout: Duration, force: bool) -> Result<Switched> {
     let layout = &ctx.layout;
     generation::check_images(ctx.config()?, &ctx.images)?;
     let _lock = generations::lock(layout, "switch")?;
     let engine = Engine::connect().await?;
     let (store_path, manifest) = generation::build(ctx, &engine).await?;
+    let gens = Generations::new(layout);
+    let current = gens.current()?;
+    guard_handover(layout, &engine, current.as_ref(), &manifest, force).await?;
     generation::check_mas_config(&engine, &manifest).await?;
     let systemd = Systemd::connect().await?;
     let a = Activator { layout, systemd: &systemd, engine: &engine, unit_dir: unit_dir(), timeout };
-    let gens = Generations::new(layout);
-    let current = gens.current()?;
     if dry_run {
         return Ok(Switched::Planned(a.plan_for(&manifest)?));
     }
@@ -46,7 +108,7 @@ pub async fn switch(ctx: &Context, dry_run: bool, timeout: Duration) -> Result<S
 }
 
 /// Switches back to generation `to` (default: the one before the current); its number.
-pub async fn rollback(ctx: &Context, to: Option<u32>, timeout: Duration) -> Result<u32> {
+pub async fn rollback(ctx: &Context, to: Option<u32>, timeout: Duration, force: bool) -> Result<u32> {
     let layout = &ctx.layout;
     let _lock = generations::lock(layout, "rollback")?;
     let gens = Generations::new(layout);
@@ -70,6 +132,7 @@ pub async fn rollback(ctx: &Context, to: Option<u32>, timeout: Duration) -> Resu
             );
         }
     }
+    guard_handover(layout, &engine, Some(&current), &target.manifest()?, force).await?;
     let systemd = Systemd::connect().await?;
     let a = Activator { layout, systemd: &systemd, engine: &engine, unit_dir: unit_dir(), timeout };
     switch_with_rollback(&a, &target, Some(&current)).await?;
