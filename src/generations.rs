@@ -145,6 +145,7 @@ fn describe_holder(text: &str) -> Option<String> {
     let (command, pid) = text.trim().rsplit_once(' ')?;
     let pid: u32 = pid.parse().ok()?;
     let command = command.trim();
+    let command = command.strip_prefix("masctl ").unwrap_or(command);
     let ok = !command.is_empty() && command.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == ' ');
     ok.then(|| format!("masctl {command}, pid {pid}"))
 }
@@ -188,7 +189,9 @@ pub fn lock(layout: &Layout, what: &str) -> Result<StateLock> {
     }
     f.set_len(0)?;
     f.rewind()?;
-    writeln!(f, "{what} {}", std::process::id())?;
+    // `masctl switch 1234`: what `cat lock` shows a person, and what the next
+    // command names.
+    writeln!(f, "masctl {what} {}", std::process::id())?;
     f.sync_all()?;
     Ok(StateLock { file: f })
 }
@@ -249,6 +252,7 @@ mod tests {
     #[test]
     fn holder_table() {
         for (text, want) in [
+            ("masctl switch 1234\n", Some("masctl switch, pid 1234")),
             ("switch 1234\n", Some("masctl switch, pid 1234")),
             ("syn2mas 7", Some("masctl syn2mas, pid 7")),
             ("", None),

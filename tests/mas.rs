@@ -67,14 +67,9 @@ fn mas_images() -> String {
     match std::env::var("MASCTL_TEST_MAS_DIST") {
         Ok(dist) if !dist.is_empty() => {
             let dist = std::fs::canonicalize(&dist).expect("MASCTL_TEST_MAS_DIST exists");
-            let out = std::process::Command::new(dist.join("mas-cli")).arg("--version").output().unwrap();
-            println!("real {}", text(&out.stdout).trim());
             format!("[images]\nmas = \"mas-local\"\n[images.inputs]\nmas-dist = \"{}\"\n", dist.display())
         }
-        _ => {
-            println!("mas-cli stand-in (tests/mas-standin); set MASCTL_TEST_MAS_DIST for the real one");
-            "[images]\nmas = \"mas-standin\"\n".to_string()
-        }
+        _ => "[images]\nmas = \"mas-standin\"\n".to_string(),
     }
 }
 
@@ -117,7 +112,17 @@ fn whoami(s: &Stack, token: &str) -> Option<String> {
 #[test]
 fn migration_to_mas_end_to_end_and_back() {
     let images = images_with_standin();
+    match std::env::var("MASCTL_TEST_MAS_DIST") {
+        Ok(dist) if !dist.is_empty() => {
+            let out = std::process::Command::new(Path::new(&dist).join("mas-cli")).arg("--version").output().unwrap();
+            println!("real {}", text(&out.stdout).trim());
+        }
+        _ => println!("mas-cli stand-in (tests/mas-standin); set MASCTL_TEST_MAS_DIST for the real one"),
+    }
     let s = Stack::with_images("mas", images.path().to_path_buf());
+    // MAS's image named from the start (MAS still off): `try` mounts a MAS release
+    // directory into its host only when it makes the host.
+    s.write_config(&mas_images());
     s.up();
     s.wait_serving();
 
