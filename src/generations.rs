@@ -233,7 +233,7 @@ mod tests {
         let e = lock(&layout, "rollback").err().unwrap().to_string();
         assert!(e.contains("masctl switch") && e.contains(&std::process::id().to_string()), "{e}");
         assert!(e.contains(&format!("(masctl switch, pid {})", std::process::id())), "{e}");
-        assert_eq!(fs::read_to_string(layout.lock()).unwrap(), format!("switch {}\n", std::process::id()));
+        assert_eq!(fs::read_to_string(layout.lock()).unwrap(), format!("masctl switch {}\n", std::process::id()));
         drop(held);
         lock(&layout, "rollback").unwrap();
     }
