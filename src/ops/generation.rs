@@ -24,11 +24,7 @@ pub fn service_images(c: &Config) -> Vec<(Service, &str)> {
         Service::Mas => &c.images.mas,
         Service::Proxy => &c.images.proxy,
     };
-    Service::ALL
-        .into_iter()
-        .filter(|s| c.mas_enabled() || !s.with_mas_only())
-        .map(|s| (s, image(s).get_ref().as_str()))
-        .collect()
+    Service::ALL.into_iter().filter(|s| s.runs_with(c)).map(|s| (s, image(s).get_ref().as_str())).collect()
 }
 
 /// `masctl config check`: the config parses, validates, and every image it names is
