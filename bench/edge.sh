@@ -24,22 +24,7 @@ PORT=$(free_port); NPORT=$(free_port)
 # The project's images plus the MAS stand-in, and main's nginx recipe as `nginx`.
 IMG="$WORK/images"; mkdir -p "$IMG" "$WORK/conf" "$WORK/nginx"
 cp images/*.toml images/*.lock "$IMG"/; cp -r images/files "$IMG"/; cp -r tests/mas-standin "$IMG"/
-cat > "$IMG/mas-standin.toml" <<'TOML'
-description = "TEST DOUBLE: the mas-cli stand-in, on the Synapse image"
-base = "synapse"
-[[copy]]
-from = "mas-standin/mas-cli"
-to = "/usr/local/bin/mas-cli"
-mode = 0o755
-[[copy]]
-from = "mas-standin/share"
-to = "/usr/local/share/mas-cli"
-[config]
-user = "65532:65532"
-entrypoint = ["/usr/local/bin/mas-cli"]
-cmd = ["server"]
-env = ["PATH=/usr/local/bin:/usr/bin", "PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1"]
-TOML
+cp tests/mas-standin.toml "$IMG"/
 git show 37b4699:images/proxy.toml > "$IMG/nginx.toml"
 git show 37b4699:images/proxy.lock > "$IMG/nginx.lock"
 export MASCTL_CACHE="$PWD/target/bench-cache" MASCTL_IMAGES="$IMG"

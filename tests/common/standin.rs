@@ -1,6 +1,7 @@
 //! The MAS stand-in image for tests: a declarations directory holding the
 //! project's images plus `mas-standin` (tests/mas-standin on the Synapse image),
-//! packed with the same copy-a-local-mas-cli mechanism as `images/mas-local.toml`.
+//! packed by tests/mas-standin.toml with the same copy-a-local-mas-cli mechanism as
+//! `images/mas-local.toml`.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -17,28 +18,9 @@ pub fn images_with_standin() -> tempfile::TempDir {
     }
     copy_dir(&repo().join("images/files"), &dir.path().join("files"));
     copy_dir(&repo().join("tests/mas-standin"), &dir.path().join("mas-standin"));
-    std::fs::write(dir.path().join("mas-standin.toml"), STANDIN_RECIPE).unwrap();
+    std::fs::copy(repo().join("tests/mas-standin.toml"), dir.path().join("mas-standin.toml")).unwrap();
     dir
 }
-
-const STANDIN_RECIPE: &str = r#"description = "TEST DOUBLE: the mas-cli stand-in from tests/mas-standin, on the Synapse image (it is Python)"
-base = "synapse"
-
-[[copy]]
-from = "mas-standin/mas-cli"
-to = "/usr/local/bin/mas-cli"
-mode = 0o755
-
-[[copy]]
-from = "mas-standin/share"
-to = "/usr/local/share/mas-cli"
-
-[config]
-user = "65532:65532"
-entrypoint = ["/usr/local/bin/mas-cli"]
-cmd = ["server"]
-env = ["PATH=/usr/local/bin:/usr/bin", "PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1"]
-"#;
 
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
