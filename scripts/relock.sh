@@ -15,6 +15,6 @@ root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 # Bases first: an image's lock leaves out what its base already has.
 "$M" --root "$root" image lock base
-"$M" --root "$root" image lock postgres synapse proxy
-"$M" --root "$root" image build --check base postgres synapse proxy
+"$M" --root "$root" image lock postgres synapse proxy pebble
+"$M" --root "$root" image build --check base postgres synapse proxy pebble
 git --no-pager diff --stat -- images/

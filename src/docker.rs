@@ -7,7 +7,10 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use bollard::Docker;
 use bollard::exec::{CreateExecOptions, StartExecResults};
-use bollard::models::{ContainerCreateBody, HealthConfig, HostConfig, NetworkCreateRequest, PortBinding};
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, NetworkCreateRequest, NetworkingConfig,
+    PortBinding,
+};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ImportImageOptionsBuilder, LogsOptionsBuilder,
     RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, StopContainerOptionsBuilder,
@@ -179,6 +182,11 @@ fn ms_to_ns(ms: u64) -> i64 {
     (ms as i64) * 1_000_000
 }
 
+/// The container's endpoint on each of its networks: its aliases.
+fn endpoint(spec: &ServiceSpec) -> EndpointSettings {
+    EndpointSettings { aliases: Some(spec.aliases.clone()), ..Default::default() }
+}
+
 /// The Docker create body for a service: pinned image, non-root user, read-only root,
 /// no capabilities, no privilege gain, tmpfs for scratch, a health check.
 pub fn container_body(spec: &ServiceSpec) -> ContainerCreateBody {
@@ -198,6 +206,8 @@ pub fn container_body(spec: &ServiceSpec) -> ContainerCreateBody {
     ContainerCreateBody {
         image: Some(spec.image.clone()),
         user: Some(spec.user.clone()),
+        networking_config: (!spec.aliases.is_empty())
+            .then(|| NetworkingConfig { endpoints_config: Some([(spec.network.clone(), endpoint(spec))].into()) }),
         cmd: (!spec.cmd.is_empty()).then(|| spec.cmd.clone()),
         env: Some(spec.env.clone()),
         exposed_ports: (!spec.ports.is_empty())
@@ -319,6 +329,16 @@ impl Engine {
             .create_container(Some(opts), container_body(spec))
             .await
             .with_context(|| format!("creating container {}", spec.container))?;
+        for net in &spec.extra_networks {
+            let req = bollard::models::NetworkConnectRequest {
+                container: spec.container.clone(),
+                endpoint_config: Some(endpoint(spec)),
+            };
+            self.docker
+                .connect_network(net, req)
+                .await
+                .with_context(|| format!("connecting {} to network {net} (does it exist?)", spec.container))?;
+        }
         self.docker
             .start_container(&spec.container, None)
             .await
@@ -562,6 +582,8 @@ mod tests {
             pre_start: vec![],
             data_dirs: vec![],
             stop_timeout_secs: 1,
+            aliases: vec![],
+            extra_networks: vec![],
         }
     }
 

@@ -59,8 +59,12 @@ impl Service {
     }
 
     /// Where the service keeps its data: never deleted by switch, rollback or gc.
+    /// The edge's is its certificates and ACME account: `data/edge`.
     pub fn data_dir(self, layout: &Layout) -> PathBuf {
-        layout.data(self.name())
+        match self {
+            Service::Proxy => layout.data("edge"),
+            s => layout.data(s.name()),
+        }
     }
 
     /// The unit's `Description=`.
@@ -69,13 +73,18 @@ impl Service {
             Service::Postgres => "PostgreSQL",
             Service::Synapse => "Synapse homeserver",
             Service::Mas => "Matrix Authentication Service",
-            Service::Proxy => "routing proxy",
+            Service::Proxy => "edge (TLS, well-known documents, routing)",
         }
     }
 
-    /// Runs only when MAS is enabled (the proxy exists to route between the two).
-    pub const fn with_mas_only(self) -> bool {
-        matches!(self, Service::Mas | Service::Proxy)
+    /// Whether a config runs the service: MAS when enabled, the edge with MAS or
+    /// TLS (see `Config::edge_runs`), the rest always.
+    pub fn runs_with(self, c: &crate::config::Config) -> bool {
+        match self {
+            Service::Mas => c.mas_enabled(),
+            Service::Proxy => c.edge_runs(),
+            Service::Postgres | Service::Synapse => true,
+        }
     }
 
     /// Which services a service needs running first. Ordering plus `Wants=`, not

@@ -47,6 +47,14 @@ pub struct ServiceSpec {
     #[serde(default)]
     pub data_dirs: Vec<DataDir>,
     pub stop_timeout_secs: u32,
+    /// Names the container also answers to on its networks (Docker network
+    /// aliases): the edge answers to the stack's public hostnames. Left out when
+    /// empty, so specs without them keep their bytes and hashes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    /// Docker networks the container joins besides `network` (they must exist).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_networks: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

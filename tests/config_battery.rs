@@ -139,6 +139,28 @@ fn broken() -> Vec<(&'static str, String, &'static str)> {
         ),
         ("mas-dist relative", h("[images.inputs]\nmas-dist = \"dist\"\n"), "4:12"),
         ("input name with capitals", h("[images.inputs]\nMasDist = \"/opt/mas\"\n"), "4:1"),
+        // the edge
+        ("edge.tls unknown", h("[edge]\ntls = \"https\"\n"), "4:7"),
+        ("edge acme without an email", h("[edge]\ntls = \"acme\"\n"), "4:7"),
+        ("edge files without a key", h("[edge]\ntls = \"files\"\ncertificate = \"/etc/c.pem\"\n"), "4:7"),
+        (
+            "edge files whose certificate is missing",
+            h("[edge]\ntls = \"files\"\ncertificate = \"@ROOT@/none.pem\"\nkey = \"@ROOT@/none.key\"\n"),
+            "5:15",
+        ),
+        ("edge.acme_directory over http", h("[edge]\nacme_directory = \"http://ca.example.com/dir\"\n"), "4:18"),
+        ("edge.acme_directory with a brace", h("[edge]\nacme_directory = \"https://ca/{x}\"\n"), "4:18"),
+        ("edge.acme_email with a placeholder", h("[edge]\nacme_email = \"a{$HOME}@e.com\"\n"), "4:14"),
+        ("edge.trust relative", h("[edge]\ntrust = \"roots.pem\"\n"), "4:9"),
+        ("edge.https not IP:PORT", h("[edge]\nhttps = \"localhost:443\"\n"), "4:9"),
+        ("edge.networks host", h("[edge]\nnetworks = [\"host\"]\n"), "4:13"),
+        (
+            "server_name with a port under TLS",
+            "server_name = \"e.com:8448\"\nstate_root = \"@ROOT@\"\n[edge]\ntls = \"acme\"\nacme_email = \"a@e.com\"\n"
+                .into(),
+            "1:15",
+        ),
+        ("synapse.extra.federation_custom_ca_list", h("[synapse.extra]\nfederation_custom_ca_list = []\n"), "4:1"),
     ]
 }
 

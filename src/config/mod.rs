@@ -4,9 +4,11 @@
 //! [`Config::validate`], and every error names `file:line:column`.
 
 mod schema;
+mod tls_files;
 mod validate;
 
 pub use schema::*;
+pub use validate::parse_publish;
 
 use std::path::Path;
 
@@ -27,7 +29,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Config> {
     Ok(config)
 }
 
+/// Parses and validates the config file, and checks the files it names that must
+/// be right before a switch (a certificate you bring).
 pub fn load(path: &Path) -> Result<Config> {
     let text = std::fs::read_to_string(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    parse(path, &text)
+    let config = parse(path, &text)?;
+    tls_files::check(&config, path, &text)?;
+    Ok(config)
 }

@@ -32,6 +32,8 @@ pub struct Config {
     pub ports: Ports,
     #[serde(default)]
     pub mas: Mas,
+    #[serde(default)]
+    pub edge: Edge,
     /// Where the config was read from, for located errors found after parsing.
     #[serde(skip)]
     pub origin: Origin,
@@ -75,7 +77,7 @@ pub struct Images {
     pub synapse: Spanned<String>,
     #[serde(default = "default_mas_image")]
     pub mas: Spanned<String>,
-    /// The routing proxy in front of Synapse and MAS (used when MAS is enabled).
+    /// The edge in front of Synapse and MAS (Caddy; runs with MAS or with TLS).
     #[serde(default = "default_proxy_image")]
     pub proxy: Spanned<String>,
     /// Directories recipes take as inputs, by input name (e.g. `mas-dist` for the
@@ -163,6 +165,90 @@ fn default_synapse_port() -> Spanned<String> {
 impl Default for Ports {
     fn default() -> Self {
         Ports { synapse: default_synapse_port() }
+    }
+}
+
+/// How the edge faces the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// Plain HTTP on `ports.synapse`, behind your own proxy (or `masctl try`).
+    Plain,
+    /// Certificates from an ACME CA, obtained and renewed by the edge.
+    Acme,
+    /// A certificate and key you bring.
+    Files,
+}
+
+pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Edge {
+    /// `plain`, `acme` or `files`.
+    #[serde(default = "plain")]
+    pub tls: Spanned<TlsMode>,
+    /// The ACME account's contact address (expiry notices).
+    pub acme_email: Option<Spanned<String>>,
+    /// The ACME directory [default: Let's Encrypt's].
+    #[serde(default = "default_acme_directory")]
+    pub acme_directory: Spanned<String>,
+    /// PEM roots the edge trusts for the ACME directory's own HTTPS (a private CA).
+    pub acme_directory_ca: Option<Spanned<String>>,
+    /// With `tls = "files"`: the certificate chain (PEM) and its private key.
+    pub certificate: Option<Spanned<String>>,
+    pub key: Option<Spanned<String>>,
+    /// PEM roots Synapse's federation client and MAS trust instead of the system's
+    /// (a private CA; tests).
+    pub trust: Option<Spanned<String>>,
+    /// Where the TLS edge's listeners are published on the host: `IP:PORT` or `PORT`.
+    #[serde(default = "default_http")]
+    pub http: Spanned<String>,
+    #[serde(default = "default_https")]
+    pub https: Spanned<String>,
+    #[serde(default = "default_federation")]
+    pub federation: Spanned<String>,
+    /// Serve Synapse's admin API (`/_synapse/admin`) on the public listeners
+    /// [default: only with `tls = "plain"`, whose port is loopback by default].
+    pub expose_admin: Option<Spanned<bool>>,
+    /// Further Docker networks the edge (answering to the stack's hostnames) and
+    /// Synapse (for outgoing federation) join.
+    #[serde(default)]
+    pub networks: Vec<Spanned<String>>,
+}
+
+fn plain() -> Spanned<TlsMode> {
+    Spanned::new(0..0, TlsMode::Plain)
+}
+fn default_acme_directory() -> Spanned<String> {
+    s(LETS_ENCRYPT)
+}
+fn default_http() -> Spanned<String> {
+    s("0.0.0.0:80")
+}
+fn default_https() -> Spanned<String> {
+    s("0.0.0.0:443")
+}
+fn default_federation() -> Spanned<String> {
+    s("0.0.0.0:8448")
+}
+
+impl Default for Edge {
+    fn default() -> Self {
+        Edge {
+            tls: plain(),
+            acme_email: None,
+            acme_directory: default_acme_directory(),
+            acme_directory_ca: None,
+            certificate: None,
+            key: None,
+            trust: None,
+            http: default_http(),
+            https: default_https(),
+            federation: default_federation(),
+            expose_admin: None,
+            networks: Vec::new(),
+        }
     }
 }
 
@@ -305,6 +391,39 @@ impl Config {
 
     pub fn mas_hostname(&self) -> String {
         self.mas.hostname.as_ref().map(|h| h.get_ref().clone()).unwrap_or_else(|| self.matrix_hostname())
+    }
+
+    pub fn tls(&self) -> TlsMode {
+        *self.edge.tls.get_ref()
+    }
+
+    /// The edge runs with MAS (it routes between the two) or to terminate TLS;
+    /// plain HTTP without MAS publishes Synapse itself, as before.
+    pub fn edge_runs(&self) -> bool {
+        self.mas_enabled() || self.tls() != TlsMode::Plain
+    }
+
+    /// Synapse's admin API on the public listeners.
+    pub fn expose_admin(&self) -> bool {
+        self.edge.expose_admin.as_ref().map_or(self.tls() == TlsMode::Plain, |e| *e.get_ref())
+    }
+
+    /// Every hostname the edge serves: the Matrix hostname, MAS's, the server name
+    /// (for the well-known documents), without duplicates, ports stripped.
+    pub fn served_hostnames(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut names = vec![self.matrix_hostname()];
+        if self.mas_enabled() {
+            names.push(self.mas_hostname());
+        }
+        names.push(self.server_name.get_ref().clone());
+        for n in names {
+            let host = n.split(':').next().unwrap_or(&n).to_string();
+            if !out.contains(&host) {
+                out.push(host);
+            }
+        }
+        out
     }
 
     /// `(ip, port)` for the published Synapse listener.

@@ -14,11 +14,11 @@ use std::path::Path;
 use anyhow::Result;
 use toml::de::{DeTable, DeValue};
 
-use super::{Config, at};
+use super::{Config, TlsMode, at};
 use crate::image::reference::Reference;
 
 /// Keys of `homeserver.yaml` that masctl owns: overriding them would break the stack.
-pub const MANAGED_SYNAPSE_KEYS: [&str; 11] = [
+pub const MANAGED_SYNAPSE_KEYS: [&str; 12] = [
     "server_name",
     "database",
     "listeners",
@@ -30,6 +30,8 @@ pub const MANAGED_SYNAPSE_KEYS: [&str; 11] = [
     "registration_shared_secret_path",
     "pid_file",
     "matrix_authentication_service",
+    // from `[edge] trust`
+    "federation_custom_ca_list",
 ];
 
 /// Top-level keys of MAS's `config.yaml` that masctl renders (`account` comes from
@@ -145,6 +147,33 @@ pub fn path_prefix(p: &str) -> Verdict {
         p != "/" && !p.starts_with("/_matrix") && !p.starts_with("/_synapse") && !p.starts_with("/_masctl"),
         "would shadow Synapse's paths",
     )
+}
+
+/// An ACME directory: an `https://host[:port][/path]` URL.
+pub fn acme_directory(s: &str) -> Verdict {
+    ok_if(s.starts_with("https://"), "must be an https:// URL")?;
+    issuer(s)
+}
+
+/// The ACME account's address, as it goes into the Caddyfile: a plain
+/// `local@domain` (letters, digits and `.+_-` before the `@`).
+pub fn acme_email(s: &str) -> Verdict {
+    let plain = s.split_once('@').is_some_and(|(local, _)| {
+        !local.is_empty() && local.chars().all(|c| c.is_ascii_alphanumeric() || ".+_-".contains(c))
+    });
+    ok_if(plain, "is not a plain email address (letters, digits and .+_- before the @)")?;
+    email_address(s)
+}
+
+/// A Docker network name: `[A-Za-z0-9][A-Za-z0-9_.-]*`, at most 64.
+pub fn network_name(s: &str) -> Verdict {
+    ok_if(
+        s.len() <= 64
+            && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)),
+        "is not a Docker network name (letters, digits and _.-)",
+    )?;
+    ok_if(!DOCKER_NETWORKS.contains(&s), "is one of Docker's own networks")
 }
 
 /// A Postgres setting (GUC) name: `[A-Za-z_][A-Za-z0-9_]*`, dotted for extensions'.
@@ -420,7 +449,64 @@ pub fn validate(c: &Config, path: &Path, text: &str) -> Result<()> {
             format!("ports.synapse {:?} is not IP:PORT or PORT (1-65535)", c.ports.synapse.get_ref()),
         ));
     }
-    validate_mas(c, &k)
+    validate_mas(c, &k)?;
+    validate_edge(c, &k)
+}
+
+fn validate_edge(c: &Config, k: &Checker) -> Result<()> {
+    let e = &c.edge;
+    for (name, v) in [("edge.http", &e.http), ("edge.https", &e.https), ("edge.federation", &e.federation)] {
+        if parse_publish(v.get_ref()).is_none() {
+            return Err(k.err(v.span(), format!("{name} {:?} is not IP:PORT or PORT (1-65535)", v.get_ref())));
+        }
+    }
+    k.spanned("edge.acme_directory", &e.acme_directory, acme_directory)?;
+    if let Some(m) = &e.acme_email {
+        k.spanned("edge.acme_email", m, acme_email)?;
+    }
+    for (name, f) in [
+        ("edge.acme_directory_ca", &e.acme_directory_ca),
+        ("edge.certificate", &e.certificate),
+        ("edge.key", &e.key),
+        ("edge.trust", &e.trust),
+    ] {
+        if let Some(f) = f {
+            k.spanned(name, f, safe_path)?;
+        }
+    }
+    for n in &e.networks {
+        k.spanned("edge.networks", n, network_name)?;
+        if n.get_ref() == c.instance.get_ref() {
+            return Err(k.err(n.span(), format!("edge.networks {:?} is the instance's own network", n.get_ref())));
+        }
+    }
+    let mode = e.tls.get_ref();
+    let needs = |what: &str, v: &Option<toml::Spanned<String>>, why: &str| match v {
+        Some(_) => Ok(()),
+        None => Err(k.err(e.tls.span(), format!("edge: tls = {why:?} needs {what}"))),
+    };
+    match mode {
+        TlsMode::Acme => needs("acme_email", &e.acme_email, "acme")?,
+        TlsMode::Files => {
+            needs("certificate", &e.certificate, "files")?;
+            needs("key", &e.key, "files")?;
+        }
+        TlsMode::Plain => {}
+    }
+    if *mode != TlsMode::Plain {
+        // Certificates are for names; the edge listens on 443 and 8448.
+        let mut names = vec![("server_name", &c.server_name)];
+        names.extend(c.hostnames.matrix.as_ref().map(|h| ("hostnames.matrix", h)));
+        names.extend(c.mas.hostname.as_ref().map(|h| ("mas.hostname", h)));
+        for (field, v) in names {
+            if v.get_ref().contains(':') {
+                let msg =
+                    format!("{field} {:?} has a port; with TLS the edge serves names on 443 and 8448", v.get_ref());
+                return Err(k.err(v.span(), msg));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn validate_mas(c: &Config, k: &Checker) -> Result<()> {
@@ -582,6 +668,38 @@ hostname = \"mail.e.com\"\nmode = \"starttls\"\n{provider}synapse_idp_id = \"oid
     }
 
     /// Each allowlist on values it must take and values it must refuse.
+    #[test]
+    fn edge_sections() {
+        let base = "server_name = \"e.com\"\n";
+        check(&format!("{base}[edge]\ntls = \"acme\"\nacme_email = \"admin@e.com\"\n")).unwrap();
+        check(&format!(
+            "{base}[edge]\ntls = \"files\"\ncertificate = \"/etc/tls/c.pem\"\nkey = \"/etc/tls/k.pem\"\n\
+https = \"127.0.0.1:8443\"\nnetworks = [\"fed-1\"]\nexpose_admin = true\n"
+        ))
+        .unwrap();
+        let cases = [
+            (format!("{base}[edge]\ntls = \"acme\"\n"), "m.toml:3:7:", "needs acme_email"),
+            (format!("{base}[edge]\ntls = \"files\"\nkey = \"/k\"\n"), "m.toml:3:7:", "needs certificate"),
+            (format!("{base}[edge]\ntls = \"tls\"\n"), "m.toml:3:7:", "unknown variant"),
+            (format!("{base}[edge]\nacme_directory = \"http://ca/dir\"\n"), "m.toml:3:18:", "https://"),
+            (format!("{base}[edge]\nacme_directory = \"https://ca/{{x}}\"\n"), "m.toml:3:18:", "in its path"),
+            (format!("{base}[edge]\nacme_email = \"a{{$X}}@e.com\"\n"), "m.toml:3:14:", "plain email"),
+            (format!("{base}[edge]\ntrust = \"roots.pem\"\n"), "m.toml:3:9:", "absolute path"),
+            (format!("{base}[edge]\ncertificate = \"/a b\"\n"), "m.toml:3:15:", "edge.certificate"),
+            (format!("{base}[edge]\nhttps = \"1.2.3:443\"\n"), "m.toml:3:9:", "edge.https"),
+            (format!("{base}[edge]\nnetworks = [\"host\"]\n"), "m.toml:3:13:", "Docker's own"),
+            (format!("{base}[edge]\nnetworks = [\"masctl\"]\n"), "m.toml:3:13:", "instance's own"),
+            (format!("{base}[edge]\nnetworks = [\"a b\"]\n"), "m.toml:3:13:", "network name"),
+            (
+                "server_name = \"e.com:8448\"\n[edge]\ntls = \"acme\"\nacme_email = \"a@e.com\"\n".to_string(),
+                "m.toml:1:15:",
+                "has a port",
+            ),
+            (format!("{base}[synapse.extra]\nfederation_custom_ca_list = []\n"), "m.toml:3:1:", "managed"),
+        ];
+        assert_refused(&cases);
+    }
+
     #[test]
     fn allowlist_tables() {
         type Rule = fn(&str) -> super::Verdict;

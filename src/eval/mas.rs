@@ -213,5 +213,7 @@ pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
         pre_start: vec![cli(&["database", "migrate"])],
         data_dirs: Vec::<DataDir>::new(),
         stop_timeout_secs: 30,
+        aliases: vec![],
+        extra_networks: vec![],
     }
 }

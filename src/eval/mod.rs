@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use sha2::{Digest, Sha256};
 
-use crate::config::Config;
+use crate::config::{Config, TlsMode};
 use crate::layout::Layout;
 use crate::service::Service;
 use crate::spec::ServiceSpec;
@@ -98,13 +98,15 @@ pub fn evaluate(inp: &Inputs) -> Result<Evaluated> {
     configured.push((pg_conf, pg, Service::Postgres));
     if c.mas_enabled() {
         let mas_conf = mas::config_entry(c)?;
-        let mas = mas::spec(inp, &mas_conf.path(inp.layout));
+        let mut mas = mas::spec(inp, &mas_conf.path(inp.layout));
+        proxy::adapt_mas(c, &mut mas);
         configured.push((mas_conf, mas, Service::Mas));
     }
     let syn_conf = synapse::config_entry(c)?;
-    let syn = synapse::spec(inp, &syn_conf.path(inp.layout));
+    let mut syn = synapse::spec(inp, &syn_conf.path(inp.layout));
+    proxy::adapt_synapse(c, &mut syn);
     configured.push((syn_conf, syn, Service::Synapse));
-    if c.mas_enabled() {
+    if c.edge_runs() {
         let proxy_conf = proxy::config_entry(c);
         let proxy = proxy::spec(inp, &proxy_conf.path(inp.layout));
         configured.push((proxy_conf, proxy, Service::Proxy));
@@ -124,8 +126,14 @@ pub fn evaluate(inp: &Inputs) -> Result<Evaluated> {
         unit_hashes.insert(file.clone(), hex::encode(Sha256::digest(text.as_bytes())));
         gen_entry.add(&format!("units/{file}"), text);
     }
-    let (ip, port) = inp.config.synapse_publish();
-    let host = if ip.contains(':') { format!("[{ip}]") } else { ip };
+    let client_url = match c.tls() {
+        TlsMode::Plain => {
+            let (ip, port) = c.synapse_publish();
+            let host = if ip.contains(':') { format!("[{ip}]") } else { ip };
+            format!("http://{host}:{port}")
+        }
+        TlsMode::Acme | TlsMode::Files => format!("https://{}", c.matrix_hostname()),
+    };
     let manifest = Manifest {
         format: 1,
         server_name: inp.config.server_name.get_ref().clone(),
@@ -135,7 +143,7 @@ pub fn evaluate(inp: &Inputs) -> Result<Evaluated> {
         services,
         units: unit_hashes,
         refs: entries.iter().map(|e| e.path(inp.layout)).collect(),
-        client_url: format!("http://{host}:{port}"),
+        client_url,
         databases: postgres::databases(c).iter().map(|d| d.to_string()).collect(),
         mas: MasState {
             enabled: c.mas_enabled(),

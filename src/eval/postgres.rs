@@ -89,5 +89,7 @@ pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
         pre_start: vec![],
         data_dirs: vec![DataDir { path: data, uid: UID, mode: 0o700 }],
         stop_timeout_secs: 60,
+        aliases: vec![],
+        extra_networks: vec![],
     }
 }

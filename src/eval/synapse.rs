@@ -82,6 +82,10 @@ pub fn homeserver_pre_mas(c: &Config) -> Result<Value> {
         "registration_shared_secret_path": "/run/secrets/synapse-registration",
         "suppress_key_server_warning": true,
     });
+    if c.edge.trust.is_some() {
+        // A private CA (tests): federation trusts it instead of the system roots.
+        hs["federation_custom_ca_list"] = json!([super::proxy::TRUST_IN]);
+    }
     let extra = serde_json::to_value(c.synapse.extra.get_ref()).context("synapse.extra")?;
     if let (Some(obj), Value::Object(extra)) = (hs.as_object_mut(), extra) {
         for (k, v) in extra {
@@ -123,8 +127,8 @@ pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
     let data = SERVICE.data_dir(l).display().to_string();
     let secret = |n: &str| format!("{}:/run/secrets/{n}:ro", l.secret(n).display());
     let (host_ip, host_port) = c.synapse_publish();
-    // With MAS the routing proxy owns the public port; Synapse is reached inside.
-    let ports = if c.mas_enabled() { vec![] } else { vec![Port { host_ip, host_port, container_port: 8008 }] };
+    // With the edge in front, it owns the public ports; Synapse is reached inside.
+    let ports = if c.edge_runs() { vec![] } else { vec![Port { host_ip, host_port, container_port: 8008 }] };
     let mut binds = vec![
         format!("{data}:/data"),
         format!("{config_dir}:/etc/synapse:ro"),
@@ -166,5 +170,7 @@ pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
         pre_start: vec![],
         data_dirs: vec![DataDir { path: data, uid: UID, mode: 0o750 }],
         stop_timeout_secs: 30,
+        aliases: vec![],
+        extra_networks: vec![],
     }
 }

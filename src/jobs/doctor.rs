@@ -101,10 +101,14 @@ pub async fn run(layout: &Layout) -> Result<Vec<Finding>> {
         let prefix = ctx.manifest.mas.path_prefix.clone();
         match engine.container_ip(&spec.container, &spec.network).await? {
             Some(ip) => {
-                for (what, path) in [
+                let mut routes = vec![
                     ("Synapse", "/_matrix/client/versions".to_string()),
-                    ("MAS", format!("{prefix}/.well-known/openid-configuration")),
-                ] {
+                    ("the well-known document", "/.well-known/matrix/client".to_string()),
+                ];
+                if ctx.mas_enabled() {
+                    routes.push(("MAS", format!("{prefix}/.well-known/openid-configuration")));
+                }
+                for (what, path) in routes {
                     let ok = crate::docker::http_ok(format!("http://{ip}:8080{path}"), Duration::from_secs(5)).await;
                     if ok {
                         note(Level::Ok, format!("{what} answers through the proxy ({path})"));

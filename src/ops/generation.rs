@@ -26,7 +26,7 @@ fn service_image_values(c: &Config) -> Vec<(Service, &Spanned<String>)> {
         Service::Mas => &c.images.mas,
         Service::Proxy => &c.images.proxy,
     };
-    Service::ALL.into_iter().filter(|s| c.mas_enabled() || !s.with_mas_only()).map(|s| (s, image(s))).collect()
+    Service::ALL.into_iter().filter(|s| s.runs_with(c)).map(|s| (s, image(s))).collect()
 }
 
 /// (service, image) for every service the config runs.

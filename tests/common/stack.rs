@@ -10,6 +10,7 @@ use super::{docker, docker_ok, repo, shared_cache, wait_for};
 
 pub struct Stack {
     pub images: PathBuf,
+    pub server_name: String,
     pub instance: String,
     pub port: u16,
     pub root: PathBuf,
@@ -22,7 +23,7 @@ pub struct Stack {
 const RATE_LIMITS: &str = "[synapse.extra.rc_login.address]\nper_second = 1000\nburst_count = 1000\n\
 [synapse.extra.rc_login.account]\nper_second = 1000\nburst_count = 1000\n";
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -34,10 +35,16 @@ impl Stack {
 
     /// A stack whose images come from another declarations directory.
     pub fn with_images(name: &str, images: PathBuf) -> Stack {
+        Stack::with_server_name(name, "test.local", images)
+    }
+
+    /// A stack for another server name (e.g. two stacks federating).
+    pub fn with_server_name(name: &str, server_name: &str, images: PathBuf) -> Stack {
         let root_dir = tempfile::Builder::new().prefix("masctl-stack-").tempdir_in("/var/tmp").unwrap();
         let instance = format!("t{}-{name}", std::process::id());
         let stack = Stack {
             images,
+            server_name: server_name.to_string(),
             instance,
             port: free_port(),
             root: root_dir.path().to_path_buf(),
@@ -55,7 +62,8 @@ impl Stack {
     /// The base config plus `extra` TOML appended (tables after the top-level keys).
     pub fn write_config(&self, extra: &str) {
         let text = format!(
-            "server_name = \"test.local\"\ninstance = \"{}\"\nstate_root = \"{}\"\n[ports]\nsynapse = \"127.0.0.1:{}\"\n{extra}{RATE_LIMITS}",
+            "server_name = \"{}\"\ninstance = \"{}\"\nstate_root = \"{}\"\n[ports]\nsynapse = \"127.0.0.1:{}\"\n{extra}{RATE_LIMITS}",
+            self.server_name,
             self.instance,
             self.root.display(),
             self.port
@@ -232,7 +240,7 @@ impl Stack {
     pub fn profile_status(&self, user: &str) -> Option<u16> {
         let agent: ureq::Agent =
             ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(5))).build().into();
-        match agent.get(&format!("{}/_matrix/client/v3/profile/@{user}:test.local", self.base_url())).call() {
+        match agent.get(&format!("{}/_matrix/client/v3/profile/@{user}:{}", self.base_url(), self.server_name)).call() {
             Ok(r) => Some(r.status().as_u16()),
             Err(ureq::Error::StatusCode(c)) => Some(c),
             Err(_) => None,
