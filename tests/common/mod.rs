@@ -156,3 +156,32 @@ impl Drop for Docker {
 /// Secure hardening flags every service container in the tests runs with.
 pub const HARDENED: [&str; 6] =
     ["--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--tmpfs=/tmp"];
+
+/// A declarations directory: the project's images plus the stand-in MAS image
+/// (`mas-standin`, the test double in tests/mas-standin, on the Synapse image).
+pub fn images_with_standin() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(repo().join("images")).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    copy_tree(&repo().join("images/files"), &dir.path().join("files"));
+    copy_tree(&repo().join("tests/mas-standin"), &dir.path().join("mas-standin"));
+    std::fs::copy(repo().join("tests/mas-standin.toml"), dir.path().join("mas-standin.toml")).unwrap();
+    dir
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let dest = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_tree(&p, &dest);
+        } else {
+            std::fs::copy(&p, &dest).unwrap();
+        }
+    }
+}
