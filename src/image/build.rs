@@ -211,7 +211,7 @@ impl Builder<'_> {
         };
         let lock = self.lock_for(name, &decl)?;
         let pins = lock.pins();
-        self.cache.fetch_missing(&pins, &mut self.sources)?;
+        self.cache.fetch_missing(name, &pins, &mut self.sources)?;
 
         let mut own: Vec<(Tree, String)> = Vec::new();
         if !lock.debs.is_empty() {
