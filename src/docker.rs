@@ -584,11 +584,12 @@ impl Engine {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::spec::{Health, HttpProbe};
 
-    fn spec(http: bool) -> ServiceSpec {
+    /// A spec checked by a command, or probed over HTTP.
+    pub(crate) fn spec(http: bool) -> ServiceSpec {
         ServiceSpec {
             service: "s".into(),
             container: "c".into(),

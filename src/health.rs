@@ -74,7 +74,6 @@ impl Liveness {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{Health as Check, HttpProbe};
 
     #[test]
     fn probe_verdict_table() {
@@ -92,30 +91,9 @@ mod tests {
     }
 
     fn spec(http: bool, retries: u32) -> ServiceSpec {
-        ServiceSpec {
-            service: "s".into(),
-            container: "c".into(),
-            network: "n".into(),
-            image: "sha256:a".into(),
-            user: "1:1".into(),
-            cmd: vec![],
-            env: vec![],
-            binds: vec![],
-            tmpfs: Default::default(),
-            ports: vec![],
-            health: Check {
-                test: if http { vec![] } else { vec!["true".into()] },
-                http: http.then(|| HttpProbe { port: 1, path: "/".into() }),
-                interval_ms: 1,
-                timeout_ms: 1,
-                retries,
-                start_period_ms: 1,
-            },
-            after_healthy: vec![],
-            pre_start: vec![],
-            data_dirs: vec![],
-            stop_timeout_secs: 1,
-        }
+        let mut s = crate::docker::tests::spec(http);
+        s.health.retries = retries;
+        s
     }
 
     #[test]
