@@ -215,9 +215,9 @@ fn failures_roll_back_and_interrupted_switches_converge() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Readiness: the lock is held once the file names its holder.
+    // Readiness: the lock is held once the file names its holder (`switch <pid>`).
     wait_for("the first switch to take the lock", Duration::from_secs(60), || {
-        std::fs::read_to_string(s.root.join("lock")).ok().filter(|t| t.contains("masctl switch")).map(|_| ())
+        std::fs::read_to_string(s.root.join("lock")).ok().filter(|t| t.starts_with("switch ")).map(|_| ())
     });
     let second = s.masctl(&["switch"]);
     let first_ok = first.wait().unwrap().success();
