@@ -37,9 +37,13 @@ impl Store {
             return Ok(dest);
         }
         if fs::symlink_metadata(&dest).is_ok() {
-            // Left by a crash (or an older masctl's interrupted delete): never reused.
+            // Left by a crash (or an older masctl, which wrote no marker): never reused.
+            // Only moved aside, for gc to collect later: a running container may still
+            // have it bind-mounted until the switch restarts it.
             crate::ui::detail(format!("{} is incomplete; writing it again", dest.display()));
-            self.discard(&dest)?;
+            let aside = fsutil::temp_sibling(&dest);
+            fs::rename(&dest, &aside).with_context(|| format!("moving {} aside", dest.display()))?;
+            fsutil::fsync_dir(&self.dir)?;
         }
         fs::create_dir_all(&self.dir).with_context(|| format!("creating {}", self.dir.display()))?;
         // Rendered configs can hold what users put under `extra` (a pepper, an SMTP
