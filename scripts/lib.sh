@@ -36,7 +36,9 @@ ensure_dockerd() {
     fi
     echo "== starting dockerd"
     mkdir -p /var/log
-    nohup dockerd >/var/log/masctl-dockerd.log 2>&1 &
+    # Live restore: containers (and masctl's supervisors) keep running while dockerd
+    # restarts, as on a host where dockerd is upgraded under a running stack.
+    nohup dockerd --live-restore >/var/log/masctl-dockerd.log 2>&1 &
     for _ in $(seq 1 150); do
         docker info >/dev/null 2>&1 && return
         sleep 0.2

@@ -16,8 +16,15 @@ cargo fmt --check
 cargo clippy --release --all-targets --quiet -- -D warnings
 
 echo "== tests"
+# Tests marked ignored restart dockerd (tests/resilience.rs): they run alone, last.
+status=0
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --release --no-fail-fast --test-threads 2 "$@"
+    cargo nextest run --release --no-fail-fast --test-threads 2 "$@" || status=$?
+    echo "== tests that restart dockerd"
+    cargo nextest run --release --no-fail-fast --test-threads 1 --run-ignored ignored-only "$@" || status=$?
 else
-    cargo test --release --no-fail-fast "$@" -- --test-threads 2
+    cargo test --release --no-fail-fast "$@" -- --test-threads 2 || status=$?
+    echo "== tests that restart dockerd"
+    cargo test --release --no-fail-fast "$@" -- --test-threads 1 --ignored || status=$?
 fi
+exit "$status"

@@ -261,6 +261,10 @@ pub enum ImageCommand {
         /// Image names (files images/<name>.toml)
         #[arg(required = true)]
         names: Vec<String>,
+        /// Keep the existing lock and re-resolve only the packages the Debian mirrors
+        /// no longer serve (Debian drops superseded versions); unchanged if none are gone
+        #[arg(long)]
+        update: bool,
     },
     /// Build images from their locks into the store and print their IDs
     Build {

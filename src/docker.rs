@@ -21,6 +21,8 @@ use futures_util::StreamExt;
 use crate::image::reference::Reference;
 use crate::spec::ServiceSpec;
 
+/// Cheap to clone: clones share the connection settings.
+#[derive(Clone)]
 pub struct Engine {
     docker: Docker,
 }
@@ -112,12 +114,13 @@ impl Engine {
 }
 
 /// A container's health as Docker reports it (`none` without a health check).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Health {
     Healthy,
     Unhealthy,
     Starting,
+    #[default]
     None,
 }
 
@@ -150,23 +153,32 @@ impl From<&str> for Health {
 }
 
 /// A container's state as supervision needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ContainerState {
     pub running: bool,
+    pub paused: bool,
     pub exit_code: i64,
+    /// Docker's health; for a service probed over HTTP, [`crate::health::service_state`]
+    /// puts the probe's verdict here.
     pub health: Health,
     pub image: String,
+    pub started_at: Option<std::time::SystemTime>,
+    /// Network name → the container's address on it.
+    pub addresses: std::collections::BTreeMap<String, String>,
+    /// The `masctl.spec` label: which spec the container was made from.
+    pub spec_id: Option<String>,
 }
 
 impl ContainerState {
-    /// Whether the container serves `spec`: running its image, and healthy — or,
-    /// for a service probed over HTTP (Docker then reports no health), running
-    /// while its supervisor has reported it ready (the caller checks the unit).
+    /// Whether the container serves `spec`: running its image, and healthy.
     pub fn serves(&self, spec: &ServiceSpec) -> bool {
-        let healthy = self.health == Health::Healthy || (spec.health.http.is_some() && self.health == Health::None);
-        self.running && self.image == spec.image && healthy
+        self.running && self.image == spec.image && self.health == Health::Healthy
     }
 }
+
+/// The label that names the spec a service container was created from (the spec's
+/// content-addressed store entry), so a restarted supervisor can adopt it.
+pub const SPEC_LABEL: &str = "masctl.spec";
 
 /// Whether `GET url` answers 2xx within `timeout` (run off the async runtime).
 pub async fn http_ok(url: String, timeout: std::time::Duration) -> bool {
@@ -189,7 +201,7 @@ fn endpoint(spec: &ServiceSpec) -> EndpointSettings {
 
 /// The Docker create body for a service: pinned image, non-root user, read-only root,
 /// no capabilities, no privilege gain, tmpfs for scratch, a health check.
-pub fn container_body(spec: &ServiceSpec) -> ContainerCreateBody {
+pub fn container_body(spec: &ServiceSpec, spec_id: &str) -> ContainerCreateBody {
     let mut ports = std::collections::HashMap::new();
     for p in &spec.ports {
         ports.insert(
@@ -212,7 +224,10 @@ pub fn container_body(spec: &ServiceSpec) -> ContainerCreateBody {
         env: Some(spec.env.clone()),
         exposed_ports: (!spec.ports.is_empty())
             .then(|| spec.ports.iter().map(|p| format!("{}/tcp", p.container_port)).collect()),
-        labels: Some([("masctl.service".to_string(), spec.service.clone())].into()),
+        labels: Some(
+            [("masctl.service".to_string(), spec.service.clone()), (SPEC_LABEL.to_string(), spec_id.to_string())]
+                .into(),
+        ),
         healthcheck: Some(HealthConfig {
             test: Some(test),
             interval: Some(ms_to_ns(spec.health.interval_ms)),
@@ -300,6 +315,19 @@ impl Engine {
             labels: Some(host.labels.clone().into_iter().collect()),
             host_config: Some(HostConfig {
                 binds: Some(host.binds.clone()),
+                mounts: host.engine_dir.as_ref().map(|d| {
+                    vec![bollard::models::Mount {
+                        target: Some("/run/masctl-engine".into()),
+                        source: Some(d.clone()),
+                        typ: Some(bollard::models::MountType::BIND),
+                        read_only: Some(true),
+                        bind_options: Some(bollard::models::MountBindOptions {
+                            non_recursive: Some(true),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }]
+                }),
                 tmpfs: Some([("/run".to_string(), String::new()), ("/run/lock".to_string(), String::new())].into()),
                 cap_add: Some(vec!["SYS_ADMIN".into()]),
                 security_opt: Some(vec!["seccomp=unconfined".into()]),
@@ -323,10 +351,10 @@ impl Engine {
         }
     }
 
-    pub async fn create_and_start(&self, spec: &ServiceSpec) -> Result<()> {
+    pub async fn create_and_start(&self, spec: &ServiceSpec, spec_id: &str) -> Result<()> {
         let opts = CreateContainerOptionsBuilder::default().name(&spec.container).build();
         self.docker
-            .create_container(Some(opts), container_body(spec))
+            .create_container(Some(opts), container_body(spec, spec_id))
             .await
             .with_context(|| format!("creating container {}", spec.container))?;
         for net in &spec.extra_networks {
@@ -350,14 +378,28 @@ impl Engine {
         match self.docker.inspect_container(name, None).await {
             Ok(c) => {
                 let st = c.state.unwrap_or_default();
+                let addresses = c
+                    .network_settings
+                    .and_then(|n| n.networks)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|(net, e)| e.ip_address.filter(|ip| !ip.is_empty()).map(|ip| (net, ip)))
+                    .collect();
                 Ok(Some(ContainerState {
                     running: st.running.unwrap_or(false),
+                    paused: st.paused.unwrap_or(false),
                     exit_code: st.exit_code.unwrap_or(0),
                     health: st
                         .health
                         .and_then(|h| h.status)
                         .map_or(Health::None, |s| Health::from(s.to_string().as_str())),
                     image: c.image.unwrap_or_default(),
+                    started_at: st
+                        .started_at
+                        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                        .map(std::time::SystemTime::from),
+                    addresses,
+                    spec_id: c.config.and_then(|c| c.labels).and_then(|mut l| l.remove(SPEC_LABEL)),
                 }))
             }
             Err(e) if is_not_found(&e) => Ok(None),
@@ -375,12 +417,17 @@ impl Engine {
         }
     }
 
-    /// Follows the container's output from now on, writing it to our stdout/stderr.
+    /// Follows the container's output; with `since` (unix seconds), only from then on.
     pub fn follow_logs(
         &self,
         name: &str,
+        since: Option<i64>,
     ) -> impl futures_util::Stream<Item = Result<bollard::container::LogOutput, bollard::errors::Error>> + use<> {
-        let opts = LogsOptionsBuilder::default().follow(true).stdout(true).stderr(true).build();
+        let mut opts = LogsOptionsBuilder::default().follow(true).stdout(true).stderr(true);
+        if let Some(t) = since {
+            opts = opts.since(t.clamp(0, i32::MAX.into()) as i32);
+        }
+        let opts = opts.build();
         self.docker.logs(name, Some(opts))
     }
 
@@ -492,7 +539,7 @@ impl Engine {
 
     async fn run_created(&self, name: &str) -> Result<i64> {
         self.docker.start_container(name, None).await.with_context(|| format!("starting {name}"))?;
-        let mut logs = self.follow_logs(name);
+        let mut logs = self.follow_logs(name, None);
         while let Some(Ok(chunk)) = logs.next().await {
             use std::io::Write;
             let _ = std::io::stderr().lock().write_all(chunk.as_ref());
@@ -517,6 +564,9 @@ pub struct SystemdHost {
     pub env: Vec<String>,
     pub labels: std::collections::BTreeMap<String, String>,
     pub binds: Vec<String>,
+    /// A host directory mounted read-only, not recursively, at `/run/masctl-engine`
+    /// (the Docker socket's: recursively it would pin other containers' namespaces).
+    pub engine_dir: Option<String>,
 }
 
 /// Where the output of [`Engine::exec_in`] goes.
@@ -554,11 +604,12 @@ impl Engine {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::spec::{Health, HttpProbe};
 
-    fn spec(http: bool) -> ServiceSpec {
+    /// A spec checked by a command, or probed over HTTP.
+    pub(crate) fn spec(http: bool) -> ServiceSpec {
         ServiceSpec {
             service: "s".into(),
             container: "c".into(),
@@ -591,9 +642,9 @@ mod tests {
     fn serves_table() {
         let st = |running: bool, image: &str, health: &str| ContainerState {
             running,
-            exit_code: 0,
             health: health.into(),
             image: image.into(),
+            ..Default::default()
         };
         let cases = [
             (false, st(true, "sha256:a", "healthy"), true),
@@ -601,8 +652,10 @@ mod tests {
             (false, st(true, "sha256:a", "starting"), false),
             (false, st(true, "sha256:b", "healthy"), false),
             (false, st(false, "sha256:a", "healthy"), false),
-            (true, st(true, "sha256:a", "none"), true),
-            (true, st(true, "sha256:b", "none"), false),
+            // Probed over HTTP: the probe's verdict, never Docker's "none", counts.
+            (true, st(true, "sha256:a", "none"), false),
+            (true, st(true, "sha256:a", "healthy"), true),
+            (true, st(true, "sha256:b", "healthy"), false),
         ];
         for (http, state, want) in cases {
             assert_eq!(state.serves(&spec(http)), want, "{http} {state:?}");

@@ -9,6 +9,7 @@ mod docker;
 mod eval;
 mod fsutil;
 mod generations;
+mod health;
 mod image;
 mod jobs;
 mod layout;

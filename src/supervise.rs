@@ -1,17 +1,23 @@
 //! `masctl supervise SPEC`: the main process of a service unit. It owns one
-//! container through the Docker API: removes a stale one, creates and starts it,
-//! streams its output to the journal, says READY=1 only once it is healthy, stops it
-//! with a grace period on SIGTERM, and exits with its status so `Restart=` works.
+//! container through the Docker API: adopts a running one made from the same spec
+//! (a supervisor killed and restarted must not kill its service), else stops the old
+//! one gracefully and creates and starts its own; streams its output to the journal,
+//! says READY=1 only once it is healthy, restarts it (by exiting non-zero) when it
+//! stops answering its health check, stops it with a grace period on SIGTERM, and
+//! rides out Docker API errors and a restart of dockerd (retrying with backoff, the
+//! log stream reconnecting) instead of exiting and leaving the container behind.
 
 use std::os::unix::fs::PermissionsExt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use futures_util::StreamExt;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::docker::{Engine, Health, print_log};
+use crate::docker::{ContainerState, Engine, Health, print_log};
+use crate::health::{self, Liveness};
 use crate::spec::{ServiceSpec, read_spec};
+use crate::store::Store;
 
 fn notify(states: &[sd_notify::NotifyState]) {
     // Outside systemd there is no NOTIFY_SOCKET; that is fine.
@@ -30,107 +36,218 @@ fn ensure_data_dirs(spec: &ServiceSpec) -> Result<()> {
     Ok(())
 }
 
+/// Docker API errors in a row are retried with a growing pause, up to this.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Retries a Docker call through transient failures (dockerd restarting), saying
+/// so once per outage. Gives up after `limit`.
+async fn retrying<T, F, Fut>(what: &str, limit: Duration, mut call: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(200);
+    let mut said = false;
+    loop {
+        match call().await {
+            Ok(v) => {
+                if said {
+                    println!("masctl: the Docker engine answers again");
+                }
+                return Ok(v);
+            }
+            Err(e) if started.elapsed() < limit => {
+                if !said {
+                    eprintln!("masctl: {what}: {e:#}; retrying");
+                    said = true;
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MAX_BACKOFF);
+            }
+            Err(e) => return Err(e).with_context(|| format!("{what}: Docker did not answer for {limit:?}")),
+        }
+    }
+}
+
+/// How long start-up waits for the engine: the unit's start timeout bounds it too.
+const STARTUP_PATIENCE: Duration = Duration::from_secs(600);
+
+/// A running container made from this very spec, which a restarted supervisor takes
+/// over instead of replacing (not a paused one: it would never answer its check).
+fn adoptable(st: &ContainerState, spec_id: &str) -> bool {
+    st.running && !st.paused && st.spec_id.as_deref() == Some(spec_id)
+}
+
 /// Returns the exit code for the process.
 pub async fn run(spec_dir: &str) -> Result<i32> {
     let spec = read_spec(spec_dir)?;
-    let engine = Engine::connect().await?;
+    // The spec's store entry is content-addressed: equal names, equal containers.
+    let spec_id = Store::entry_name(std::path::Path::new(spec_dir.trim_end_matches('/')));
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let engine = retrying("connecting to Docker", STARTUP_PATIENCE, Engine::connect).await?;
     ensure_data_dirs(&spec)?;
-    engine.ensure_network(&spec.network).await?;
-    engine.remove_container(&spec.container).await?;
-    for cmd in &spec.pre_start {
-        let job = crate::docker::OneShot::like(&spec, cmd.clone(), Some(spec.network.clone()));
-        println!("masctl: running `{}` before {}", cmd.join(" "), spec.service);
-        let code = engine.run_once(&job, &format!("{}-pre", spec.service)).await?;
-        if code != 0 {
-            eprintln!("masctl: `{}` exited with {code}; not starting {}", cmd.join(" "), spec.service);
-            return Ok(1);
+    retrying("creating the network", STARTUP_PATIENCE, || engine.ensure_network(&spec.network)).await?;
+    let existing =
+        retrying("inspecting the container", STARTUP_PATIENCE, || engine.container_state(&spec.container)).await?;
+    let adopted = existing.as_ref().is_some_and(|st| adoptable(st, &spec_id));
+    if adopted {
+        println!("masctl: adopting the running container {} (same spec {spec_id})", spec.container);
+    } else {
+        if existing.as_ref().is_some_and(|st| st.running) {
+            // Someone else's container, or an older spec's: give it its grace period.
+            println!("masctl: stopping the old container {} before replacing it", spec.container);
+            engine.stop_container(&spec.container, spec.stop_timeout_secs).await?;
         }
+        engine.remove_container(&spec.container).await?;
+        for cmd in &spec.pre_start {
+            let job = crate::docker::OneShot::like(&spec, cmd.clone(), Some(spec.network.clone()));
+            println!("masctl: running `{}` before {}", cmd.join(" "), spec.service);
+            let code = engine.run_once(&job, &format!("{}-pre", spec.service)).await?;
+            if code != 0 {
+                eprintln!("masctl: `{}` exited with {code}; not starting {}", cmd.join(" "), spec.service);
+                return Ok(1);
+            }
+        }
+        engine.create_and_start(&spec, &spec_id).await?;
+        println!("masctl: started container {} from {}", spec.container, spec.image);
     }
-    engine.create_and_start(&spec).await?;
-    println!("masctl: started container {} from {}", spec.container, spec.image);
 
-    let mut logs = engine.follow_logs(&spec.container);
-    let log_task = tokio::spawn(async move {
-        while let Some(Ok(chunk)) = logs.next().await {
-            print_log(&chunk);
-        }
-    });
+    // An adopted container's earlier output is in the journal already.
+    let since = adopted.then(now_secs);
+    let log_task = tokio::spawn(forward_logs(engine.clone(), spec.container.clone(), since));
 
     // Until healthy: a stop request, an exit, or health.
     let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut watch = Watch::default();
     loop {
         tokio::select! {
             _ = term.recv() => return stop(&engine, &spec, log_task).await,
             _ = int.recv() => return stop(&engine, &spec, log_task).await,
             _ = tick.tick() => {
-                let st = engine.container_state(&spec.container).await?.context("the container disappeared")?;
+                let Some(st) = watch.observe(&engine, &spec).await? else { continue };
                 if !st.running {
                     return exited(&engine, &spec, st.exit_code, log_task).await;
                 }
-                let health = match &spec.health.http {
-                    Some(probe) => http_probe(&engine, &spec, probe).await,
-                    None => st.health,
-                };
                 // Before the first "healthy", keep waiting whatever the checks say: a
                 // Synapse upgrade migrating its schema, or Postgres recovering, may
                 // take longer than any start period. The unit's start timeout and the
                 // switch's health gate bound the wait.
-                if health == Health::Healthy {
+                if health::health(&st, &spec).await == Health::Healthy {
                     break;
                 }
             }
         }
     }
-    for cmd in &spec.after_healthy {
-        let code = engine.exec(&spec.container, cmd).await?;
-        if code != 0 {
-            eprintln!("masctl: `{}` in {} exited with {code}", cmd.join(" "), spec.container);
-            stop(&engine, &spec, log_task).await?;
-            return Ok(1);
+    if !adopted {
+        for cmd in &spec.after_healthy {
+            let code = engine.exec(&spec.container, cmd).await?;
+            if code != 0 {
+                eprintln!("masctl: `{}` in {} exited with {code}", cmd.join(" "), spec.container);
+                stop(&engine, &spec, log_task).await?;
+                return Ok(1);
+            }
         }
     }
     notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("healthy")]);
     println!("masctl: {} is healthy", spec.container);
 
+    let mut tick = tokio::time::interval(Duration::from_millis(spec.health.interval_ms.clamp(250, 10_000)));
+    let mut liveness = Liveness::default();
     loop {
         tokio::select! {
             _ = term.recv() => return stop(&engine, &spec, log_task).await,
             _ = int.recv() => return stop(&engine, &spec, log_task).await,
             _ = tick.tick() => {
-                match engine.container_state(&spec.container).await? {
-                    Some(st) if st.running => {
-                        // An HTTP-probed service is watched by systemd's restart of
-                        // its process only; Docker reports its health as "none".
-                        if st.health == Health::Unhealthy {
-                            eprintln!("masctl: {} turned unhealthy; stopping it so systemd restarts it", spec.container);
-                            stop(&engine, &spec, log_task).await?;
-                            return Ok(1);
-                        }
-                    }
-                    Some(st) => return exited(&engine, &spec, st.exit_code, log_task).await,
-                    None => bail!("container {} was removed behind masctl's back", spec.container),
+                let Some(st) = watch.observe(&engine, &spec).await? else { continue };
+                if !st.running {
+                    return exited(&engine, &spec, st.exit_code, log_task).await;
+                }
+                let h = health::health(&st, &spec).await;
+                if liveness.dead_after(h, &spec) {
+                    eprintln!("masctl: {} turned unhealthy; stopping it so systemd restarts it", spec.container);
+                    notify(&[sd_notify::NotifyState::Status("unhealthy")]);
+                    stop(&engine, &spec, log_task).await?;
+                    return Ok(1);
                 }
             }
         }
     }
 }
 
-/// `healthy` when `GET http://<container ip>:<port><path>` answers 2xx, else `starting`.
-async fn http_probe(engine: &Engine, spec: &ServiceSpec, probe: &crate::spec::HttpProbe) -> Health {
-    let Ok(Some(ip)) = engine.container_ip(&spec.container, &spec.network).await else {
-        return Health::Starting;
-    };
-    let url = format!("http://{ip}:{}{}", probe.port, probe.path);
-    let ok = crate::docker::http_ok(url, Duration::from_millis(spec.health.timeout_ms)).await;
-    if ok { Health::Healthy } else { Health::Starting }
+fn now_secs() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Watches the container through Docker API outages: an error skips the check
+/// (backing off), it is never taken for a dead service.
+#[derive(Default)]
+struct Watch {
+    down_since: Option<Instant>,
+    next_try: Option<Instant>,
+}
+
+impl Watch {
+    /// The container's state; `None` while Docker does not answer. An error only when
+    /// the container is gone.
+    async fn observe(&mut self, engine: &Engine, spec: &ServiceSpec) -> Result<Option<ContainerState>> {
+        if self.next_try.is_some_and(|t| Instant::now() < t) {
+            return Ok(None);
+        }
+        match engine.container_state(&spec.container).await {
+            Ok(Some(st)) => {
+                if let Some(t) = self.down_since.take() {
+                    println!("masctl: the Docker engine answers again after {:.1}s", t.elapsed().as_secs_f64());
+                }
+                self.next_try = None;
+                Ok(Some(st))
+            }
+            Ok(None) => bail!("container {} was removed behind masctl's back", spec.container),
+            Err(e) => {
+                let since = *self.down_since.get_or_insert_with(|| {
+                    eprintln!(
+                        "masctl: the Docker engine does not answer ({e:#}); {} keeps running, retrying",
+                        spec.container
+                    );
+                    Instant::now()
+                });
+                let pause = since.elapsed().min(MAX_BACKOFF).max(Duration::from_millis(250));
+                self.next_try = Some(Instant::now() + pause);
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// Streams the container's output to ours until the container ends; when the stream
+/// breaks while it still runs (dockerd restarting) it reconnects, from then on.
+async fn forward_logs(engine: Engine, container: String, mut since: Option<i64>) {
+    let mut pause = Duration::from_millis(200);
+    loop {
+        let mut logs = engine.follow_logs(&container, since);
+        while let Some(Ok(chunk)) = logs.next().await {
+            print_log(&chunk);
+            pause = Duration::from_millis(200);
+        }
+        since = Some(now_secs());
+        match engine.container_state(&container).await {
+            Ok(Some(st)) if st.running => {}
+            Ok(_) => return,
+            Err(_) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
 }
 
 async fn stop(engine: &Engine, spec: &ServiceSpec, logs: tokio::task::JoinHandle<()>) -> Result<i32> {
     notify(&[sd_notify::NotifyState::Stopping]);
     println!("masctl: stopping {}", spec.container);
-    engine.stop_container(&spec.container, spec.stop_timeout_secs).await?;
+    let grace = Duration::from_secs(spec.stop_timeout_secs.into()) + Duration::from_secs(5);
+    retrying("stopping the container", grace, || engine.stop_container(&spec.container, spec.stop_timeout_secs))
+        .await?;
     logs.abort();
     engine.remove_container(&spec.container).await?;
     Ok(0)
@@ -143,4 +260,29 @@ async fn exited(engine: &Engine, spec: &ServiceSpec, code: i64, logs: tokio::tas
     eprintln!("masctl: {} exited with status {code}", spec.container);
     // A service that ends by itself has failed, whatever its status says.
     Ok(if code == 0 { 1 } else { code.clamp(1, 255) as i32 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adoption_table() {
+        let st = |running: bool, paused: bool, label: Option<&str>| ContainerState {
+            running,
+            paused,
+            spec_id: label.map(String::from),
+            ..Default::default()
+        };
+        let cases = [
+            (st(true, false, Some("abc-spec")), true),
+            (st(true, false, Some("def-spec")), false),
+            (st(true, false, None), false),
+            (st(false, false, Some("abc-spec")), false),
+            (st(true, true, Some("abc-spec")), false),
+        ];
+        for (state, want) in cases {
+            assert_eq!(adoptable(&state, "abc-spec"), want, "{state:?}");
+        }
+    }
 }

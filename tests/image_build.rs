@@ -83,7 +83,7 @@ fn a_tampered_cache_file_is_refused_and_nothing_reaches_the_store() {
             fs::copy(&p, cache.path().join(p.file_name().unwrap())).unwrap();
         }
     }
-    let lock = fs::read_to_string(common::repo().join("images/base.lock")).unwrap();
+    let lock = fs::read_to_string(common::fresh_images().join("base.lock")).unwrap();
     let lock: toml::Value = toml::from_str(&lock).unwrap();
     let dash = lock["deb"].as_array().unwrap().iter().find(|d| d["name"].as_str() == Some("dash")).unwrap();
     let victim = cache.path().join(dash["sha256"].as_str().unwrap());
@@ -206,4 +206,180 @@ fn lock_resolves_with_the_hosts_apt_and_drops_excluded_packages() {
         assert!(path.starts_with("pool/") && !path.contains("://"), "{path}");
         assert_eq!(d["sha256"].as_str().unwrap().len(), 64);
     }
+}
+
+/// A static file server on loopback (Python's), logging every request it answers.
+struct FileServer {
+    child: std::process::Child,
+    port: u16,
+    log: std::path::PathBuf,
+}
+
+impl FileServer {
+    fn start(dir: &Path, log: std::path::PathBuf) -> FileServer {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("python3")
+            .args(["-u", "-m", "http.server", "--bind", "127.0.0.1", "--directory"])
+            .arg(dir)
+            .arg("0")
+            .stdout(std::process::Stdio::piped())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("python3 runs");
+        // Readiness: it prints its port once it listens.
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let port = line.split(" port ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap().parse().unwrap();
+        FileServer { child, port, log }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{path}", self.port)
+    }
+
+    /// `(method path status)` of every request, in order.
+    fn requests(&self) -> Vec<(String, String, String)> {
+        let text = fs::read_to_string(&self.log).unwrap();
+        text.lines()
+            .filter_map(|l| {
+                let req = l.split('"').nth(1)?;
+                let status = l.split('"').nth(2)?.split_whitespace().next()?.to_string();
+                let mut w = req.split_whitespace();
+                Some((w.next()?.to_string(), w.next()?.to_string(), status))
+            })
+            .collect()
+    }
+}
+
+impl Drop for FileServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const SNAPSHOT_TIME: &str = "20260101T000000Z";
+
+/// A declarations directory with base only, its lock saying when it was resolved;
+/// and a web root with a live mirror holding `live` of its pins and a snapshot
+/// archive (laid out like Debian's: `archive/debian/<time>/pool/…`) holding all.
+fn pins_and_mirrors(live: impl Fn(&str) -> bool) -> (tempfile::TempDir, tempfile::TempDir, Vec<(String, String)>) {
+    let fresh = common::fresh_images();
+    // Every pin in the shared cache first (fetched from the host's mirrors if not).
+    let warm = Root::new();
+    warm.masctl().env("MASCTL_IMAGES", fresh).args(["image", "build", "base"]).output().unwrap();
+    let images = tempfile::tempdir().unwrap();
+    fs::copy(fresh.join("base.toml"), images.path().join("base.toml")).unwrap();
+    let lock = fs::read_to_string(fresh.join("base.lock")).unwrap();
+    let lock: String = lock.lines().filter(|l| !l.starts_with("resolved = ")).map(|l| format!("{l}\n")).collect();
+    let lock = lock.replacen("\ninputs = ", &format!("\nresolved = \"{SNAPSHOT_TIME}\"\ninputs = "), 1);
+    fs::write(images.path().join("base.lock"), &lock).unwrap();
+    let parsed: toml::Value = toml::from_str(&lock).unwrap();
+    let pins: Vec<(String, String)> = parsed["deb"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["path"].as_str().unwrap().to_string(), d["sha256"].as_str().unwrap().to_string()))
+        .collect();
+    let web = tempfile::tempdir().unwrap();
+    for (path, sha) in &pins {
+        let from = shared_cache().join(sha);
+        assert!(from.exists(), "{path} is not in the shared cache");
+        let mut homes = vec![format!("archive/debian/{SNAPSHOT_TIME}/{path}")];
+        if live(path) {
+            homes.push(format!("live/{path}"));
+        }
+        for home in homes {
+            let to = web.path().join(home);
+            fs::create_dir_all(to.parent().unwrap()).unwrap();
+            fs::copy(&from, &to).unwrap();
+        }
+    }
+    fs::create_dir_all(web.path().join("live")).unwrap();
+    (images, web, pins)
+}
+
+#[test]
+fn gone_pins_come_from_a_snapshot_archive_after_the_live_mirrors() {
+    let (images, web, pins) = pins_and_mirrors(|_| false);
+    let server = FileServer::start(web.path(), web.path().join("requests.log"));
+    let build = |snapshot: Option<&str>| {
+        let cache = tempfile::tempdir().unwrap();
+        let root = Root::new();
+        let mut c = root.masctl();
+        c.env("MASCTL_IMAGES", images.path())
+            .env("MASCTL_CACHE", cache.path())
+            .env("MASCTL_DEBIAN_MIRRORS", server.url("live"));
+        if let Some(s) = snapshot {
+            c.env("MASCTL_DEBIAN_SNAPSHOT", s);
+        }
+        c.args(["image", "build", "base"]).output().unwrap()
+    };
+
+    // Live mirrors only: the error says what happened and what to do.
+    let out = build(None);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in ["on none of the Debian mirrors", "image lock --update base", "MASCTL_DEBIAN_SNAPSHOT", SNAPSHOT_TIME] {
+        assert!(err.contains(want), "{want}: {err}");
+    }
+
+    // With the snapshot archive: every pin from there, after the live mirror said no.
+    let template = format!("{}/{{timestamp}}", server.url("archive/debian"));
+    let out = build(Some(&template));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let reqs = server.requests();
+    for (path, _) in &pins {
+        let live = reqs.iter().rposition(|(m, p, s)| m == "GET" && p == &format!("/live/{path}") && s == "404");
+        let snap = reqs
+            .iter()
+            .rposition(|(m, p, s)| m == "GET" && p == &format!("/archive/debian/{SNAPSHOT_TIME}/{path}") && s == "200");
+        assert!(matches!((live, snap), (Some(l), Some(s)) if l < s), "{path}: live then snapshot in {reqs:?}");
+    }
+}
+
+#[test]
+fn lock_update_re_resolves_only_what_the_mirrors_dropped() {
+    // One pin gone from the "live" mirror; apt resolves with the host's lists.
+    let (images, web, pins) = pins_and_mirrors(|p| !p.contains("/tzdata_"));
+    let gone = pins.iter().find(|(p, _)| p.contains("/tzdata_")).expect("base pins tzdata").0.clone();
+    let server = FileServer::start(web.path(), web.path().join("requests.log"));
+    let lock_path = images.path().join("base.lock");
+    let before: toml::Value = toml::from_str(&fs::read_to_string(&lock_path).unwrap()).unwrap();
+    let root = Root::new();
+    let update = || {
+        root.masctl()
+            .env("MASCTL_IMAGES", images.path())
+            .env("MASCTL_DEBIAN_MIRRORS", server.url("live"))
+            .args(["image", "lock", "--update", "base"])
+            .output()
+            .unwrap()
+    };
+    let out = update();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains(&format!("{gone} is gone")), "{err}");
+    let after: toml::Value = toml::from_str(&fs::read_to_string(&lock_path).unwrap()).unwrap();
+    assert_ne!(after["resolved"].as_str(), Some(SNAPSHOT_TIME), "the lock records its new resolution");
+    let by_name = |v: &toml::Value| -> std::collections::BTreeMap<String, toml::Value> {
+        v["deb"].as_array().unwrap().iter().map(|d| (d["name"].as_str().unwrap().to_string(), d.clone())).collect()
+    };
+    let (b, a) = (by_name(&before), by_name(&after));
+    assert!(a.contains_key("tzdata"), "tzdata is pinned again");
+    for (name, pin) in &b {
+        if name != "tzdata" && a.contains_key(name) {
+            assert_eq!(&a[name], pin, "{name} was not gone and must be kept as it was");
+        }
+    }
+
+    // Now nothing is gone from where the lock points: unchanged, byte for byte.
+    let tz = &a["tzdata"];
+    let live = web.path().join("live").join(tz["path"].as_str().unwrap());
+    fs::create_dir_all(live.parent().unwrap()).unwrap();
+    fs::write(&live, "present").unwrap();
+    let text = fs::read(&lock_path).unwrap();
+    let again = update();
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("is unchanged"));
+    assert_eq!(fs::read(&lock_path).unwrap(), text);
 }

@@ -22,10 +22,10 @@ use crate::{fsutil, ui};
 
 pub use plan::{Plan, plan};
 
-/// Where unit links go: `/etc/systemd/system`, unless it is managed by someone else
+/// Where unit files go: `/etc/systemd/system`, unless it is managed by someone else
 /// (on NixOS it is a read-only link into the Nix store); then the runtime directory
 /// `/run/systemd/system`, which systemd also searches (the NixOS module switches at
-/// every boot, so the links come back). `MASCTL_UNIT_DIR` overrides both.
+/// every boot, so the files come back). `MASCTL_UNIT_DIR` overrides both.
 pub fn unit_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("MASCTL_UNIT_DIR") {
         return PathBuf::from(d);
@@ -79,24 +79,29 @@ impl Activator<'_> {
         Ok(plan(&old, &target.units, &read_pending(self.layout)))
     }
 
-    /// Whether every unit link (and the boot link) already points through `current`.
-    fn links_in_place(&self, manifest: &Manifest) -> bool {
-        let unit_ok = manifest
-            .units
-            .keys()
-            .all(|u| fs::read_link(self.unit_dir.join(u)).ok() == Some(self.layout.current().join("units").join(u)));
+    /// Whether every unit file (and the boot link) already says what the generation's does.
+    fn units_in_place(&self, target: &Generation, manifest: &Manifest) -> bool {
+        let unit_ok = manifest.units.keys().all(|u| {
+            let want = fs::read(target.target.join("units").join(u)).ok();
+            want.is_some() && fs::read(self.unit_dir.join(u)).ok() == want
+        });
         let wants = self.unit_dir.join("multi-user.target.wants").join(TARGET);
         unit_ok && fs::read_link(wants).ok() == Some(PathBuf::from("..").join(TARGET))
     }
 
-    /// Links every unit of the generation into the unit directory through `current`.
-    fn link_units(&self, manifest: &Manifest) -> Result<()> {
+    /// Writes every unit of the generation into the unit directory as a real file,
+    /// atomically (a link into the state root would dangle at boot while the state
+    /// root's filesystem is not mounted yet; the units say `RequiresMountsFor=` it).
+    fn write_units(&self, target: &Generation, manifest: &Manifest) -> Result<()> {
         fs::create_dir_all(&self.unit_dir)?;
         for unit in manifest.units.keys() {
-            let target = self.layout.current().join("units").join(unit);
-            let link = self.unit_dir.join(unit);
-            if fs::read_link(&link).ok().as_deref() != Some(target.as_path()) {
-                replace_symlink(&target, &link)?;
+            let text = fs::read(target.target.join("units").join(unit))?;
+            let dest = self.unit_dir.join(unit);
+            // A link from an older masctl is replaced by the file, like any change.
+            let same =
+                fs::symlink_metadata(&dest).is_ok_and(|m| m.is_file()) && fs::read(&dest).ok() == Some(text.clone());
+            if !same {
+                fsutil::write_atomic(&dest, &text, 0o644)?;
             }
         }
         let wants = self.unit_dir.join("multi-user.target.wants");
@@ -119,7 +124,7 @@ impl Activator<'_> {
             ui::step(ui::paint_line(&line));
         }
         let already_current = gens.current()?.is_some_and(|c| c.number == target.number);
-        if plan.is_noop() && already_current && self.links_in_place(&manifest) {
+        if plan.is_noop() && already_current && self.units_in_place(target, &manifest) {
             // Nothing to stop, flip or reload: only make sure everything runs.
             let starts = vec![(Op::Start, TARGET.to_string())];
             let services: Vec<String> = manifest.units.keys().filter(|u| !u.ends_with(".target")).cloned().collect();
@@ -152,7 +157,7 @@ impl Activator<'_> {
         }
 
         failpoint("after-stop");
-        self.link_units(&manifest)?;
+        self.write_units(target, &manifest)?;
         gens.set_current(target)?;
         failpoint("after-flip");
         let services: Vec<String> = manifest.units.keys().filter(|u| !u.ends_with(".target")).cloned().collect();
@@ -247,7 +252,7 @@ impl Activator<'_> {
         for (service, spec_path) in &manifest.services {
             let spec = read_spec(spec_path)?;
             let unit = service.unit_name();
-            match self.engine.container_state(&spec.container).await? {
+            match crate::health::service_state(self.engine, &spec).await? {
                 Some(st) if st.serves(&spec) => {}
                 other => {
                     ui::detail(format!("{}: container is {other:?}", spec.container));

@@ -11,7 +11,7 @@ use crate::ui;
 pub async fn run(ctx: &Context, cmd: ImageCommand) -> Result<()> {
     let source = ImageSource::of(ctx);
     match cmd {
-        ImageCommand::Lock { names } => names.iter().try_for_each(|n| source.lock(n)),
+        ImageCommand::Lock { names, update } => names.iter().try_for_each(|n| source.lock(n, update)),
         ImageCommand::Build { names, check, inputs } => {
             let mut b = source.builder(inputs);
             for n in &names {

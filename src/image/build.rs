@@ -166,8 +166,10 @@ impl Builder<'_> {
 
     /// The store entry of an already built image, if there is one.
     pub fn find(&self, name: &str) -> Result<Option<Built>> {
-        let dir = self.store.path(&self.input_hash(name)?, &entry(name));
-        read_built(&dir)
+        match self.store.get(&self.input_hash(name)?, &entry(name)) {
+            Some(dir) => read_built(&dir),
+            None => Ok(None),
+        }
     }
 
     /// Builds (or finds) the image. `check` builds again into a scratch directory and
@@ -175,7 +177,7 @@ impl Builder<'_> {
     pub fn build(&mut self, name: &str) -> Result<Built> {
         let hash = self.input_hash(name)?;
         let entry = entry(name);
-        if let Some(b) = read_built(&self.store.path(&hash, &entry))? {
+        if let Some(b) = self.store.get(&hash, &entry).map(|d| read_built(&d)).transpose()?.flatten() {
             ui::detail(format!("{name}: already in the store"));
             return Ok(b);
         }
@@ -209,7 +211,7 @@ impl Builder<'_> {
         };
         let lock = self.lock_for(name, &decl)?;
         let pins = lock.pins();
-        self.cache.fetch_missing(&pins, &mut self.sources)?;
+        self.cache.fetch_missing(name, &pins, &mut self.sources)?;
 
         let mut own: Vec<(Tree, String)> = Vec::new();
         if !lock.debs.is_empty() {

@@ -22,6 +22,7 @@ pub struct Cache {
 #[derive(Default)]
 pub struct Sources {
     debian: Option<Vec<String>>,
+    snapshots: Option<Vec<String>>,
     python: Option<String>,
 }
 
@@ -31,6 +32,12 @@ impl Sources {
             self.debian = Some(mirrors::debian_mirrors()?);
         }
         Ok(self.debian.as_deref().unwrap_or_default())
+    }
+    fn snapshots(&mut self) -> Result<&[String]> {
+        if self.snapshots.is_none() {
+            self.snapshots = Some(mirrors::debian_snapshots()?);
+        }
+        Ok(self.snapshots.as_deref().unwrap_or_default())
     }
     fn python(&mut self) -> Result<&str> {
         if self.python.is_none() {
@@ -140,7 +147,8 @@ impl Cache {
     }
 
     /// Downloads what the cache lacks, a few at a time, verifying each before it lands.
-    pub fn fetch_missing(&self, pins: &[Pin], sources: &mut Sources) -> Result<()> {
+    /// `image` names what the pins are for, in the error when one is gone.
+    pub fn fetch_missing(&self, image: &str, pins: &[Pin], sources: &mut Sources) -> Result<()> {
         let missing: Vec<&Pin> = pins.iter().filter(|p| !self.has(p)).collect();
         if missing.is_empty() {
             return Ok(());
@@ -148,7 +156,9 @@ impl Cache {
         let total: u64 = missing.iter().map(|p| p.size).sum();
         ui::step(format!("fetching {} inputs ({})", missing.len(), ui::human_bytes(total)));
         std::fs::create_dir_all(&self.dir).with_context(|| format!("creating {}", self.dir.display()))?;
-        let debian = if missing.iter().any(|p| p.kind == PinKind::Deb) { sources.debian()?.to_vec() } else { vec![] };
+        let any_deb = missing.iter().any(|p| p.kind == PinKind::Deb);
+        let debian = if any_deb { sources.debian()?.to_vec() } else { vec![] };
+        let snapshots = if any_deb { sources.snapshots()?.to_vec() } else { vec![] };
         let python = if missing.iter().any(|p| p.kind == PinKind::Wheel) {
             sources.python()?.to_string()
         } else {
@@ -164,7 +174,7 @@ impl Cache {
                     loop {
                         let next = queue.lock().map(|mut q| q.next()).unwrap_or(None);
                         let Some(pin) = next else { break };
-                        match self.download(&agent, pin, &debian, &python) {
+                        match self.download(&agent, image, pin, &debian, &snapshots, &python) {
                             Ok(()) => bar.inc(pin.size),
                             Err(e) => errors.lock().expect("not poisoned").push(e),
                         }
@@ -180,13 +190,27 @@ impl Cache {
         Ok(())
     }
 
-    fn download(&self, agent: &ureq::Agent, pin: &Pin, debian: &[String], python: &str) -> Result<()> {
+    fn download(
+        &self,
+        agent: &ureq::Agent,
+        image: &str,
+        pin: &Pin,
+        debian: &[String],
+        snapshots: &[String],
+        python: &str,
+    ) -> Result<()> {
         let data = match pin.kind {
             PinKind::Deb => {
+                // The live mirrors first; a snapshot archive at the lock's time after.
+                let live = debian.iter().map(|m| format!("{m}/{}", pin.path));
+                let snap = pin
+                    .resolved
+                    .iter()
+                    .flat_map(|t| snapshots.iter().map(move |s| mirrors::snapshot_url(s, t, &pin.path)));
                 let mut last = None;
                 let mut found = None;
-                for m in debian {
-                    match get(agent, &format!("{m}/{}", pin.path), None) {
+                for url in live.chain(snap) {
+                    match get(agent, &url, None) {
                         Ok(d) => {
                             found = Some(d);
                             break;
@@ -194,14 +218,7 @@ impl Cache {
                         Err(e) => last = Some(e),
                     }
                 }
-                found.ok_or_else(|| {
-                    anyhow!(
-                        "{} is on none of the Debian mirrors ({}); the lock may be older than the archive: {}",
-                        pin.label,
-                        debian.join(", "),
-                        last.map(|e| e.to_string()).unwrap_or_default()
-                    )
-                })?
+                found.ok_or_else(|| gone_error(image, pin, debian, snapshots, last))?
             }
             PinKind::Wheel => get(agent, &wheel_url(agent, python, &pin.path)?, None)?,
         };
@@ -232,6 +249,35 @@ impl Cache {
     }
 }
 
+/// Debian removes superseded versions from its mirrors: say what to do about it.
+fn gone_error(
+    image: &str,
+    pin: &Pin,
+    debian: &[String],
+    snapshots: &[String],
+    last: Option<anyhow::Error>,
+) -> anyhow::Error {
+    let snap = match (&pin.resolved, snapshots.is_empty()) {
+        (None, _) => "the lock records no resolution time, so no snapshot archive can be asked".to_string(),
+        (Some(t), true) => format!(
+            "or set MASCTL_DEBIAN_SNAPSHOT to a snapshot archive's URL template with {{timestamp}} (the lock was resolved at {t})"
+        ),
+        (Some(t), false) => format!("nor on the snapshot archives at {t} ({})", snapshots.join(", ")),
+    };
+    anyhow!(
+        "{} is on none of the Debian mirrors ({}): Debian removed that version since the lock was made; \
+         run `masctl image lock --update {image}` to re-resolve only what is gone, {snap}: {}",
+        pin.label,
+        debian.join(", "),
+        last.map(|e| format!("{e:#}")).unwrap_or_default()
+    )
+}
+
+/// Whether `url` answers 2xx to a HEAD request (a pinned file still on a mirror).
+pub fn exists(agent: &ureq::Agent, url: &str) -> bool {
+    agent.head(url).call().is_ok()
+}
+
 /// Fetches a URL found by a resolver (apt, pip) while making a lock.
 pub fn fetch_url(agent: &ureq::Agent, url: &str) -> Result<Vec<u8>> {
     get(agent, url, None)
@@ -260,8 +306,14 @@ mod tests {
         let cache = Cache::new(dir.path().to_path_buf());
         let data = b"package bytes";
         let sha = cache.insert(data).unwrap();
-        let pin =
-            Pin { kind: PinKind::Deb, label: "x.deb".into(), path: "pool/x.deb".into(), sha256: sha.clone(), size: 13 };
+        let pin = Pin {
+            kind: PinKind::Deb,
+            resolved: None,
+            label: "x.deb".into(),
+            path: "pool/x.deb".into(),
+            sha256: sha.clone(),
+            size: 13,
+        };
         assert_eq!(cache.read(&pin).unwrap(), data);
         std::fs::write(cache.path(&sha), b"package bytez").unwrap();
         let e = cache.read(&pin).unwrap_err().to_string();

@@ -16,6 +16,10 @@ pub struct Lock {
     pub version: u32,
     /// [`super::decl::ImageDecl::lock_inputs_hash`] of the declaration this was made from.
     pub inputs: String,
+    /// When the packages were resolved (`20260804T100000Z`, UTC): the moment a
+    /// snapshot archive is asked for once the live mirrors dropped a pinned version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved: Option<String>,
     #[serde(default, rename = "deb")]
     pub debs: Vec<DebPin>,
     #[serde(default, rename = "wheel")]
@@ -51,6 +55,8 @@ pub struct WheelPin {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pin {
     pub kind: PinKind,
+    /// The lock's resolution time (see [`Lock::resolved`]).
+    pub resolved: Option<String>,
     pub label: String,
     pub path: String,
     pub sha256: String,
@@ -85,9 +91,35 @@ pub fn wheel_architecture(filename: &str) -> String {
     first.to_string()
 }
 
+/// `20260804T100000Z`: what goes into a snapshot archive's URL, so nothing else may.
+fn is_compact_time(t: &str) -> bool {
+    let b = t.as_bytes();
+    b.len() == 16
+        && b[8] == b'T'
+        && b[15] == b'Z'
+        && b.iter().enumerate().all(|(i, c)| i == 8 || i == 15 || c.is_ascii_digit())
+}
+
+/// `update` with the pins of `old` kept wherever they are not `gone`: a relock that
+/// changes only what the mirrors dropped (and what a new resolution needs besides).
+pub fn merge_keeping(old: &[DebPin], update: Vec<DebPin>, gone: &std::collections::BTreeSet<String>) -> Vec<DebPin> {
+    update
+        .into_iter()
+        .map(|new| match old.iter().find(|o| o.name == new.name && o.architecture == new.architecture) {
+            Some(o) if !gone.contains(&o.path) => o.clone(),
+            _ => new,
+        })
+        .collect()
+}
+
 impl Lock {
     pub fn read(path: &Path) -> Result<Lock> {
         let lock: Lock = located::read_toml(path)?;
+        if let Some(t) = &lock.resolved
+            && !is_compact_time(t)
+        {
+            bail!("{}: resolved = {t:?} is not a UTC time like 20260804T100000Z", path.display());
+        }
         if lock.version != LOCK_VERSION {
             bail!(
                 "{}: lock version {} is not {LOCK_VERSION}; run `masctl image lock` again",
@@ -114,6 +146,7 @@ impl Lock {
     pub fn pins(&self) -> Vec<Pin> {
         let debs = self.debs.iter().map(|d| Pin {
             kind: PinKind::Deb,
+            resolved: self.resolved.clone(),
             label: format!("{}_{}_{}.deb", d.name, d.version, d.architecture),
             path: d.path.clone(),
             sha256: d.sha256.clone(),
@@ -121,6 +154,7 @@ impl Lock {
         });
         let wheels = self.wheels.iter().map(|w| Pin {
             kind: PinKind::Wheel,
+            resolved: self.resolved.clone(),
             label: w.filename().to_string(),
             path: w.path.clone(),
             sha256: w.sha256.clone(),
@@ -150,10 +184,29 @@ mod tests {
     }
 
     #[test]
+    fn merge_keeps_what_is_not_gone() {
+        let pin = |name: &str, v: &str| DebPin {
+            name: name.into(),
+            version: v.into(),
+            architecture: "amd64".into(),
+            path: format!("pool/{name}_{v}.deb"),
+            sha256: "0".repeat(64),
+            size: 1,
+        };
+        let old = vec![pin("a", "1"), pin("b", "1"), pin("c", "1")];
+        let update = vec![pin("a", "2"), pin("b", "2"), pin("d", "1")];
+        let gone = ["pool/b_1.deb".to_string()].into();
+        let merged = merge_keeping(&old, update, &gone);
+        // a: still there, kept; b: gone, replaced; c: no longer needed; d: new.
+        assert_eq!(merged, vec![pin("a", "1"), pin("b", "2"), pin("d", "1")]);
+    }
+
+    #[test]
     fn round_trip_and_refusals() {
         let lock = Lock {
             version: 1,
             inputs: "ab".into(),
+            resolved: Some("20260804T100000Z".into()),
             debs: vec![DebPin {
                 name: "libc6".into(),
                 version: "2.36-9".into(),
@@ -170,9 +223,12 @@ mod tests {
         std::fs::write(&p, &text).unwrap();
         assert_eq!(Lock::read(&p).unwrap(), lock);
 
-        for (from, to) in
-            [("pool/main", "http://mirror/pool/main"), (&"0".repeat(64), "xyz"), ("pool/main", "../pool/main")]
-        {
+        for (from, to) in [
+            ("pool/main", "http://mirror/pool/main"),
+            (&"0".repeat(64), "xyz"),
+            ("pool/main", "../pool/main"),
+            ("20260804T100000Z", "2026-08-04/../x"),
+        ] {
             std::fs::write(&p, text.replace(from, to)).unwrap();
             assert!(Lock::read(&p).is_err(), "{to}");
         }

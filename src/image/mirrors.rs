@@ -81,6 +81,24 @@ pub fn debian_mirrors() -> Result<Vec<String>> {
     Ok(all)
 }
 
+/// Snapshot archives to try once the live mirrors no longer have a pinned package:
+/// URL templates in `MASCTL_DEBIAN_SNAPSHOT` (space-separated, e.g. one for the main
+/// archive and one for security updates), each with `{timestamp}` standing for the
+/// lock's resolution time. None unless the user names them.
+pub fn debian_snapshots() -> Result<Vec<String>> {
+    let Ok(v) = std::env::var("MASCTL_DEBIAN_SNAPSHOT") else { return Ok(Vec::new()) };
+    let all: Vec<String> = v.split_whitespace().map(|s| s.trim_end_matches('/').to_string()).collect();
+    if let Some(bad) = all.iter().find(|t| !t.contains("{timestamp}")) {
+        bail!("MASCTL_DEBIAN_SNAPSHOT: {bad} has no {{timestamp}} to put the lock's resolution time in");
+    }
+    Ok(all)
+}
+
+/// The URL of `path` in a snapshot archive at `timestamp`.
+pub fn snapshot_url(template: &str, timestamp: &str, path: &str) -> String {
+    format!("{}/{path}", template.replace("{timestamp}", timestamp))
+}
+
 /// The Python package index (PEP 503 simple API root) the host's pip uses.
 pub fn python_index() -> Result<String> {
     for var in ["MASCTL_PYTHON_INDEX", "PIP_INDEX_URL"] {
@@ -108,6 +126,15 @@ if not v:\n    from pip._internal.models.index import PyPI\n    v = PyPI.simple_
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn snapshot_url_table() {
+        let t = "http://snap.example/archive/debian/{timestamp}";
+        assert_eq!(
+            snapshot_url(t, "20260804T100000Z", "pool/main/a/a.deb"),
+            "http://snap.example/archive/debian/20260804T100000Z/pool/main/a/a.deb"
+        );
+    }
 
     #[test]
     fn sources_list_table() {

@@ -84,7 +84,7 @@ pub async fn run(layout: &Layout) -> Result<Vec<Finding>> {
             note(Level::Error, format!("{unit} is {} ({})", st.active_state, st.sub_state));
         }
         let spec = read_spec(spec_path)?;
-        match engine.container_state(&spec.container).await? {
+        match crate::health::service_state(&engine, &spec).await? {
             Some(c) if c.serves(&spec) => {
                 note(Level::Ok, format!("{} runs the generation's image, healthy", spec.container))
             }

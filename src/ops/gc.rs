@@ -66,6 +66,8 @@ pub async fn gc(ctx: &Context, keep: Option<usize>, older_than: Option<Duration>
             None => false,
         }
     })?;
+    // The input cache keeps every file; only downloads a crash left half-written go.
+    Store::new(ctx.cache.clone()).sweep(|_, _| true)?;
     if let Ok(engine) = Engine::connect().await {
         for id in dead_images {
             let _ = engine.remove_image(&id).await;

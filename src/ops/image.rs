@@ -1,7 +1,7 @@
 //! Images for the stack: locked, built into the store, loaded into Docker or pulled
 //! by digest, and listed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result, bail};
@@ -11,8 +11,9 @@ use crate::context::Context;
 use crate::docker::Engine;
 use crate::image::build::{Builder, Built, base_packages};
 use crate::image::decl::ImagesDir;
-use crate::image::fetch::{Cache, Sources, fetch_url, http};
-use crate::image::lock::{LOCK_VERSION, Lock};
+use crate::image::fetch::{Cache, Sources, exists, fetch_url, http};
+use crate::image::lock::{LOCK_VERSION, Lock, merge_keeping};
+use crate::image::mirrors;
 use crate::image::reference::Reference;
 use crate::image::{resolve_apt, resolve_pip};
 use crate::store::Store;
@@ -93,18 +94,71 @@ impl ImageSource {
         Ok(built.id)
     }
 
-    /// Resolves a declaration into its lock file with the host's apt and pip.
-    pub fn lock(&self, name: &str) -> Result<()> {
+    /// The pinned packages of `lock` that none of the live mirrors serves any more.
+    fn gone(&self, lock: &Lock) -> Result<BTreeSet<String>> {
+        let mirrors = mirrors::debian_mirrors()?;
+        let agent = http();
+        let bar = ui::count_bar(lock.debs.len() as u64, "checking pins");
+        let mut gone = BTreeSet::new();
+        for d in &lock.debs {
+            if !mirrors.iter().any(|m| exists(&agent, &format!("{m}/{}", d.path))) {
+                gone.insert(d.path.clone());
+            }
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        Ok(gone)
+    }
+
+    /// Resolves a declaration into its lock file with the host's apt and pip. With
+    /// `update`, an existing lock changes only where the mirrors dropped a pinned
+    /// package (Debian keeps only current versions): those are resolved again.
+    pub fn lock(&self, name: &str, update: bool) -> Result<()> {
         let decl = self.images.load(name)?;
         if decl.is_upstream() {
             bail!("{name} is an upstream image pinned by digest in {name}.toml; there is nothing to lock");
         }
-        let mut lock = Lock { version: LOCK_VERSION, inputs: decl.lock_inputs_hash(), ..Default::default() };
+        let path = self.images.lock_path(name);
+        let old = match update {
+            true => Some(Lock::read(&path).with_context(|| format!("--update needs the lock it updates ({name})"))?),
+            false => None,
+        };
+        if let Some(old) = &old
+            && old.inputs != decl.lock_inputs_hash()
+        {
+            bail!(
+                "{} was made for another {name}.toml: run `masctl image lock {name}` without --update",
+                path.display()
+            );
+        }
+        let gone = match &old {
+            Some(old) => self.gone(old)?,
+            None => BTreeSet::new(),
+        };
+        if old.is_some() && gone.is_empty() {
+            ui::step(format!("{name}: every pinned package is still on the mirrors; {} is unchanged", path.display()));
+            return Ok(());
+        }
+        let mut lock = Lock {
+            version: LOCK_VERSION,
+            inputs: decl.lock_inputs_hash(),
+            resolved: Some(crate::timestamp::compact(std::time::SystemTime::now())),
+            ..Default::default()
+        };
         if let Some(debian) = &decl.debian {
             let base = base_packages(&self.images, &decl)?;
             let sp = ui::spinner(&format!("resolving {} Debian packages with apt", debian.packages.len()));
             lock.debs = resolve_apt::resolve(debian, &base)?;
             sp.finish_and_clear();
+        }
+        if let Some(old) = old {
+            for g in &gone {
+                ui::step(format!("{name}: {g} is gone from the mirrors; resolved again"));
+            }
+            lock.debs = merge_keeping(&old.debs, lock.debs, &gone);
+            // PyPI keeps every release: the wheels stay as they were.
+            lock.wheels = old.wheels;
+            return self.write_lock(name, &lock);
         }
         if let Some(py) = &decl.python {
             let sp = ui::spinner("resolving Python requirements with pip");
@@ -127,6 +181,10 @@ impl ImageSource {
             }
             bar.finish_and_clear();
         }
+        self.write_lock(name, &lock)
+    }
+
+    fn write_lock(&self, name: &str, lock: &Lock) -> Result<()> {
         let path = self.images.lock_path(name);
         fsutil::write_atomic(&path, lock.to_toml()?.as_bytes(), 0o644)?;
         ui::step(format!(

@@ -64,7 +64,7 @@ pub async fn status(ctx: &Context) -> Result<Option<StatusReport>> {
     let mut all_serve = true;
     for (service, spec_path) in &manifest.services {
         let spec = read_spec(spec_path)?;
-        let st = engine.container_state(&spec.container).await?;
+        let st = crate::health::service_state(&engine, &spec).await?;
         all_serve &= st.as_ref().is_some_and(|s| s.serves(&spec));
         containers.push(ContainerRow {
             name: spec.container.clone(),

@@ -192,11 +192,11 @@ async fn ensure_host(engine: &Engine, host: &str, image: &str, layout: &Layout, 
         engine.remove_container(host).await?;
     }
     std::fs::create_dir_all(cache)?;
+    let (socket_dir, socket_name) = engine_socket()?;
     let root = layout.root().display().to_string();
     let config_dir = config_path.parent().context("config directory")?.display().to_string();
     let mut binds = vec![
         "/sys/fs/cgroup:/sys/fs/cgroup".to_string(),
-        "/var/run/docker.sock:/var/run/docker.sock".to_string(),
         format!("{root}:{root}"),
         format!("{}:{BIN_DIR_IN_HOST}:ro", bin_dir.display()),
         format!("{}:{IMAGES_IN_HOST}:ro", images_dir.display()),
@@ -218,9 +218,33 @@ async fn ensure_host(engine: &Engine, host: &str, image: &str, layout: &Layout, 
             ]
             .into(),
             binds,
+            engine_dir: Some(socket_dir.display().to_string()),
         })
         .await?;
+    // The socket itself is reached through its directory: dockerd makes a new socket
+    // file when it restarts, which a bind of the old file would never see.
+    let link = format!("ln -sfn {ENGINE_DIR_IN_HOST}/{socket_name} /run/docker.sock");
+    let (code, _) = engine.exec_in(host, &["sh".into(), "-c".into(), link], &[], ExecOutput::Stderr).await?;
+    if code != 0 {
+        bail!("could not link the Docker socket inside {host}");
+    }
     wait_for_systemd(engine, host).await
+}
+
+/// Where the directory of the engine's socket appears inside the host.
+const ENGINE_DIR_IN_HOST: &str = "/run/masctl-engine";
+
+/// The directory and file name of the Docker socket this process talks to.
+fn engine_socket() -> Result<(PathBuf, String)> {
+    let sock = match std::env::var("DOCKER_HOST") {
+        Ok(h) if h.starts_with("unix://") => PathBuf::from(h.trim_start_matches("unix://")),
+        Ok(h) => bail!("masctl try needs the Docker engine on a local socket, not DOCKER_HOST={h}"),
+        Err(_) => PathBuf::from("/var/run/docker.sock"),
+    };
+    let name = sock.file_name().context("the Docker socket path has no file name")?.to_string_lossy().into_owned();
+    let dir = std::fs::canonicalize(sock.parent().unwrap_or(Path::new("/")))
+        .with_context(|| format!("locating {}", sock.display()))?;
+    Ok((dir, name))
 }
 
 /// The host's environment: masctl inside finds the images, the shared input cache

@@ -36,7 +36,7 @@ impl Root {
         let mut c = Command::new(env!("CARGO_BIN_EXE_masctl"));
         c.env("MASCTL_ROOT", self.path())
             .env("MASCTL_CACHE", shared_cache())
-            .env("MASCTL_IMAGES", repo().join("images"))
+            .env("MASCTL_IMAGES", fresh_images())
             .env("NO_COLOR", "1");
         c
     }
@@ -157,3 +157,85 @@ impl Drop for Docker {
 /// Secure hardening flags every service container in the tests runs with.
 pub const HARDENED: [&str; 6] =
     ["--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--tmpfs=/tmp"];
+
+/// A declarations directory: the project's images plus the stand-in MAS image
+/// (`mas-standin`, the test double in tests/mas-standin, on the Synapse image).
+pub fn images_with_standin() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(fresh_images()).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    copy_tree(&repo().join("images/files"), &dir.path().join("files"));
+    copy_tree(&repo().join("tests/mas-standin"), &dir.path().join("mas-standin"));
+    std::fs::copy(repo().join("tests/mas-standin.toml"), dir.path().join("mas-standin.toml")).unwrap();
+    dir
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let dest = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_tree(&p, &dest);
+        } else {
+            std::fs::copy(&p, &dest).unwrap();
+        }
+    }
+}
+
+/// The sha256 of every input a lock file pins (a plain scan of its `sha256 =` lines).
+pub fn pinned_hashes(lock: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(lock).unwrap_or_default();
+    text.lines().filter_map(|l| l.strip_prefix("sha256 = \"")).map(|h| h.trim_end_matches('"').to_string()).collect()
+}
+
+/// The recipes' declarations to build from fresh inputs. The committed locks, unless
+/// a pinned input is neither cached nor on the mirrors any more (Debian drops
+/// superseded versions): then a relock of only what is gone, in a temporary
+/// directory, and a note that the committed locks are stale. Tests do not fail
+/// merely because the archive moved on.
+pub fn fresh_images() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let committed = repo().join("images");
+        let recipes = ["base", "postgres", "synapse", "proxy"];
+        let cached = |name: &str| {
+            pinned_hashes(&committed.join(format!("{name}.lock"))).iter().all(|h| shared_cache().join(h).exists())
+        };
+        if recipes.iter().all(|n| cached(n)) {
+            return committed;
+        }
+        let dir = tempfile::Builder::new().prefix("masctl-relock-").tempdir().unwrap().keep();
+        copy_tree(&committed, &dir);
+        let root = Root::new();
+        let mut stale = Vec::new();
+        for name in recipes {
+            let out = Command::new(env!("CARGO_BIN_EXE_masctl"))
+                .env("MASCTL_ROOT", root.path())
+                .env("MASCTL_CACHE", shared_cache())
+                .env("MASCTL_IMAGES", &dir)
+                .env("NO_COLOR", "1")
+                .args(["image", "lock", "--update", name])
+                .output()
+                .expect("running masctl");
+            assert!(out.status.success(), "relocking {name}: {}", String::from_utf8_lossy(&out.stderr));
+            let lock = format!("{name}.lock");
+            if std::fs::read(dir.join(&lock)).ok() != std::fs::read(committed.join(&lock)).ok() {
+                stale.push(lock);
+            }
+        }
+        if stale.is_empty() {
+            return committed;
+        }
+        eprintln!(
+            "NOTE: the committed locks are stale ({}: Debian dropped pinned versions); testing with a relock in {} — run scripts/relock.sh and commit images/*.lock",
+            stale.join(", "),
+            dir.display()
+        );
+        dir
+    })
+}

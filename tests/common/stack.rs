@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use super::{docker, docker_ok, repo, shared_cache, wait_for};
+use super::{docker, docker_ok, shared_cache, wait_for};
 
 pub struct Stack {
     pub images: PathBuf,
@@ -30,7 +30,7 @@ pub fn free_port() -> u16 {
 impl Stack {
     /// Writes the config; does not start anything.
     pub fn new(name: &str) -> Stack {
-        Stack::with_images(name, repo().join("images"))
+        Stack::with_images(name, super::fresh_images().to_path_buf())
     }
 
     /// A stack whose images come from another declarations directory.
