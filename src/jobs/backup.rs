@@ -48,8 +48,10 @@ pub async fn run(layout: &Layout, systemd: &Systemd, manifest: &Manifest, label:
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
     let host = POSTGRES.container(&manifest.instance);
     let mut made = Vec::new();
+    // One stamp for every database: the dumps of one run form a set (`masctl restore`).
+    let stamp = timestamp::compact(SystemTime::now());
     for db in &manifest.databases {
-        let file = format!("{db}-{}-{label}.dump", timestamp::compact(SystemTime::now()));
+        let file = format!("{db}-{stamp}-{label}.dump");
         let job = OneShot {
             image: manifest.images[&POSTGRES].clone(),
             user: POSTGRES.user(),

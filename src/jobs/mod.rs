@@ -6,8 +6,10 @@
 pub mod backup;
 mod context;
 pub mod doctor;
+pub mod import;
 pub mod mas_cli;
 pub mod register_user;
+pub mod restore;
 pub mod syn2mas;
 
 use std::io::{BufRead, BufReader, Write};
