@@ -5,60 +5,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::stack::{Stack, text};
-use common::{docker_ok, repo, wait_for};
-
-/// A declarations directory: the project's images plus the stand-in MAS image.
-fn images_with_standin() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for e in std::fs::read_dir(repo().join("images")).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_file() {
-            std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
-        }
-    }
-    copy_dir(&repo().join("images/files"), &dir.path().join("files"));
-    copy_dir(&repo().join("tests/mas-standin"), &dir.path().join("mas-standin"));
-    std::fs::write(
-        dir.path().join("mas-standin.toml"),
-        r#"description = "TEST DOUBLE: the mas-cli stand-in from tests/mas-standin, on the Synapse image (it is Python)"
-base = "synapse"
-
-[[copy]]
-from = "mas-standin/mas-cli"
-to = "/usr/local/bin/mas-cli"
-mode = 0o755
-
-[[copy]]
-from = "mas-standin/share"
-to = "/usr/local/share/mas-cli"
-
-[config]
-user = "65532:65532"
-entrypoint = ["/usr/local/bin/mas-cli"]
-cmd = ["server"]
-env = ["PATH=/usr/local/bin:/usr/bin", "PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1"]
-"#,
-    )
-    .unwrap();
-    dir
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let p = e.unwrap().path();
-        let dest: PathBuf = to.join(p.file_name().unwrap());
-        if p.is_dir() {
-            copy_dir(&p, &dest);
-        } else {
-            std::fs::copy(&p, &dest).unwrap();
-        }
-    }
-}
+use common::standin::images_with_standin;
+use common::{docker_ok, wait_for};
 
 const MAS_MIGRATING: &str = "[images]\nmas = \"mas-standin\"\n[mas]\nenabled = true\nmigration_in_progress = true\n";
 const MAS_ON: &str = "[images]\nmas = \"mas-standin\"\n[mas]\nenabled = true\n";

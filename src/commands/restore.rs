@@ -13,6 +13,9 @@ use crate::ops::switch::{Switched, switch};
 use crate::ui;
 
 pub async fn restore(ctx: &Context, backup: Option<&str>, json: bool, timeout: Duration) -> Result<()> {
+    if json {
+        crate::jobs::output_to_stderr();
+    }
     let done = restore::run(&ctx.layout, backup, timeout).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&done)?);
@@ -45,6 +48,9 @@ fn set_of(files: &[std::path::PathBuf]) -> String {
 }
 
 pub async fn import_synapse(g: &Global, a: ImportSynapse) -> Result<()> {
+    if a.json {
+        crate::jobs::output_to_stderr();
+    }
     let ctx = Context::with_config(g)?;
     let server_name = ctx.config()?.server_name.get_ref().clone();
     let mut src = match &a.from_playbook {

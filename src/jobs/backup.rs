@@ -84,6 +84,19 @@ pub async fn run(layout: &Layout, systemd: &Systemd, manifest: &Manifest, label:
     Ok(made)
 }
 
+/// The verified backup a job that replaces data takes first; `what` names the job
+/// in the refusal ("no backup of the current state, no restore").
+pub async fn first(ctx: &JobContext<'_>, label: &str, what: &str) -> Result<Vec<PathBuf>> {
+    crate::ui::step("backing up the current state first");
+    let files = run(ctx.layout, &ctx.systemd, &ctx.manifest, label)
+        .await
+        .with_context(|| format!("no backup of the current state, no {what}"))?;
+    for f in &files {
+        crate::ui::step(format!("verified backup {}", f.display()));
+    }
+    Ok(files)
+}
+
 /// Backups on disk, newest last: (file name, bytes).
 pub fn list(dir: &Path) -> Result<Vec<(String, u64)>> {
     let mut out = Vec::new();

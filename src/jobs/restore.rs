@@ -372,13 +372,7 @@ pub async fn run(layout: &Layout, wanted: Option<&str>, timeout: Duration) -> Re
         set.dumps.iter().map(|d| d.file.as_str()).collect::<Vec<_>>().join(", ")
     ));
 
-    ui::step("backing up the current state first");
-    let before = backup::run(layout, &ctx.systemd, &ctx.manifest, "pre-restore")
-        .await
-        .context("no backup of the current state, no restore")?;
-    for f in &before {
-        ui::step(format!("verified backup {}", f.display()));
-    }
+    let before = backup::first(&ctx, "pre-restore", "restore").await?;
 
     let synapse_version = match set.dumps.iter().any(|d| d.database == "synapse") {
         true => Some(image_synapse_schema(layout, &ctx.manifest.images[&Service::Synapse]).await?),

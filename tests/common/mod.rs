@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod stack;
+pub mod standin;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -372,13 +372,7 @@ do so (a verified backup is taken first)"
         );
     }
 
-    ui::step("backing up the current state first");
-    let before = backup::run(layout, &ctx.systemd, &ctx.manifest, "pre-import")
-        .await
-        .context("no backup of the current state, no import")?;
-    for f in &before {
-        ui::step(format!("verified backup {}", f.display()));
-    }
+    let before = backup::first(&ctx, "pre-import", "import").await?;
 
     ui::step(format!("loading the {:?} database into a scratch database", g.kind));
     load_database(&ctx, layout, &g, &src.database).await?;
