@@ -433,7 +433,8 @@ mod tests {
         let both = names(&["synapse", "mas"]);
         let one = names(&["synapse"]);
         // (wanted, databases, Ok(id) or Err(fragment))
-        let cases: [(Option<&str>, &Vec<String>, Result<&str, &str>); 6] = [
+        type Case<'a> = (Option<&'a str>, &'a Vec<String>, Result<&'a str, &'a str>);
+        let cases: [Case; 6] = [
             (None, &one, Ok("20260805T090000Z-manual")),
             (None, &both, Ok("20260804T100000Z-manual")),
             (Some("20260804T100000Z-manual"), &both, Ok("20260804T100000Z-manual")),
