@@ -19,7 +19,7 @@ cargo build --release --quiet
 
 GIB=${1:-1}
 M="$PWD/target/release/masctl"
-export MASCTL_CACHE="$PWD/target/bench-cache" MASCTL_IMAGES="$PWD/images"
+export MASCTL_CACHE="${MASCTL_CACHE:-$PWD/target/test-cache}" MASCTL_IMAGES="$PWD/images"
 WORK=$(mktemp -d /var/tmp/masctl-bench-restore.XXXXXX)
 INST="benchr$$"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -95,7 +95,7 @@ echo "masctl import synapse: $import ms"
 
 echo
 printf '| measurement | ms | / baseline |\n| --- | --- | --- |\n'
-for pair in "pg_dump | pg_restore (baseline):$base" "masctl backup:$backup" "masctl restore:$restore" "masctl import synapse:$import"; do
+for pair in "pg_dump \\| pg_restore (baseline):$base" "masctl backup:$backup" "masctl restore:$restore" "masctl import synapse:$import"; do
     name=${pair%:*}; v=${pair##*:}
     printf '| %s | %s | %s |\n' "$name" "$v" "$(python3 -c "print(f'{$v/$base:.2f}x')")"
 done
