@@ -156,6 +156,23 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Restore a backup set: back up the current state, load each dump into a scratch
+    /// database and check it, stop what uses the databases, swap them in, start and
+    /// health-gate. Refuses a backup newer than the running images can serve.
+    Restore {
+        /// The set: its id (20260804T100000Z-manual), one of its files, or a path to one
+        /// [default: the newest set holding every database]
+        backup: Option<String>,
+        /// Print what was done as JSON
+        #[arg(long)]
+        json: bool,
+        /// How long the stack may take to become healthy again, in seconds
+        #[arg(long, default_value_t = 300, value_parser = parse_timeout)]
+        timeout: u64,
+    },
+    /// Bring an existing server along into this stack
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// Run any other mas-cli command as a transient unit (e.g. manage add-email alice a@b.c)
     #[command(name = "mas-cli")]
     MasCli {
@@ -218,6 +235,51 @@ pub enum Syn2masCommand {
         #[arg(long)]
         dry_run: bool,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImportCommand {
+    /// An existing Synapse: its database, signing key, media store and the settings of
+    /// its homeserver.yaml (server_name must match masctl.toml's). Secrets go into
+    /// secrets/, media into data/synapse/media, the database replaces Synapse's (a
+    /// verified backup first); then the stack starts and must come up healthy.
+    #[command(long_about = None)]
+    Synapse(ImportSynapse),
+}
+
+#[derive(Args, Debug)]
+pub struct ImportSynapse {
+    /// Synapse's database: a pg_dump (custom `-Fc` or plain format, Postgres 15 or
+    /// older for custom) or its SQLite file (ported with Synapse's synapse_port_db)
+    #[arg(long, value_name = "FILE")]
+    pub dump: PathBuf,
+    /// The source's homeserver.yaml
+    #[arg(long, value_name = "FILE", required_unless_present = "from_playbook", conflicts_with = "from_playbook")]
+    pub homeserver: Option<PathBuf>,
+    /// Read a matrix-docker-ansible-deploy host's layout under DIR (usually /matrix):
+    /// synapse/config/homeserver.yaml, its signing key, synapse/storage/media-store
+    #[arg(long, value_name = "DIR")]
+    pub from_playbook: Option<PathBuf>,
+    /// The signing key file [default: signing_key_path of homeserver.yaml]
+    #[arg(long, value_name = "FILE")]
+    pub signing_key: Option<PathBuf>,
+    /// The media store directory [default: media_store_path of homeserver.yaml]
+    #[arg(long, value_name = "DIR")]
+    pub media: Option<PathBuf>,
+    /// Import even though this stack's Synapse has users (they are replaced; a
+    /// verified backup is taken first)
+    #[arg(long)]
+    pub replace: bool,
+    /// Write the settings that carry over into masctl.toml and switch to it
+    /// [default: print them]
+    #[arg(long)]
+    pub write_config: bool,
+    /// Print what was done as JSON
+    #[arg(long)]
+    pub json: bool,
+    /// How long the stack may take to become healthy again, in seconds
+    #[arg(long, default_value_t = 300, value_parser = parse_timeout)]
+    pub timeout: u64,
 }
 
 #[derive(Subcommand, Debug)]

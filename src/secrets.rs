@@ -71,6 +71,13 @@ pub const SPECS: [Spec; 16] = [
     Spec { name: "mas-admin-client", uid: MAS_UID, kind: Kind::Token },
 ];
 
+/// Secrets an imported Synapse brings along (`masctl import synapse`), beyond the
+/// ones in [`SPECS`] it replaces: its `password_config` with the pepper, for Synapse
+/// (a second config file) and for syn2mas, and the bare pepper for MAS's scheme.
+pub const SYNAPSE_PASSWORD_CONFIG: &str = "synapse-password-config.yaml";
+pub const MAS_SYNAPSE_PASSWORD_CONFIG: &str = "mas-synapse-password-config.yaml";
+pub const MAS_PEPPER: &str = "mas-pepper";
+
 pub fn random_bytes<const N: usize>() -> Result<[u8; N]> {
     let mut b = [0u8; N];
     getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("reading the OS random source: {e}"))?;
@@ -95,7 +102,8 @@ fn make(spec: &Spec, layout: &Layout) -> Result<String> {
     })
 }
 
-fn write_secret(path: &Path, content: &str, uid: u32) -> Result<()> {
+/// Writes (or replaces) one secret atomically: 0600, owned by `uid`.
+pub fn write_secret(path: &Path, content: &str, uid: u32) -> Result<()> {
     let tmp = crate::fsutil::temp_sibling(path);
     let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
     f.write_all(content.as_bytes())?;

@@ -3,6 +3,7 @@
 
 mod image;
 mod jobs;
+mod restore;
 mod stack;
 mod trial;
 mod users;
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::cli::{Cli, Command, ConfigCommand};
+use crate::cli::{Cli, Command, ConfigCommand, ImportCommand};
 use crate::context::Context;
 
 pub async fn run(cli: Cli) -> Result<()> {
@@ -42,6 +43,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Doctor { json } => jobs::doctor(&Context::for_state(g)?, json).await,
         Command::Backup => jobs::backup(&Context::for_state(g)?).await,
         Command::Backups { json } => jobs::backups(&Context::for_state(g)?, json),
+        Command::Restore { backup, json, timeout } => {
+            restore::restore(&Context::for_state(g)?, backup.as_deref(), json, secs(timeout)).await
+        }
+        Command::Import(ImportCommand::Synapse(args)) => restore::import_synapse(g, args).await,
         Command::MasCli { args } => crate::jobs::mas_cli::run(&Context::for_state(g)?.layout, &args).await,
         // The main processes of units: they get `--root` and a spec, no config.
         Command::Supervise { spec } => std::process::exit(crate::supervise::run(&spec).await?),

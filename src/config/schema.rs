@@ -127,6 +127,12 @@ pub struct Synapse {
     pub enable_registration: bool,
     #[serde(default = "default_log_level")]
     pub log_level: Spanned<String>,
+    /// Synapse's `password_config` (with the pepper an imported server hashed its
+    /// passwords with) is the secret `secrets/synapse-password-config.yaml`, written
+    /// by `masctl import synapse`. Synapse has no file option for the pepper, so the
+    /// whole section is a second config file; MAS reads the pepper from a file too.
+    #[serde(default)]
+    pub imported_password_config: bool,
     /// Extra top-level `homeserver.yaml` keys, merged over what masctl renders.
     #[serde(default = "empty_table")]
     pub extra: Spanned<toml::Table>,
@@ -145,6 +151,7 @@ impl Default for Synapse {
         Synapse {
             enable_registration: false,
             log_level: default_log_level(),
+            imported_password_config: false,
             extra: Spanned::new(0..0, toml::Table::new()),
         }
     }
@@ -387,6 +394,11 @@ impl Config {
     /// routes go to MAS.
     pub fn mas_delegating(&self) -> bool {
         self.mas_enabled() && !*self.mas.migration_in_progress.get_ref()
+    }
+
+    /// The pepper and the rest of `password_config` come from `secrets/` (imported).
+    pub fn imported_password_config(&self) -> bool {
+        self.synapse.imported_password_config
     }
 
     pub fn mas_hostname(&self) -> String {

@@ -443,6 +443,13 @@ pub fn validate(c: &Config, path: &Path, text: &str) -> Result<()> {
     }
     k.spanned("synapse.log_level", &c.synapse.log_level, |l| one_of(l, &LOG_LEVELS))?;
     k.refuse_managed("synapse", &c.synapse.extra, &MANAGED_SYNAPSE_KEYS)?;
+    if c.imported_password_config() && c.synapse.extra.get_ref().contains_key("password_config") {
+        return Err(k.err(
+            k.doc.key_span(&["synapse", "extra", "password_config"]),
+            "synapse.extra.password_config: with imported_password_config = true, password_config is \
+secrets/synapse-password-config.yaml (Synapse would let one replace the other); edit that file",
+        ));
+    }
     if parse_publish(c.ports.synapse.get_ref()).is_none() {
         return Err(k.err(
             c.ports.synapse.span(),
@@ -607,6 +614,11 @@ mod tests {
             ("server_name = \"e.com\"\n[ports]\nsynapse = \"1.2.3:80\"\n", "m.toml:3:11:", "ports.synapse"),
             ("server_name = \"e.com\"\n[images]\nsynapse = \"ghcr.io/x/y:1\"\n", "m.toml:3:11:", "digest"),
             ("server_name = \"e.com\"\n[synapse.extra]\ndatabase = 1\n", "m.toml:3:1:", "managed by masctl"),
+            (
+                "server_name = \"e.com\"\n[synapse]\nimported_password_config = true\n[synapse.extra.password_config]\npolicy = {}\n",
+                "m.toml:4:",
+                "secrets/synapse-password-config.yaml",
+            ),
             ("server_name = \"e.com\"\ninstance = \"Big\"\n", "m.toml:2:12:", "instance"),
             ("server_name = \"e.com\"\n[postgres.settings]\nx = [1]\n", "m.toml:3:5:", "postgres.settings.x"),
             ("server_name = 5\n", "m.toml:1:15:", "invalid type"),

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use super::synapse;
 use super::{Entry, Inputs};
 use crate::config::Config;
+use crate::secrets::MAS_PEPPER;
 use crate::service::Service;
 use crate::spec::{DataDir, Health, HttpProbe, ServiceSpec};
 
@@ -62,7 +63,9 @@ fn passwords(c: &Config) -> Value {
         .and_then(|p| p.as_str())
         .map(String::from);
     let mut v1 = json!({"version": 1, "algorithm": "bcrypt", "unicode_normalization": true});
-    if let Some(p) = pepper {
+    if c.imported_password_config() {
+        v1["secret_file"] = json!(format!("/run/secrets/{MAS_PEPPER}"));
+    } else if let Some(p) = pepper {
         v1["secret"] = json!(p);
     }
     json!({"enabled": true, "schemes": [v1, {"version": 2, "algorithm": "argon2id"}]})
@@ -171,6 +174,9 @@ pub fn secret_binds(inp: &Inputs) -> Vec<String> {
             .iter()
             .map(|n| format!("{}:/run/secrets/{n}:ro", l.secret(n).display()))
             .collect();
+    if c.imported_password_config() {
+        binds.push(format!("{}:/run/secrets/{MAS_PEPPER}:ro", l.secret(MAS_PEPPER).display()));
+    }
     if c.mas.email.username.is_some()
         && let Some(f) = &c.mas.email.password_file
     {

@@ -227,6 +227,36 @@ mod tests {
     }
 
     #[test]
+    fn imported_password_config_reaches_synapse_and_mas_as_files() {
+        let img = format!("sha256:{}", "2".repeat(64));
+        let file = |e: &Evaluated, entry: &str, path: &str| -> String {
+            e.entries
+                .iter()
+                .find(|x| x.name == entry)
+                .and_then(|x| x.files.get(path))
+                .map(|d| String::from_utf8_lossy(d).into_owned())
+                .unwrap_or_default()
+        };
+        // (extra config, Synapse reads the section, MAS reads the pepper)
+        let cases = [
+            ("", true, false),
+            ("[mas]\nenabled = true\nmigration_in_progress = true\n", true, true),
+            // Delegating: Synapse refuses password_config, so it must not read it.
+            ("[mas]\nenabled = true\n", false, true),
+        ];
+        for (extra, synapse_reads, mas_reads) in cases {
+            let text = format!("{BASE}[synapse]\nimported_password_config = true\n{extra}");
+            let e = eval_with_mas(&text, &img);
+            let spec = file(&e, "service-synapse", "spec.json");
+            assert_eq!(spec.contains("/run/secrets/synapse-password-config.yaml"), synapse_reads, "{extra}");
+            let mas = file(&e, "mas-config", "config.yaml");
+            assert_eq!(mas.contains("\"secret_file\": \"/run/secrets/mas-pepper\""), mas_reads, "{extra}");
+        }
+        let plain = eval(BASE, &img);
+        assert!(!file(&plain, "service-synapse", "spec.json").contains("password-config"));
+    }
+
+    #[test]
     fn no_secret_material_in_the_generation() {
         let e = eval(BASE, &format!("sha256:{}", "2".repeat(64)));
         for entry in &e.entries {

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use super::{Entry, Inputs};
 use crate::config::Config;
+use crate::secrets::SYNAPSE_PASSWORD_CONFIG;
 use crate::service::Service;
 use crate::spec::{DataDir, Health, Port, ServiceSpec};
 
@@ -138,8 +139,13 @@ pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
         secret("synapse-registration"),
         secret("synapse-signing.key"),
     ];
+    let mut cmd = vec!["--config-path".to_string(), "/etc/synapse/homeserver.yaml".into()];
     if c.mas_delegating() {
         binds.push(secret("synapse-mas-secret"));
+    } else if c.imported_password_config() {
+        // Read after homeserver.yaml: Synapse merges config files section by section.
+        binds.push(secret(SYNAPSE_PASSWORD_CONFIG));
+        cmd.extend(["--config-path".to_string(), format!("/run/secrets/{SYNAPSE_PASSWORD_CONFIG}")]);
     }
     ServiceSpec {
         service: SERVICE.name().into(),
@@ -147,7 +153,7 @@ pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
         network: instance.clone(),
         image: inp.images[&SERVICE].clone(),
         user: SERVICE.user(),
-        cmd: vec!["--config-path".into(), "/etc/synapse/homeserver.yaml".into()],
+        cmd,
         env: vec![],
         binds,
         tmpfs: [("/tmp".to_string(), "rw,nosuid,nodev,size=64m".to_string())].into(),

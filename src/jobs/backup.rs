@@ -48,8 +48,10 @@ pub async fn run(layout: &Layout, systemd: &Systemd, manifest: &Manifest, label:
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
     let host = POSTGRES.container(&manifest.instance);
     let mut made = Vec::new();
+    // One stamp for every database: the dumps of one run form a set (`masctl restore`).
+    let stamp = timestamp::compact(SystemTime::now());
     for db in &manifest.databases {
-        let file = format!("{db}-{}-{label}.dump", timestamp::compact(SystemTime::now()));
+        let file = format!("{db}-{stamp}-{label}.dump");
         let job = OneShot {
             image: manifest.images[&POSTGRES].clone(),
             user: POSTGRES.user(),
@@ -80,6 +82,19 @@ pub async fn run(layout: &Layout, systemd: &Systemd, manifest: &Manifest, label:
         made.push(dest);
     }
     Ok(made)
+}
+
+/// The verified backup a job that replaces data takes first; `what` names the job
+/// in the refusal ("no backup of the current state, no restore").
+pub async fn first(ctx: &JobContext<'_>, label: &str, what: &str) -> Result<Vec<PathBuf>> {
+    crate::ui::step("backing up the current state first");
+    let files = run(ctx.layout, &ctx.systemd, &ctx.manifest, label)
+        .await
+        .with_context(|| format!("no backup of the current state, no {what}"))?;
+    for f in &files {
+        crate::ui::step(format!("verified backup {}", f.display()));
+    }
+    Ok(files)
 }
 
 /// Backups on disk, newest last: (file name, bytes).

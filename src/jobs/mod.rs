@@ -6,8 +6,10 @@
 pub mod backup;
 mod context;
 pub mod doctor;
+pub mod import;
 pub mod mas_cli;
 pub mod register_user;
+pub mod restore;
 pub mod syn2mas;
 
 use std::io::{BufRead, BufReader, Write};
@@ -25,6 +27,13 @@ pub use context::JobContext;
 
 /// The line `masctl job` prints last; the follower stops reading there.
 pub const END_MARKER: &str = "masctl-job-finished";
+
+static OUTPUT_TO_STDERR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Jobs' output goes to stderr from now on: for commands whose stdout is JSON.
+pub fn output_to_stderr() {
+    OUTPUT_TO_STDERR.store(true, std::sync::atomic::Ordering::Relaxed);
+}
 
 /// What `masctl job` runs: one container, to its end, with what must happen around
 /// it done here too, so it happens even if the caller is gone.
@@ -135,6 +144,7 @@ pub async fn run(layout: &Layout, systemd: &Systemd, description: &str, spec: Jo
         .context("running journalctl")?;
     let stdout = follower.stdout.take().context("journalctl stdout")?;
     let quiet = crate::ui::is_quiet();
+    let to_stderr = OUTPUT_TO_STDERR.load(std::sync::atomic::Ordering::Relaxed);
     let reader = std::thread::spawn(move || {
         let mut captured = String::new();
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -142,7 +152,11 @@ pub async fn run(layout: &Layout, systemd: &Systemd, description: &str, spec: Jo
                 break;
             }
             if !quiet {
-                println!("{line}");
+                if to_stderr {
+                    eprintln!("{line}");
+                } else {
+                    println!("{line}");
+                }
             }
             captured.push_str(&line);
             captured.push('\n');

@@ -7,7 +7,7 @@ use super::{JobContext, JobSpec, backup};
 use crate::generations;
 use crate::layout::Layout;
 use crate::service::Service;
-use crate::ui;
+use crate::{secrets, ui};
 
 /// What to ask of syn2mas.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,8 +55,18 @@ and migration_in_progress = true, then `masctl switch`",
     job.binds.push(format!("{}:{SYN2MAS_PGPASS}:ro", layout.secret("mas-synapse-pgpass").display()));
     job.env.extend(syn2mas_env());
     let pre_mas = "/etc/mas/synapse-pre-mas.yaml".to_string();
+    let mut synapse_configs = vec![pre_mas];
+    if ctx.manifest.config["synapse"]["imported_password_config"] == true {
+        // The imported password_config (with the pepper), merged over the rest as Synapse does.
+        let inside = format!("/run/secrets/{}", secrets::SYNAPSE_PASSWORD_CONFIG);
+        job.binds.push(format!("{}:{inside}:ro", layout.secret(secrets::MAS_SYNAPSE_PASSWORD_CONFIG).display()));
+        synapse_configs.push(inside);
+    }
     let args = |rest: &[&str]| -> Vec<String> {
-        let mut v = vec!["syn2mas".to_string(), "--synapse-config".into(), pre_mas.clone()];
+        let mut v = vec!["syn2mas".to_string()];
+        for c in &synapse_configs {
+            v.extend(["--synapse-config".to_string(), c.clone()]);
+        }
         v.extend(rest.iter().map(|s| s.to_string()));
         v
     };

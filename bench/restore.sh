@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Restore and import of a >= 1 GB Synapse database, next to a plain
+# `pg_dump -Fc | pg_restore` of the same data in the same run and the same Postgres:
+#   1. baseline: pg_dump -Fc synapse | pg_restore -d <new database>   (nothing else)
+#   2. masctl backup                 (dump + verification restore)
+#   3. masctl restore                (backup first, load + check, stop, swap, start, health gate)
+#   4. masctl import synapse         (backup first, stage, load + check, media, secrets, start)
+# The data: Synapse's own schema, with event_json filled with unique rows until the
+# database is at least 1 GiB.
+# Usage: bash bench/restore.sh [GiB]   (as root; installs debootstrap)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+need_root
+ensure_packages docker.io debootstrap
+ensure_apt_lists
+ensure_dockerd
+cargo build --release --quiet
+
+GIB=${1:-1}
+M="$PWD/target/release/masctl"
+export MASCTL_CACHE="${MASCTL_CACHE:-$PWD/target/test-cache}" MASCTL_IMAGES="$PWD/images"
+WORK=$(mktemp -d /var/tmp/masctl-bench-restore.XXXXXX)
+INST="benchr$$"
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+mkdir -p "$WORK/conf"
+cat > "$WORK/conf/masctl.toml" <<TOML
+server_name = "bench.local"
+instance = "$INST"
+state_root = "$WORK/root"
+[ports]
+synapse = "127.0.0.1:$PORT"
+TOML
+cleanup() {
+    "$M" -q -c "$WORK/conf/masctl.toml" try --down >/dev/null 2>&1 || true
+    docker network rm "$INST" >/dev/null 2>&1 || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+echo "booting the stack in a systemd host (masctl try)"
+"$M" -q -c "$WORK/conf/masctl.toml" try --json > "$WORK/try.json"
+HOST="$INST-host"
+PG="$INST-postgres"
+IN=(docker exec "$HOST" /opt/masctl/bin/masctl -q --root "$WORK/root" -c /etc/masctl/masctl.toml)
+psql() { docker exec "$PG" psql -h /run/postgresql -U postgres -v ON_ERROR_STOP=1 -tAq "$@"; }
+ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
+
+echo "filling event_json to ${GIB} GiB"
+target=$(( GIB * 1024 * 1024 * 1024 ))
+n=0
+while [ "$(psql -d synapse -c "SELECT pg_database_size('synapse')")" -lt "$target" ]; do
+    psql -d synapse -c "INSERT INTO event_json (event_id, room_id, internal_metadata, json, format_version)
+        SELECT '\$bench' || g || ':bench.local', '!bench:bench.local', '{}',
+               '{\"type\":\"m.room.message\",\"content\":{\"body\":\"' || md5(g::text) || md5((g*3)::text)
+               || md5((g*5)::text) || md5((g*7)::text) || md5((g*11)::text) || md5((g*13)::text) || '\"}}', 3
+        FROM generate_series($n + 1, $n + 500000) g"
+    n=$(( n + 500000 ))
+done
+size=$(psql -d synapse -c "SELECT pg_database_size('synapse')")
+echo "synapse database: $size bytes, $n bench rows"
+
+echo
+echo "## 1. baseline: pg_dump -Fc | pg_restore"
+psql -d postgres -c "CREATE DATABASE bench_copy OWNER synapse ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+t=$(date +%s%N)
+docker exec "$PG" sh -c "pg_dump -h /run/postgresql -U postgres -Fc synapse | pg_restore -h /run/postgresql -U postgres -d bench_copy --no-owner --role=synapse --exit-on-error"
+base=$(ms "$t")
+psql -d postgres -c "DROP DATABASE bench_copy"
+echo "pg_dump | pg_restore: $base ms"
+
+echo "## 2. masctl backup"
+t=$(date +%s%N); "${IN[@]}" backup >/dev/null; backup=$(ms "$t")
+echo "masctl backup: $backup ms"
+
+echo "## 3. masctl restore"
+t=$(date +%s%N); "${IN[@]}" restore >/dev/null; restore=$(ms "$t")
+echo "masctl restore: $restore ms"
+[ "$(psql -d synapse -c "SELECT count(*) FROM event_json WHERE room_id = '!bench:bench.local'")" = "$n" ]
+
+echo "## 4. masctl import synapse (the same data as a source server's pg_dump)"
+SRC="$WORK/root/source"
+mkdir -p "$SRC/media"
+docker exec "$PG" pg_dump -h /run/postgresql -U postgres -Fc synapse > "$SRC/synapse.dump"
+cp "$WORK/root/secrets/synapse-signing.key" "$SRC/signing.key"
+cat > "$SRC/homeserver.yaml" <<YAML
+server_name: bench.local
+report_stats: false
+signing_key_path: $SRC/signing.key
+media_store_path: $SRC/media
+YAML
+t=$(date +%s%N); "${IN[@]}" import synapse --homeserver "$SRC/homeserver.yaml" --dump "$SRC/synapse.dump" >/dev/null; import=$(ms "$t")
+echo "masctl import synapse: $import ms"
+[ "$(psql -d synapse -c "SELECT count(*) FROM event_json WHERE room_id = '!bench:bench.local'")" = "$n" ]
+
+echo
+printf '| measurement | ms | / baseline |\n| --- | --- | --- |\n'
+for pair in "pg_dump \\| pg_restore (baseline):$base" "masctl backup:$backup" "masctl restore:$restore" "masctl import synapse:$import"; do
+    name=${pair%:*}; v=${pair##*:}
+    printf '| %s | %s | %s |\n' "$name" "$v" "$(python3 -c "print(f'{$v/$base:.2f}x')")"
+done
+echo "database: $size bytes; dump: $(stat -c %s "$SRC/synapse.dump") bytes"

@@ -1,0 +1,485 @@
+//! `masctl restore [SET]`: a verified backup set back into the databases. A backup
+//! of the current state comes first; each dump is loaded into a scratch database (a
+//! transient unit) and checked against what the running images can serve while the
+//! services still run; only then are the services that use the databases stopped,
+//! the scratch databases swapped in by rename, and the current generation started
+//! and health-gated. `masctl import synapse` loads and swaps the same way.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use serde::Serialize;
+
+use super::{JobContext, JobSpec, backup};
+use crate::activate::{Activator, unit_dir};
+use crate::docker::{Engine, ExecOutput, OneShot};
+use crate::generations::{self, Generations};
+use crate::layout::Layout;
+use crate::service::Service;
+use crate::ui;
+
+/// The dumps of one `masctl backup` run (they share a time stamp and a label).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BackupSet {
+    /// `20260804T100000Z-manual`
+    pub id: String,
+    pub dumps: Vec<Dump>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Dump {
+    pub database: String,
+    pub file: String,
+}
+
+/// `synapse-20260804T100000Z-manual.dump` → `("synapse", "20260804T100000Z-manual")`.
+fn split_name(name: &str) -> Option<(&str, &str)> {
+    let stem = name.strip_suffix(".dump")?;
+    let (db, id) = stem.split_once('-')?;
+    (!db.is_empty() && id.len() > 16).then_some((db, id))
+}
+
+/// Backup files grouped into sets, oldest first.
+pub fn sets(files: &[String]) -> Vec<BackupSet> {
+    let mut out: Vec<BackupSet> = Vec::new();
+    for f in files {
+        let Some((db, id)) = split_name(f) else { continue };
+        let dump = Dump { database: db.to_string(), file: f.clone() };
+        match out.iter_mut().find(|s| s.id == id) {
+            Some(s) => s.dumps.push(dump),
+            None => out.push(BackupSet { id: id.to_string(), dumps: vec![dump] }),
+        }
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out
+}
+
+/// The set to restore: the one named (by its id, one of its files, or a path to
+/// one), else the newest that holds every database of the generation.
+pub fn pick<'a>(sets: &'a [BackupSet], wanted: Option<&str>, databases: &[String]) -> Result<&'a BackupSet> {
+    let complete = |s: &BackupSet| databases.iter().all(|d| s.dumps.iter().any(|x| &x.database == d));
+    let Some(w) = wanted else {
+        return sets.iter().rev().find(|s| complete(s)).with_context(|| {
+            format!("no backup set holds every database ({}): run `masctl backup` first", databases.join(", "))
+        });
+    };
+    let name = Path::new(w).file_name().map_or(w.to_string(), |n| n.to_string_lossy().into_owned());
+    let set = sets
+        .iter()
+        .find(|s| s.id == name || s.dumps.iter().any(|d| d.file == name))
+        .with_context(|| format!("no backup {w:?} in the backups directory (see `masctl backups`)"))?;
+    if let Some(d) = set.dumps.iter().find(|d| !databases.contains(&d.database)) {
+        bail!("backup {} holds database {:?}, which the current generation does not run", set.id, d.database);
+    }
+    Ok(set)
+}
+
+/// Where a database is loaded before it replaces the live one.
+pub fn scratch(db: &str) -> String {
+    format!("masctl_load_{db}")
+}
+
+/// What goes into a scratch database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Load<'a> {
+    /// A `pg_dump -Fc` archive (path inside the job container).
+    Custom(&'a str),
+    /// A plain SQL dump without owners or grants, read after a `SET ROLE` prelude.
+    Plain { prelude: &'a str, dump: &'a str },
+    /// Only create it (something else fills it).
+    Empty,
+}
+
+/// The job's shell script: (re)create the scratch database owned by the database's
+/// own role, then load it as that role, so the service owns every table.
+fn load_script(host: &str, db: &str, load: Load) -> String {
+    let s = scratch(db);
+    let psql = format!("psql -q -v ON_ERROR_STOP=1 -h {host} -U postgres");
+    let mut out = format!(
+        "set -e\n{psql} -d postgres -c 'DROP DATABASE IF EXISTS {s}' \
+-c \"CREATE DATABASE {s} OWNER {db} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0\"\n"
+    );
+    match load {
+        Load::Custom(f) => out.push_str(&format!(
+            "pg_restore -h {host} -U postgres -d {s} --no-owner --no-privileges --role={db} --exit-on-error -j 2 {f}\n"
+        )),
+        Load::Plain { prelude, dump } => {
+            out.push_str(&format!("{psql} -d {s} -1 -f {prelude} -f {dump} > /dev/null\n"))
+        }
+        Load::Empty => {}
+    }
+    out.push_str(&format!("echo loaded {db} into {s}\n"));
+    out
+}
+
+/// A job in the Postgres image, on the stack's network, as the superuser (pgpass file).
+pub fn postgres_job(ctx: &JobContext, script: String, binds: Vec<String>) -> OneShot {
+    let mut binds = binds;
+    binds.push(format!("{}:/run/secrets/pgpass:ro", ctx.layout.secret("postgres-superuser-pgpass").display()));
+    OneShot {
+        image: ctx.manifest.images[&Service::Postgres].clone(),
+        user: Service::Postgres.user(),
+        entrypoint: Some(vec!["sh".into(), "-c".into(), script]),
+        cmd: vec![],
+        binds,
+        network: Some(ctx.manifest.instance.clone()),
+        env: vec!["PGPASSFILE=/run/secrets/pgpass".into()],
+    }
+}
+
+fn pg_host(ctx: &JobContext) -> String {
+    Service::Postgres.container(&ctx.manifest.instance)
+}
+
+/// Loads into `db`'s scratch database, as a transient unit; `dir` is mounted at `/in`.
+pub async fn load(ctx: &JobContext<'_>, db: &str, dir: &Path, load: Load<'_>) -> Result<()> {
+    let job = postgres_job(ctx, load_script(&pg_host(ctx), db, load), vec![format!("{}:/in:ro", dir.display())]);
+    let (code, _) = ctx.run(&format!("masctl load of {db}"), JobSpec::new("load", job)).await?;
+    if code != 0 {
+        let _ = drop_scratch(ctx, db).await;
+        bail!("loading {db} failed (exit {code}); see its output above — the live database is untouched");
+    }
+    Ok(())
+}
+
+pub async fn drop_scratch(ctx: &JobContext<'_>, db: &str) -> Result<()> {
+    query(ctx, "postgres", &format!("DROP DATABASE IF EXISTS {}", scratch(db))).await.map(|_| ())
+}
+
+/// The script that puts the scratch databases in place of the live ones: renames in
+/// one transaction (all or nothing), then the old ones dropped.
+fn swap_script(host: &str, dbs: &[String]) -> String {
+    let psql = format!("psql -q -v ON_ERROR_STOP=1 -h {host} -U postgres -d postgres");
+    let names: Vec<String> = dbs.iter().flat_map(|d| [format!("'{d}'"), format!("'{}'", scratch(d))]).collect();
+    let mut s = format!(
+        "set -e\n{psql} -c \"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname IN ({}) \
+AND pid <> pg_backend_pid()\" > /dev/null\n",
+        names.join(", ")
+    );
+    for d in dbs {
+        s.push_str(&format!("{psql} -c 'DROP DATABASE IF EXISTS masctl_old_{d}'\n"));
+    }
+    s.push_str(&format!("{psql} -1"));
+    for d in dbs {
+        s.push_str(&format!(
+            " -c 'ALTER DATABASE {d} RENAME TO masctl_old_{d}' -c 'ALTER DATABASE {} RENAME TO {d}'",
+            scratch(d)
+        ));
+    }
+    s.push('\n');
+    for d in dbs {
+        s.push_str(&format!("{psql} -c 'DROP DATABASE masctl_old_{d}'\necho restored {d}\n"));
+    }
+    s
+}
+
+/// The units that use a database.
+pub fn users_of(db: &str) -> Vec<Service> {
+    match db {
+        "synapse" => vec![Service::Synapse],
+        "mas" => vec![Service::Mas],
+        _ => vec![Service::Synapse, Service::Mas],
+    }
+}
+
+/// Stops what uses `dbs` and swaps the scratch databases in, as one transient unit
+/// (it starts the services again if the swap fails). Returns the units stopped.
+pub async fn swap_in(ctx: &JobContext<'_>, dbs: &[String]) -> Result<Vec<String>> {
+    let mut stop: Vec<String> = Vec::new();
+    for d in dbs {
+        for s in users_of(d) {
+            if ctx.manifest.services.contains_key(&s) && !stop.contains(&s.unit_name()) {
+                stop.push(s.unit_name());
+            }
+        }
+    }
+    ui::step(format!("stopping {} and swapping in {}", stop.join(", "), dbs.join(", ")));
+    let mut spec = JobSpec::new("swap", postgres_job(ctx, swap_script(&pg_host(ctx), dbs), vec![]));
+    spec.stop_before = stop.clone();
+    spec.start_on_failure = stop.clone();
+    let (code, _) = ctx.run("masctl restore: swap databases", spec).await?;
+    if code != 0 {
+        bail!("swapping the databases in failed (exit {code}); the live databases are unchanged");
+    }
+    Ok(stop)
+}
+
+/// Starts the current generation again and waits for its health gate.
+pub async fn start_current(ctx: &JobContext<'_>, timeout: Duration) -> Result<()> {
+    let engine = Engine::connect().await?;
+    let current = Generations::new(ctx.layout).current()?.context("no current generation")?;
+    let a = Activator { layout: ctx.layout, systemd: &ctx.systemd, engine: &engine, unit_dir: unit_dir(), timeout };
+    if let Err(f) = a.activate(&current).await? {
+        eprintln!("{}", f.logs.trim_end());
+        bail!("generation {} did not come up after the restore ({} failed)", current.number, f.units.join(", "));
+    }
+    Ok(())
+}
+
+/// One SQL statement as the superuser over the Postgres container's socket; its rows.
+pub async fn query(ctx: &JobContext<'_>, db: &str, sql: &str) -> Result<String> {
+    let engine = Engine::connect().await?;
+    let cmd: Vec<String> =
+        ["psql", "-h", "/run/postgresql", "-U", "postgres", "-d", db, "-v", "ON_ERROR_STOP=1", "-tAqc", sql]
+            .map(String::from)
+            .to_vec();
+    let (code, out) = engine.exec_in(&pg_host(ctx), &cmd, &[], ExecOutput::Capture).await?;
+    if code != 0 {
+        bail!("query on {db} failed: {}", out.trim());
+    }
+    Ok(out.trim().to_string())
+}
+
+/// What a Synapse database says about its schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SynapseSchema {
+    /// `schema_version.version`: the newest Synapse schema applied.
+    pub version: u32,
+    /// `schema_compat_version`: the oldest Synapse schema that can still run on it.
+    pub compat: Option<u32>,
+}
+
+/// Synapse refuses a database whose compat version is newer than its own
+/// `SCHEMA_VERSION` (`synapse/storage/prepare_database.py`); so does masctl, earlier.
+pub fn synapse_servable(db: SynapseSchema, image_version: u32) -> Result<(), String> {
+    match db.compat {
+        Some(c) if c > image_version => Err(format!(
+            "its Synapse schema is {} (compatible back to {c}), newer than the Synapse image serves ({image_version}): \
+use a Synapse image at least as new as the one that wrote it",
+            db.version
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The schema of a (scratch) Synapse database; None when it has no Synapse schema.
+pub async fn synapse_schema(ctx: &JobContext<'_>, db: &str) -> Result<Option<SynapseSchema>> {
+    let has = query(ctx, db, "SELECT to_regclass('public.schema_version') IS NOT NULL").await?;
+    if has != "t" {
+        return Ok(None);
+    }
+    let v = query(ctx, db, "SELECT version FROM schema_version").await?;
+    let compat = query(
+        ctx,
+        db,
+        "SELECT CASE WHEN to_regclass('public.schema_compat_version') IS NULL THEN NULL \
+ELSE (SELECT max(compat_version) FROM schema_compat_version) END",
+    )
+    .await?;
+    let version = v.parse().with_context(|| format!("schema_version of {db}: {v:?}"))?;
+    Ok(Some(SynapseSchema { version, compat: compat.parse().ok() }))
+}
+
+/// `SCHEMA_VERSION` of the Synapse in `image`, from its own Python package.
+pub async fn image_synapse_schema(layout: &Layout, image: &str) -> Result<u32> {
+    let engine = Engine::connect().await?;
+    let out = tempfile::Builder::new().prefix(".schema-").tempdir_in(layout.root())?;
+    std::os::unix::fs::chown(out.path(), Some(Service::Synapse.uid()), Some(Service::Synapse.uid()))?;
+    let job = OneShot {
+        image: image.to_string(),
+        user: Service::Synapse.user(),
+        entrypoint: Some(vec![
+            "python3".into(),
+            "-c".into(),
+            "from synapse.storage.schema import SCHEMA_VERSION\nopen('/out/v', 'w').write(str(SCHEMA_VERSION))".into(),
+        ]),
+        cmd: vec![],
+        binds: vec![format!("{}:/out", out.path().display())],
+        network: None,
+        env: vec![],
+    };
+    let code = engine.run_once(&job, "schema-version").await?;
+    let text = std::fs::read_to_string(out.path().join("v")).unwrap_or_default();
+    match (code, text.trim().parse()) {
+        (0, Ok(v)) => Ok(v),
+        _ => bail!("could not read SCHEMA_VERSION from the Synapse image (exit {code})"),
+    }
+}
+
+/// MAS's migrations (sqlx) a backup has that the running MAS image did not apply
+/// to the live database: the live one was migrated by the image at its last start,
+/// so anything beyond it comes from a newer MAS.
+pub fn mas_unknown(dump: &[i64], live: &[i64]) -> Vec<i64> {
+    dump.iter().filter(|v| !live.contains(v)).copied().collect()
+}
+
+async fn mas_migrations(ctx: &JobContext<'_>, db: &str) -> Result<Vec<i64>> {
+    let has = query(ctx, db, "SELECT to_regclass('public._sqlx_migrations') IS NOT NULL").await?;
+    if has != "t" {
+        return Ok(vec![]);
+    }
+    let rows = query(ctx, db, "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version").await?;
+    Ok(rows.lines().filter_map(|l| l.trim().parse().ok()).collect())
+}
+
+/// Checks a loaded scratch database against what the running images serve.
+pub async fn check_scratch(ctx: &JobContext<'_>, db: &str, synapse_image_version: Option<u32>) -> Result<String> {
+    let s = scratch(db);
+    match db {
+        "synapse" => {
+            let schema = synapse_schema(ctx, &s).await?.with_context(|| {
+                format!("the {db} dump has no Synapse schema (no schema_version table): is it a Synapse database?")
+            })?;
+            let image = synapse_image_version.context("no Synapse image version")?;
+            synapse_servable(schema, image).map_err(|e| anyhow::anyhow!("refusing the {db} dump: {e}"))?;
+            Ok(format!("Synapse schema {}", schema.version))
+        }
+        "mas" => {
+            let dump = mas_migrations(ctx, &s).await?;
+            let unknown = mas_unknown(&dump, &mas_migrations(ctx, "mas").await?);
+            if !unknown.is_empty() {
+                bail!(
+                    "refusing the {db} dump: it has MAS migrations the running MAS image does not know ({}): it was \
+written by a newer MAS",
+                    unknown.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")
+                );
+            }
+            Ok(format!("MAS migration {}", dump.last().copied().unwrap_or(0)))
+        }
+        _ => Ok(String::new()),
+    }
+}
+
+/// What `masctl restore --json` prints.
+#[derive(Debug, Serialize)]
+pub struct Restored {
+    pub set: String,
+    /// The backup of the state before the restore.
+    pub backup_before: Vec<PathBuf>,
+    pub databases: Vec<RestoredDb>,
+    pub stopped: Vec<String>,
+    pub generation: u32,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RestoredDb {
+    pub database: String,
+    pub file: String,
+    pub schema: String,
+}
+
+pub async fn run(layout: &Layout, wanted: Option<&str>, timeout: Duration) -> Result<Restored> {
+    let _lock = generations::lock(layout, "restore")?;
+    let ctx = JobContext::load(layout).await?;
+    ctx.require_active(&[Service::Postgres], Duration::from_secs(60)).await?;
+    let names: Vec<String> = backup::list(&layout.backups())?.into_iter().map(|(n, _)| n).collect();
+    let all = sets(&names);
+    let set = pick(&all, wanted, &ctx.manifest.databases)?.clone();
+    ui::step(format!(
+        "restoring backup set {} ({})",
+        set.id,
+        set.dumps.iter().map(|d| d.file.as_str()).collect::<Vec<_>>().join(", ")
+    ));
+
+    let before = backup::first(&ctx, "pre-restore", "restore").await?;
+
+    let synapse_version = match set.dumps.iter().any(|d| d.database == "synapse") {
+        true => Some(image_synapse_schema(layout, &ctx.manifest.images[&Service::Synapse]).await?),
+        false => None,
+    };
+    let mut done = Vec::new();
+    for d in &set.dumps {
+        ui::step(format!("loading {} into a scratch database", d.file));
+        load(&ctx, &d.database, &layout.backups(), Load::Custom(&format!("/in/{}", d.file))).await?;
+        match check_scratch(&ctx, &d.database, synapse_version).await {
+            Ok(schema) => done.push(RestoredDb { database: d.database.clone(), file: d.file.clone(), schema }),
+            Err(e) => {
+                for x in &set.dumps {
+                    let _ = drop_scratch(&ctx, &x.database).await;
+                }
+                return Err(e);
+            }
+        }
+    }
+    let dbs: Vec<String> = set.dumps.iter().map(|d| d.database.clone()).collect();
+    let stopped = swap_in(&ctx, &dbs).await?;
+    ui::step("starting the stack");
+    start_current(&ctx, timeout).await?;
+    Ok(Restored { set: set.id, backup_before: before, databases: done, stopped, generation: ctx.number })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn sets_group_a_runs_dumps() {
+        let files = names(&[
+            "mas-20260804T100000Z-manual.dump",
+            "synapse-20260804T100000Z-manual.dump",
+            "synapse-20260805T090000Z-pre-syn2mas.dump",
+            "not-a-backup.txt",
+            "synapse-x.dump",
+        ]);
+        let s = sets(&files);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].id, "20260804T100000Z-manual");
+        assert_eq!(s[0].dumps.len(), 2);
+        assert_eq!(s[1].id, "20260805T090000Z-pre-syn2mas");
+    }
+
+    #[test]
+    fn pick_table() {
+        let s = sets(&names(&[
+            "mas-20260804T100000Z-manual.dump",
+            "synapse-20260804T100000Z-manual.dump",
+            "synapse-20260805T090000Z-manual.dump",
+        ]));
+        let both = names(&["synapse", "mas"]);
+        let one = names(&["synapse"]);
+        // (wanted, databases, Ok(id) or Err(fragment))
+        type Case<'a> = (Option<&'a str>, &'a Vec<String>, Result<&'a str, &'a str>);
+        let cases: [Case; 6] = [
+            (None, &one, Ok("20260805T090000Z-manual")),
+            (None, &both, Ok("20260804T100000Z-manual")),
+            (Some("20260804T100000Z-manual"), &both, Ok("20260804T100000Z-manual")),
+            (Some("/var/lib/masctl/backups/synapse-20260805T090000Z-manual.dump"), &one, Ok("20260805T090000Z-manual")),
+            (Some("20260804T100000Z-manual"), &one, Err("does not run")),
+            (Some("nope"), &one, Err("no backup \"nope\"")),
+        ];
+        for (wanted, dbs, expect) in cases {
+            match (pick(&s, wanted, dbs), expect) {
+                (Ok(set), Ok(id)) => assert_eq!(set.id, id, "{wanted:?}"),
+                (Err(e), Err(frag)) => assert!(e.to_string().contains(frag), "{wanted:?}: {e}"),
+                (got, want) => panic!("{wanted:?}: got {:?}, want {want:?}", got.map(|s| &s.id)),
+            }
+        }
+        assert!(pick(&[], None, &one).unwrap_err().to_string().contains("masctl backup"));
+    }
+
+    #[test]
+    fn synapse_schema_table() {
+        let s = |version, compat| SynapseSchema { version, compat };
+        assert!(synapse_servable(s(94, Some(84)), 94).is_ok());
+        assert!(synapse_servable(s(99, Some(90)), 94).is_ok(), "newer but compatible back to 90");
+        assert!(synapse_servable(s(90, None), 94).is_ok());
+        let e = synapse_servable(s(120, Some(95)), 94).unwrap_err();
+        assert!(e.contains("newer than the Synapse image serves (94)"), "{e}");
+    }
+
+    #[test]
+    fn mas_unknown_migrations() {
+        assert!(mas_unknown(&[1, 2, 3], &[1, 2, 3, 4]).is_empty());
+        assert_eq!(mas_unknown(&[1, 2, 5], &[1, 2, 3]), vec![5]);
+    }
+
+    #[test]
+    fn scripts_load_as_the_databases_role_and_swap_in_one_transaction() {
+        let l = load_script("pg", "synapse", Load::Custom("/in/x.dump"));
+        assert!(l.contains("CREATE DATABASE masctl_load_synapse OWNER synapse"), "{l}");
+        assert!(l.contains("--role=synapse --exit-on-error"), "{l}");
+        let p = load_script("pg", "synapse", Load::Plain { prelude: "/in/p.sql", dump: "/in/d.sql" });
+        assert!(p.contains("-1 -f /in/p.sql -f /in/d.sql"), "{p}");
+        let s = swap_script("pg", &names(&["synapse", "mas"]));
+        let tx = s.lines().find(|l| l.contains(" -1 ")).unwrap();
+        for part in ["synapse RENAME TO masctl_old_synapse", "masctl_load_mas RENAME TO mas"] {
+            assert!(tx.contains(part), "{tx}");
+        }
+        assert!(s.find("RENAME").unwrap() < s.find("DROP DATABASE masctl_old_synapse'").unwrap());
+    }
+}
