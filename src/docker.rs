@@ -6,6 +6,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use bollard::Docker;
+
+/// The label on networks masctl creates.
+const NETWORK_LABEL: &str = "masctl.network";
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, NetworkCreateRequest, NetworkingConfig,
@@ -256,13 +259,41 @@ impl Engine {
         if self.docker.inspect_network(name, None).await.is_ok() {
             return Ok(());
         }
-        let req = NetworkCreateRequest { name: name.to_string(), driver: Some("bridge".into()), ..Default::default() };
+        let req = NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".into()),
+            // Marks the network as masctl's: see `foreign_network`.
+            labels: Some([(NETWORK_LABEL.to_string(), "1".to_string())].into()),
+            ..Default::default()
+        };
         match self.docker.create_network(req).await {
             Ok(_) => Ok(()),
             // Created concurrently by another service's supervisor.
             Err(_) if self.docker.inspect_network(name, None).await.is_ok() => Ok(()),
             Err(e) => Err(e).with_context(|| format!("creating network {name}")),
         }
+    }
+
+    /// Why an existing network named `name` is not masctl's to use, if it is not:
+    /// it lacks masctl's label and a container that is not masctl's is on it.
+    /// (Networks masctl made before it labelled them hold only its own containers,
+    /// or none.)
+    pub async fn foreign_network(&self, name: &str) -> Result<Option<String>> {
+        let Ok(net) = self.docker.inspect_network(name, None).await else { return Ok(None) };
+        if net.labels.as_ref().is_some_and(|l| l.contains_key(NETWORK_LABEL)) {
+            return Ok(None);
+        }
+        for (id, endpoint) in net.containers.unwrap_or_default() {
+            let labels = self.docker.inspect_container(&id, None).await.ok().and_then(|c| c.config?.labels);
+            if !labels.is_some_and(|l| l.keys().any(|k| k.starts_with("masctl."))) {
+                let who = endpoint.name.unwrap_or(id);
+                return Ok(Some(format!(
+                    "Docker network {name:?} exists and was not made by masctl (container {who} is on it); \
+choose another instance name"
+                )));
+            }
+        }
+        Ok(None)
     }
 
     /// Attaches a container to a network (nothing to do if it is attached already).

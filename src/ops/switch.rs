@@ -86,9 +86,13 @@ async fn synapse_users(engine: &Engine, postgres: &str) -> Option<u64> {
 /// Builds the configured generation and activates it (rolling back if it fails).
 pub async fn switch(ctx: &Context, dry_run: bool, timeout: Duration, force: bool) -> Result<Switched> {
     let layout = &ctx.layout;
-    generation::check_images(ctx.config()?, &ctx.images)?;
-    let _lock = generations::lock(layout, "switch")?;
+    let c = ctx.config()?;
+    generation::check_images(c, &ctx.images)?;
     let engine = Engine::connect().await?;
+    if let Some(why) = engine.foreign_network(c.instance.get_ref()).await? {
+        return Err(c.at(c.instance.span(), format!("instance: {why}")));
+    }
+    let _lock = generations::lock(layout, "switch")?;
     let (store_path, manifest) = generation::build(ctx, &engine).await?;
     let gens = Generations::new(layout);
     let current = gens.current()?;

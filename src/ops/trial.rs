@@ -70,8 +70,12 @@ pub async fn down(ctx: &Context) -> Result<String> {
 pub async fn up(ctx: &Context, verbosity: Verbosity) -> Result<Trial> {
     let layout = &ctx.layout;
     let instance = ctx.config()?.instance.get_ref();
-    super::generation::check_images(ctx.config()?, &ctx.images)?;
+    let c = ctx.config()?;
+    super::generation::check_images(c, &ctx.images)?;
     let engine = Engine::connect().await?;
+    if let Some(why) = engine.foreign_network(instance).await? {
+        return Err(c.at(c.instance.span(), format!("instance: {why}")));
+    }
     let host = host_name(ctx)?;
     let host_image = ensure_host_image(&engine, layout).await?;
     // Images are built out here, where the mirrors are reachable; inside, the
