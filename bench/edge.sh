@@ -10,16 +10,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
-need_root
-ensure_packages docker.io debootstrap
-ensure_apt_lists
-ensure_dockerd
-cargo build --release --quiet
+bench_prelude
 
 M="$PWD/target/release/masctl"
 WORK=$(mktemp -d /var/tmp/masctl-bench-edge.XXXXXX)
 INST="edge$$"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PORT=$(free_port); NPORT=$(free_port)
 # The project's images plus the MAS stand-in, and main's nginx recipe as `nginx`.
 IMG="$WORK/images"; mkdir -p "$IMG" "$WORK/conf" "$WORK/nginx"

@@ -10,12 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
-need_root
-ensure_packages debootstrap docker.io
-ensure_apt_lists
-ensure_dockerd
-
-cargo build --release --quiet
+bench_prelude
 M="$PWD/target/release/masctl"
 WORK=$(mktemp -d /var/tmp/masctl-bench.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT

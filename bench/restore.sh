@@ -11,18 +11,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
-need_root
-ensure_packages docker.io debootstrap
-ensure_apt_lists
-ensure_dockerd
-cargo build --release --quiet
+bench_prelude
 
 GIB=${1:-1}
 M="$PWD/target/release/masctl"
 export MASCTL_CACHE="${MASCTL_CACHE:-$PWD/target/test-cache}" MASCTL_IMAGES="$PWD/images"
 WORK=$(mktemp -d /var/tmp/masctl-bench-restore.XXXXXX)
 INST="benchr$$"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 mkdir -p "$WORK/conf"
 cat > "$WORK/conf/masctl.toml" <<TOML
 server_name = "bench.local"

@@ -10,18 +10,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
-need_root
-ensure_packages docker.io docker-compose debootstrap
-ensure_apt_lists
-ensure_dockerd
-cargo build --release --quiet
+bench_prelude docker-compose
 
 M="$PWD/target/release/masctl"
 export MASCTL_CACHE="$PWD/target/bench-cache" MASCTL_IMAGES="$PWD/images"
 WORK=$(mktemp -d /var/tmp/masctl-bench-switch.XXXXXX)
 INST="bench$$"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-CPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_port)
+CPORT=$(free_port)
 mkdir -p "$WORK/conf"
 write_config() {
     cat > "$WORK/conf/masctl.toml" <<TOML

@@ -51,3 +51,16 @@ ensure_dockerd() {
 # For the benchmarks: milliseconds now, and the median of numbers on stdin.
 now_ms() { date +%s%3N; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+
+# For the benchmarks: root, Docker, debootstrap (and any other packages named), a
+# running dockerd and a release build of masctl.
+bench_prelude() {
+    need_root
+    ensure_packages docker.io debootstrap "$@"
+    ensure_apt_lists
+    ensure_dockerd
+    cargo build --release --quiet
+}
+
+# A free TCP port on loopback.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
