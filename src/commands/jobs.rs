@@ -31,6 +31,10 @@ pub async fn register_user(
 }
 
 pub async fn doctor(ctx: &Context, json: bool) -> Result<()> {
+    if json {
+        // stdout is the JSON report alone; mas-cli doctor's own lines go to stderr.
+        crate::jobs::output_to_stderr();
+    }
     let findings = doctor_job::run(&ctx.layout).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&findings)?);
