@@ -201,7 +201,7 @@ fn messages(net: &Net, host: &str, token: &str, room: &str) -> Vec<String> {
 #[test]
 fn two_stacks_federate_over_tls_from_a_private_acme_ca() {
     let net = Net::up();
-    let standin = common::standin::images_with_standin();
+    let standin = common::images_with_standin();
     let a = Stack::with_server_name("fa", "a.test", common::repo().join("images"));
     let b = Stack::with_server_name("fb", "b.test", standin.path().to_path_buf());
     a.write_config(&net.edge_config(&a, ""));

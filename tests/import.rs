@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use common::images_with_standin;
 use common::stack::{Stack, text};
-use common::standin::images_with_standin;
 use common::{Docker, HARDENED, Root, docker, docker_ok, wait_for};
 
 const MAS_MIGRATING: &str = "[images]\nmas = \"mas-standin\"\n[mas]\nenabled = true\nmigration_in_progress = true\n";

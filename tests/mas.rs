@@ -10,8 +10,8 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
+use common::images_with_standin;
 use common::stack::{Stack, text};
-use common::standin::images_with_standin;
 use common::{docker, docker_ok, wait_for};
 
 /// Which MAS the test runs: the `[images]` lines that pick it.

@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 pub mod stack;
-pub mod standin;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
