@@ -101,6 +101,60 @@ pub fn reachable(candidates: &[Candidate], roots: &[String], stop: &BTreeSet<Str
     Ok(seen)
 }
 
+/// `sources.list` lines for `suite` on the host's mirror roots: the suite and its
+/// `-updates` on an archive root, `SUITE-security` on a security root (one whose
+/// path ends in `-security`, as Debian's does). No host name is invented here.
+pub fn suite_sources(mirrors: &[String], suite: &str) -> String {
+    let key = "signed-by=/usr/share/keyrings/debian-archive-keyring.gpg";
+    let mut out = String::new();
+    for m in mirrors {
+        if m.ends_with("-security") {
+            out.push_str(&format!("deb [{key}] {m} {suite}-security main\n"));
+        } else {
+            out.push_str(&format!("deb [{key}] {m} {suite} main\ndeb [{key}] {m} {suite}-updates main\n"));
+        }
+    }
+    out
+}
+
+/// The host's Debian release codename (`/etc/os-release`), if it says.
+fn host_suite() -> Option<String> {
+    let text = std::fs::read_to_string("/etc/os-release").ok()?;
+    text.lines().find_map(|l| l.strip_prefix("VERSION_CODENAME=")).map(|v| v.trim_matches('"').to_string())
+}
+
+/// apt options for resolving `suite`: none when the host runs that release (its own
+/// apt lists answer), else a private sources list on the host's mirrors and private
+/// lists, fetched now, so a trixie recipe resolves on a bookworm host and the other
+/// way round. The returned directory holds that state and must outlive the options.
+fn apt_state_for(suite: &str) -> Result<(Option<tempfile::TempDir>, Vec<String>)> {
+    if host_suite().as_deref() == Some(suite) {
+        return Ok((None, Vec::new()));
+    }
+    let dir = tempfile::tempdir()?;
+    let sources = dir.path().join("sources.list");
+    std::fs::write(&sources, suite_sources(&super::mirrors::debian_mirrors()?, suite))?;
+    std::fs::create_dir_all(dir.path().join("lists/partial"))?;
+    std::fs::create_dir_all(dir.path().join("cache/archives/partial"))?;
+    let d = dir.path().display();
+    let opts = vec![
+        format!("Dir::Etc::sourcelist={}", sources.display()),
+        format!("Dir::Etc::sourceparts={d}/none"),
+        format!("Dir::State::lists={d}/lists"),
+        format!("Dir::Cache={d}/cache"),
+        "Dir::Cache::pkgcache=".to_string(),
+        "Dir::Cache::srcpkgcache=".to_string(),
+    ];
+    let mut args = vec!["apt-get", "-q", "-o", "Debug::NoLocking=1"];
+    for o in &opts {
+        args.extend(["-o", o.as_str()]);
+    }
+    args.push("update");
+    crate::ui::step(format!("fetching the package lists of Debian {suite} from the host's mirrors"));
+    apt(&args).with_context(|| format!("reading Debian {suite}'s package lists"))?;
+    Ok((Some(dir), opts))
+}
+
 fn apt(args: &[&str]) -> Result<String> {
     let out = Command::new(args[0])
         .args(&args[1..])
@@ -119,9 +173,12 @@ fn apt(args: &[&str]) -> Result<String> {
 pub fn resolve(inputs: &DebianInputs, base: &BTreeSet<String>) -> Result<Vec<DebPin>> {
     let empty = tempfile::NamedTempFile::new()?;
     let status = format!("Dir::State::status={}", empty.path().display());
-    let mut args = vec![
-        "apt-get",
-        "-q",
+    let (_state, opts) = apt_state_for(&inputs.suite)?;
+    let mut args = vec!["apt-get", "-q"];
+    for o in &opts {
+        args.extend(["-o", o.as_str()]);
+    }
+    args.extend([
         "-o",
         &status,
         "-o",
@@ -133,7 +190,7 @@ pub fn resolve(inputs: &DebianInputs, base: &BTreeSet<String>) -> Result<Vec<Deb
         "install",
         "--print-uris",
         "-y",
-    ];
+    ]);
     let arch_names: Vec<String> = inputs.packages.iter().map(|p| format!("{p}:{}", inputs.architecture)).collect();
     args.extend(arch_names.iter().map(String::as_str));
     let uris = apt(&args)?;
@@ -149,7 +206,11 @@ pub fn resolve(inputs: &DebianInputs, base: &BTreeSet<String>) -> Result<Vec<Deb
     if wanted.is_empty() {
         bail!("apt resolved nothing for {}: run `apt-get update` first", inputs.packages.join(" "));
     }
-    let mut show = vec!["apt-cache", "show", "--no-all-versions"];
+    let mut show = vec!["apt-cache"];
+    for o in &opts {
+        show.extend(["-o", o.as_str()]);
+    }
+    show.extend(["show", "--no-all-versions"]);
     show.extend(wanted.iter().map(String::as_str));
     let text = apt(&show)?;
     let candidates: Vec<Candidate> =
@@ -188,6 +249,28 @@ mod tests {
             size: 1,
             depends: parse_depends(depends),
             provides: parse_depends(provides).into_iter().flatten().collect(),
+        }
+    }
+
+    #[test]
+    fn suite_sources_table() {
+        let k = "[signed-by=/usr/share/keyrings/debian-archive-keyring.gpg]";
+        let cases: [(&[&str], &str, String); 3] = [
+            (&[], "trixie", String::new()),
+            (
+                &["http://m.example/debian"],
+                "trixie",
+                format!("deb {k} http://m.example/debian trixie main\ndeb {k} http://m.example/debian trixie-updates main\n"),
+            ),
+            (
+                &["http://m.example/debian-security"],
+                "bookworm",
+                format!("deb {k} http://m.example/debian-security bookworm-security main\n"),
+            ),
+        ];
+        for (mirrors, suite, want) in cases {
+            let m: Vec<String> = mirrors.iter().map(|s| s.to_string()).collect();
+            assert_eq!(suite_sources(&m, suite), want, "{mirrors:?}");
         }
     }
 
