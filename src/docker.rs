@@ -65,6 +65,12 @@ impl Engine {
         }
     }
 
+    /// The environment an image's containers start with (`Config.Env`).
+    pub async fn image_env(&self, id: &str) -> Result<Vec<String>> {
+        let i = self.docker.inspect_image(id).await.with_context(|| format!("inspecting image {id}"))?;
+        Ok(i.config.and_then(|c| c.env).unwrap_or_default())
+    }
+
     /// `docker load` of an archive, reading the response stream to its end (errors
     /// arrive inside it with HTTP 200).
     pub async fn load(&self, archive: &Path) -> Result<()> {

@@ -7,7 +7,7 @@
 
 mod manifest;
 pub mod mas;
-mod postgres;
+pub mod postgres;
 mod proxy;
 mod synapse;
 mod units;
@@ -70,6 +70,8 @@ pub struct Inputs<'a> {
     pub layout: &'a Layout,
     /// Absolute path of the masctl binary the units run.
     pub masctl: &'a str,
+    /// The Postgres major version of the Postgres image (where its cluster lives).
+    pub pg_major: u32,
 }
 
 pub struct Evaluated {
@@ -167,7 +169,7 @@ mod tests {
             [(Service::Postgres, format!("sha256:{}", "1".repeat(64))), (Service::Synapse, synapse_image.to_string())]
                 .into();
         let layout = Layout::new("/var/lib/masctl");
-        evaluate(&Inputs { config: &config, images: &images, layout: &layout, masctl: "/usr/bin/masctl" }).unwrap()
+        evaluate(&Inputs { config: &config, images: &images, layout: &layout, masctl: "/usr/bin/masctl", pg_major: 15 }).unwrap()
     }
 
     const BASE: &str = "server_name = \"example.com\"\n";
@@ -223,7 +225,7 @@ mod tests {
             .chain([(Service::Synapse, synapse_image.to_string())])
             .collect();
         let layout = Layout::new("/var/lib/masctl");
-        evaluate(&Inputs { config: &config, images: &images, layout: &layout, masctl: "/usr/bin/masctl" }).unwrap()
+        evaluate(&Inputs { config: &config, images: &images, layout: &layout, masctl: "/usr/bin/masctl", pg_major: 15 }).unwrap()
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! Postgres: the server container and the idempotent init that creates Synapse's
 //! role and database (UTF8, C locale, template0, as Synapse requires).
 
+use std::path::PathBuf;
+
 use super::{Entry, Inputs};
 use crate::config::Config;
+use crate::layout::Layout;
 use crate::service::Service;
 use crate::spec::{DataDir, Health, ServiceSpec};
 
@@ -25,6 +28,28 @@ SELECT 'CREATE DATABASE {name} OWNER {name} ENCODING ''UTF8'' LC_COLLATE ''C'' L
     )
 }
 
+/// The Postgres major version masctl deployed before clusters were kept per major:
+/// its cluster stays where it always was.
+pub const FIRST_MAJOR: u32 = 15;
+
+/// Where the cluster of a Postgres major version lives: `data/postgres` for 15 (as
+/// before), `data/postgres-N` for any other, so a generation of one major never
+/// sees another's cluster and rolling back finds its own untouched.
+pub fn cluster_dir(layout: &Layout, major: u32) -> PathBuf {
+    if major == FIRST_MAJOR { SERVICE.data_dir(layout) } else { layout.data(&format!("postgres-{major}")) }
+}
+
+/// The Postgres major version an image runs, from its environment: `PG_MAJOR` (as
+/// the Docker library's images set it), else the Debian binary directory on `PATH`
+/// (`/usr/lib/postgresql/N/bin`, as masctl's recipes set it).
+pub fn major_from_env(env: &[String]) -> Option<u32> {
+    let var = |k: &str| env.iter().find_map(|e| e.strip_prefix(k)?.strip_prefix('='));
+    if let Some(m) = var("PG_MAJOR") {
+        return m.trim().parse().ok();
+    }
+    var("PATH")?.split(':').find_map(|dir| dir.strip_prefix("/usr/lib/postgresql/")?.strip_suffix("/bin")?.parse().ok())
+}
+
 /// The databases the stack needs: Synapse's, and MAS's when it is enabled.
 pub fn databases(c: &Config) -> Vec<&'static str> {
     if c.mas_enabled() { vec!["synapse", "mas"] } else { vec!["synapse"] }
@@ -41,7 +66,7 @@ pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
     let c = inp.config;
     let l = inp.layout;
     let instance = c.instance.get_ref();
-    let data = SERVICE.data_dir(l).display().to_string();
+    let data = cluster_dir(l, inp.pg_major).display().to_string();
     let secret = |n: &str| format!("{}:/run/secrets/{n}:ro", l.secret(n).display());
     let mut binds = vec![
         format!("{data}:/var/lib/postgresql/data"),
@@ -91,5 +116,35 @@ pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
         stop_timeout_secs: 60,
         aliases: vec![],
         extra_networks: vec![],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn major_from_env_table() {
+        let cases: [(&[&str], Option<u32>); 6] = [
+            (&["PATH=/usr/lib/postgresql/15/bin:/usr/local/bin:/usr/bin", "PGDATA=/d"], Some(15)),
+            (&["PATH=/usr/local/bin:/usr/lib/postgresql/17/bin"], Some(17)),
+            (&["PG_MAJOR=16", "PATH=/usr/lib/postgresql/16/bin:/usr/bin"], Some(16)),
+            (&["PG_MAJOR=17", "PATH=/usr/lib/postgresql/15/bin"], Some(17)),
+            (&["PATH=/usr/local/bin:/usr/bin"], None),
+            (&[], None),
+        ];
+        for (env, want) in cases {
+            let env: Vec<String> = env.iter().map(|s| s.to_string()).collect();
+            assert_eq!(major_from_env(&env), want, "{env:?}");
+        }
+    }
+
+    #[test]
+    fn clusters_live_by_major() {
+        let l = Layout::new("/r");
+        let cases = [(15, "/r/data/postgres"), (17, "/r/data/postgres-17"), (16, "/r/data/postgres-16")];
+        for (major, want) in cases {
+            assert_eq!(cluster_dir(&l, major), PathBuf::from(want), "{major}");
+        }
     }
 }

@@ -93,7 +93,8 @@ pub async fn build(ctx: &Context, engine: &Engine) -> Result<(PathBuf, Manifest)
         ui::step(format!("generated secrets: {}", created.join(", ")));
     }
     let exe = std::env::current_exe().context("locating the masctl binary")?.display().to_string();
-    let ev = eval::evaluate(&Inputs { config: c, images: &images, layout, masctl: &exe })?;
+    let pg_major = postgres_major(c, engine, &images[&Service::Postgres]).await?;
+    let ev = eval::evaluate(&Inputs { config: c, images: &images, layout, masctl: &exe, pg_major })?;
     let store = Store::new(layout.store());
     let mut last = PathBuf::new();
     for entry in &ev.entries {
@@ -109,6 +110,21 @@ pub async fn build(ctx: &Context, engine: &Engine) -> Result<(PathBuf, Manifest)
         })?;
     }
     Ok((last, ev.manifest))
+}
+
+/// The Postgres major version the configured Postgres image runs; an image that
+/// does not say is refused at `images.postgres`.
+pub async fn postgres_major(c: &Config, engine: &Engine, image: &str) -> Result<u32> {
+    eval::postgres::major_from_env(&engine.image_env(image).await?).ok_or_else(|| {
+        c.at(
+            c.images.postgres.span(),
+            format!(
+                "images.postgres: cannot tell which Postgres major version {} runs \
+(no PG_MAJOR and no /usr/lib/postgresql/N/bin on its PATH)",
+                c.images.postgres.get_ref()
+            ),
+        )
+    })
 }
 
 /// `mas-cli config check` against the generation's MAS config, in a one-shot

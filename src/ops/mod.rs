@@ -7,6 +7,7 @@ pub mod generation;
 pub mod history;
 pub mod image;
 pub mod logs;
+pub mod pg_upgrade;
 pub mod status;
 pub mod switch;
 pub mod trial;

@@ -98,6 +98,7 @@ pub async fn switch(ctx: &Context, dry_run: bool, timeout: Duration, force: bool
     let current = gens.current()?;
     guard_handover(layout, &engine, current.as_ref(), &manifest, force).await?;
     generation::check_mas_config(&engine, &manifest).await?;
+    super::pg_upgrade::before_switch(ctx, &engine, current.as_ref(), &manifest, dry_run).await?;
     let systemd = Systemd::connect().await?;
     let a = Activator { layout, systemd: &systemd, engine: &engine, unit_dir: unit_dir(), timeout };
     if dry_run {
