@@ -169,7 +169,8 @@ mod tests {
             [(Service::Postgres, format!("sha256:{}", "1".repeat(64))), (Service::Synapse, synapse_image.to_string())]
                 .into();
         let layout = Layout::new("/var/lib/masctl");
-        evaluate(&Inputs { config: &config, images: &images, layout: &layout, masctl: "/usr/bin/masctl", pg_major: 15 }).unwrap()
+        evaluate(&Inputs { config: &config, images: &images, layout: &layout, masctl: "/usr/bin/masctl", pg_major: 15 })
+            .unwrap()
     }
 
     const BASE: &str = "server_name = \"example.com\"\n";
@@ -225,7 +226,8 @@ mod tests {
             .chain([(Service::Synapse, synapse_image.to_string())])
             .collect();
         let layout = Layout::new("/var/lib/masctl");
-        evaluate(&Inputs { config: &config, images: &images, layout: &layout, masctl: "/usr/bin/masctl", pg_major: 15 }).unwrap()
+        evaluate(&Inputs { config: &config, images: &images, layout: &layout, masctl: "/usr/bin/masctl", pg_major: 15 })
+            .unwrap()
     }
 
     #[test]

@@ -260,7 +260,9 @@ mod tests {
             (
                 &["http://m.example/debian"],
                 "trixie",
-                format!("deb {k} http://m.example/debian trixie main\ndeb {k} http://m.example/debian trixie-updates main\n"),
+                format!(
+                    "deb {k} http://m.example/debian trixie main\ndeb {k} http://m.example/debian trixie-updates main\n"
+                ),
             ),
             (
                 &["http://m.example/debian-security"],

@@ -1,5 +1,6 @@
 //! `masctl gc`: delete old generations, then the store entries and images no
-//! remaining generation uses. Never the current generation, data, secrets or backups.
+//! remaining generation uses. Never the current generation, secrets or backups; a
+//! Postgres cluster no remaining generation uses only when a verified dump holds it.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
@@ -43,12 +44,15 @@ pub async fn gc(ctx: &Context, keep: Option<usize>, older_than: Option<Duration>
     // by full path: the root may be spelled differently now than when it was made.
     let mut live: BTreeSet<String> = BTreeSet::new();
     let mut live_images: BTreeSet<String> = BTreeSet::new();
+    let mut remaining = Vec::new();
     for gen_ in gens.list()? {
         live.insert(Store::entry_name(&gen_.target));
         let m = gen_.manifest()?;
+        remaining.push(m.clone());
         live.extend(m.refs.iter().map(|r| Store::entry_name(std::path::Path::new(r))));
         live_images.extend(m.images.values().cloned());
     }
+    super::pg_upgrade::gc_clusters(layout, &remaining)?;
     let mut dead_images = Vec::new();
     let removed = Store::new(layout.store()).sweep(|path, name| {
         let kind = Store::kind(name);

@@ -142,7 +142,7 @@ what was written under Postgres {from} is not in it (it stays in {})",
             if dry_run {
                 return Ok(());
             }
-            let up = Upgrade { layout: &ctx.layout, engine, from_manifest: &from_manifest, target, to_cluster };
+            let up = Upgrade { layout: &ctx.layout, engine, from_manifest: &from_manifest, target, to_cluster, from };
             up.run(set_aside).await
         }
     }
@@ -154,6 +154,7 @@ struct Upgrade<'a> {
     from_manifest: &'a Manifest,
     target: &'a Manifest,
     to_cluster: Cluster,
+    from: u32,
 }
 
 impl Upgrade<'_> {
@@ -214,8 +215,7 @@ nothing was changed (start it with `masctl rollback --to` the current generation
         let mut out = Vec::new();
         for s in [Service::Synapse, Service::Mas] {
             let unit = s.unit_name();
-            if self.from_manifest.units.contains_key(&unit) && systemd.unit_state(&unit).await?.active_state.is_up()
-            {
+            if self.from_manifest.units.contains_key(&unit) && systemd.unit_state(&unit).await?.active_state.is_up() {
                 out.push(unit);
             }
         }
@@ -229,7 +229,7 @@ nothing was changed (start it with `masctl rollback --to` the current generation
     /// Backup, new cluster, copy, check. Returns a summary of what was checked.
     async fn copy(&self, systemd: &Systemd, partial: &Path, old: &str) -> Result<String> {
         ui::step("backing up the current state first");
-        let files = backup::run(self.layout, systemd, self.from_manifest, "pg-upgrade")
+        let files = backup::run(self.layout, systemd, self.from_manifest, &upgrade_label(self.from))
             .await
             .context("no backup of the current state, no upgrade")?;
         for f in &files {
@@ -250,10 +250,8 @@ nothing was changed (start it with `masctl rollback --to` the current generation
                 *b = format!("{}:/var/lib/postgresql/data", partial.display());
             }
         }
-        spec.binds.push(format!(
-            "{}:/run/secrets/pgpass:ro",
-            self.layout.secret("postgres-superuser-pgpass").display()
-        ));
+        spec.binds
+            .push(format!("{}:/run/secrets/pgpass:ro", self.layout.secret("postgres-superuser-pgpass").display()));
         self.engine.remove_container(&new).await?;
         let sp = ui::spinner("creating the new cluster");
         self.engine.create_and_start(&spec, "pg-upgrade").await?;
@@ -261,17 +259,30 @@ nothing was changed (start it with `masctl rollback --to` the current generation
         sp.finish_and_clear();
         ready?;
 
-        let sp = ui::spinner(&format!("copying every database from {old} (pg_dumpall | psql)"));
+        let old_dbs = self.databases(old).await?;
         let t = Instant::now();
-        let (code, out) = self.sh(&new, &transfer_script(old)).await?;
-        sp.finish_and_clear();
+        let (code, out) = self.sh(&new, &globals_script(old)).await?;
         if code != 0 {
-            bail!("copying the data failed (exit {code}):\n{}", tail(&out, 20));
+            bail!("copying roles and settings failed (exit {code}):\n{}", tail(&out, 20));
+        }
+        for (i, db) in old_dbs.iter().enumerate() {
+            let size = self.psql(old, "postgres", &format!("SELECT pg_size_pretty(pg_database_size('{db}'))")).await?;
+            let sp = ui::spinner(&format!(
+                "copying database {db} ({}, {} of {}; pg_dump | psql)",
+                size.trim(),
+                i + 1,
+                old_dbs.len()
+            ));
+            let (code, out) = self.sh(&new, &database_script(old, db)).await?;
+            sp.finish_and_clear();
+            if code != 0 {
+                bail!("copying database {db} failed (exit {code}):\n{}", tail(&out, 20));
+            }
+            ui::step(format!("copied database {db} ({})", size.trim()));
         }
         ui::step(format!("copied in {:.0?}", t.elapsed()));
 
         let sp = ui::spinner("checking every table of every database (rows and checksums)");
-        let old_dbs = self.databases(old).await?;
         let new_dbs = self.databases(&new).await?;
         if old_dbs != new_dbs {
             sp.finish_and_clear();
@@ -311,9 +322,8 @@ nothing was changed (start it with `masctl rollback --to` the current generation
     }
 
     async fn psql(&self, container: &str, db: &str, sql: &str) -> Result<String> {
-        let cmd = ["psql", "-X", "-h", "/run/postgresql", "-U", "postgres", "-d", db, "-tAc", sql]
-            .map(String::from)
-            .to_vec();
+        let cmd =
+            ["psql", "-X", "-h", "/run/postgresql", "-U", "postgres", "-d", db, "-tAc", sql].map(String::from).to_vec();
         let (code, out) = self.engine.exec_in(container, &cmd, &[], ExecOutput::Capture).await?;
         if code != 0 {
             bail!("psql in {container} ({db}) failed: {}", tail(&out, 5));
@@ -332,16 +342,31 @@ nothing was changed (start it with `masctl rollback --to` the current generation
 }
 
 /// Runs in the new server's container: its own (newer) `pg_dumpall` reads the old
-/// server over the instance network, its `psql` restores over the local socket.
-/// dash has no pipefail, so the dump's status comes back through a file.
-fn transfer_script(old_host: &str) -> String {
+/// server's roles over the instance network, its `psql` restores them over the
+/// local socket. The superuser exists already (initdb made it), so its CREATE ROLE
+/// is left out and every other statement must succeed. The image has dash and no
+/// coreutils: shell builtins only.
+fn globals_script(old_host: &str) -> String {
+    format!(
+        "set -eu\n\
+pg_dumpall -h {old_host} -U postgres --globals-only > /tmp/globals.sql\n\
+while IFS= read -r line; do [ \"$line\" = 'CREATE ROLE postgres;' ] || printf '%s\\n' \"$line\"; done \
+< /tmp/globals.sql | psql -X -q -v ON_ERROR_STOP=1 -h /run/postgresql -U postgres -d postgres > /dev/null\n"
+    )
+}
+
+/// One database, likewise: `pg_dump --create` (the database with its owner,
+/// encoding and settings) piped into `psql`; `postgres` exists already, so its
+/// contents only. dash has no pipefail: the dump's status comes back in a file.
+fn database_script(old_host: &str, db: &str) -> String {
+    let create = if db == "postgres" { "" } else { "--create " };
     format!(
         "set -u\n\
-{{ pg_dumpall -h {old_host} -U postgres; echo $? > /tmp/dump-status; }} \
+{{ pg_dump -h {old_host} -U postgres {create}'{db}'; echo $? > /tmp/dump-status; }} \
 | psql -X -q -v ON_ERROR_STOP=1 -h /run/postgresql -U postgres -d postgres > /dev/null\n\
 restored=$?\n\
-dumped=$(cat /tmp/dump-status)\n\
-[ \"$dumped\" = 0 ] || {{ echo \"pg_dumpall exited $dumped\"; exit 1; }}\n\
+read -r dumped < /tmp/dump-status\n\
+[ \"$dumped\" = 0 ] || {{ echo \"pg_dump exited $dumped\"; exit 1; }}\n\
 [ \"$restored\" = 0 ] || {{ echo \"psql exited $restored\"; exit 1; }}\n"
     )
 }
@@ -395,6 +420,97 @@ pub fn first_difference(old: &BTreeMap<String, TableSum>, new: &BTreeMap<String,
     new.keys().find(|t| !old.contains_key(*t)).map(|t| format!("table {t} is new in the new cluster"))
 }
 
+/// The label of the backup an upgrade from `major` takes (part of its file names):
+/// gc finds by it the dump that keeps an unused cluster's data.
+fn upgrade_label(major: u32) -> String {
+    format!("pg{major}-upgrade")
+}
+
+/// What gc does with a cluster directory under `data/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fate {
+    /// A remaining generation runs on it, or it is not a cluster: not gc's.
+    Live,
+    /// No generation uses it, and this verified dump (a backup file) holds its data
+    /// as it was when it last ran.
+    Remove { backup: String },
+    /// No generation uses it, but no dump is known to hold its last state.
+    Keep(String),
+}
+
+/// Decides an unused cluster's fate. `started` is when its server last started
+/// (`postmaster.opts` is written at each start), `backups` the verified backup file
+/// names (`DB-STAMP-LABEL.dump`). A cluster set aside by an upgrade
+/// (`….replaced-…`) never had a dump taken, so it is only ever kept. Pure.
+pub fn fate(name: &str, major: Option<u32>, live: bool, started: &str, backups: &[String]) -> Fate {
+    let Some(major) = major else { return Fate::Live };
+    if live {
+        return Fate::Live;
+    }
+    if name.contains(".replaced-") {
+        return Fate::Keep("set aside by a later upgrade; no dump holds it".into());
+    }
+    let suffix = format!("-{}.dump", upgrade_label(major));
+    let newest = backups
+        .iter()
+        .filter_map(|b| {
+            let stamp = b.strip_suffix(&suffix)?.rsplit_once('-')?.1;
+            (stamp > started).then_some((stamp, b))
+        })
+        .max();
+    match newest {
+        Some((_, b)) => Fate::Remove { backup: b.clone() },
+        None => Fate::Keep(format!(
+            "no verified Postgres {major} dump newer than its last start ({started}); \
+switch to a generation that uses it and run `masctl backup` first"
+        )),
+    }
+}
+
+/// `masctl gc`, after old generations are gone: removes Postgres clusters no
+/// remaining generation uses, each only when a verified dump holds its data; says
+/// what it removed and what it kept and why. Returns the directories removed.
+pub fn gc_clusters(layout: &Layout, remaining: &[Manifest]) -> Result<Vec<PathBuf>> {
+    let mut live = std::collections::BTreeSet::new();
+    for m in remaining {
+        if let Some(c) = cluster_of(m)? {
+            live.insert(c.dir.file_name().map(|n| n.to_os_string()));
+        }
+    }
+    let backups: Vec<String> = backup::list(&layout.backups())?.into_iter().map(|(n, _)| n).collect();
+    let mut removed = Vec::new();
+    let Ok(rd) = std::fs::read_dir(layout.root.join("data")) else { return Ok(removed) };
+    let mut dirs: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    dirs.sort();
+    for dir in dirs {
+        let name = dir.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        if !(name == "postgres" || name.starts_with("postgres-")) || name.ends_with(".partial") {
+            continue;
+        }
+        let started = std::fs::metadata(dir.join("postmaster.opts"))
+            .and_then(|m| m.modified())
+            .map(crate::timestamp::compact)
+            .unwrap_or_default();
+        let is_live = live.contains(&Some(dir.file_name().unwrap_or_default().to_os_string()));
+        match fate(&name, on_disk(&dir), is_live, &started, &backups) {
+            Fate::Live => {}
+            Fate::Keep(why) => {
+                ui::step(format!("kept Postgres cluster {} (used by no generation): {why}", dir.display()))
+            }
+            Fate::Remove { backup } => {
+                std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+                ui::step(format!(
+                    "removed Postgres cluster {} (used by no generation); its data is in the verified dump {}",
+                    dir.display(),
+                    layout.backups().join(&backup).display()
+                ));
+                removed.push(dir);
+            }
+        }
+    }
+    Ok(removed)
+}
+
 fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
@@ -411,7 +527,8 @@ mod tests {
     #[test]
     fn decide_table() {
         let (p15, p17) = ("/d/postgres", "/d/postgres-17");
-        let up = |set_aside: Option<&str>| Decision::Upgrade { from: 15, to: 17, set_aside: set_aside.map(PathBuf::from) };
+        let up =
+            |set_aside: Option<&str>| Decision::Upgrade { from: 15, to: 17, set_aside: set_aside.map(PathBuf::from) };
         let refused = |d: Decision, what: &str| matches!(d, Decision::Refuse(w) if w.contains(what));
         // (current, target, target image's major) → decision
         let cases: Vec<(Option<Cluster>, Cluster, u32, Decision)> = vec![
@@ -431,6 +548,35 @@ mod tests {
         }
         assert!(refused(decide(Some(&cl(p17, Some(17))), &cl(p15, None), 15, "T"), "downgrade"));
         assert!(refused(decide(None, &cl(p17, Some(16)), 17, "T"), "holds a Postgres 16 cluster"));
+    }
+
+    #[test]
+    fn gc_fate_table() {
+        let b = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let dumps = b(&["synapse-20260101T000000Z-pg15-upgrade.dump", "mas-20260101T000000Z-pg15-upgrade.dump"]);
+        let started = "20251231T000000Z";
+        let cases = [
+            // (name, on-disk major, used by a generation, started, backups) → fate
+            ("postgres", Some(15), true, started, dumps.clone(), "live"),
+            ("postgres", None, false, started, dumps.clone(), "live"),
+            ("postgres", Some(15), false, started, dumps.clone(), "remove mas-20260101T000000Z-pg15-upgrade.dump"),
+            // Started again (a rollback) after the dump: the dump is stale.
+            ("postgres", Some(15), false, "20260102T000000Z", dumps.clone(), "keep"),
+            // Same second: not provably after.
+            ("postgres", Some(15), false, "20260101T000000Z", dumps.clone(), "keep"),
+            // Dumps of another major, or manual backups, do not count.
+            ("postgres-17", Some(17), false, started, dumps.clone(), "keep"),
+            ("postgres", Some(15), false, started, b(&["synapse-20260101T000000Z-manual.dump"]), "keep"),
+            ("postgres-17.replaced-20260101T000000Z", Some(17), false, started, dumps.clone(), "keep"),
+        ];
+        for (name, major, live, started, backups, want) in cases {
+            let got = match fate(name, major, live, started, &backups) {
+                Fate::Live => "live".to_string(),
+                Fate::Keep(_) => "keep".to_string(),
+                Fate::Remove { backup } => format!("remove {backup}"),
+            };
+            assert_eq!(got, want, "{name} {major:?} {live} {started}");
+        }
     }
 
     #[test]
