@@ -19,24 +19,11 @@ export MASCTL_CACHE="${MASCTL_CACHE:-$PWD/target/test-cache}" MASCTL_IMAGES="$PW
 WORK=$(mktemp -d /var/tmp/masctl-bench-pgup.XXXXXX)
 INST="benchu$$"
 PORT=$(free_port)
-mkdir -p "$WORK/conf"
-config() {
-    cat > "$WORK/conf/masctl.toml" <<TOML
-server_name = "bench.local"
-instance = "$INST"
-state_root = "$WORK/root"
-[ports]
-synapse = "127.0.0.1:$PORT"
-$1
-TOML
-}
-config ""
+bench_config ""
 BASE="$INST-pg17-baseline"
 cleanup() {
     docker rm -f "$BASE" >/dev/null 2>&1 || true
-    "$M" -q -c "$WORK/conf/masctl.toml" try --down >/dev/null 2>&1 || true
-    docker network rm "$INST" >/dev/null 2>&1 || true
-    rm -rf "$WORK"
+    bench_down
 }
 trap cleanup EXIT
 
@@ -49,16 +36,7 @@ psql() { docker exec "$PG" psql -h /run/postgresql -U postgres -v ON_ERROR_STOP=
 ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
 
 echo "filling event_json to ${GIB} GiB"
-target=$(( GIB * 1024 * 1024 * 1024 ))
-n=0
-while [ "$(psql -d synapse -c "SELECT pg_database_size('synapse')")" -lt "$target" ]; do
-    psql -d synapse -c "INSERT INTO event_json (event_id, room_id, internal_metadata, json, format_version)
-        SELECT '\$bench' || g || ':bench.local', '!bench:bench.local', '{}',
-               '{\"type\":\"m.room.message\",\"content\":{\"body\":\"' || md5(g::text) || md5((g*3)::text)
-               || md5((g*5)::text) || md5((g*7)::text) || md5((g*11)::text) || md5((g*13)::text) || '\"}}', 3
-        FROM generate_series($n + 1, $n + 500000) g"
-    n=$(( n + 500000 ))
-done
+n=$(bench_fill_synapse "$GIB")
 size=$(psql -d synapse -c "SELECT pg_database_size('synapse')")
 echo "synapse database: $size bytes, $n bench rows"
 
@@ -75,14 +53,14 @@ for _ in $(seq 1 300); do
     sleep 0.2
 done
 t=$(date +%s%N)
-docker exec "$BASE" sh -c "pg_dumpall -h $PG -U postgres | psql -X -q -v ON_ERROR_STOP=1 -h /run/postgresql -U postgres -d postgres >/dev/null"
+docker exec "$BASE" sh -c "pg_dumpall -h $PG -U postgres | psql -X -q -h /run/postgresql -U postgres -d postgres >/dev/null 2>&1"
 base=$(ms "$t")
 [ "$(docker exec "$BASE" psql -h /run/postgresql -U postgres -d synapse -tAc "SELECT count(*) FROM event_json WHERE room_id = '!bench:bench.local'")" = "$n" ]
 docker rm -f "$BASE" >/dev/null
 echo "pg_dumpall | psql: $base ms"
 
 echo "## 2. masctl switch to Postgres 17"
-config '[images]
+bench_config '[images]
 postgres = "postgres17"'
 t=$(date +%s%N); "${IN[@]}" switch 2> "$WORK/switch.err" >/dev/null; upgrade=$(ms "$t")
 grep -E "copied in|upgraded in" "$WORK/switch.err" || true

@@ -19,20 +19,8 @@ export MASCTL_CACHE="${MASCTL_CACHE:-$PWD/target/test-cache}" MASCTL_IMAGES="$PW
 WORK=$(mktemp -d /var/tmp/masctl-bench-restore.XXXXXX)
 INST="benchr$$"
 PORT=$(free_port)
-mkdir -p "$WORK/conf"
-cat > "$WORK/conf/masctl.toml" <<TOML
-server_name = "bench.local"
-instance = "$INST"
-state_root = "$WORK/root"
-[ports]
-synapse = "127.0.0.1:$PORT"
-TOML
-cleanup() {
-    "$M" -q -c "$WORK/conf/masctl.toml" try --down >/dev/null 2>&1 || true
-    docker network rm "$INST" >/dev/null 2>&1 || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+bench_config ""
+trap bench_down EXIT
 
 echo "booting the stack in a systemd host (masctl try)"
 "$M" -q -c "$WORK/conf/masctl.toml" try --json > "$WORK/try.json"
@@ -43,16 +31,7 @@ psql() { docker exec "$PG" psql -h /run/postgresql -U postgres -v ON_ERROR_STOP=
 ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
 
 echo "filling event_json to ${GIB} GiB"
-target=$(( GIB * 1024 * 1024 * 1024 ))
-n=0
-while [ "$(psql -d synapse -c "SELECT pg_database_size('synapse')")" -lt "$target" ]; do
-    psql -d synapse -c "INSERT INTO event_json (event_id, room_id, internal_metadata, json, format_version)
-        SELECT '\$bench' || g || ':bench.local', '!bench:bench.local', '{}',
-               '{\"type\":\"m.room.message\",\"content\":{\"body\":\"' || md5(g::text) || md5((g*3)::text)
-               || md5((g*5)::text) || md5((g*7)::text) || md5((g*11)::text) || md5((g*13)::text) || '\"}}', 3
-        FROM generate_series($n + 1, $n + 500000) g"
-    n=$(( n + 500000 ))
-done
+n=$(bench_fill_synapse "$GIB")
 size=$(psql -d synapse -c "SELECT pg_database_size('synapse')")
 echo "synapse database: $size bytes, $n bench rows"
 

@@ -64,3 +64,40 @@ bench_prelude() {
 
 # A free TCP port on loopback.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# For the benchmarks: the stack's config in $WORK/conf/masctl.toml (instance $INST,
+# state root $WORK/root, Synapse on 127.0.0.1:$PORT), with extra TOML appended.
+bench_config() {
+    mkdir -p "$WORK/conf"
+    cat > "$WORK/conf/masctl.toml" <<TOML
+server_name = "bench.local"
+instance = "$INST"
+state_root = "$WORK/root"
+[ports]
+synapse = "127.0.0.1:$PORT"
+$1
+TOML
+}
+
+# For the benchmarks: takes the stack of $WORK down and removes what it made.
+bench_down() {
+    "$M" -q -c "$WORK/conf/masctl.toml" try --down >/dev/null 2>&1 || true
+    docker network rm "$INST" >/dev/null 2>&1 || true
+    rm -rf "$WORK"
+}
+
+# For the benchmarks: fills Synapse's event_json in container $PG with unique rows
+# until the synapse database is at least $1 GiB; prints the rows added.
+bench_fill_synapse() {
+    local target=$(( $1 * 1024 * 1024 * 1024 )) n=0
+    local q=(docker exec "$PG" psql -h /run/postgresql -U postgres -v ON_ERROR_STOP=1 -tAq -d synapse -c)
+    while [ "$("${q[@]}" "SELECT pg_database_size('synapse')")" -lt "$target" ]; do
+        "${q[@]}" "INSERT INTO event_json (event_id, room_id, internal_metadata, json, format_version)
+            SELECT '\$bench' || g || ':bench.local', '!bench:bench.local', '{}',
+                   '{\"type\":\"m.room.message\",\"content\":{\"body\":\"' || md5(g::text) || md5((g*3)::text)
+                   || md5((g*5)::text) || md5((g*7)::text) || md5((g*11)::text) || md5((g*13)::text) || '\"}}', 3
+            FROM generate_series($n + 1, $n + 500000) g" >/dev/null
+        n=$(( n + 500000 ))
+    done
+    echo "$n"
+}
