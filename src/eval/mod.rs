@@ -113,7 +113,14 @@ pub fn evaluate(inp: &Inputs) -> Result<Evaluated> {
         let proxy = proxy::spec(inp, &proxy_conf.path(inp.layout));
         configured.push((proxy_conf, proxy, Service::Proxy));
     }
-    for (conf, spec, service) in configured {
+    for (conf, mut spec, service) in configured {
+        // Synapse and MAS keep state about their database in memory (stream
+        // positions, caches): when the cluster changes under them (an upgrade, or a
+        // rollback across one), they must restart too, so their units say which
+        // major's cluster they use. Not for 15, whose units stay as they were.
+        if matches!(service, Service::Synapse | Service::Mas) && inp.pg_major != postgres::FIRST_MAJOR {
+            spec.env.push(format!("MASCTL_POSTGRES_MAJOR={}", inp.pg_major));
+        }
         entries.push(conf);
         let mut e = Entry::new(&format!("service-{service}"));
         e.add("spec.json", serde_json::to_vec_pretty(&spec)?);
@@ -199,6 +206,27 @@ mod tests {
             let (ua, ub) = (units(&a), units(&b));
             assert_eq!(ua["masctl-postgres.service"] != ub["masctl-postgres.service"], pg_changes, "{text}");
             assert_eq!(ua["masctl-synapse.service"] != ub["masctl-synapse.service"], syn_changes, "{text}");
+        }
+    }
+
+    #[test]
+    fn another_postgres_major_restarts_its_clients() {
+        let config = crate::config::parse(Path::new("m.toml"), BASE).unwrap();
+        let images: BTreeMap<Service, String> = [Service::Postgres, Service::Synapse]
+            .into_iter()
+            .map(|s| (s, format!("sha256:{}", "1".repeat(64))))
+            .collect();
+        let layout = Layout::new("/var/lib/masctl");
+        let units = |pg_major| {
+            evaluate(&Inputs { config: &config, images: &images, layout: &layout, masctl: "/m", pg_major })
+                .unwrap()
+                .manifest
+                .units
+        };
+        let (a, b, c) = (units(15), units(17), units(17));
+        assert_eq!(b, c);
+        for unit in ["masctl-postgres.service", "masctl-synapse.service"] {
+            assert_ne!(a[unit], b[unit], "{unit}");
         }
     }
 

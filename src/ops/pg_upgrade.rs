@@ -431,9 +431,9 @@ fn upgrade_label(major: u32) -> String {
 pub enum Fate {
     /// A remaining generation runs on it, or it is not a cluster: not gc's.
     Live,
-    /// No generation uses it, and this verified dump (a backup file) holds its data
-    /// as it was when it last ran.
-    Remove { backup: String },
+    /// No generation uses it, and these verified dumps (one backup set) hold its
+    /// data as it was when it last ran.
+    Remove { backups: Vec<String> },
     /// No generation uses it, but no dump is known to hold its last state.
     Keep(String),
 }
@@ -451,15 +451,12 @@ pub fn fate(name: &str, major: Option<u32>, live: bool, started: &str, backups: 
         return Fate::Keep("set aside by a later upgrade; no dump holds it".into());
     }
     let suffix = format!("-{}.dump", upgrade_label(major));
-    let newest = backups
-        .iter()
-        .filter_map(|b| {
-            let stamp = b.strip_suffix(&suffix)?.rsplit_once('-')?.1;
-            (stamp > started).then_some((stamp, b))
-        })
-        .max();
+    let stamp_of = |b: &String| Some(b.strip_suffix(&suffix)?.rsplit_once('-')?.1.to_string());
+    let newest = backups.iter().filter_map(stamp_of).filter(|s| s.as_str() > started).max();
     match newest {
-        Some((_, b)) => Fate::Remove { backup: b.clone() },
+        Some(stamp) => Fate::Remove {
+            backups: backups.iter().filter(|b| stamp_of(b).as_deref() == Some(stamp.as_str())).cloned().collect(),
+        },
         None => Fate::Keep(format!(
             "no verified Postgres {major} dump newer than its last start ({started}); \
 switch to a generation that uses it and run `masctl backup` first"
@@ -497,12 +494,13 @@ pub fn gc_clusters(layout: &Layout, remaining: &[Manifest]) -> Result<Vec<PathBu
             Fate::Keep(why) => {
                 ui::step(format!("kept Postgres cluster {} (used by no generation): {why}", dir.display()))
             }
-            Fate::Remove { backup } => {
+            Fate::Remove { backups } => {
                 std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
                 ui::step(format!(
-                    "removed Postgres cluster {} (used by no generation); its data is in the verified dump {}",
+                    "removed Postgres cluster {} (used by no generation); its data is in the verified dumps {} in {}",
                     dir.display(),
-                    layout.backups().join(&backup).display()
+                    backups.join(", "),
+                    layout.backups().display()
                 ));
                 removed.push(dir);
             }
@@ -559,7 +557,14 @@ mod tests {
             // (name, on-disk major, used by a generation, started, backups) → fate
             ("postgres", Some(15), true, started, dumps.clone(), "live"),
             ("postgres", None, false, started, dumps.clone(), "live"),
-            ("postgres", Some(15), false, started, dumps.clone(), "remove mas-20260101T000000Z-pg15-upgrade.dump"),
+            (
+                "postgres",
+                Some(15),
+                false,
+                started,
+                dumps.clone(),
+                "remove synapse-20260101T000000Z-pg15-upgrade.dump mas-20260101T000000Z-pg15-upgrade.dump",
+            ),
             // Started again (a rollback) after the dump: the dump is stale.
             ("postgres", Some(15), false, "20260102T000000Z", dumps.clone(), "keep"),
             // Same second: not provably after.
@@ -573,7 +578,7 @@ mod tests {
             let got = match fate(name, major, live, started, &backups) {
                 Fate::Live => "live".to_string(),
                 Fate::Keep(_) => "keep".to_string(),
-                Fate::Remove { backup } => format!("remove {backup}"),
+                Fate::Remove { backups } => format!("remove {}", backups.join(" ")),
             };
             assert_eq!(got, want, "{name} {major:?} {live} {started}");
         }
