@@ -22,7 +22,7 @@ use crate::layout::Layout;
 use crate::service::Service;
 use crate::spec::ServiceSpec;
 
-pub use manifest::{Manifest, MasState};
+pub use manifest::{DbLogin, Manifest, MasState};
 pub use mas::cli as mas_cli;
 pub use units::TARGET;
 
@@ -93,18 +93,22 @@ pub fn evaluate(inp: &Inputs) -> Result<Evaluated> {
     let c = inp.config;
     // MAS before Synapse: the order units are rendered and the target wants them.
     let mut configured: Vec<(Entry, ServiceSpec, Service)> = Vec::new();
-    let pg_conf = postgres::config_entry(c);
-    let pg = postgres::spec(inp, &pg_conf.path(inp.layout));
-    configured.push((pg_conf, pg, Service::Postgres));
+    if Service::Postgres.runs_with(c) {
+        let pg_conf = postgres::config_entry(c);
+        let pg = postgres::spec(inp, &pg_conf.path(inp.layout));
+        configured.push((pg_conf, pg, Service::Postgres));
+    }
     if c.mas_enabled() {
         let mas_conf = mas::config_entry(c)?;
         let mut mas = mas::spec(inp, &mas_conf.path(inp.layout));
         proxy::adapt_mas(c, &mut mas);
+        postgres::adapt_client(c, inp.layout, &mut mas);
         configured.push((mas_conf, mas, Service::Mas));
     }
     let syn_conf = synapse::config_entry(c)?;
     let mut syn = synapse::spec(inp, &syn_conf.path(inp.layout));
     proxy::adapt_synapse(c, &mut syn);
+    postgres::adapt_client(c, inp.layout, &mut syn);
     configured.push((syn_conf, syn, Service::Synapse));
     if c.edge_runs() {
         let proxy_conf = proxy::config_entry(c);
@@ -150,6 +154,7 @@ pub fn evaluate(inp: &Inputs) -> Result<Evaluated> {
             delegating: c.mas_delegating(),
             path_prefix: c.mas.path_prefix.get_ref().clone(),
         },
+        external_postgres: postgres::external(c),
     };
     gen_entry.add("manifest.json", serde_json::to_vec_pretty(&manifest)?);
     entries.push(gen_entry);

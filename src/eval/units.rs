@@ -44,8 +44,13 @@ pub fn render(
 ) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for (spec, service) in specs {
-        let deps: String =
-            service.needs().iter().map(|d| format!("Wants={u}\nAfter={u}\n", u = d.unit_name())).collect();
+        // An external Postgres has no unit to want.
+        let deps: String = service
+            .needs()
+            .iter()
+            .filter(|d| **d != Service::Postgres || d.runs_with(inp.config))
+            .map(|d| format!("Wants={u}\nAfter={u}\n", u = d.unit_name()))
+            .collect();
         let text = body(SERVICE_TEMPLATE)
             .replace("@SERVICE@", service.name())
             .replace("@DESCRIPTION@", service.description())

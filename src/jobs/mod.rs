@@ -53,6 +53,9 @@ pub struct JobSpec {
     /// Files removed when the job fails.
     #[serde(default)]
     pub remove_on_failure: Vec<String>,
+    /// Networks the container joins besides its own (an external Postgres's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_networks: Vec<String>,
 }
 
 impl JobSpec {
@@ -64,6 +67,7 @@ impl JobSpec {
             start_on_failure: vec![],
             rename_on_success: vec![],
             remove_on_failure: vec![],
+            extra_networks: vec![],
         }
     }
 }
@@ -86,7 +90,7 @@ async fn run_container(spec: &mut JobSpec) -> Result<i64> {
     if !units(Op::Stop, &spec.stop_before).await? {
         anyhow::bail!("could not stop {}", spec.stop_before.join(", "));
     }
-    Engine::connect().await?.run_once(&spec.container, &spec.kind).await
+    Engine::connect().await?.run_once_joining(&spec.container, &spec.kind, &spec.extra_networks).await
 }
 
 /// `masctl job SPEC`: the transient unit's main process.

@@ -362,6 +362,10 @@ pub struct RestoredDb {
 pub async fn run(layout: &Layout, wanted: Option<&str>, timeout: Duration) -> Result<Restored> {
     let _lock = generations::lock(layout, "restore")?;
     let ctx = JobContext::load(layout).await?;
+    ctx.refuse_external_postgres(
+        "masctl restore",
+        "load a dump from backups/ with pg_restore --clean as the database's owner there, then `masctl switch`",
+    )?;
     ctx.require_active(&[Service::Postgres], Duration::from_secs(60)).await?;
     let names: Vec<String> = backup::list(&layout.backups())?.into_iter().map(|(n, _)| n).collect();
     let all = sets(&names);
