@@ -162,7 +162,11 @@ fn broken() -> Vec<(&'static str, String, &'static str)> {
         ),
         ("synapse.extra.federation_custom_ca_list", h("[synapse.extra]\nfederation_custom_ca_list = []\n"), "4:1"),
         // An external Postgres
-        ("external without password_file", ext("", "synapse = { database = \"synapse\", user = \"synapse\" }\n"), "5:11"),
+        (
+            "external without password_file",
+            ext("", "synapse = { database = \"synapse\", user = \"synapse\" }\n"),
+            "5:11",
+        ),
         ("external with bundled settings", ext("[postgres.settings]\nwork_mem = \"8MB\"\n", SYN), "4:1"),
         ("external without MAS's database", ext("[mas]\nenabled = true\n", SYN), "5:1"),
         (
@@ -328,7 +332,9 @@ fn external_postgres_password_files_must_be_private() {
     std::fs::write(&config, text).unwrap();
     let images = repo().join("images");
     // (mode, accepted, a word of the refusal)
-    for (mode, ok, word) in [(0o644, false, "(mode 0644); make it 0600"), (0o640, false, "mode 0640"), (0o600, true, "")] {
+    for (mode, ok, word) in
+        [(0o644, false, "(mode 0644); make it 0600"), (0o640, false, "mode 0640"), (0o600, true, "")]
+    {
         std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(mode)).unwrap();
         let out = masctl(&images, &config);
         let err = String::from_utf8_lossy(&out.stderr);

@@ -475,7 +475,11 @@ pub fn pg_identifier(s: &str) -> Verdict {
 
 /// The external server's host: a DNS name or an IP address.
 pub fn pg_host(s: &str) -> Verdict {
-    if s.parse::<IpAddr>().is_ok() { Ok(()) } else { dns_name(s).map_err(|_| "is not a host name or IP address".into()) }
+    if s.parse::<IpAddr>().is_ok() {
+        Ok(())
+    } else {
+        dns_name(s).map_err(|_| "is not a host name or IP address".into())
+    }
 }
 
 fn validate_external_postgres(c: &Config, k: &Checker) -> Result<()> {
@@ -523,7 +527,10 @@ keeps its own database",
         && syn.get_ref().database.get_ref() == mas.get_ref().database.get_ref()
     {
         let d = &mas.get_ref().database;
-        return Err(k.err(d.span(), format!("postgres.external.mas.database {:?} is Synapse's too; MAS needs its own", d.get_ref())));
+        return Err(k.err(
+            d.span(),
+            format!("postgres.external.mas.database {:?} is Synapse's too; MAS needs its own", d.get_ref()),
+        ));
     }
     Ok(())
 }

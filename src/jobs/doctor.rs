@@ -198,15 +198,19 @@ pub fn database_findings(out: &str, server: &str) -> Vec<Finding> {
     };
     let major = num / 10_000;
     if major < SYNAPSE_MIN_POSTGRES {
-        note(Level::Error, format!("Postgres {major} on {server} is older than Synapse needs ({SYNAPSE_MIN_POSTGRES})"));
+        note(
+            Level::Error,
+            format!("Postgres {major} on {server} is older than Synapse needs ({SYNAPSE_MIN_POSTGRES})"),
+        );
     } else {
         note(Level::Ok, format!("Postgres {major} on {server} is one Synapse supports"));
     }
-    let wrong: Vec<String> = [("ENCODING", *encoding, "UTF8"), ("LC_COLLATE", *collate, "C"), ("LC_CTYPE", *ctype, "C")]
-        .iter()
-        .filter(|(_, got, want)| got.trim() != *want)
-        .map(|(what, got, want)| format!("{what} is {:?}, not {want}", got.trim()))
-        .collect();
+    let wrong: Vec<String> =
+        [("ENCODING", *encoding, "UTF8"), ("LC_COLLATE", *collate, "C"), ("LC_CTYPE", *ctype, "C")]
+            .iter()
+            .filter(|(_, got, want)| got.trim() != *want)
+            .map(|(what, got, want)| format!("{what} is {:?}, not {want}", got.trim()))
+            .collect();
     if wrong.is_empty() {
         note(Level::Ok, "Synapse's database is UTF8 with C collation and ctype, as Synapse requires".into());
     } else {
@@ -263,7 +267,11 @@ extra line without a mark\n";
                 "LC_COLLATE is \"en_US.utf8\"",
             ),
             (format!("{tools}masctl-db: 150010|SQL_ASCII|C|C\n"), vec![Level::Ok, Level::Error, Level::Ok], "ENCODING"),
-            (format!("{tools}masctl-db: 170002|UTF8|C|C\n"), vec![Level::Ok, Level::Ok, Level::Error], "cannot back up"),
+            (
+                format!("{tools}masctl-db: 170002|UTF8|C|C\n"),
+                vec![Level::Ok, Level::Ok, Level::Error],
+                "cannot back up",
+            ),
             (format!("{tools}psql: error: connection refused\n"), vec![Level::Error], "does not answer"),
         ];
         for (out, levels, word) in cases {
