@@ -242,6 +242,50 @@ mod tests {
     use super::*;
 
     #[test]
+    fn pgpass_lines_escape_what_libpq_splits_on() {
+        assert_eq!(pgpass_line("syn", "u", "a:b\\c"), "*:*:syn:u:a\\:b\\\\c\n");
+    }
+
+    #[test]
+    fn external_passwords_are_copied_per_service_and_follow_rotation() {
+        let d = tempfile::tempdir().unwrap();
+        let layout = Layout::new(d.path().join("root"));
+        fs::create_dir_all(layout.secrets()).unwrap();
+        let pw = |name: &str, content: &str| {
+            let f = d.path().join(name);
+            fs::write(&f, content).unwrap();
+            fs::set_permissions(&f, fs::Permissions::from_mode(0o600)).unwrap();
+            f.display().to_string()
+        };
+        let (syn, mas) = (pw("syn", "s:1\n"), pw("mas", "m-1\n"));
+        let text = format!(
+            "server_name = \"e.com\"\n[mas]\nenabled = true\n[postgres.external]\nhost = \"db\"\n\
+synapse = {{ database = \"sdb\", user = \"su\", password_file = \"{syn}\" }}\n\
+mas = {{ database = \"mdb\", user = \"mu\", password_file = \"{mas}\" }}\n"
+        );
+        let c = crate::config::parse(Path::new("m.toml"), &text).unwrap();
+        let written = ensure_external(&layout, &c).unwrap();
+        assert_eq!(written.len(), 4, "{written:?}");
+        let read = |n: &str| fs::read_to_string(layout.secret(n)).unwrap();
+        // (secret, content, owner)
+        for (name, content, uid) in [
+            (EXTERNAL_SYNAPSE_PGPASS, "*:*:sdb:su:s\\:1\n", SYNAPSE_UID),
+            (EXTERNAL_MAS_SYNAPSE_PGPASS, "*:*:sdb:su:s\\:1\n", MAS_UID),
+            (EXTERNAL_MAS_DB_PASSWORD, "m-1", MAS_UID),
+            (EXTERNAL_PGPASS, "*:*:sdb:su:s\\:1\n*:*:mdb:mu:m-1\n", POSTGRES_UID),
+        ] {
+            assert_eq!(read(name), content, "{name}");
+            let meta = fs::metadata(layout.secret(name)).unwrap();
+            assert_eq!((std::os::unix::fs::MetadataExt::uid(&meta), meta.permissions().mode() & 0o777), (uid, 0o600));
+        }
+        assert!(ensure_external(&layout, &c).unwrap().is_empty(), "unchanged passwords are not rewritten");
+        pw("mas", "m-2\n");
+        let rotated = ensure_external(&layout, &c).unwrap();
+        assert_eq!(rotated, [EXTERNAL_MAS_DB_PASSWORD, EXTERNAL_PGPASS]);
+        assert_eq!(read(EXTERNAL_MAS_DB_PASSWORD), "m-2");
+    }
+
+    #[test]
     fn ensure_creates_private_files_once() {
         let d = tempfile::tempdir().unwrap();
         let layout = Layout::new(d.path());

@@ -53,6 +53,9 @@ pub struct JobSpec {
     /// Files removed when the job fails.
     #[serde(default)]
     pub remove_on_failure: Vec<String>,
+    /// Directories removed when the container has ended, whatever its outcome.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove_dirs_after: Vec<String>,
     /// Networks the container joins besides its own (an external Postgres's).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_networks: Vec<String>,
@@ -67,6 +70,7 @@ impl JobSpec {
             start_on_failure: vec![],
             rename_on_success: vec![],
             remove_on_failure: vec![],
+            remove_dirs_after: vec![],
             extra_networks: vec![],
         }
     }
@@ -103,6 +107,13 @@ pub async fn run_spec(path: &str) -> Result<i32> {
             1
         }
     };
+    for d in &spec.remove_dirs_after {
+        if let Err(e) = std::fs::remove_dir_all(d)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            eprintln!("masctl: removing {d}: {e}");
+        }
+    }
     if code == 0 {
         for (from, to) in &spec.rename_on_success {
             if let Err(e) = std::fs::rename(from, to) {
