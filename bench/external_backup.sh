@@ -61,15 +61,7 @@ IN=(docker exec "$INST-host" /opt/masctl/bin/masctl -q --root "$WORK/root" -c /e
 
 echo "filling event_json to ${MIB} MiB"
 target=$(( MIB * 1024 * 1024 ))
-n=0
-while [ "$(psql -d synapse_db -c "SELECT pg_database_size('synapse_db')")" -lt "$target" ]; do
-    psql -d synapse_db -c "INSERT INTO event_json (event_id, room_id, internal_metadata, json, format_version)
-        SELECT '\$bench' || g || ':bench.local', '!bench:bench.local', '{}',
-               '{\"type\":\"m.room.message\",\"content\":{\"body\":\"' || md5(g::text) || md5((g*3)::text)
-               || md5((g*5)::text) || md5((g*7)::text) || md5((g*11)::text) || md5((g*13)::text) || '\"}}', 3
-        FROM generate_series($n + 1, $n + 250000) g"
-    n=$(( n + 250000 ))
-done
+n=$(fill_event_json "$DB" synapse_db "$target")
 size=$(psql -d synapse_db -c "SELECT pg_database_size('synapse_db')")
 echo "synapse database: $size bytes, $n bench rows"
 

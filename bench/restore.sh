@@ -44,15 +44,7 @@ ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
 
 echo "filling event_json to ${GIB} GiB"
 target=$(( GIB * 1024 * 1024 * 1024 ))
-n=0
-while [ "$(psql -d synapse -c "SELECT pg_database_size('synapse')")" -lt "$target" ]; do
-    psql -d synapse -c "INSERT INTO event_json (event_id, room_id, internal_metadata, json, format_version)
-        SELECT '\$bench' || g || ':bench.local', '!bench:bench.local', '{}',
-               '{\"type\":\"m.room.message\",\"content\":{\"body\":\"' || md5(g::text) || md5((g*3)::text)
-               || md5((g*5)::text) || md5((g*7)::text) || md5((g*11)::text) || md5((g*13)::text) || '\"}}', 3
-        FROM generate_series($n + 1, $n + 500000) g"
-    n=$(( n + 500000 ))
-done
+n=$(fill_event_json "$PG" synapse "$target")
 size=$(psql -d synapse -c "SELECT pg_database_size('synapse')")
 echo "synapse database: $size bytes, $n bench rows"
 

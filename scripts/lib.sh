@@ -64,3 +64,19 @@ bench_prelude() {
 
 # A free TCP port on loopback.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Fills Synapse's event_json in database $2 of Postgres container $1 with unique
+# rows until the database holds at least $3 bytes; prints the number of rows added.
+fill_event_json() {
+    local pg=$1 db=$2 target=$3 n=0
+    local q=(docker exec "$pg" psql -h /run/postgresql -U postgres -v ON_ERROR_STOP=1 -tAq -d "$db")
+    while [ "$("${q[@]}" -c "SELECT pg_database_size('$db')")" -lt "$target" ]; do
+        "${q[@]}" -c "INSERT INTO event_json (event_id, room_id, internal_metadata, json, format_version)
+            SELECT '\$bench' || g || ':bench.local', '!bench:bench.local', '{}',
+                   '{\"type\":\"m.room.message\",\"content\":{\"body\":\"' || md5(g::text) || md5((g*3)::text)
+                   || md5((g*5)::text) || md5((g*7)::text) || md5((g*11)::text) || md5((g*13)::text) || '\"}}', 3
+            FROM generate_series($n + 1, $n + 250000) g" >&2
+        n=$(( n + 250000 ))
+    done
+    echo "$n"
+}

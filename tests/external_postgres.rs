@@ -9,19 +9,8 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use common::stack::{Stack, text};
-use common::{Docker, Root, docker, docker_ok, images_with_standin, wait_for};
-
-/// Which MAS the test runs: the `[images]` lines that pick it (as tests/mas.rs).
-fn mas_images() -> String {
-    match std::env::var("MASCTL_TEST_MAS_DIST") {
-        Ok(dist) if !dist.is_empty() => {
-            let dist = std::fs::canonicalize(&dist).expect("MASCTL_TEST_MAS_DIST exists");
-            format!("[images]\nmas = \"mas-local\"\n[images.inputs]\nmas-dist = \"{}\"\n", dist.display())
-        }
-        _ => "[images]\nmas = \"mas-standin\"\n".to_string(),
-    }
-}
+use common::stack::{Stack, access_token, text};
+use common::{Docker, Root, docker, docker_ok, grep_tree, images_with_standin, mas_images, psql, wait_for};
 
 /// A password an administrator might pick, with the characters a pgpass file
 /// must escape.
@@ -29,52 +18,6 @@ fn password(tag: &str) -> String {
     let mut b = [0u8; 12];
     std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b)).unwrap();
     format!("{tag}:p\\w-{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>())
-}
-
-fn psql(db_container: &str, db: &str, sql: &str) -> String {
-    docker_ok(&[
-        "exec",
-        db_container,
-        "psql",
-        "-v",
-        "ON_ERROR_STOP=1",
-        "-h",
-        "/run/postgresql",
-        "-U",
-        "postgres",
-        "-d",
-        db,
-        "-tAc",
-        sql,
-    ])
-}
-
-fn access_token(s: &Stack, user: &str, password: &str) -> Option<String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(10))).build().into();
-    let body = serde_json::json!({"type": "m.login.password",
-        "identifier": {"type": "m.id.user", "user": user}, "password": password});
-    let mut r = agent.post(&format!("{}/_matrix/client/v3/login", s.base_url())).send_json(&body).ok()?;
-    let v: serde_json::Value = r.body_mut().read_json().ok()?;
-    v["access_token"].as_str().map(String::from)
-}
-
-/// Files under `dir` holding any of `needles`.
-fn files_holding(dir: &std::path::Path, needles: &[&str]) -> Vec<String> {
-    let mut hits = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            let m = std::fs::symlink_metadata(&p).unwrap();
-            if m.is_dir() {
-                todo.push(p);
-            } else if m.is_file() && m.len() < 50_000_000 {
-                let data = String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned();
-                hits.extend(needles.iter().filter(|n| data.contains(*n)).map(|_| p.display().to_string()));
-            }
-        }
-    }
-    hits
 }
 
 #[test]
@@ -173,12 +116,12 @@ mas = {{ database = \"auth_db\", user = \"auth_owner\", password_file = \"{0}/ma
     assert!(text(&restore.stderr).contains("external server"), "{}", text(&restore.stderr));
 
     // The passwords are in the files named and the services' 0600 copies, nowhere else.
-    let needles = [syn_pw.as_str(), mas_pw.as_str()];
+    let needles = [syn_pw.clone(), mas_pw.clone()];
     for e in std::fs::read_dir(s.root.join("secrets")).unwrap().flatten() {
         let mode = e.metadata().unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{}", e.path().display());
     }
-    let store = files_holding(&s.root.join("store"), &needles);
+    let store = grep_tree(&s.root.join("store"), &needles);
     assert!(store.is_empty(), "passwords in the store: {store:?}");
     let units = docker_ok(&["exec", &s.host(), "sh", "-c", "cat /etc/systemd/system/masctl*"]);
     let journal = docker_ok(&["exec", &s.host(), "journalctl", "--no-pager", "-o", "cat"]);
@@ -186,7 +129,7 @@ mas = {{ database = \"auth_db\", user = \"auth_owner\", password_file = \"{0}/ma
     for service in ["synapse", "mas", "proxy"] {
         inspected.push_str(&docker_ok(&["inspect", &s.container(service)]));
     }
-    for pw in needles {
+    for pw in needles.iter().map(String::as_str) {
         // The administrator's `CREATE ROLE` went through psql's argv above, not masctl's.
         assert!(!units.contains(pw) && !journal.contains(pw), "a password in a unit or the journal");
         assert!(!inspected.contains(pw), "a password in a container's command line or environment");

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::stack::{Stack, text};
-use common::{docker_ok, wait_for};
+use common::{docker_ok, grep_tree, wait_for};
 
 fn units_active(status: &serde_json::Value) -> bool {
     status["units"].as_array().unwrap().iter().all(|u| u["active_state"] == "active")
@@ -33,24 +33,6 @@ fn secret_values(s: &Stack) -> Vec<String> {
         out.push(secret);
     }
     out
-}
-
-fn grep_tree(dir: &std::path::Path, needles: &[String]) -> Vec<String> {
-    let mut hits = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            let m = std::fs::symlink_metadata(&p).unwrap();
-            if m.is_dir() {
-                stack.push(p);
-            } else if m.is_file() && m.len() < 50_000_000 {
-                let data = String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned();
-                hits.extend(needles.iter().filter(|n| data.contains(n.as_str())).map(|_| p.display().to_string()));
-            }
-        }
-    }
-    hits
 }
 
 #[test]

@@ -117,19 +117,7 @@ impl Stack {
 
     /// A SQL query in the stack's Postgres, as the superuser; rows as text lines.
     pub fn sql(&self, db: &str, query: &str) -> String {
-        docker_ok(&[
-            "exec",
-            &self.container("postgres"),
-            "psql",
-            "-h",
-            "/run/postgresql",
-            "-U",
-            "postgres",
-            "-d",
-            db,
-            "-tAc",
-            query,
-        ])
+        super::psql(&self.container("postgres"), db, query)
     }
 
     pub fn unit_active_state(&self, unit: &str) -> String {
@@ -283,6 +271,16 @@ fn walk(p: &Path, out: &mut Vec<String>) {
             }
         }
     }
+}
+
+/// A password login (Synapse's, or MAS's compatibility API); the access token.
+pub fn access_token(s: &Stack, user: &str, password: &str) -> Option<String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(10))).build().into();
+    let body = serde_json::json!({"type": "m.login.password",
+        "identifier": {"type": "m.id.user", "user": user}, "password": password});
+    let mut r = agent.post(&format!("{}/_matrix/client/v3/login", s.base_url())).send_json(&body).ok()?;
+    let v: serde_json::Value = r.body_mut().read_json().ok()?;
+    v["access_token"].as_str().map(String::from)
 }
 
 pub fn text(b: &[u8]) -> String {
