@@ -82,9 +82,6 @@ echo "masctl import synapse: $import ms"
 [ "$(psql -d synapse -c "SELECT count(*) FROM event_json WHERE room_id = '!bench:bench.local'")" = "$n" ]
 
 echo
-printf '| measurement | ms | / baseline |\n| --- | --- | --- |\n'
-for pair in "pg_dump \\| pg_restore (baseline):$base" "masctl backup:$backup" "masctl restore:$restore" "masctl import synapse:$import"; do
-    name=${pair%:*}; v=${pair##*:}
-    printf '| %s | %s | %s |\n' "$name" "$v" "$(python3 -c "print(f'{$v/$base:.2f}x')")"
-done
+print_ratios "pg_dump \\| pg_restore (baseline):$base" "masctl backup:$backup" "masctl restore:$restore" \
+    "masctl import synapse:$import"
 echo "database: $size bytes; dump: $(stat -c %s "$SRC/synapse.dump") bytes"

@@ -80,3 +80,14 @@ fill_event_json() {
     done
     echo "$n"
 }
+
+# A markdown table of timings against the first one, the baseline:
+# print_ratios "name:ms" … (a `|` in a name written as `\|`).
+print_ratios() {
+    local base=${1##*:} pair name v
+    printf '| measurement | ms | / baseline |\n| --- | --- | --- |\n'
+    for pair in "$@"; do
+        name=${pair%:*}; v=${pair##*:}
+        printf '| %s | %s | %s |\n' "$name" "$v" "$(python3 -c "print(f'{$v/$base:.2f}x')")"
+    done
+}
