@@ -78,9 +78,5 @@ t=$(date +%s%N); "${IN[@]}" backup >/dev/null; backup=$(ms "$t")
 echo "masctl backup: $backup ms"
 
 echo
-printf '| measurement | ms | / baseline |\n| --- | --- | --- |\n'
-for pair in "pg_dump \\| pg_restore (baseline):$base" "masctl backup:$backup"; do
-    name=${pair%:*}; v=${pair##*:}
-    printf '| %s | %s | %s |\n' "$name" "$v" "$(python3 -c "print(f'{$v/$base:.2f}x')")"
-done
+print_ratios "pg_dump \\| pg_restore (baseline):$base" "masctl backup:$backup"
 echo "database: $size bytes; dump: $(stat -c %s "$WORK"/root/backups/synapse-*.dump) bytes"
