@@ -66,11 +66,7 @@ size=$(psql -d synapse_db -c "SELECT pg_database_size('synapse_db')")
 echo "synapse database: $size bytes, $n bench rows"
 
 echo "## 1. baseline: pg_dump -Fc | pg_restore on the same server"
-psql -d postgres -c "CREATE DATABASE bench_copy OWNER syn_owner ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
-t=$(date +%s%N)
-docker exec "$DB" sh -c "pg_dump -h /run/postgresql -U postgres -Fc synapse_db | pg_restore -h /run/postgresql -U postgres -d bench_copy --no-owner --exit-on-error"
-base=$(ms "$t")
-psql -d postgres -c "DROP DATABASE bench_copy"
+base=$(baseline_dump_restore "$DB" synapse_db syn_owner)
 echo "pg_dump | pg_restore: $base ms"
 
 echo "## 2. masctl backup"

@@ -50,11 +50,7 @@ echo "synapse database: $size bytes, $n bench rows"
 
 echo
 echo "## 1. baseline: pg_dump -Fc | pg_restore"
-psql -d postgres -c "CREATE DATABASE bench_copy OWNER synapse ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
-t=$(date +%s%N)
-docker exec "$PG" sh -c "pg_dump -h /run/postgresql -U postgres -Fc synapse | pg_restore -h /run/postgresql -U postgres -d bench_copy --no-owner --role=synapse --exit-on-error"
-base=$(ms "$t")
-psql -d postgres -c "DROP DATABASE bench_copy"
+base=$(baseline_dump_restore "$PG" synapse synapse)
 echo "pg_dump | pg_restore: $base ms"
 
 echo "## 2. masctl backup"

@@ -91,3 +91,16 @@ print_ratios() {
         printf '| %s | %s | %s |\n' "$name" "$v" "$(python3 -c "print(f'{$v/$base:.2f}x')")"
     done
 }
+
+# The baseline next to masctl's backups: `pg_dump -Fc DB | pg_restore` into a new
+# database owned by OWNER, in Postgres container PG, nothing else; prints its ms.
+baseline_dump_restore() {
+    local pg=$1 db=$2 owner=$3 t ms
+    local q=(docker exec "$pg" psql -h /run/postgresql -U postgres -v ON_ERROR_STOP=1 -tAq -d postgres)
+    "${q[@]}" -c "CREATE DATABASE bench_copy OWNER $owner ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+    t=$(date +%s%N)
+    docker exec "$pg" sh -c "pg_dump -h /run/postgresql -U postgres -Fc $db | pg_restore -h /run/postgresql -U postgres -d bench_copy --no-owner --role=$owner --exit-on-error"
+    ms=$(( ($(date +%s%N) - t) / 1000000 ))
+    "${q[@]}" -c "DROP DATABASE bench_copy"
+    echo "$ms"
+}
