@@ -138,6 +138,11 @@ impl Stack {
     }
 
     pub fn masctl_env(&self, env: &[&str], args: &[&str]) -> Output {
+        self.masctl_command(env, args).output().unwrap()
+    }
+
+    /// masctl inside the host, to run or spawn.
+    pub fn masctl_command(&self, env: &[&str], args: &[&str]) -> Command {
         let root = self.root.display().to_string();
         let mut all = vec!["exec".to_string()];
         for e in env {
@@ -146,7 +151,9 @@ impl Stack {
         all.push(self.host());
         all.extend(["/opt/masctl/bin/masctl", "--root", &root, "-c", "/etc/masctl/masctl.toml"].map(String::from));
         all.extend(args.iter().map(|s| s.to_string()));
-        Command::new("docker").args(&all).output().unwrap()
+        let mut c = Command::new("docker");
+        c.args(&all);
+        c
     }
 
     pub fn masctl_ok(&self, args: &[&str]) -> String {
