@@ -35,34 +35,73 @@ fn synapse_schema(s: &Stack) -> u32 {
     s.sql("synapse", "SELECT version FROM schema_version").trim().parse().unwrap()
 }
 
+/// Registers a user on either Synapse: 1.67's script has no `--password-file`, so
+/// the (test) password goes on its command line.
+fn register(s: &Stack, user: &str, password: &str) {
+    let c = s.container("synapse");
+    let script = "synapse._scripts.register_new_matrix_user";
+    let conf = "/etc/synapse/homeserver.yaml";
+    docker_ok(&[
+        "exec",
+        &c,
+        "python3",
+        "-m",
+        script,
+        "-c",
+        conf,
+        "-u",
+        user,
+        "-p",
+        password,
+        "--no-admin",
+        "http://localhost:8008",
+    ]);
+}
+
 /// What users wrote: rows no background job of Synapse touches.
 const USER_DATA: [&str; 2] = ["users", "profiles"];
 
 #[test]
 fn failed_upgrade_restores_the_old_schema_and_rollback_restore_data() {
     let s = Stack::new("upgrade");
-    s.write_config("[images]\nsynapse = \"synapse-old\"\n");
+    // Background updates without pauses between batches: they must be done before
+    // the upgrade (below).
+    s.write_config("[images]\nsynapse = \"synapse-old\"\n[synapse.extra.background_updates]\nsleep_duration_ms = 10\n");
     s.up();
     s.wait_serving();
     assert_eq!(synapse_schema(&s), 72, "the old Synapse writes schema 72");
     for u in ["alice", "bob", "carol"] {
-        s.register(u, "pw-before-upgrade");
+        register(&s, u, "pw-before-upgrade");
     }
     assert!(all_tables(&s, "synapse").len() > 100);
+    // Synapse's own rule: an upgrade needs the old version's background updates
+    // done (the new schema's constraints build on them). Without this the new
+    // Synapse fails half-way through its migration (the automatic rollback then
+    // restores the backup all the same).
+    wait_for("1.67's background updates", Duration::from_secs(300), || {
+        (s.sql("synapse", "SELECT count(*) FROM background_updates").trim() == "0").then_some(())
+    });
     let before = table_digests(&s, "synapse", &USER_DATA);
     assert!(before["users"].starts_with("3 "), "{before:?}");
 
     // The upgrade: held just before the health gate, when the new Synapse has
     // migrated the schema and become healthy; then made unhealthy for real.
     s.write_config("");
-    let child = s
+    let mut child = s
         .masctl_command(&["MASCTL_FAILPOINT=hold-before-gate"], &["switch", "--timeout", "600"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let held = s.root.join("failpoint-held");
-    wait_for("the switch to reach the health gate", Duration::from_secs(600), || held.exists().then_some(()));
+    wait_for("the switch to reach the health gate", Duration::from_secs(600), || {
+        if let Some(code) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            panic!("the switch ended ({code}) before its health gate:\n{err}");
+        }
+        held.exists().then_some(())
+    });
     assert!(synapse_schema(&s) > 72, "the new Synapse migrated the schema");
     let compat = s.sql("synapse", "SELECT max(compat_version) FROM schema_compat_version");
     assert!(compat.trim().parse::<u32>().unwrap() > 72, "1.67 cannot serve it: {compat}");
@@ -90,7 +129,7 @@ fn failed_upgrade_restores_the_old_schema_and_rollback_restore_data() {
     assert_eq!(s.current(), 2);
     s.wait_serving();
     assert!(synapse_schema(&s) > 72);
-    s.register("dave", "pw-after-upgrade");
+    register(&s, "dave", "pw-after-upgrade");
     let plain = s.masctl(&["rollback"]);
     let err = text(&plain.stderr);
     assert!(!plain.status.success() && err.contains("--restore-data"), "{err}");
