@@ -292,7 +292,7 @@ impl Activator<'_> {
                 failed.insert(u.clone());
             }
         }
-        hold("before-gate", self.layout, self.timeout).await;
+        hold("hold-before-gate", self.layout, self.timeout).await;
         // Health gate: every container runs the generation's image and is healthy.
         for (service, spec_path) in &manifest.services {
             let spec = read_spec(spec_path)?;
