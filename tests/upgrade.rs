@@ -127,6 +127,9 @@ fn failed_upgrade_restores_the_old_schema_and_rollback_restore_data() {
     let up = s.masctl(&["switch", "--timeout", "600"]);
     assert!(up.status.success(), "{}", text(&up.stderr));
     assert_eq!(s.current(), 2);
+    // systemd gives up on a start when the switch does: the units take its --timeout.
+    let show = docker_ok(&["exec", &s.host(), "systemctl", "show", "-p", "TimeoutStartUSec", "masctl-synapse.service"]);
+    assert_eq!(show, "TimeoutStartUSec=10min");
     s.wait_serving();
     assert!(synapse_schema(&s) > 72);
     register(&s, "dave", "pw-after-upgrade");
