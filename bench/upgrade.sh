@@ -13,37 +13,20 @@ bench_prelude
 USERS=${1:-20}
 M="$PWD/target/release/masctl"
 export MASCTL_CACHE="${MASCTL_CACHE:-$PWD/target/test-cache}" MASCTL_IMAGES="$PWD/images"
-WORK=$(mktemp -d /var/tmp/masctl-bench-upgrade.XXXXXX)
-INST="benchu$$"
-PORT=$(free_port)
-mkdir -p "$WORK/conf"
-write_config() {
-    cat > "$WORK/conf/masctl.toml" <<TOML
-server_name = "bench.local"
-instance = "$INST"
-state_root = "$WORK/root"
-[ports]
-synapse = "127.0.0.1:$PORT"
-$1
-TOML
-}
-cleanup() {
-    "$M" -q -c "$WORK/conf/masctl.toml" try --down >/dev/null 2>&1 || true
-    docker network rm "$INST" >/dev/null 2>&1 || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-write_config '[images]
-synapse = "synapse-old"'
-echo "booting the stack on Synapse 1.67 in a systemd host (masctl try)"
-"$M" -q -c "$WORK/conf/masctl.toml" try --json > "$WORK/try.json"
-HOST="$INST-host"
-IN=(docker exec "$HOST" /opt/masctl/bin/masctl -q --root "$WORK/root" -c /etc/masctl/masctl.toml)
+OLD='[images]
+synapse = "synapse-old"
+[synapse.extra.background_updates]
+sleep_duration_ms = 10'
+bench_stack upgrade "$OLD"
 for _ in $(seq 1200); do curl -sf "http://127.0.0.1:$PORT/_matrix/client/versions" >/dev/null && break; sleep 0.1; done
 for i in $(seq "$USERS"); do
     docker exec "$INST-synapse" python3 -m synapse._scripts.register_new_matrix_user \
         -c /etc/synapse/homeserver.yaml -u "user$i" -p "bench-pw-$i" --no-admin http://localhost:8008 >/dev/null
+done
+# Synapse's rule: the old version's background updates are done before an upgrade.
+for _ in $(seq 3000); do
+    [ "$(docker exec "$INST-postgres" psql -h /run/postgresql -U postgres -d synapse -tAc 'SELECT count(*) FROM background_updates')" = 0 ] && break
+    sleep 0.1
 done
 size=$(docker exec "$INST-postgres" psql -h /run/postgresql -U postgres -tAc "SELECT pg_size_pretty(pg_database_size('synapse'))")
 echo "synapse database: $USERS users, $size"

@@ -69,13 +69,7 @@ fn switch_lifecycle_change_noop_rollback_and_invalid_configs() {
     let secrets = secret_values(&s);
     let store_hits = grep_tree(&s.root.join("store"), &secrets);
     assert!(store_hits.is_empty(), "secrets in the store: {store_hits:?}");
-    let units = docker_ok(&[
-        "exec",
-        &s.host(),
-        "sh",
-        "-c",
-        "cat /etc/systemd/system/masctl*.service /etc/systemd/system/masctl*.service.d/* /etc/systemd/system/masctl.target",
-    ]);
+    let units = s.unit_files();
     let journal = docker_ok(&["exec", &s.host(), "journalctl", "--no-pager", "-o", "cat"]);
     let mut cmdlines = String::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {

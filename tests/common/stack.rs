@@ -132,6 +132,13 @@ impl Stack {
         ])
     }
 
+    /// Every unit file and drop-in masctl wrote into the host, concatenated.
+    pub fn unit_files(&self) -> String {
+        let files = "/etc/systemd/system/masctl*.service /etc/systemd/system/masctl*.service.d/* \
+/etc/systemd/system/masctl.target";
+        docker_ok(&["exec", &self.host(), "sh", "-c", &format!("cat {files}")])
+    }
+
     pub fn unit_active_state(&self, unit: &str) -> String {
         let out = Command::new("docker").args(["exec", &self.host(), "systemctl", "is-active", unit]).output().unwrap();
         text(&out.stdout).trim().to_string()
