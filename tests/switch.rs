@@ -88,7 +88,7 @@ fn switch_lifecycle_change_noop_rollback_and_invalid_configs() {
     assert_eq!(s.login_status("alice", "alice-password-1"), 200);
 
     // The journal of the current run of a unit.
-    let logs = s.masctl_ok(&["logs", "synapse", "-n", "50"]);
+    let logs = s.masctl_ok(&["logs", "synapse", "-n", "1000"]);
     assert!(logs.contains("is healthy"), "{logs}");
     let unknown = s.masctl(&["logs", "nonexistent"]);
     assert!(!unknown.status.success() && text(&unknown.stderr).contains("known: postgres, synapse"));
