@@ -16,29 +16,8 @@ bench_prelude
 GIB=${1:-1}
 M="$PWD/target/release/masctl"
 export MASCTL_CACHE="${MASCTL_CACHE:-$PWD/target/test-cache}" MASCTL_IMAGES="$PWD/images"
-WORK=$(mktemp -d /var/tmp/masctl-bench-restore.XXXXXX)
-INST="benchr$$"
-PORT=$(free_port)
-mkdir -p "$WORK/conf"
-cat > "$WORK/conf/masctl.toml" <<TOML
-server_name = "bench.local"
-instance = "$INST"
-state_root = "$WORK/root"
-[ports]
-synapse = "127.0.0.1:$PORT"
-TOML
-cleanup() {
-    "$M" -q -c "$WORK/conf/masctl.toml" try --down >/dev/null 2>&1 || true
-    docker network rm "$INST" >/dev/null 2>&1 || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-echo "booting the stack in a systemd host (masctl try)"
-"$M" -q -c "$WORK/conf/masctl.toml" try --json > "$WORK/try.json"
-HOST="$INST-host"
+bench_stack restore
 PG="$INST-postgres"
-IN=(docker exec "$HOST" /opt/masctl/bin/masctl -q --root "$WORK/root" -c /etc/masctl/masctl.toml)
 psql() { docker exec "$PG" psql -h /run/postgresql -U postgres -v ON_ERROR_STOP=1 -tAq "$@"; }
 ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
 

@@ -19,16 +19,7 @@ INST="bench$$"
 PORT=$(free_port)
 CPORT=$(free_port)
 mkdir -p "$WORK/conf"
-write_config() {
-    cat > "$WORK/conf/masctl.toml" <<TOML
-server_name = "bench.local"
-instance = "$INST"
-state_root = "$WORK/root"
-[ports]
-synapse = "127.0.0.1:$PORT"
-$1
-TOML
-}
+# write_config EXTRA: scripts/lib.sh
 cleanup() {
     "$M" -q -c "$WORK/conf/masctl.toml" try --down >/dev/null 2>&1 || true
     (cd "$WORK" && docker-compose -p "c$INST" down -v >/dev/null 2>&1) || true

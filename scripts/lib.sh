@@ -104,3 +104,34 @@ baseline_dump_restore() {
     "${q[@]}" -c "DROP DATABASE bench_copy"
     echo "$ms"
 }
+
+# For the benchmarks: a stack in a throwaway systemd host. Sets WORK, INST, PORT,
+# HOST and IN (masctl inside the host); write_config EXTRA writes the config with
+# EXTRA appended; the stack and WORK go away on exit. bench_stack NAME [EXTRA].
+bench_stack() {
+    WORK=$(mktemp -d "/var/tmp/masctl-bench-$1.XXXXXX")
+    INST="bench${1:0:1}$$"
+    PORT=$(free_port)
+    mkdir -p "$WORK/conf"
+    trap bench_stack_down EXIT
+    write_config "${2:-}"
+    echo "booting the stack in a systemd host (masctl try)"
+    "$M" -q -c "$WORK/conf/masctl.toml" try --json > "$WORK/try.json"
+    HOST="$INST-host"
+    IN=(docker exec "$HOST" /opt/masctl/bin/masctl -q --root "$WORK/root" -c /etc/masctl/masctl.toml)
+}
+write_config() {
+    cat > "$WORK/conf/masctl.toml" <<TOML
+server_name = "bench.local"
+instance = "$INST"
+state_root = "$WORK/root"
+[ports]
+synapse = "127.0.0.1:$PORT"
+$1
+TOML
+}
+bench_stack_down() {
+    "$M" -q -c "$WORK/conf/masctl.toml" try --down >/dev/null 2>&1 || true
+    docker network rm "$INST" >/dev/null 2>&1 || true
+    rm -rf "$WORK"
+}

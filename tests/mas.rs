@@ -213,7 +213,7 @@ fn migration_to_mas_end_to_end_and_back() {
 
     // No password or secret reached a unit file, the store or the journal.
     let journal = docker_ok(&["exec", &s.host(), "journalctl", "--no-pager", "-o", "cat"]);
-    let units = docker_ok(&["exec", &s.host(), "sh", "-c", "cat /etc/systemd/system/masctl*"]);
+    let units = s.unit_files();
     for secret in ["alice-password-1", "carol-password-1", "carol-password-2", "root-password-1"] {
         assert!(!journal.contains(secret), "{secret} in the journal");
         assert!(!units.contains(secret), "{secret} in a unit");

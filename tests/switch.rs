@@ -51,7 +51,7 @@ fn switch_lifecycle_change_noop_rollback_and_invalid_configs() {
     let secrets = secret_values(&s);
     let store_hits = grep_tree(&s.root.join("store"), &secrets);
     assert!(store_hits.is_empty(), "secrets in the store: {store_hits:?}");
-    let units = docker_ok(&["exec", &s.host(), "sh", "-c", "cat /etc/systemd/system/masctl*"]);
+    let units = s.unit_files();
     let journal = docker_ok(&["exec", &s.host(), "journalctl", "--no-pager", "-o", "cat"]);
     let mut cmdlines = String::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -70,7 +70,7 @@ fn switch_lifecycle_change_noop_rollback_and_invalid_configs() {
     assert_eq!(s.login_status("alice", "alice-password-1"), 200);
 
     // The journal of the current run of a unit.
-    let logs = s.masctl_ok(&["logs", "synapse", "-n", "50"]);
+    let logs = s.masctl_ok(&["logs", "synapse", "-n", "1000"]);
     assert!(logs.contains("is healthy"), "{logs}");
     let unknown = s.masctl(&["logs", "nonexistent"]);
     assert!(!unknown.status.success() && text(&unknown.stderr).contains("known: postgres, synapse"));

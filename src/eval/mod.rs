@@ -24,7 +24,7 @@ use crate::spec::ServiceSpec;
 
 pub use manifest::{DbLogin, Manifest, MasState};
 pub use mas::cli as mas_cli;
-pub use units::TARGET;
+pub use units::{START_TIMEOUT_SECS, TARGET};
 
 /// A store entry: a directory of files, named by the hash of its contents.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -120,12 +120,24 @@ impl Stack {
         super::psql(&self.container("postgres"), db, query)
     }
 
+    /// Every unit file and drop-in masctl wrote into the host, concatenated.
+    pub fn unit_files(&self) -> String {
+        let files = "/etc/systemd/system/masctl*.service /etc/systemd/system/masctl*.service.d/* \
+/etc/systemd/system/masctl.target";
+        docker_ok(&["exec", &self.host(), "sh", "-c", &format!("cat {files}")])
+    }
+
     pub fn unit_active_state(&self, unit: &str) -> String {
         let out = Command::new("docker").args(["exec", &self.host(), "systemctl", "is-active", unit]).output().unwrap();
         text(&out.stdout).trim().to_string()
     }
 
     pub fn masctl_env(&self, env: &[&str], args: &[&str]) -> Output {
+        self.masctl_command(env, args).output().unwrap()
+    }
+
+    /// masctl inside the host, to run or spawn.
+    pub fn masctl_command(&self, env: &[&str], args: &[&str]) -> Command {
         let root = self.root.display().to_string();
         let mut all = vec!["exec".to_string()];
         for e in env {
@@ -134,7 +146,9 @@ impl Stack {
         all.push(self.host());
         all.extend(["/opt/masctl/bin/masctl", "--root", &root, "-c", "/etc/masctl/masctl.toml"].map(String::from));
         all.extend(args.iter().map(|s| s.to_string()));
-        Command::new("docker").args(&all).output().unwrap()
+        let mut c = Command::new("docker");
+        c.args(&all);
+        c
     }
 
     pub fn masctl_ok(&self, args: &[&str]) -> String {
