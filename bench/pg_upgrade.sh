@@ -19,11 +19,11 @@ export MASCTL_CACHE="${MASCTL_CACHE:-$PWD/target/test-cache}" MASCTL_IMAGES="$PW
 WORK=$(mktemp -d /var/tmp/masctl-bench-pgup.XXXXXX)
 INST="benchu$$"
 PORT=$(free_port)
-bench_config ""
+write_config ""
 BASE="$INST-pg17-baseline"
 cleanup() {
     docker rm -f "$BASE" >/dev/null 2>&1 || true
-    bench_down
+    bench_stack_down
 }
 trap cleanup EXIT
 
@@ -36,7 +36,7 @@ psql() { docker exec "$PG" psql -h /run/postgresql -U postgres -v ON_ERROR_STOP=
 ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
 
 echo "filling event_json to ${GIB} GiB"
-n=$(bench_fill_synapse "$GIB")
+n=$(fill_event_json "$PG" synapse $(( GIB * 1024 * 1024 * 1024 )))
 size=$(psql -d synapse -c "SELECT pg_database_size('synapse')")
 echo "synapse database: $size bytes, $n bench rows"
 
@@ -60,7 +60,7 @@ docker rm -f "$BASE" >/dev/null
 echo "pg_dumpall | psql: $base ms"
 
 echo "## 2. masctl switch to Postgres 17"
-bench_config '[images]
+write_config '[images]
 postgres = "postgres17"'
 t=$(date +%s%N); "${IN[@]}" switch 2> "$WORK/switch.err" >/dev/null; upgrade=$(ms "$t")
 grep -E "copied in|upgraded in" "$WORK/switch.err" || true
@@ -69,9 +69,5 @@ grep -E "copied in|upgraded in" "$WORK/switch.err" || true
 echo "masctl switch (15 → 17): $upgrade ms"
 
 echo
-printf '| measurement | ms | / baseline |\n| --- | --- | --- |\n'
-for pair in "pg_dumpall \\| psql by hand (baseline):$base" "masctl switch, 15 → 17:$upgrade"; do
-    name=${pair%:*}; v=${pair##*:}
-    printf '| %s | %s | %s |\n' "$name" "$v" "$(python3 -c "print(f'{$v/$base:.2f}x')")"
-done
+print_ratios "pg_dumpall \\| psql by hand (baseline):$base" "masctl switch, 15 → 17:$upgrade"
 echo "database: $size bytes"

@@ -16,32 +16,20 @@ bench_prelude
 GIB=${1:-1}
 M="$PWD/target/release/masctl"
 export MASCTL_CACHE="${MASCTL_CACHE:-$PWD/target/test-cache}" MASCTL_IMAGES="$PWD/images"
-WORK=$(mktemp -d /var/tmp/masctl-bench-restore.XXXXXX)
-INST="benchr$$"
-PORT=$(free_port)
-bench_config ""
-trap bench_down EXIT
-
-echo "booting the stack in a systemd host (masctl try)"
-"$M" -q -c "$WORK/conf/masctl.toml" try --json > "$WORK/try.json"
-HOST="$INST-host"
+bench_stack restore
 PG="$INST-postgres"
-IN=(docker exec "$HOST" /opt/masctl/bin/masctl -q --root "$WORK/root" -c /etc/masctl/masctl.toml)
 psql() { docker exec "$PG" psql -h /run/postgresql -U postgres -v ON_ERROR_STOP=1 -tAq "$@"; }
 ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
 
 echo "filling event_json to ${GIB} GiB"
-n=$(bench_fill_synapse "$GIB")
+target=$(( GIB * 1024 * 1024 * 1024 ))
+n=$(fill_event_json "$PG" synapse "$target")
 size=$(psql -d synapse -c "SELECT pg_database_size('synapse')")
 echo "synapse database: $size bytes, $n bench rows"
 
 echo
 echo "## 1. baseline: pg_dump -Fc | pg_restore"
-psql -d postgres -c "CREATE DATABASE bench_copy OWNER synapse ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
-t=$(date +%s%N)
-docker exec "$PG" sh -c "pg_dump -h /run/postgresql -U postgres -Fc synapse | pg_restore -h /run/postgresql -U postgres -d bench_copy --no-owner --role=synapse --exit-on-error"
-base=$(ms "$t")
-psql -d postgres -c "DROP DATABASE bench_copy"
+base=$(baseline_dump_restore "$PG" synapse synapse)
 echo "pg_dump | pg_restore: $base ms"
 
 echo "## 2. masctl backup"
@@ -69,9 +57,6 @@ echo "masctl import synapse: $import ms"
 [ "$(psql -d synapse -c "SELECT count(*) FROM event_json WHERE room_id = '!bench:bench.local'")" = "$n" ]
 
 echo
-printf '| measurement | ms | / baseline |\n| --- | --- | --- |\n'
-for pair in "pg_dump \\| pg_restore (baseline):$base" "masctl backup:$backup" "masctl restore:$restore" "masctl import synapse:$import"; do
-    name=${pair%:*}; v=${pair##*:}
-    printf '| %s | %s | %s |\n' "$name" "$v" "$(python3 -c "print(f'{$v/$base:.2f}x')")"
-done
+print_ratios "pg_dump \\| pg_restore (baseline):$base" "masctl backup:$backup" "masctl restore:$restore" \
+    "masctl import synapse:$import"
 echo "database: $size bytes; dump: $(stat -c %s "$SRC/synapse.dump") bytes"

@@ -18,7 +18,8 @@ WORK=$(mktemp -d /var/tmp/masctl-bench-switch.XXXXXX)
 INST="bench$$"
 PORT=$(free_port)
 CPORT=$(free_port)
-write_config() { bench_config "$1"; }
+mkdir -p "$WORK/conf"
+# write_config EXTRA: scripts/lib.sh
 cleanup() {
     "$M" -q -c "$WORK/conf/masctl.toml" try --down >/dev/null 2>&1 || true
     (cd "$WORK" && docker-compose -p "c$INST" down -v >/dev/null 2>&1) || true

@@ -45,29 +45,59 @@ pub struct Global {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Build the configured generation and activate it: stop what changed, flip
-    /// `current`, start, wait for health; roll back automatically if it fails
+    /// `current`, start, wait for health; roll back automatically if it fails.
+    ///
+    /// When the image of Postgres, Synapse or MAS changes, every database is backed
+    /// up (and the backup verified) first and recorded with the new generation: a new
+    /// Synapse or MAS migrates its schema forward at its first start, and the old one
+    /// may then refuse it. If the new generation fails its health gate and the old one
+    /// cannot run on the migrated schema, the automatic rollback restores that backup.
     Switch {
         /// Build and print the plan, change nothing on the host
         #[arg(long)]
         dry_run: bool,
-        /// How long the new generation may take to become healthy, in seconds
-        #[arg(long, default_value_t = 300, value_parser = parse_timeout)]
+        /// How long each unit may take to start and become healthy, in seconds. A
+        /// Synapse or MAS upgrade migrates its database while starting: give a large
+        /// database time. The units' start timeout is set to the same value, so
+        /// systemd and the health gate give up together, never half-way through a
+        /// migration the other still waits for
+        #[arg(long, default_value_t = crate::eval::START_TIMEOUT_SECS, value_parser = parse_timeout)]
         timeout: u64,
         /// Hand logins to MAS even though no `syn2mas migrate` has completed and
         /// Synapse has users (they will not be able to log in)
         #[arg(long)]
         force: bool,
+        /// Skip the backup before a change of the Postgres, Synapse or MAS image (with
+        /// a warning): neither `rollback --restore-data` nor the automatic rollback
+        /// can then bring back a schema the new version migrated
+        #[arg(long)]
+        no_backup: bool,
     },
-    /// Switch back to an earlier generation (default: the one before the current)
+    /// Switch back to an earlier generation (default: the one before the current).
+    ///
+    /// Across a switch that changed the image of Postgres, Synapse or MAS, the
+    /// databases may be newer than the old images: rollback says so, and refuses when
+    /// the old Synapse cannot serve the current schema. `--restore-data` restores the
+    /// backup taken before that switch (after backing up the current state)
     Rollback {
         /// Generation number to return to
         #[arg(long)]
         to: Option<u32>,
-        #[arg(long, default_value_t = 300, value_parser = parse_timeout)]
+        /// How long each unit may take to start and become healthy, in seconds (as
+        /// for switch)
+        #[arg(long, default_value_t = crate::eval::START_TIMEOUT_SECS, value_parser = parse_timeout)]
         timeout: u64,
         /// As for switch: hand logins to MAS without a completed migration
         #[arg(long)]
         force: bool,
+        /// Restore the databases from the verified backup taken before the switch
+        /// into the current generation (the current state is backed up first; data
+        /// written since that switch is then only in that new backup)
+        #[arg(long)]
+        restore_data: bool,
+        /// Print what was done as JSON
+        #[arg(long)]
+        json: bool,
     },
     /// The current generation, each unit's state and each container's health
     Status {
@@ -167,7 +197,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
         /// How long the stack may take to become healthy again, in seconds
-        #[arg(long, default_value_t = 300, value_parser = parse_timeout)]
+        #[arg(long, default_value_t = crate::eval::START_TIMEOUT_SECS, value_parser = parse_timeout)]
         timeout: u64,
     },
     /// Bring an existing server along into this stack
@@ -278,7 +308,7 @@ pub struct ImportSynapse {
     #[arg(long)]
     pub json: bool,
     /// How long the stack may take to become healthy again, in seconds
-    #[arg(long, default_value_t = 300, value_parser = parse_timeout)]
+    #[arg(long, default_value_t = crate::eval::START_TIMEOUT_SECS, value_parser = parse_timeout)]
     pub timeout: u64,
 }
 

@@ -546,6 +546,12 @@ impl Engine {
     /// Runs `job` to completion (read-only root, no capabilities) and returns its
     /// exit code; the container is removed afterwards whatever happens.
     pub async fn run_once(&self, job: &OneShot, what: &str) -> Result<i64> {
+        self.run_once_joining(job, what, &[]).await
+    }
+
+    /// [`Engine::run_once`], the container joining `networks` too (made by the
+    /// user: an external Postgres's) when it has a network at all.
+    pub async fn run_once_joining(&self, job: &OneShot, what: &str, networks: &[String]) -> Result<i64> {
         let mut rnd = [0u8; 6];
         getrandom::fill(&mut rnd).map_err(|e| anyhow::anyhow!("random name: {e}"))?;
         let name = format!("masctl-{what}-{}", hex::encode(rnd));
@@ -569,6 +575,13 @@ impl Engine {
         };
         let opts = CreateContainerOptionsBuilder::default().name(&name).build();
         self.docker.create_container(Some(opts), body).await.with_context(|| format!("creating {name}"))?;
+        for net in networks.iter().filter(|_| job.network.is_some()) {
+            let req = bollard::models::NetworkConnectRequest { container: name.clone(), ..Default::default() };
+            if let Err(e) = self.docker.connect_network(net, req).await {
+                self.remove_container(&name).await?;
+                return Err(e).with_context(|| format!("connecting {name} to network {net} (does it exist?)"));
+            }
+        }
         let result = self.run_created(&name).await;
         self.remove_container(&name).await?;
         result

@@ -35,6 +35,10 @@ impl Layout {
     pub fn backups(&self) -> PathBuf {
         self.root.join("backups")
     }
+    /// `<N>.json`: the backup taken before the switch into generation N.
+    pub fn switch_backups(&self) -> PathBuf {
+        self.root.join("switch-backups")
+    }
     pub fn lock(&self) -> PathBuf {
         self.root.join("lock")
     }

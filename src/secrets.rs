@@ -78,6 +78,68 @@ pub const SYNAPSE_PASSWORD_CONFIG: &str = "synapse-password-config.yaml";
 pub const MAS_SYNAPSE_PASSWORD_CONFIG: &str = "mas-synapse-password-config.yaml";
 pub const MAS_PEPPER: &str = "mas-pepper";
 
+/// Copies of an external Postgres's passwords (`[postgres.external]`), each owned
+/// by the service that reads it: Synapse's pgpass, MAS's password, syn2mas's
+/// pgpass for Synapse's database (run as MAS's user), and one pgpass with every
+/// database for backups and doctor (run as Postgres's user, from its image).
+pub const EXTERNAL_SYNAPSE_PGPASS: &str = "external-synapse-pgpass";
+pub const EXTERNAL_MAS_DB_PASSWORD: &str = "external-mas-db-password";
+pub const EXTERNAL_MAS_SYNAPSE_PGPASS: &str = "external-mas-synapse-pgpass";
+pub const EXTERNAL_PGPASS: &str = "external-pgpass";
+
+/// (the bundled server's secret as a service mounts it, its external counterpart)
+pub const EXTERNAL_CLIENT_SECRETS: [(&str, &str); 2] =
+    [("synapse-pgpass", EXTERNAL_SYNAPSE_PGPASS), ("mas-db-password", EXTERNAL_MAS_DB_PASSWORD)];
+
+/// A libpq password file line for `user` on `database`, any host (`:` and `\`
+/// escaped, as libpq reads them).
+pub fn pgpass_line(database: &str, user: &str, password: &str) -> String {
+    let esc = |s: &str| s.replace('\\', "\\\\").replace(':', "\\:");
+    format!("*:*:{}:{}:{}\n", esc(database), esc(user), esc(password))
+}
+
+/// Writes the services' copies of an external Postgres's passwords, from the
+/// files the config names, when they differ from what is there (a rotated
+/// password reaches the services at the next switch). Returns the names written.
+/// Copies stay when the config stops naming an external server: rolling back to
+/// a generation that used it needs them.
+pub fn ensure_external(layout: &Layout, c: &crate::config::Config) -> Result<Vec<&'static str>> {
+    let Some(ext) = c.postgres_external() else { return Ok(Vec::new()) };
+    let read = |db: &crate::config::ExternalDatabase| -> Result<(String, String, String)> {
+        let f = db.password_file.get_ref();
+        let pw = crate::config::read_password(Path::new(f))
+            .map_err(|why| anyhow::anyhow!("postgres password file {f} {why}"))?;
+        Ok((db.database.get_ref().clone(), db.user.get_ref().clone(), pw))
+    };
+    let (sdb, suser, spw) = read(ext.synapse.get_ref())?;
+    let synapse_pgpass = pgpass_line(&sdb, &suser, &spw);
+    let mut all = synapse_pgpass.clone();
+    let mut files = vec![
+        (EXTERNAL_SYNAPSE_PGPASS, synapse_pgpass.clone(), SYNAPSE_UID),
+        (EXTERNAL_MAS_SYNAPSE_PGPASS, synapse_pgpass, MAS_UID),
+    ];
+    if let Some(m) = &ext.mas {
+        let (mdb, muser, mpw) = read(m.get_ref())?;
+        all.push_str(&pgpass_line(&mdb, &muser, &mpw));
+        files.push((EXTERNAL_MAS_DB_PASSWORD, mpw, MAS_UID));
+    }
+    files.push((EXTERNAL_PGPASS, all, POSTGRES_UID));
+    let dir = layout.secrets();
+    let mut written = Vec::new();
+    for (name, content, uid) in files {
+        let path = layout.secret(name);
+        if fs::read_to_string(&path).is_ok_and(|old| old == content) {
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
+            std::os::unix::fs::chown(&path, Some(uid), Some(uid))?;
+            continue;
+        }
+        write_secret(&path, &content, uid).with_context(|| format!("writing secret {name}"))?;
+        written.push(name);
+    }
+    crate::fsutil::fsync_dir(&dir)?;
+    Ok(written)
+}
+
 pub fn random_bytes<const N: usize>() -> Result<[u8; N]> {
     let mut b = [0u8; N];
     getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("reading the OS random source: {e}"))?;
@@ -178,6 +240,50 @@ pub async fn ensure_rsa_key(layout: &Layout, engine: &crate::docker::Engine, pyt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pgpass_lines_escape_what_libpq_splits_on() {
+        assert_eq!(pgpass_line("syn", "u", "a:b\\c"), "*:*:syn:u:a\\:b\\\\c\n");
+    }
+
+    #[test]
+    fn external_passwords_are_copied_per_service_and_follow_rotation() {
+        let d = tempfile::tempdir().unwrap();
+        let layout = Layout::new(d.path().join("root"));
+        fs::create_dir_all(layout.secrets()).unwrap();
+        let pw = |name: &str, content: &str| {
+            let f = d.path().join(name);
+            fs::write(&f, content).unwrap();
+            fs::set_permissions(&f, fs::Permissions::from_mode(0o600)).unwrap();
+            f.display().to_string()
+        };
+        let (syn, mas) = (pw("syn", "s:1\n"), pw("mas", "m-1\n"));
+        let text = format!(
+            "server_name = \"e.com\"\n[mas]\nenabled = true\n[postgres.external]\nhost = \"db\"\n\
+synapse = {{ database = \"sdb\", user = \"su\", password_file = \"{syn}\" }}\n\
+mas = {{ database = \"mdb\", user = \"mu\", password_file = \"{mas}\" }}\n"
+        );
+        let c = crate::config::parse(Path::new("m.toml"), &text).unwrap();
+        let written = ensure_external(&layout, &c).unwrap();
+        assert_eq!(written.len(), 4, "{written:?}");
+        let read = |n: &str| fs::read_to_string(layout.secret(n)).unwrap();
+        // (secret, content, owner)
+        for (name, content, uid) in [
+            (EXTERNAL_SYNAPSE_PGPASS, "*:*:sdb:su:s\\:1\n", SYNAPSE_UID),
+            (EXTERNAL_MAS_SYNAPSE_PGPASS, "*:*:sdb:su:s\\:1\n", MAS_UID),
+            (EXTERNAL_MAS_DB_PASSWORD, "m-1", MAS_UID),
+            (EXTERNAL_PGPASS, "*:*:sdb:su:s\\:1\n*:*:mdb:mu:m-1\n", POSTGRES_UID),
+        ] {
+            assert_eq!(read(name), content, "{name}");
+            let meta = fs::metadata(layout.secret(name)).unwrap();
+            assert_eq!((std::os::unix::fs::MetadataExt::uid(&meta), meta.permissions().mode() & 0o777), (uid, 0o600));
+        }
+        assert!(ensure_external(&layout, &c).unwrap().is_empty(), "unchanged passwords are not rewritten");
+        pw("mas", "m-2\n");
+        let rotated = ensure_external(&layout, &c).unwrap();
+        assert_eq!(rotated, [EXTERNAL_MAS_DB_PASSWORD, EXTERNAL_PGPASS]);
+        assert_eq!(read(EXTERNAL_MAS_DB_PASSWORD), "m-2");
+    }
 
     #[test]
     fn ensure_creates_private_files_once() {

@@ -78,12 +78,14 @@ impl Service {
     }
 
     /// Whether a config runs the service: MAS when enabled, the edge with MAS or
-    /// TLS (see `Config::edge_runs`), the rest always.
+    /// TLS (see `Config::edge_runs`), Postgres unless the config names an external
+    /// one, Synapse always.
     pub fn runs_with(self, c: &crate::config::Config) -> bool {
         match self {
             Service::Mas => c.mas_enabled(),
             Service::Proxy => c.edge_runs(),
-            Service::Postgres | Service::Synapse => true,
+            Service::Postgres => c.postgres_external().is_none(),
+            Service::Synapse => true,
         }
     }
 

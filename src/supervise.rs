@@ -104,7 +104,7 @@ pub async fn run(spec_dir: &str) -> Result<i32> {
         for cmd in &spec.pre_start {
             let job = crate::docker::OneShot::like(&spec, cmd.clone(), Some(spec.network.clone()));
             println!("masctl: running `{}` before {}", cmd.join(" "), spec.service);
-            let code = engine.run_once(&job, &format!("{}-pre", spec.service)).await?;
+            let code = engine.run_once_joining(&job, &format!("{}-pre", spec.service), &spec.extra_networks).await?;
             if code != 0 {
                 eprintln!("masctl: `{}` exited with {code}; not starting {}", cmd.join(" "), spec.service);
                 return Ok(1);

@@ -161,7 +161,42 @@ fn broken() -> Vec<(&'static str, String, &'static str)> {
             "1:15",
         ),
         ("synapse.extra.federation_custom_ca_list", h("[synapse.extra]\nfederation_custom_ca_list = []\n"), "4:1"),
+        // An external Postgres
+        (
+            "external without password_file",
+            ext("", "synapse = { database = \"synapse\", user = \"synapse\" }\n"),
+            "5:11",
+        ),
+        ("external with bundled settings", ext("[postgres.settings]\nwork_mem = \"8MB\"\n", SYN), "4:1"),
+        ("external without MAS's database", ext("[mas]\nenabled = true\n", SYN), "5:1"),
+        (
+            "external MAS sharing Synapse's database",
+            ext("", &format!("{SYN}mas = {{ database = \"synapse\", user = \"mas\", password_file = \"/pw\" }}\n")),
+            "6:20",
+        ),
+        (
+            "external user with a quote",
+            ext("", "synapse = { database = \"synapse\", user = \"sy'n\", password_file = \"/pw\" }\n"),
+            "5:42",
+        ),
+        (
+            "external password_file relative",
+            ext("", "synapse = { database = \"synapse\", user = \"synapse\", password_file = \"pw\" }\n"),
+            "5:69",
+        ),
+        ("external host with a space", format!("{H}[postgres.external]\nhost = \"db host\"\n{SYN}"), "4:8"),
+        ("external port 0", ext("", &format!("port = 0\n{SYN}")), "5:8"),
+        ("external network is the instance's", ext("", &format!("network = \"masctl\"\n{SYN}")), "5:11"),
+        ("external password_file missing", ext("", SYN), "5:69"),
     ]
+}
+
+/// Synapse's database on an external server, its password in a file that does not exist.
+const SYN: &str = "synapse = { database = \"synapse\", user = \"synapse\", password_file = \"/nonexistent/pw\" }\n";
+
+/// `before` (from line 3), then `[postgres.external]` with `host` and `body`.
+fn ext(before: &str, body: &str) -> String {
+    format!("{H}{before}[postgres.external]\nhost = \"db.example.com\"\n{body}")
 }
 
 fn masctl(images: &Path, config: &Path) -> Output {
@@ -283,6 +318,33 @@ scope = \"openid profile email\"\n",
         assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
     }
     assert!(!dir.path().join("root").exists() && !Path::new(stack_root).exists());
+}
+
+#[test]
+fn external_postgres_password_files_must_be_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("synapse-db-password");
+    std::fs::write(&pw, "correct horse battery staple\n").unwrap();
+    let config = dir.path().join("masctl.toml");
+    let text = ext("", &SYN.replace("/nonexistent/pw", pw.to_str().unwrap()))
+        .replace("@ROOT@", dir.path().join("root").to_str().unwrap());
+    std::fs::write(&config, text).unwrap();
+    let images = repo().join("images");
+    // (mode, accepted, a word of the refusal)
+    for (mode, ok, word) in
+        [(0o644, false, "(mode 0644); make it 0600"), (0o640, false, "mode 0640"), (0o600, true, "")]
+    {
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = masctl(&images, &config);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.success(), ok, "{mode:o}: {err}");
+        if !ok {
+            assert!(err.contains(&format!("{}:5:69: ", config.display())) && err.contains(word), "{err}");
+            assert!(!err.contains("correct horse"), "the refusal shows no password: {err}");
+        }
+    }
+    assert!(!dir.path().join("root").exists());
 }
 
 #[test]

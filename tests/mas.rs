@@ -11,19 +11,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::images_with_standin;
-use common::stack::{Stack, text};
-use common::{docker, docker_ok, wait_for};
-
-/// Which MAS the test runs: the `[images]` lines that pick it.
-fn mas_images() -> String {
-    match std::env::var("MASCTL_TEST_MAS_DIST") {
-        Ok(dist) if !dist.is_empty() => {
-            let dist = std::fs::canonicalize(&dist).expect("MASCTL_TEST_MAS_DIST exists");
-            format!("[images]\nmas = \"mas-local\"\n[images.inputs]\nmas-dist = \"{}\"\n", dist.display())
-        }
-        _ => "[images]\nmas = \"mas-standin\"\n".to_string(),
-    }
-}
+use common::stack::{Stack, access_token, text};
+use common::{docker, docker_ok, mas_images, wait_for};
 
 fn mas_migrating() -> String {
     format!("{}[mas]\nenabled = true\nmigration_in_progress = true\n", mas_images())
@@ -39,15 +28,6 @@ fn register(s: &Stack, user: &str, password: &str, admin: bool) -> std::process:
         args.push("--admin");
     }
     s.masctl_stdin(&format!("{password}\n"), &args)
-}
-
-fn access_token(s: &Stack, user: &str, password: &str) -> Option<String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(10))).build().into();
-    let body = serde_json::json!({"type": "m.login.password",
-        "identifier": {"type": "m.id.user", "user": user}, "password": password});
-    let mut r = agent.post(&format!("{}/_matrix/client/v3/login", s.base_url())).send_json(&body).ok()?;
-    let v: serde_json::Value = r.body_mut().read_json().ok()?;
-    v["access_token"].as_str().map(String::from)
 }
 
 fn whoami(s: &Stack, token: &str) -> Option<String> {
@@ -233,7 +213,7 @@ fn migration_to_mas_end_to_end_and_back() {
 
     // No password or secret reached a unit file, the store or the journal.
     let journal = docker_ok(&["exec", &s.host(), "journalctl", "--no-pager", "-o", "cat"]);
-    let units = docker_ok(&["exec", &s.host(), "sh", "-c", "cat /etc/systemd/system/masctl*"]);
+    let units = s.unit_files();
     for secret in ["alice-password-1", "carol-password-1", "carol-password-2", "root-password-1"] {
         assert!(!journal.contains(secret), "{secret} in the journal");
         assert!(!units.contains(secret), "{secret} in a unit");

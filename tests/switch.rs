@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::stack::{Stack, text};
-use common::{docker_ok, wait_for};
+use common::{docker_ok, grep_tree, wait_for};
 
 fn units_active(status: &serde_json::Value) -> bool {
     status["units"].as_array().unwrap().iter().all(|u| u["active_state"] == "active")
@@ -35,24 +35,6 @@ fn secret_values(s: &Stack) -> Vec<String> {
     out
 }
 
-fn grep_tree(dir: &std::path::Path, needles: &[String]) -> Vec<String> {
-    let mut hits = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            let m = std::fs::symlink_metadata(&p).unwrap();
-            if m.is_dir() {
-                stack.push(p);
-            } else if m.is_file() && m.len() < 50_000_000 {
-                let data = String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned();
-                hits.extend(needles.iter().filter(|n| data.contains(n.as_str())).map(|_| p.display().to_string()));
-            }
-        }
-    }
-    hits
-}
-
 #[test]
 fn switch_lifecycle_change_noop_rollback_and_invalid_configs() {
     let s = Stack::new("life");
@@ -69,7 +51,7 @@ fn switch_lifecycle_change_noop_rollback_and_invalid_configs() {
     let secrets = secret_values(&s);
     let store_hits = grep_tree(&s.root.join("store"), &secrets);
     assert!(store_hits.is_empty(), "secrets in the store: {store_hits:?}");
-    let units = docker_ok(&["exec", &s.host(), "sh", "-c", "cat /etc/systemd/system/masctl*"]);
+    let units = s.unit_files();
     let journal = docker_ok(&["exec", &s.host(), "journalctl", "--no-pager", "-o", "cat"]);
     let mut cmdlines = String::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -88,7 +70,7 @@ fn switch_lifecycle_change_noop_rollback_and_invalid_configs() {
     assert_eq!(s.login_status("alice", "alice-password-1"), 200);
 
     // The journal of the current run of a unit.
-    let logs = s.masctl_ok(&["logs", "synapse", "-n", "50"]);
+    let logs = s.masctl_ok(&["logs", "synapse", "-n", "1000"]);
     assert!(logs.contains("is healthy"), "{logs}");
     let unknown = s.masctl(&["logs", "nonexistent"]);
     assert!(!unknown.status.success() && text(&unknown.stderr).contains("known: postgres, synapse"));

@@ -69,6 +69,26 @@ fn failpoint(name: &str) {
     }
 }
 
+/// Fault injection for tests: `MASCTL_FAILPOINT=<name>` stops this switch at that
+/// point: it creates `<root>/failpoint-held` and waits (at most `limit`) until the
+/// file is gone, so a test can change the world at an exact moment.
+async fn hold(name: &str, layout: &Layout, limit: Duration) {
+    static HELD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    // Once per process: the rollback that follows runs through here again.
+    if std::env::var("MASCTL_FAILPOINT").as_deref() != Ok(name) || HELD.swap(true, std::sync::atomic::Ordering::SeqCst)
+    {
+        return;
+    }
+    let flag = layout.root().join("failpoint-held");
+    if fs::write(&flag, name).is_err() {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + limit;
+    while flag.exists() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 impl Activator<'_> {
     pub fn plan_for(&self, target: &Manifest) -> Result<Plan> {
         let gens = Generations::new(self.layout);
@@ -79,11 +99,25 @@ impl Activator<'_> {
         Ok(plan(&old, &target.units, &read_pending(self.layout)))
     }
 
+    /// The drop-in that gives a service unit this activation's start timeout, so
+    /// systemd and the health gate give up together (never one while the other waits
+    /// for a migration); its path and text.
+    fn timeout_drop_in(&self, unit: &str) -> (PathBuf, String) {
+        let path = self.unit_dir.join(format!("{unit}.d")).join("masctl-timeout.conf");
+        let text = format!(
+            "# Written by masctl: the start timeout of the last switch (--timeout).\n[Service]\nTimeoutStartSec={}\n",
+            self.timeout.as_secs()
+        );
+        (path, text)
+    }
+
     /// Whether every unit file (and the boot link) already says what the generation's does.
     fn units_in_place(&self, target: &Generation, manifest: &Manifest) -> bool {
         let unit_ok = manifest.units.keys().all(|u| {
             let want = fs::read(target.target.join("units").join(u)).ok();
-            want.is_some() && fs::read(self.unit_dir.join(u)).ok() == want
+            let (drop_in, text) = self.timeout_drop_in(u);
+            let drop_in_ok = u.ends_with(".target") || fs::read(drop_in).ok() == Some(text.into_bytes());
+            want.is_some() && fs::read(self.unit_dir.join(u)).ok() == want && drop_in_ok
         });
         let wants = self.unit_dir.join("multi-user.target.wants").join(TARGET);
         unit_ok && fs::read_link(wants).ok() == Some(PathBuf::from("..").join(TARGET))
@@ -102,6 +136,13 @@ impl Activator<'_> {
                 fs::symlink_metadata(&dest).is_ok_and(|m| m.is_file()) && fs::read(&dest).ok() == Some(text.clone());
             if !same {
                 fsutil::write_atomic(&dest, &text, 0o644)?;
+            }
+            if !unit.ends_with(".target") {
+                let (path, text) = self.timeout_drop_in(unit);
+                if fs::read(&path).ok() != Some(text.clone().into_bytes()) {
+                    fs::create_dir_all(path.parent().expect("in a directory"))?;
+                    fsutil::write_atomic(&path, text.as_bytes(), 0o644)?;
+                }
             }
         }
         let wants = self.unit_dir.join("multi-user.target.wants");
@@ -189,6 +230,7 @@ impl Activator<'_> {
     ) -> Result<Vec<String>> {
         for unit in &plan.stop {
             let _ = fs::remove_file(self.unit_dir.join(unit));
+            let _ = fs::remove_dir_all(self.unit_dir.join(format!("{unit}.d")));
         }
         self.systemd.reload().await?;
         failpoint("after-reload");
@@ -209,7 +251,9 @@ impl Activator<'_> {
         manifest: &Manifest,
     ) -> Result<Vec<String>> {
         let mut failed: BTreeSet<String> = BTreeSet::new();
-        let jobs = self.systemd.run_jobs(starts, self.timeout);
+        // systemd's own start timeout (the drop-in) ends a start job first; the
+        // margin only covers its stop.
+        let jobs = self.systemd.run_jobs(starts, self.timeout + Duration::from_secs(15));
         tokio::pin!(jobs);
         // Poll unit states while the jobs run: a crash-looping service never ends its
         // start job by itself.
@@ -248,6 +292,7 @@ impl Activator<'_> {
                 failed.insert(u.clone());
             }
         }
+        hold("hold-before-gate", self.layout, self.timeout).await;
         // Health gate: every container runs the generation's image and is healthy.
         for (service, spec_path) in &manifest.services {
             let spec = read_spec(spec_path)?;
@@ -273,11 +318,14 @@ fn failure_logs(units: &[String]) -> String {
 }
 
 /// Switches to `target`; if it fails and `previous` exists, switches back to it and
-/// reports both. The error says what failed and where the system is now.
+/// reports both. The error says what failed and where the system is now. `data` is
+/// the backup taken before this switch changed a stateful image: when `previous`
+/// cannot run on what `target` migrated, it is restored before `previous` starts.
 pub async fn switch_with_rollback(
     a: &Activator<'_>,
     target: &Generation,
     previous: Option<&Generation>,
+    data: Option<&crate::jobs::upgrade::PreSwitch>,
 ) -> Result<Plan> {
     match a.activate(target).await? {
         Ok(plan) => Ok(plan),
@@ -291,15 +339,25 @@ pub async fn switch_with_rollback(
                 );
             };
             ui::step(format!("generation {} failed; rolling back to generation {}", target.number, prev.number));
+            let restored = match data {
+                Some(rec) => match crate::jobs::upgrade::before_automatic_rollback(a.layout, rec, target, prev).await {
+                    Ok(note) => note.map(|n| format!("; {n}")).unwrap_or_default(),
+                    Err(e) => {
+                        ui::warn(format!("restoring the data from before the switch failed: {e:#}"));
+                        format!("; restoring the data from before the switch failed ({e:#})")
+                    }
+                },
+                None => String::new(),
+            };
             match a.activate(prev).await? {
                 Ok(_) => bail!(
-                    "generation {} did not come up ({} failed); rolled back to generation {}, which is running",
+                    "generation {} did not come up ({} failed); rolled back to generation {}, which is running{restored}",
                     target.number,
                     failure.units.join(", "),
                     prev.number
                 ),
                 Err(again) => bail!(
-                    "generation {} did not come up ({} failed), and rolling back to generation {} failed too ({})",
+                    "generation {} did not come up ({} failed), and rolling back to generation {} failed too ({}){restored}",
                     target.number,
                     failure.units.join(", "),
                     prev.number,

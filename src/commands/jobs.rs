@@ -62,14 +62,26 @@ pub async fn backup(ctx: &Context) -> Result<()> {
 pub fn backups(ctx: &Context, json: bool) -> Result<()> {
     let dir = ctx.layout.backups();
     let list = backup::list(&dir)?;
+    let records = crate::jobs::upgrade::records(&ctx.layout);
+    // The generation a pre-switch backup precedes.
+    let before = |name: &str| {
+        records
+            .iter()
+            .find(|r| r.set.as_deref().is_some_and(|s| name.ends_with(&format!("-{s}.dump"))))
+            .map(|r| r.generation)
+    };
     if json {
-        let rows: Vec<_> = list.iter().map(|(n, s)| serde_json::json!({"file": n, "size": s})).collect();
+        let rows: Vec<_> = list
+            .iter()
+            .map(|(n, s)| serde_json::json!({"file": n, "size": s, "before_generation": before(n)}))
+            .collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else if list.is_empty() {
         println!("no backups in {}", dir.display());
     } else {
         for (n, s) in list {
-            println!("{:>10}  {n}", ui::human_bytes(s));
+            let g = before(&n).map_or(String::new(), |g| format!("  (before generation {g})"));
+            println!("{:>10}  {n}{g}", ui::human_bytes(s));
         }
     }
     Ok(())

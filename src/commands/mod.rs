@@ -19,11 +19,11 @@ pub async fn run(cli: Cli) -> Result<()> {
     let g = &cli.global;
     let secs = Duration::from_secs;
     match cli.command {
-        Command::Switch { dry_run, timeout, force } => {
-            stack::switch(&Context::with_config(g)?, dry_run, secs(timeout), force).await
+        Command::Switch { dry_run, timeout, force, no_backup } => {
+            stack::switch(&Context::with_config(g)?, dry_run, secs(timeout), force, no_backup).await
         }
-        Command::Rollback { to, timeout, force } => {
-            stack::rollback(&Context::for_state(g)?, to, secs(timeout), force).await
+        Command::Rollback { to, timeout, force, restore_data, json } => {
+            stack::rollback(&Context::for_state(g)?, to, secs(timeout), force, restore_data, json).await
         }
         Command::Status { json } => stack::status(&Context::for_state(g)?, json).await,
         Command::Generations { json } => stack::generations(&Context::for_state(g)?, json),

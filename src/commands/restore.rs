@@ -26,7 +26,7 @@ pub async fn restore(ctx: &Context, backup: Option<&str>, json: bool, timeout: D
         println!(
             "the state before is in {} — `masctl restore {}` brings it back",
             ui_files(&done.backup_before),
-            set_of(&done.backup_before)
+            crate::jobs::upgrade::set_of(&done.backup_before).unwrap_or_default()
         );
     }
     Ok(())
@@ -34,17 +34,6 @@ pub async fn restore(ctx: &Context, backup: Option<&str>, json: bool, timeout: D
 
 fn ui_files(files: &[std::path::PathBuf]) -> String {
     files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")
-}
-
-/// The set id of backup files (`synapse-<id>.dump`).
-fn set_of(files: &[std::path::PathBuf]) -> String {
-    files
-        .first()
-        .and_then(|f| f.file_name())
-        .map(|n| {
-            n.to_string_lossy().trim_end_matches(".dump").split_once('-').map_or(String::new(), |x| x.1.to_string())
-        })
-        .unwrap_or_default()
 }
 
 pub async fn import_synapse(g: &Global, a: ImportSynapse) -> Result<()> {
@@ -71,7 +60,9 @@ pub async fn import_synapse(g: &Global, a: ImportSynapse) -> Result<()> {
     if a.write_config && !done.changes.is_empty() {
         import::write_config(&ctx.config_path, &done.changes)?;
         ui::step(format!("wrote the settings into {}; switching to it", ctx.config_path.display()));
-        if let Switched::Done { generation: n, .. } = switch(&Context::with_config(g)?, false, timeout, false).await? {
+        if let Switched::Done { generation: n, .. } =
+            switch(&Context::with_config(g)?, false, timeout, false, false).await?
+        {
             generation = Some(n);
         }
     } else {

@@ -14,8 +14,8 @@ fn short(hash: &str) -> &str {
     &hash[..12.min(hash.len())]
 }
 
-pub async fn switch(ctx: &Context, dry_run: bool, timeout: Duration, force: bool) -> Result<()> {
-    match switch_op::switch(ctx, dry_run, timeout, force).await? {
+pub async fn switch(ctx: &Context, dry_run: bool, timeout: Duration, force: bool, no_backup: bool) -> Result<()> {
+    match switch_op::switch(ctx, dry_run, timeout, force, no_backup).await? {
         Switched::Planned(plan) => {
             for line in plan.describe(true) {
                 println!("{}", ui::paint_line(&line));
@@ -36,9 +36,29 @@ pub async fn switch(ctx: &Context, dry_run: bool, timeout: Duration, force: bool
     Ok(())
 }
 
-pub async fn rollback(ctx: &Context, to: Option<u32>, timeout: Duration, force: bool) -> Result<()> {
-    let number = switch_op::rollback(ctx, to, timeout, force).await?;
-    ui::step(format!("rolled back to generation {number}"));
+pub async fn rollback(
+    ctx: &Context,
+    to: Option<u32>,
+    timeout: Duration,
+    force: bool,
+    restore_data: bool,
+    json: bool,
+) -> Result<()> {
+    if json {
+        crate::jobs::output_to_stderr();
+    }
+    let done = switch_op::rollback(ctx, to, timeout, force, restore_data).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&done)?);
+        return Ok(());
+    }
+    if let Some(r) = &done.restored {
+        println!("restored {} from backup {} (taken before generation {})", r.databases.join(", "), r.set, done.from);
+        if let Some(b) = &r.backup_before {
+            println!("the state before is in backup {b} — `masctl restore {b}` brings it back");
+        }
+    }
+    ui::step(format!("rolled back to generation {}", done.generation));
     Ok(())
 }
 
@@ -80,6 +100,8 @@ pub async fn status(ctx: &Context, json: bool) -> Result<()> {
 
 pub fn generations(ctx: &Context, json: bool) -> Result<()> {
     let (all, current) = history::list(ctx)?;
+    let records = crate::jobs::upgrade::records(&ctx.layout);
+    let record = |n: u32| records.iter().find(|r| r.generation == n);
     if json {
         let rows: Vec<_> = all
             .iter()
@@ -89,6 +111,8 @@ pub fn generations(ctx: &Context, json: bool) -> Result<()> {
                     "created": g.created.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
                     "hash": g.hash(),
                     "current": Some(g.number) == current,
+                    // The backup taken before the switch into it (a stateful image changed).
+                    "backup_before": record(g.number),
                 })
             })
             .collect();
@@ -97,7 +121,8 @@ pub fn generations(ctx: &Context, json: bool) -> Result<()> {
     }
     for g in &all {
         let mark = if Some(g.number) == current { "  (current)" } else { "" };
-        println!("{:>4}  {}  {}{mark}", g.number, timestamp::date_time(g.created), short(&g.hash()));
+        let data = record(g.number).map_or(String::new(), |r| format!("  {}", crate::jobs::upgrade::describe(r)));
+        println!("{:>4}  {}  {}{mark}{data}", g.number, timestamp::date_time(g.created), short(&g.hash()));
     }
     Ok(())
 }

@@ -3,10 +3,12 @@
 //! Parsing is serde with unknown keys refused; checks serde cannot express run in
 //! [`Config::validate`], and every error names `file:line:column`.
 
+mod password_files;
 mod schema;
 mod tls_files;
 mod validate;
 
+pub use password_files::read_password;
 pub use schema::*;
 pub use validate::parse_publish;
 
@@ -30,10 +32,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Config> {
 }
 
 /// Parses and validates the config file, and checks the files it names that must
-/// be right before a switch (a certificate you bring).
+/// be right before a switch (a certificate you bring, external Postgres passwords).
 pub fn load(path: &Path) -> Result<Config> {
     let text = std::fs::read_to_string(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
     let config = parse(path, &text)?;
     tls_files::check(&config, path, &text)?;
+    password_files::check(&config, path, &text)?;
     Ok(config)
 }

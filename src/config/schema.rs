@@ -118,6 +118,38 @@ pub struct Postgres {
     /// Server settings passed as `-c key=value` (e.g. `shared_buffers = "256MB"`).
     #[serde(default)]
     pub settings: BTreeMap<String, Spanned<toml::Value>>,
+    /// A Postgres server masctl does not run: Synapse and MAS use it instead of the
+    /// bundled one, with databases and roles its administrator made.
+    pub external: Option<Spanned<ExternalPostgres>>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalPostgres {
+    /// Host name or IP address the stack's containers reach the server at.
+    pub host: Spanned<String>,
+    #[serde(default = "default_pg_port")]
+    pub port: Spanned<u16>,
+    /// A Docker network (made by you) the stack's containers join to reach `host`.
+    pub network: Option<Spanned<String>>,
+    pub synapse: Spanned<ExternalDatabase>,
+    /// Needed when MAS is enabled.
+    pub mas: Option<Spanned<ExternalDatabase>>,
+}
+
+fn default_pg_port() -> Spanned<u16> {
+    Spanned::new(0..0, 5432)
+}
+
+/// One database on an external server and the role that owns it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalDatabase {
+    pub database: Spanned<String>,
+    pub user: Spanned<String>,
+    /// A file (0600) holding the role's password; its content never reaches the
+    /// store, a unit, an argv or the environment.
+    pub password_file: Spanned<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -384,6 +416,11 @@ impl Config {
             .as_ref()
             .map(|h| h.get_ref().clone())
             .unwrap_or_else(|| format!("matrix.{}", self.server_name.get_ref()))
+    }
+
+    /// The external Postgres, when the config names one.
+    pub fn postgres_external(&self) -> Option<&ExternalPostgres> {
+        self.postgres.external.as_ref().map(|e| e.get_ref())
     }
 
     pub fn mas_enabled(&self) -> bool {

@@ -441,6 +441,7 @@ pub fn validate(c: &Config, path: &Path, text: &str) -> Result<()> {
             return Err(k.err(v.span(), format!("postgres.settings.{key} must be a string, number or boolean")));
         }
     }
+    validate_external_postgres(c, &k)?;
     k.spanned("synapse.log_level", &c.synapse.log_level, |l| one_of(l, &LOG_LEVELS))?;
     k.refuse_managed("synapse", &c.synapse.extra, &MANAGED_SYNAPSE_KEYS)?;
     if c.imported_password_config() && c.synapse.extra.get_ref().contains_key("password_config") {
@@ -458,6 +459,80 @@ secrets/synapse-password-config.yaml (Synapse would let one replace the other); 
     }
     validate_mas(c, &k)?;
     validate_edge(c, &k)
+}
+
+/// A Postgres role or database name masctl writes into pgpass lines and SQL
+/// identifiers: lower-case letters, digits and `_`, at most 63 (Postgres's limit).
+pub fn pg_identifier(s: &str) -> Verdict {
+    ok_if(
+        !s.is_empty()
+            && s.len() <= 63
+            && s.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+        "is not a plain Postgres name (a-z, 0-9 and _, not starting with a digit, at most 63)",
+    )
+}
+
+/// The external server's host: a DNS name or an IP address.
+pub fn pg_host(s: &str) -> Verdict {
+    if s.parse::<IpAddr>().is_ok() {
+        Ok(())
+    } else {
+        dns_name(s).map_err(|_| "is not a host name or IP address".into())
+    }
+}
+
+fn validate_external_postgres(c: &Config, k: &Checker) -> Result<()> {
+    let Some(ext) = &c.postgres.external else { return Ok(()) };
+    if let Some(key) = c.postgres.settings.keys().next() {
+        return Err(k.err(
+            k.doc.key_span(&["postgres", "settings", key]),
+            format!(
+                "postgres.settings.{key} configures the bundled Postgres, which does not run with [postgres.external]; \
+set it on the external server"
+            ),
+        ));
+    }
+    let e = ext.get_ref();
+    k.spanned("postgres.external.host", &e.host, pg_host)?;
+    if *e.port.get_ref() == 0 {
+        return Err(k.err(e.port.span(), "postgres.external.port must be 1-65535"));
+    }
+    if let Some(n) = &e.network {
+        k.spanned("postgres.external.network", n, network_name)?;
+        if n.get_ref() == c.instance.get_ref() {
+            let msg = format!("postgres.external.network {:?} is the instance's own network", n.get_ref());
+            return Err(k.err(n.span(), msg));
+        }
+    }
+    let mut dbs = vec![("synapse", &e.synapse)];
+    match &e.mas {
+        Some(m) => dbs.push(("mas", m)),
+        None if c.mas_enabled() => {
+            return Err(k.err(
+                ext.span(),
+                "[postgres.external] needs a mas = { database, user, password_file } entry: MAS is enabled and \
+keeps its own database",
+            ));
+        }
+        None => {}
+    }
+    for (name, db) in &dbs {
+        let d = db.get_ref();
+        k.spanned(&format!("postgres.external.{name}.database"), &d.database, pg_identifier)?;
+        k.spanned(&format!("postgres.external.{name}.user"), &d.user, pg_identifier)?;
+        k.spanned(&format!("postgres.external.{name}.password_file"), &d.password_file, safe_path)?;
+    }
+    if let [(_, syn), (_, mas)] = dbs.as_slice()
+        && syn.get_ref().database.get_ref() == mas.get_ref().database.get_ref()
+    {
+        let d = &mas.get_ref().database;
+        return Err(k.err(
+            d.span(),
+            format!("postgres.external.mas.database {:?} is Synapse's too; MAS needs its own", d.get_ref()),
+        ));
+    }
+    Ok(())
 }
 
 fn validate_edge(c: &Config, k: &Checker) -> Result<()> {

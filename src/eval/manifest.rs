@@ -29,6 +29,27 @@ pub struct Manifest {
     pub databases: Vec<String>,
     #[serde(default)]
     pub mas: MasState,
+    /// Where the databases are when Postgres is not masctl's (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_postgres: Option<ExternalPostgres>,
+}
+
+/// An external Postgres as jobs reach it; no passwords (those are in `secrets/`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternalPostgres {
+    pub host: String,
+    pub port: u16,
+    /// The Docker network to join to reach `host`.
+    pub network: Option<String>,
+    /// Database as masctl names it (`synapse`, `mas`) → where it is on the server.
+    pub databases: BTreeMap<String, DbLogin>,
+}
+
+/// A database on an external server and the role that owns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DbLogin {
+    pub database: String,
+    pub user: String,
 }
 
 /// How MAS figures in a generation, as jobs need to know it.
@@ -116,6 +137,7 @@ mod tests {
             client_url: String::new(),
             databases: vec!["synapse".into()],
             mas: Default::default(),
+            external_postgres: None,
         };
         assert!(diff_manifests(&m("1", "a", "INFO"), &m("1", "a", "INFO")).is_empty());
         let d = diff_manifests(&m("1", "a", "INFO"), &m("2", "b", "DEBUG"));

@@ -74,6 +74,7 @@ fn passwords(c: &Config) -> Value {
 pub fn config(c: &Config) -> Result<Value> {
     let instance = c.instance.get_ref();
     let prefix = c.mas.path_prefix.get_ref();
+    let db = super::postgres::conn(c, "mas");
     let providers: Vec<Value> = c
         .mas
         .upstream_oauth2
@@ -122,8 +123,8 @@ pub fn config(c: &Config) -> Result<Value> {
             "client_secret_file": format!("/run/secrets/{ADMIN_CLIENT_SECRET}"),
         }],
         "database": {
-            "host": Service::Postgres.container(instance), "port": 5432, "username": "mas",
-            "password_file": "/run/secrets/mas-db-password", "database": "mas",
+            "host": db.host, "port": db.port, "username": db.user,
+            "password_file": "/run/secrets/mas-db-password", "database": db.database,
         },
         "secrets": {
             "encryption_file": "/run/secrets/mas-encryption",

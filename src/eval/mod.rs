@@ -22,9 +22,9 @@ use crate::layout::Layout;
 use crate::service::Service;
 use crate::spec::ServiceSpec;
 
-pub use manifest::{Manifest, MasState};
+pub use manifest::{DbLogin, Manifest, MasState};
 pub use mas::cli as mas_cli;
-pub use units::TARGET;
+pub use units::{START_TIMEOUT_SECS, TARGET};
 
 /// A store entry: a directory of files, named by the hash of its contents.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,18 +95,22 @@ pub fn evaluate(inp: &Inputs) -> Result<Evaluated> {
     let c = inp.config;
     // MAS before Synapse: the order units are rendered and the target wants them.
     let mut configured: Vec<(Entry, ServiceSpec, Service)> = Vec::new();
-    let pg_conf = postgres::config_entry(c);
-    let pg = postgres::spec(inp, &pg_conf.path(inp.layout));
-    configured.push((pg_conf, pg, Service::Postgres));
+    if Service::Postgres.runs_with(c) {
+        let pg_conf = postgres::config_entry(c);
+        let pg = postgres::spec(inp, &pg_conf.path(inp.layout));
+        configured.push((pg_conf, pg, Service::Postgres));
+    }
     if c.mas_enabled() {
         let mas_conf = mas::config_entry(c)?;
         let mut mas = mas::spec(inp, &mas_conf.path(inp.layout));
         proxy::adapt_mas(c, &mut mas);
+        postgres::adapt_client(c, inp.layout, &mut mas);
         configured.push((mas_conf, mas, Service::Mas));
     }
     let syn_conf = synapse::config_entry(c)?;
     let mut syn = synapse::spec(inp, &syn_conf.path(inp.layout));
     proxy::adapt_synapse(c, &mut syn);
+    postgres::adapt_client(c, inp.layout, &mut syn);
     configured.push((syn_conf, syn, Service::Synapse));
     if c.edge_runs() {
         let proxy_conf = proxy::config_entry(c);
@@ -159,6 +163,7 @@ pub fn evaluate(inp: &Inputs) -> Result<Evaluated> {
             delegating: c.mas_delegating(),
             path_prefix: c.mas.path_prefix.get_ref().clone(),
         },
+        external_postgres: postgres::external(c),
     };
     gen_entry.add("manifest.json", serde_json::to_vec_pretty(&manifest)?);
     entries.push(gen_entry);
@@ -286,6 +291,70 @@ mod tests {
         }
         let plain = eval(BASE, &img);
         assert!(!file(&plain, "service-synapse", "spec.json").contains("password-config"));
+    }
+
+    #[test]
+    fn an_external_postgres_replaces_the_bundled_one() {
+        let img = format!("sha256:{}", "2".repeat(64));
+        let text = format!(
+            "{BASE}[mas]\nenabled = true\n[postgres.external]\nhost = \"db.internal\"\nport = 6432\nnetwork = \"dbnet\"\n\
+synapse = {{ database = \"syn\", user = \"syn_user\", password_file = \"/etc/pw/syn\" }}\n\
+mas = {{ database = \"auth\", user = \"auth_user\", password_file = \"/etc/pw/auth\" }}\n"
+        );
+        let e = eval_with_mas(&text, &img);
+        let file = |entry: &str, path: &str| -> String {
+            let x = e.entries.iter().find(|x| x.name == entry).unwrap_or_else(|| panic!("no {entry}"));
+            String::from_utf8_lossy(&x.files[path]).into_owned()
+        };
+        assert!(!e.manifest.services.contains_key("postgres"));
+        assert!(e.entries.iter().all(|x| x.name != "postgres-config"));
+        assert!(e.manifest.units.keys().all(|u| u != "masctl-postgres.service"));
+        assert!(
+            e.entries
+                .iter()
+                .flat_map(|x| x.files.values())
+                .all(|d| !String::from_utf8_lossy(d).contains("Wants=masctl-postgres"))
+        );
+        let hs: serde_json::Value = serde_json::from_str(
+            file("synapse-config", "homeserver.yaml").split_once('\n').unwrap().1.split_once('\n').unwrap().1,
+        )
+        .unwrap();
+        let args = &hs["database"]["args"];
+        assert_eq!(
+            (&args["host"], &args["port"], &args["user"], &args["dbname"]),
+            (&"db.internal".into(), &6432.into(), &"syn_user".into(), &"syn".into())
+        );
+        let mas = file("mas-config", "config.yaml");
+        assert!(
+            mas.contains("\"username\": \"auth_user\"")
+                && mas.contains("\"database\": \"auth\"")
+                && mas.contains("\"port\": 6432"),
+            "{mas}"
+        );
+        for (service, inside, derived) in [
+            ("synapse", "synapse-pgpass", "external-synapse-pgpass"),
+            ("mas", "mas-db-password", "external-mas-db-password"),
+        ] {
+            let spec: ServiceSpec = serde_json::from_str(&file(&format!("service-{service}"), "spec.json")).unwrap();
+            let bind = format!("/var/lib/masctl/secrets/{derived}:/run/secrets/{inside}:ro");
+            assert!(spec.binds.contains(&bind), "{service}: {:?}", spec.binds);
+            assert!(
+                spec.binds.iter().all(|b| !b.contains("/etc/pw/")),
+                "the password files themselves are not mounted"
+            );
+            assert!(spec.extra_networks.contains(&"dbnet".to_string()), "{service}");
+        }
+        let ext = e.manifest.external_postgres.as_ref().expect("recorded for jobs");
+        assert_eq!((ext.host.as_str(), ext.port, ext.network.as_deref()), ("db.internal", 6432, Some("dbnet")));
+        assert_eq!(ext.databases["mas"], DbLogin { database: "auth".into(), user: "auth_user".into() });
+        // The bundled stack's manifest has no such key (same bytes as before).
+        let plain = eval_with_mas(BASE, &img);
+        assert!(plain.manifest.external_postgres.is_none());
+        assert!(!file_of(&plain, "generation", "manifest.json").contains("external_postgres"));
+    }
+
+    fn file_of(e: &Evaluated, entry: &str, path: &str) -> String {
+        String::from_utf8_lossy(&e.entries.iter().find(|x| x.name == entry).unwrap().files[path]).into_owned()
     }
 
     #[test]

@@ -119,6 +119,66 @@ pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
     }
 }
 
+/// Where a service reaches one of the stack's databases (`synapse`, `mas`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conn {
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub user: String,
+}
+
+/// The bundled server's container, or the external server with the database and
+/// role its administrator made.
+pub fn conn(c: &Config, db: &str) -> Conn {
+    let ext = c.postgres_external();
+    let login = ext.and_then(|e| if db == "mas" { e.mas.as_ref() } else { Some(&e.synapse) });
+    match (ext, login) {
+        (Some(e), Some(l)) => Conn {
+            host: e.host.get_ref().clone(),
+            port: *e.port.get_ref(),
+            database: l.get_ref().database.get_ref().clone(),
+            user: l.get_ref().user.get_ref().clone(),
+        },
+        _ => Conn { host: SERVICE.container(c.instance.get_ref()), port: 5432, database: db.into(), user: db.into() },
+    }
+}
+
+/// The external server as the manifest records it for jobs.
+pub fn external(c: &Config) -> Option<super::manifest::ExternalPostgres> {
+    let e = c.postgres_external()?;
+    let databases = databases(c)
+        .into_iter()
+        .map(|db| {
+            let Conn { database, user, .. } = conn(c, db);
+            (db.to_string(), super::manifest::DbLogin { database, user })
+        })
+        .collect();
+    Some(super::manifest::ExternalPostgres {
+        host: e.host.get_ref().clone(),
+        port: *e.port.get_ref(),
+        network: e.network.as_ref().map(|n| n.get_ref().clone()),
+        databases,
+    })
+}
+
+/// What a database client (Synapse, MAS) needs of an external server: the
+/// credentials derived from its password files in place of the bundled server's
+/// (same paths inside, so the rendered configs do not change with them), and its
+/// network.
+pub fn adapt_client(c: &Config, layout: &crate::layout::Layout, spec: &mut ServiceSpec) {
+    let Some(e) = c.postgres_external() else { return };
+    for (inside, derived) in crate::secrets::EXTERNAL_CLIENT_SECRETS {
+        let target = format!(":/run/secrets/{inside}:ro");
+        for b in spec.binds.iter_mut().filter(|b| b.ends_with(&target)) {
+            *b = format!("{}{target}", layout.secret(derived).display());
+        }
+    }
+    if let Some(n) = &e.network {
+        spec.extra_networks.push(n.get_ref().clone());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -58,7 +58,7 @@ pub fn homeserver(c: &Config) -> Result<Value> {
 /// Synapse's own config without MAS: what it runs before the migration, and what
 /// `syn2mas` reads (it needs the pre-MAS password and SSO settings).
 pub fn homeserver_pre_mas(c: &Config) -> Result<Value> {
-    let instance = c.instance.get_ref();
+    let db = super::postgres::conn(c, "synapse");
     let mut hs = json!({
         "server_name": c.server_name.get_ref(),
         "public_baseurl": format!("https://{}/", c.matrix_hostname()),
@@ -71,7 +71,7 @@ pub fn homeserver_pre_mas(c: &Config) -> Result<Value> {
         "database": {
             "name": "psycopg2",
             "args": {
-                "host": Service::Postgres.container(instance), "port": 5432, "user": "synapse", "dbname": "synapse",
+                "host": db.host, "port": db.port, "user": db.user, "dbname": db.database,
                 "passfile": "/run/secrets/synapse-pgpass", "cp_min": 2, "cp_max": 10,
             },
         },

@@ -10,6 +10,11 @@ const SERVICE_TEMPLATE: &str = include_str!("../../units/masctl-service.service"
 const TARGET_TEMPLATE: &str = include_str!("../../units/masctl.target");
 pub const TARGET: &str = "masctl.target";
 
+/// How long a unit may take to start and become healthy: the unit files' own
+/// `TimeoutStartSec=` (what a boot uses) and the default `--timeout` of a switch,
+/// which sets its units' start timeout to its own value (see `activate`).
+pub const START_TIMEOUT_SECS: u64 = 900;
+
 /// One word of an `ExecStart=` line: as is when it is plainly safe (what validation
 /// lets through), else double-quoted with systemd's escapes, so whitespace, quotes,
 /// `%` specifiers, `$` variables and newlines stay inside the one argument.
@@ -44,8 +49,13 @@ pub fn render(
 ) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for (spec, service) in specs {
-        let deps: String =
-            service.needs().iter().map(|d| format!("Wants={u}\nAfter={u}\n", u = d.unit_name())).collect();
+        // An external Postgres has no unit to want.
+        let deps: String = service
+            .needs()
+            .iter()
+            .filter(|d| **d != Service::Postgres || d.runs_with(inp.config))
+            .map(|d| format!("Wants={u}\nAfter={u}\n", u = d.unit_name()))
+            .collect();
         let text = body(SERVICE_TEMPLATE)
             .replace("@SERVICE@", service.name())
             .replace("@DESCRIPTION@", service.description())
@@ -53,6 +63,7 @@ pub fn render(
             .replace("@MASCTL@", &exec_arg(inp.masctl))
             .replace("@ROOT@", &exec_arg(&inp.layout.root().display().to_string()))
             .replace("@SPEC@", &exec_arg(&spec_paths[service]))
+            .replace("@START_TIMEOUT@", &START_TIMEOUT_SECS.to_string())
             .replace("@STOP_TIMEOUT@", &(spec.stop_timeout_secs + 15).to_string());
         out.push((service.unit_name(), text));
     }

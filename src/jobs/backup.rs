@@ -33,6 +33,32 @@ echo verified {file}\n"
     )
 }
 
+/// The same on an external server, as the database's own role (masctl may not
+/// create databases there): dump, check the archive lists, and restore into a
+/// throwaway server started in the job's own container from the same image (its
+/// data directory under `backups/`, which the job's unit removes whatever happens:
+/// the image has no `rm`, and the server dies with the container).
+fn external_script(host: &str, port: u16, login: &crate::eval::DbLogin, db: &str, file: &str) -> String {
+    let (database, user) = (&login.database, &login.user);
+    format!(
+        "set -e\n\
+pg_dump -h {host} -p {port} -U {user} -Fc -f /backups/{file}.tmp {database}\n\
+pg_restore --list /backups/{file}.tmp > /dev/null\n\
+v=/backups/{VERIFY_PREFIX}{db}\n\
+initdb -D \"$v\" -U postgres --auth=trust -E UTF8 --locale=C > /dev/null\n\
+pg_ctl -D \"$v\" -l \"$v/log\" -w -o \"-c listen_addresses= -k /tmp -c fsync=off\" start > /dev/null \
+|| {{ while read -r l; do echo \"$l\"; done < \"$v/log\"; exit 1; }}\n\
+psql -q -h /tmp -U postgres -d postgres \
+-c \"CREATE DATABASE masctl_verify TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'\"\n\
+pg_restore -h /tmp -U postgres -d masctl_verify --no-owner --no-privileges --exit-on-error /backups/{file}.tmp\n\
+echo verified {file}\n"
+    )
+}
+
+/// The throwaway server's data directory under `backups/` (not a `.dump`, so
+/// never listed as a backup).
+const VERIFY_PREFIX: &str = ".verify-";
+
 /// `masctl backup`: every database, under the state lock.
 pub async fn manual(layout: &Layout) -> Result<Vec<PathBuf>> {
     let _lock = generations::lock(layout, "backup")?;
@@ -50,16 +76,24 @@ pub async fn run(layout: &Layout, systemd: &Systemd, manifest: &Manifest, label:
     let mut made = Vec::new();
     // One stamp for every database: the dumps of one run form a set (`masctl restore`).
     let stamp = timestamp::compact(SystemTime::now());
+    let ext = manifest.external_postgres.as_ref();
     for db in &manifest.databases {
         let file = format!("{db}-{stamp}-{label}.dump");
+        let (script, pgpass) = match ext {
+            Some(e) => {
+                let login = e.databases.get(db).with_context(|| format!("the manifest has no login for {db}"))?;
+                (external_script(&e.host, e.port, login, db, &file), crate::secrets::EXTERNAL_PGPASS)
+            }
+            None => (script(&host, db, &file), "postgres-superuser-pgpass"),
+        };
         let job = OneShot {
             image: manifest.images[&POSTGRES].clone(),
             user: POSTGRES.user(),
-            entrypoint: Some(vec!["sh".into(), "-c".into(), script(&host, db, &file)]),
+            entrypoint: Some(vec!["sh".into(), "-c".into(), script]),
             cmd: vec![],
             binds: vec![
                 format!("{}:/backups", dir.display()),
-                format!("{}:/run/secrets/pgpass:ro", layout.secret("postgres-superuser-pgpass").display()),
+                format!("{}:/run/secrets/pgpass:ro", layout.secret(pgpass).display()),
             ],
             network: Some(manifest.instance.clone()),
             env: vec!["PGPASSFILE=/run/secrets/pgpass".into()],
@@ -71,6 +105,15 @@ pub async fn run(layout: &Layout, systemd: &Systemd, manifest: &Manifest, label:
         let mut spec = JobSpec::new("backup", job);
         spec.rename_on_success.push((tmp.display().to_string(), dest.display().to_string()));
         spec.remove_on_failure.push(tmp.display().to_string());
+        spec.extra_networks.extend(ext.and_then(|e| e.network.clone()));
+        if ext.is_some() {
+            // Left by a job whose unit was killed before its own clean-up.
+            let scratch = dir.join(format!("{VERIFY_PREFIX}{db}"));
+            if scratch.exists() {
+                std::fs::remove_dir_all(&scratch).with_context(|| format!("removing {}", scratch.display()))?;
+            }
+            spec.remove_dirs_after.push(scratch.display().to_string());
+        }
         let (code, _) = super::run(layout, systemd, &format!("masctl backup of {db}"), spec).await?;
         if code != 0 {
             bail!("the backup of {db} failed (exit {code}); see its output above");

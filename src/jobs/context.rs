@@ -64,9 +64,30 @@ impl<'a> JobContext<'a> {
         OneShot::like(mas, cmd, Some(self.manifest.instance.clone()))
     }
 
-    /// Runs the job as a transient unit; its exit status and output.
-    pub async fn run(&self, description: &str, spec: JobSpec) -> Result<(i32, String)> {
+    /// Runs the job as a transient unit; its exit status and output. A job on the
+    /// stack's network joins an external Postgres's network too, as the services do.
+    pub async fn run(&self, description: &str, mut spec: JobSpec) -> Result<(i32, String)> {
+        spec.extra_networks.extend(self.external_network());
         super::run(self.layout, &self.systemd, description, spec).await
+    }
+
+    /// The network an external Postgres is reached on, if the generation names one.
+    pub fn external_network(&self) -> Option<String> {
+        self.manifest.external_postgres.as_ref().and_then(|e| e.network.clone())
+    }
+
+    /// Refuses `what` on an external Postgres: masctl does not own that server.
+    pub fn refuse_external_postgres(&self, what: &str, instead: &str) -> Result<()> {
+        if let Some(e) = &self.manifest.external_postgres {
+            bail!(
+                "{what} works on the bundled Postgres; generation {} uses the external server {}:{} (masctl does not \
+own it): {instead}",
+                self.number,
+                e.host,
+                e.port
+            );
+        }
+        Ok(())
     }
 
     /// Waits (bounded) until the units are active; errors naming the first that is not.

@@ -120,6 +120,7 @@ pub async fn run(layout: &Layout) -> Result<Vec<Finding>> {
             None => note(Level::Error, "the proxy has no address".into()),
         }
     }
+    findings.extend(database(&ctx).await?);
     if ctx.mas_enabled() {
         let mas = ctx.mas_spec()?;
         let job = JobSpec::new("doctor", ctx.mas_job(&mas, &["doctor".to_string()]));
@@ -129,6 +130,111 @@ pub async fn run(layout: &Layout) -> Result<Vec<Finding>> {
         );
     }
     Ok(findings)
+}
+
+/// The oldest Postgres the Synapse masctl builds runs on (its engine refuses older).
+const SYNAPSE_MIN_POSTGRES: u32 = 14;
+
+/// Synapse's database as Synapse checks it at start-up, and whether masctl's
+/// pg_dump can back its server up: a job in masctl's Postgres image, as the
+/// superuser on the bundled server or as Synapse's own role on an external one.
+async fn database(ctx: &JobContext<'_>) -> Result<Vec<Finding>> {
+    let Some(image) = ctx.manifest.images.get(&Service::Postgres) else { return Ok(vec![]) };
+    let (host, port, user, db, pgpass) = match &ctx.manifest.external_postgres {
+        Some(e) => {
+            let Some(l) = e.databases.get("synapse") else { return Ok(vec![]) };
+            (e.host.clone(), e.port, l.user.clone(), l.database.clone(), crate::secrets::EXTERNAL_PGPASS)
+        }
+        None => (
+            Service::Postgres.container(&ctx.manifest.instance),
+            5432,
+            "postgres".into(),
+            "synapse".into(),
+            "postgres-superuser-pgpass",
+        ),
+    };
+    let query = "SELECT current_setting('server_version_num'), pg_encoding_to_char(encoding), datcollate, datctype \
+FROM pg_database WHERE datname = current_database()";
+    let script = format!(
+        "echo \"{TOOLS_MARK}$(pg_dump --version)\"\n\
+r=$(psql -h {host} -p {port} -U {user} -d {db} -tA -F '|' -c \"{query}\") || exit 1\n\
+echo \"{DB_MARK}$r\"\n"
+    );
+    let job = crate::docker::OneShot {
+        image: image.clone(),
+        user: Service::Postgres.user(),
+        entrypoint: Some(vec!["sh".into(), "-c".into(), script]),
+        cmd: vec![],
+        binds: vec![format!("{}:/run/secrets/pgpass:ro", ctx.layout.secret(pgpass).display())],
+        network: Some(ctx.manifest.instance.clone()),
+        env: vec!["PGPASSFILE=/run/secrets/pgpass".into()],
+    };
+    let (_, out) = ctx.run("masctl doctor: database", JobSpec::new("doctor-db", job)).await?;
+    Ok(database_findings(&out, &format!("{host}:{port}")))
+}
+
+const TOOLS_MARK: &str = "masctl-tools: ";
+const DB_MARK: &str = "masctl-db: ";
+
+/// The major version in `pg_dump (PostgreSQL) 15.10 (Debian …)`.
+fn tools_major(line: &str) -> Option<u32> {
+    let v = line.split("(PostgreSQL)").nth(1)?.split_whitespace().next()?;
+    v.split('.').next()?.parse().ok()
+}
+
+/// Findings from the database job's output (`server` names the server in them).
+pub fn database_findings(out: &str, server: &str) -> Vec<Finding> {
+    let mut f = Vec::new();
+    let mut note = |level: Level, message: String| f.push(Finding { level, message });
+    let tools = out.lines().find_map(|l| l.strip_prefix(TOOLS_MARK)).and_then(tools_major);
+    let row = out.lines().find_map(|l| l.strip_prefix(DB_MARK)).map(|r| r.split('|').collect::<Vec<_>>());
+    let Some([version, encoding, collate, ctype]) = row.as_deref() else {
+        note(Level::Error, format!("Synapse's database on {server} does not answer (see the output above)"));
+        return f;
+    };
+    let Ok(num) = version.trim().parse::<u32>() else {
+        note(Level::Error, format!("Postgres on {server} reports no version ({version:?})"));
+        return f;
+    };
+    let major = num / 10_000;
+    if major < SYNAPSE_MIN_POSTGRES {
+        note(
+            Level::Error,
+            format!("Postgres {major} on {server} is older than Synapse needs ({SYNAPSE_MIN_POSTGRES})"),
+        );
+    } else {
+        note(Level::Ok, format!("Postgres {major} on {server} is one Synapse supports"));
+    }
+    let wrong: Vec<String> =
+        [("ENCODING", *encoding, "UTF8"), ("LC_COLLATE", *collate, "C"), ("LC_CTYPE", *ctype, "C")]
+            .iter()
+            .filter(|(_, got, want)| got.trim() != *want)
+            .map(|(what, got, want)| format!("{what} is {:?}, not {want}", got.trim()))
+            .collect();
+    if wrong.is_empty() {
+        note(Level::Ok, "Synapse's database is UTF8 with C collation and ctype, as Synapse requires".into());
+    } else {
+        note(
+            Level::Error,
+            format!(
+                "Synapse's database: {}; Synapse refuses it — recreate it with ENCODING 'UTF8' LC_COLLATE 'C' \
+LC_CTYPE 'C' TEMPLATE template0",
+                wrong.join(", ")
+            ),
+        );
+    }
+    match tools {
+        Some(t) if t < major => note(
+            Level::Error,
+            format!(
+                "pg_dump in masctl's Postgres image is version {t}; it cannot back up a Postgres {major} server \
+(images.postgres must be {major} or newer)"
+            ),
+        ),
+        Some(_) => note(Level::Ok, "masctl's pg_dump can back this server up".into()),
+        None => note(Level::Warning, "the version of masctl's pg_dump is unknown".into()),
+    }
+    f
 }
 
 #[cfg(test)]
@@ -146,5 +252,34 @@ extra line without a mark\n";
         let levels: Vec<_> = f.iter().map(|f| f.level).collect();
         assert_eq!(levels, ["ok", "warning", "error"]);
         assert!(f[2].message.starts_with("Can't reach"));
+    }
+
+    #[test]
+    fn database_table() {
+        let tools = "masctl-tools: pg_dump (PostgreSQL) 15.10 (Debian 15.10-0+deb12u1)\n";
+        // (job output, the levels found, a word of the first non-ok finding)
+        let cases: [(String, Vec<Level>, &str); 6] = [
+            (format!("{tools}masctl-db: 150010|UTF8|C|C\n"), vec![Level::Ok, Level::Ok, Level::Ok], ""),
+            (format!("{tools}masctl-db: 130004|UTF8|C|C\n"), vec![Level::Error, Level::Ok, Level::Ok], "older"),
+            (
+                format!("{tools}masctl-db: 150010|UTF8|en_US.utf8|C\n"),
+                vec![Level::Ok, Level::Error, Level::Ok],
+                "LC_COLLATE is \"en_US.utf8\"",
+            ),
+            (format!("{tools}masctl-db: 150010|SQL_ASCII|C|C\n"), vec![Level::Ok, Level::Error, Level::Ok], "ENCODING"),
+            (
+                format!("{tools}masctl-db: 170002|UTF8|C|C\n"),
+                vec![Level::Ok, Level::Ok, Level::Error],
+                "cannot back up",
+            ),
+            (format!("{tools}psql: error: connection refused\n"), vec![Level::Error], "does not answer"),
+        ];
+        for (out, levels, word) in cases {
+            let f = database_findings(&out, "db:5432");
+            assert_eq!(f.iter().map(|f| f.level).collect::<Vec<_>>(), levels, "{out}");
+            if let Some(bad) = f.iter().find(|f| f.level != Level::Ok) {
+                assert!(bad.message.contains(word), "{}", bad.message);
+            }
+        }
     }
 }

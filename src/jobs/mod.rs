@@ -11,6 +11,7 @@ pub mod mas_cli;
 pub mod register_user;
 pub mod restore;
 pub mod syn2mas;
+pub mod upgrade;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -53,6 +54,12 @@ pub struct JobSpec {
     /// Files removed when the job fails.
     #[serde(default)]
     pub remove_on_failure: Vec<String>,
+    /// Directories removed when the container has ended, whatever its outcome.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove_dirs_after: Vec<String>,
+    /// Networks the container joins besides its own (an external Postgres's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_networks: Vec<String>,
 }
 
 impl JobSpec {
@@ -64,6 +71,8 @@ impl JobSpec {
             start_on_failure: vec![],
             rename_on_success: vec![],
             remove_on_failure: vec![],
+            remove_dirs_after: vec![],
+            extra_networks: vec![],
         }
     }
 }
@@ -86,7 +95,7 @@ async fn run_container(spec: &mut JobSpec) -> Result<i64> {
     if !units(Op::Stop, &spec.stop_before).await? {
         anyhow::bail!("could not stop {}", spec.stop_before.join(", "));
     }
-    Engine::connect().await?.run_once(&spec.container, &spec.kind).await
+    Engine::connect().await?.run_once_joining(&spec.container, &spec.kind, &spec.extra_networks).await
 }
 
 /// `masctl job SPEC`: the transient unit's main process.
@@ -99,6 +108,13 @@ pub async fn run_spec(path: &str) -> Result<i32> {
             1
         }
     };
+    for d in &spec.remove_dirs_after {
+        if let Err(e) = std::fs::remove_dir_all(d)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            eprintln!("masctl: removing {d}: {e}");
+        }
+    }
     if code == 0 {
         for (from, to) in &spec.rename_on_success {
             if let Err(e) = std::fs::rename(from, to) {

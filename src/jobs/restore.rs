@@ -232,7 +232,7 @@ pub async fn query(ctx: &JobContext<'_>, db: &str, sql: &str) -> Result<String> 
 }
 
 /// What a Synapse database says about its schema.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct SynapseSchema {
     /// `schema_version.version`: the newest Synapse schema applied.
     pub version: u32,
@@ -304,7 +304,7 @@ pub fn mas_unknown(dump: &[i64], live: &[i64]) -> Vec<i64> {
     dump.iter().filter(|v| !live.contains(v)).copied().collect()
 }
 
-async fn mas_migrations(ctx: &JobContext<'_>, db: &str) -> Result<Vec<i64>> {
+pub async fn mas_migrations(ctx: &JobContext<'_>, db: &str) -> Result<Vec<i64>> {
     let has = query(ctx, db, "SELECT to_regclass('public._sqlx_migrations') IS NOT NULL").await?;
     if has != "t" {
         return Ok(vec![]);
@@ -341,6 +341,30 @@ written by a newer MAS",
     }
 }
 
+/// Loads every dump of `set` into its scratch database and checks it against what
+/// `synapse_image` serves; on any failure drops every scratch database again.
+pub async fn load_set(ctx: &JobContext<'_>, set: &BackupSet, synapse_image: Option<&str>) -> Result<Vec<RestoredDb>> {
+    let synapse_version = match (set.dumps.iter().any(|d| d.database == "synapse"), synapse_image) {
+        (true, Some(image)) => Some(image_synapse_schema(ctx.layout, image).await?),
+        _ => None,
+    };
+    let mut done = Vec::new();
+    for d in &set.dumps {
+        ui::step(format!("loading {} into a scratch database", d.file));
+        load(ctx, &d.database, &ctx.layout.backups(), Load::Custom(&format!("/in/{}", d.file))).await?;
+        match check_scratch(ctx, &d.database, synapse_version).await {
+            Ok(schema) => done.push(RestoredDb { database: d.database.clone(), file: d.file.clone(), schema }),
+            Err(e) => {
+                for x in &set.dumps {
+                    let _ = drop_scratch(ctx, &x.database).await;
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(done)
+}
+
 /// What `masctl restore --json` prints.
 #[derive(Debug, Serialize)]
 pub struct Restored {
@@ -362,6 +386,10 @@ pub struct RestoredDb {
 pub async fn run(layout: &Layout, wanted: Option<&str>, timeout: Duration) -> Result<Restored> {
     let _lock = generations::lock(layout, "restore")?;
     let ctx = JobContext::load(layout).await?;
+    ctx.refuse_external_postgres(
+        "masctl restore",
+        "load a dump from backups/ with pg_restore --clean as the database's owner there, then `masctl switch`",
+    )?;
     ctx.require_active(&[Service::Postgres], Duration::from_secs(60)).await?;
     let names: Vec<String> = backup::list(&layout.backups())?.into_iter().map(|(n, _)| n).collect();
     let all = sets(&names);
@@ -373,25 +401,8 @@ pub async fn run(layout: &Layout, wanted: Option<&str>, timeout: Duration) -> Re
     ));
 
     let before = backup::first(&ctx, "pre-restore", "restore").await?;
-
-    let synapse_version = match set.dumps.iter().any(|d| d.database == "synapse") {
-        true => Some(image_synapse_schema(layout, &ctx.manifest.images[&Service::Synapse]).await?),
-        false => None,
-    };
-    let mut done = Vec::new();
-    for d in &set.dumps {
-        ui::step(format!("loading {} into a scratch database", d.file));
-        load(&ctx, &d.database, &layout.backups(), Load::Custom(&format!("/in/{}", d.file))).await?;
-        match check_scratch(&ctx, &d.database, synapse_version).await {
-            Ok(schema) => done.push(RestoredDb { database: d.database.clone(), file: d.file.clone(), schema }),
-            Err(e) => {
-                for x in &set.dumps {
-                    let _ = drop_scratch(&ctx, &x.database).await;
-                }
-                return Err(e);
-            }
-        }
-    }
+    let synapse_image = ctx.manifest.images.get(&Service::Synapse).cloned();
+    let done = load_set(&ctx, &set, synapse_image.as_deref()).await?;
     let dbs: Vec<String> = set.dumps.iter().map(|d| d.database.clone()).collect();
     let stopped = swap_in(&ctx, &dbs).await?;
     ui::step("starting the stack");

@@ -26,8 +26,8 @@ const SYN2MAS_PGPASS: &str = "/run/secrets/synapse-pgpass";
 /// a password up in a pgpass file once, at start-up, from `PGPASSFILE` and matches
 /// the line against `PGUSER` — so the password reaches it through the environment
 /// as a path, never as a value.
-pub fn syn2mas_env() -> Vec<String> {
-    vec![format!("PGPASSFILE={SYN2MAS_PGPASS}"), "PGUSER=synapse".to_string()]
+pub fn syn2mas_env(user: &str) -> Vec<String> {
+    vec![format!("PGPASSFILE={SYN2MAS_PGPASS}"), format!("PGUSER={user}")]
 }
 
 /// Words for syn2mas's exit codes.
@@ -52,8 +52,13 @@ and migration_in_progress = true, then `masctl switch`",
     }
     let mas = ctx.mas_spec()?;
     let mut job = ctx.mas_job(&mas, &[]);
-    job.binds.push(format!("{}:{SYN2MAS_PGPASS}:ro", layout.secret("mas-synapse-pgpass").display()));
-    job.env.extend(syn2mas_env());
+    // Synapse's role on an external server is the one its administrator made.
+    let (pgpass, user) = match ctx.manifest.external_postgres.as_ref().and_then(|e| e.databases.get("synapse")) {
+        Some(login) => (secrets::EXTERNAL_MAS_SYNAPSE_PGPASS, login.user.as_str()),
+        None => ("mas-synapse-pgpass", "synapse"),
+    };
+    job.binds.push(format!("{}:{SYN2MAS_PGPASS}:ro", layout.secret(pgpass).display()));
+    job.env.extend(syn2mas_env(user));
     let pre_mas = "/etc/mas/synapse-pre-mas.yaml".to_string();
     let mut synapse_configs = vec![pre_mas];
     if ctx.manifest.config["synapse"]["imported_password_config"] == true {
@@ -153,7 +158,7 @@ mod tests {
     fn syn2mas_finds_synapses_password_through_the_environment() {
         // Synapse's config names only `passfile`, which syn2mas ignores: without
         // these the real mas-cli fails with "password authentication failed".
-        let env = syn2mas_env();
+        let env = syn2mas_env("synapse");
         assert!(env.contains(&format!("PGPASSFILE={SYN2MAS_PGPASS}")), "{env:?}");
         assert!(env.contains(&"PGUSER=synapse".to_string()), "{env:?}");
         assert!(env.iter().all(|e| !e.starts_with("PGPASSWORD")), "a path, never the password itself");

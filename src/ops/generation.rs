@@ -18,7 +18,9 @@ use crate::spec::read_spec;
 use crate::store::Store;
 use crate::{secrets, ui};
 
-/// (service, image as written in the config) for every service the config runs.
+/// (service, image as written in the config) for every service the config runs,
+/// and Postgres's with an external server too: its client tools (pg_dump, psql)
+/// are what backups and doctor run against that server.
 fn service_image_values(c: &Config) -> Vec<(Service, &Spanned<String>)> {
     let image = |s: Service| match s {
         Service::Postgres => &c.images.postgres,
@@ -26,7 +28,7 @@ fn service_image_values(c: &Config) -> Vec<(Service, &Spanned<String>)> {
         Service::Mas => &c.images.mas,
         Service::Proxy => &c.images.proxy,
     };
-    Service::ALL.into_iter().filter(|s| s.runs_with(c)).map(|s| (s, image(s))).collect()
+    Service::ALL.into_iter().filter(|s| s.runs_with(c) || *s == Service::Postgres).map(|s| (s, image(s))).collect()
 }
 
 /// (service, image) for every service the config runs.
@@ -92,8 +94,16 @@ pub async fn build(ctx: &Context, engine: &Engine) -> Result<(PathBuf, Manifest)
     if !created.is_empty() {
         ui::step(format!("generated secrets: {}", created.join(", ")));
     }
+    let copied = secrets::ensure_external(layout, c)?;
+    if !copied.is_empty() {
+        ui::step(format!("external Postgres passwords copied for the services: {}", copied.join(", ")));
+    }
     let exe = std::env::current_exe().context("locating the masctl binary")?.display().to_string();
-    let pg_major = postgres_major(c, engine, &images[&Service::Postgres]).await?;
+    // No bundled server (an external one): nothing of masctl's lives by major version.
+    let pg_major = match images.get(&Service::Postgres) {
+        Some(image) => postgres_major(c, engine, image).await?,
+        None => eval::postgres::FIRST_MAJOR,
+    };
     let ev = eval::evaluate(&Inputs { config: c, images: &images, layout, masctl: &exe, pg_major })?;
     let store = Store::new(layout.store());
     let mut last = PathBuf::new();

@@ -11,6 +11,7 @@ use crate::context::Context;
 use crate::docker::{Engine, ExecOutput};
 use crate::eval::Manifest;
 use crate::generations::{self, Generation, Generations};
+use crate::jobs::{JobContext, upgrade};
 use crate::layout::Layout;
 use crate::service::Service;
 use crate::spec::read_spec;
@@ -84,7 +85,8 @@ async fn synapse_users(engine: &Engine, postgres: &str) -> Option<u64> {
 }
 
 /// Builds the configured generation and activates it (rolling back if it fails).
-pub async fn switch(ctx: &Context, dry_run: bool, timeout: Duration, force: bool) -> Result<Switched> {
+/// A change of a stateful image takes a verified backup first, unless `no_backup`.
+pub async fn switch(ctx: &Context, dry_run: bool, timeout: Duration, force: bool, no_backup: bool) -> Result<Switched> {
     let layout = &ctx.layout;
     let c = ctx.config()?;
     generation::check_images(c, &ctx.images)?;
@@ -104,16 +106,42 @@ pub async fn switch(ctx: &Context, dry_run: bool, timeout: Duration, force: bool
     if dry_run {
         return Ok(Switched::Planned(a.plan_for(&manifest)?));
     }
+    let pre = match &current {
+        Some(c) if c.target != store_path => upgrade::before_switch(layout, c, &manifest, no_backup).await?,
+        _ => None,
+    };
     let target = match &current {
         Some(c) if c.target == store_path => c.clone(),
         _ => gens.add(&store_path)?,
     };
-    let plan = switch_with_rollback(&a, &target, current.as_ref()).await?;
+    let pre = pre.map(|p| upgrade::PreSwitch { generation: target.number, ..p });
+    if let Some(p) = &pre {
+        upgrade::save(layout, p)?;
+    }
+    let plan = switch_with_rollback(&a, &target, current.as_ref(), pre.as_ref()).await?;
     Ok(Switched::Done { generation: target.number, changed: !plan.is_noop(), client_url: manifest.client_url })
 }
 
-/// Switches back to generation `to` (default: the one before the current); its number.
-pub async fn rollback(ctx: &Context, to: Option<u32>, timeout: Duration, force: bool) -> Result<u32> {
+/// What a rollback did.
+#[derive(Debug, serde::Serialize)]
+pub struct RolledBack {
+    pub generation: u32,
+    pub from: u32,
+    /// With `--restore-data`: the backup restored.
+    pub restored: Option<upgrade::DataRestored>,
+}
+
+/// Switches back to generation `to` (default: the one before the current). Across
+/// a switch that changed a stateful image, warns that the databases may be newer
+/// than the old images and refuses when the old Synapse cannot serve them; with
+/// `restore_data`, restores the backup taken before that switch first.
+pub async fn rollback(
+    ctx: &Context,
+    to: Option<u32>,
+    timeout: Duration,
+    force: bool,
+    restore_data: bool,
+) -> Result<RolledBack> {
     let layout = &ctx.layout;
     let _lock = generations::lock(layout, "rollback")?;
     let gens = Generations::new(layout);
@@ -138,8 +166,62 @@ pub async fn rollback(ctx: &Context, to: Option<u32>, timeout: Duration, force: 
         }
     }
     guard_handover(layout, &engine, Some(&current), &target.manifest()?, force).await?;
+    let restored = data_for_rollback(layout, &current, &target, restore_data).await?;
     let systemd = Systemd::connect().await?;
     let a = Activator { layout, systemd: &systemd, engine: &engine, unit_dir: unit_dir(), timeout };
-    switch_with_rollback(&a, &target, Some(&current)).await?;
-    Ok(target.number)
+    switch_with_rollback(&a, &target, Some(&current), None).await?;
+    Ok(RolledBack { generation: target.number, from: current.number, restored })
+}
+
+/// The data side of a rollback from `current` to `target`: a warning, a refusal
+/// when the old images cannot serve the databases, or (`restore`) the backup
+/// taken before the switch into `current`, restored.
+async fn data_for_rollback(
+    layout: &Layout,
+    current: &Generation,
+    target: &Generation,
+    restore: bool,
+) -> Result<Option<upgrade::DataRestored>> {
+    let Some(rec) = upgrade::crossing(layout, current, target)? else {
+        if restore {
+            bail!(
+                "generations {} and {} run the same Postgres, Synapse and MAS images: there is no data to restore (drop --restore-data, or see `masctl restore`)",
+                current.number,
+                target.number
+            );
+        }
+        return Ok(None);
+    };
+    let ctx = JobContext {
+        layout,
+        manifest: current.manifest()?,
+        systemd: Systemd::connect().await?,
+        number: current.number,
+    };
+    let old = target.manifest()?;
+    if restore {
+        ctx.require_active(&[Service::Postgres], Duration::from_secs(60)).await?;
+        return Ok(Some(upgrade::restore_before(&ctx, &rec, &old, true).await?));
+    }
+    let services: Vec<String> = rec.services.iter().map(|s| s.to_string()).collect();
+    let hint = match &rec.set {
+        Some(set) => format!(
+            "`masctl rollback --restore-data` restores backup {set}, taken before generation {}",
+            rec.generation
+        ),
+        None => format!("no backup was taken before generation {} (--no-backup)", rec.generation),
+    };
+    ui::warn(format!(
+        "generation {} changed the image of {}: the databases may have been migrated to a schema the older images of generation {} do not serve; {hint}",
+        rec.generation,
+        services.join(", "),
+        target.number
+    ));
+    // Refuse what cannot start (Postgres down: nothing to check, the gate decides).
+    if ctx.require_active(&[Service::Postgres], Duration::from_secs(5)).await.is_ok()
+        && let Some(why) = upgrade::unservable(&ctx, &rec, &old).await?
+    {
+        bail!("generation {} cannot run on the current data: {why}; {hint}", target.number);
+    }
+    Ok(None)
 }

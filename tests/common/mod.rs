@@ -238,3 +238,40 @@ pub fn fresh_images() -> &'static Path {
         dir
     })
 }
+
+/// Which MAS a test runs: the `[images]` lines that pick it — the stand-in, or
+/// with `MASCTL_TEST_MAS_DIST` (a MAS release directory) the real mas-cli through
+/// the `mas-local` recipe, as a user would run it.
+pub fn mas_images() -> String {
+    match std::env::var("MASCTL_TEST_MAS_DIST") {
+        Ok(dist) if !dist.is_empty() => {
+            let dist = std::fs::canonicalize(&dist).expect("MASCTL_TEST_MAS_DIST exists");
+            format!("[images]\nmas = \"mas-local\"\n[images.inputs]\nmas-dist = \"{}\"\n", dist.display())
+        }
+        _ => "[images]\nmas = \"mas-standin\"\n".to_string(),
+    }
+}
+
+/// Files under `dir` holding any of `needles` (one entry per needle found).
+pub fn grep_tree(dir: &Path, needles: &[String]) -> Vec<String> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            if m.is_dir() {
+                stack.push(p);
+            } else if m.is_file() && m.len() < 50_000_000 {
+                let data = String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned();
+                hits.extend(needles.iter().filter(|n| data.contains(n.as_str())).map(|_| p.display().to_string()));
+            }
+        }
+    }
+    hits
+}
+
+/// A SQL query as the superuser over a Postgres container's socket; rows as text lines.
+pub fn psql(container: &str, db: &str, query: &str) -> String {
+    docker_ok(&["exec", container, "psql", "-h", "/run/postgresql", "-U", "postgres", "-d", db, "-tAc", query])
+}

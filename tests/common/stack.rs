@@ -117,19 +117,14 @@ impl Stack {
 
     /// A SQL query in the stack's Postgres, as the superuser; rows as text lines.
     pub fn sql(&self, db: &str, query: &str) -> String {
-        docker_ok(&[
-            "exec",
-            &self.container("postgres"),
-            "psql",
-            "-h",
-            "/run/postgresql",
-            "-U",
-            "postgres",
-            "-d",
-            db,
-            "-tAc",
-            query,
-        ])
+        super::psql(&self.container("postgres"), db, query)
+    }
+
+    /// Every unit file and drop-in masctl wrote into the host, concatenated.
+    pub fn unit_files(&self) -> String {
+        let files = "/etc/systemd/system/masctl*.service /etc/systemd/system/masctl*.service.d/* \
+/etc/systemd/system/masctl.target";
+        docker_ok(&["exec", &self.host(), "sh", "-c", &format!("cat {files}")])
     }
 
     pub fn unit_active_state(&self, unit: &str) -> String {
@@ -138,6 +133,11 @@ impl Stack {
     }
 
     pub fn masctl_env(&self, env: &[&str], args: &[&str]) -> Output {
+        self.masctl_command(env, args).output().unwrap()
+    }
+
+    /// masctl inside the host, to run or spawn.
+    pub fn masctl_command(&self, env: &[&str], args: &[&str]) -> Command {
         let root = self.root.display().to_string();
         let mut all = vec!["exec".to_string()];
         for e in env {
@@ -146,7 +146,9 @@ impl Stack {
         all.push(self.host());
         all.extend(["/opt/masctl/bin/masctl", "--root", &root, "-c", "/etc/masctl/masctl.toml"].map(String::from));
         all.extend(args.iter().map(|s| s.to_string()));
-        Command::new("docker").args(&all).output().unwrap()
+        let mut c = Command::new("docker");
+        c.args(&all);
+        c
     }
 
     pub fn masctl_ok(&self, args: &[&str]) -> String {
@@ -283,6 +285,16 @@ fn walk(p: &Path, out: &mut Vec<String>) {
             }
         }
     }
+}
+
+/// A password login (Synapse's, or MAS's compatibility API); the access token.
+pub fn access_token(s: &Stack, user: &str, password: &str) -> Option<String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(10))).build().into();
+    let body = serde_json::json!({"type": "m.login.password",
+        "identifier": {"type": "m.id.user", "user": user}, "password": password});
+    let mut r = agent.post(&format!("{}/_matrix/client/v3/login", s.base_url())).send_json(&body).ok()?;
+    let v: serde_json::Value = r.body_mut().read_json().ok()?;
+    v["access_token"].as_str().map(String::from)
 }
 
 pub fn text(b: &[u8]) -> String {

@@ -354,6 +354,10 @@ pub async fn run(layout: &Layout, server_name: &str, src: &Source, opts: Options
             ctx.number
         );
     }
+    ctx.refuse_external_postgres(
+        "masctl import synapse",
+        "import into a stack with the bundled Postgres, or load the dump into the external server yourself",
+    )?;
     ctx.require_active(&[Service::Postgres], Duration::from_secs(60)).await?;
     let g = gather(layout, &ctx, server_name, src).await?;
     ui::step(format!(

@@ -1,0 +1,138 @@
+//! A stack on a Postgres server masctl did not make: a plain `docker run` of
+//! masctl's Postgres image on a network the test made, with the roles and
+//! databases its administrator would create. Switch, register a user, log in,
+//! doctor, back up — on a real systemd host with real Synapse (and MAS: the
+//! stand-in, or the real mas-cli with `MASCTL_TEST_MAS_DIST`).
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use common::stack::{Stack, access_token, text};
+use common::{Docker, Root, docker, docker_ok, grep_tree, images_with_standin, mas_images, psql, wait_for};
+
+/// A password an administrator might pick, with the characters a pgpass file
+/// must escape.
+fn password(tag: &str) -> String {
+    let mut b = [0u8; 12];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b)).unwrap();
+    format!("{tag}:p\\w-{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+}
+
+#[test]
+fn a_stack_on_an_external_postgres() {
+    let images = images_with_standin();
+    // Dropped last: the stack leaves the network before it and the server go.
+    let mut d = Docker::new("extpg");
+    let net = d.network();
+    let pg_image = Root::new().load("postgres");
+    let db = d.run("db", &["--network", &net, &pg_image]);
+    wait_for("the external Postgres to accept connections", Duration::from_secs(60), || {
+        docker(&["exec", &db, "pg_isready", "-q", "-h", "/run/postgresql", "-U", "postgres"])
+            .status
+            .success()
+            .then_some(())
+    });
+
+    // What the server's administrator does: a role and a database for each, as
+    // Synapse requires them (UTF8, C locale); the stack gets no superuser.
+    let (syn_pw, mas_pw) = (password("syn"), password("mas"));
+    for (role, database, pw) in [("syn_owner", "synapse_db", &syn_pw), ("auth_owner", "auth_db", &mas_pw)] {
+        psql(&db, "postgres", &format!("CREATE ROLE {role} LOGIN PASSWORD '{pw}'"));
+        psql(
+            &db,
+            "postgres",
+            &format!(
+                "CREATE DATABASE {database} OWNER {role} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+            ),
+        );
+    }
+
+    let s = Stack::with_images("extpg", images.path().to_path_buf());
+    let pw_dir = s.root.join("db-passwords");
+    std::fs::create_dir(&pw_dir).unwrap();
+    for (name, pw) in [("synapse", &syn_pw), ("mas", &mas_pw)] {
+        let f = pw_dir.join(name);
+        std::fs::write(&f, format!("{pw}\n")).unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let external = format!(
+        "[postgres.external]\nhost = \"{db}\"\nnetwork = \"{net}\"\n\
+synapse = {{ database = \"synapse_db\", user = \"syn_owner\", password_file = \"{0}/synapse\" }}\n\
+mas = {{ database = \"auth_db\", user = \"auth_owner\", password_file = \"{0}/mas\" }}\n",
+        pw_dir.display()
+    );
+    s.write_config(&format!("{}[mas]\nenabled = true\n{external}", mas_images()));
+    let up = s.try_up();
+    assert!(up.status.success(), "masctl try:\n{}{}", text(&up.stdout), text(&up.stderr));
+    s.wait_serving();
+
+    // No Postgres of masctl's: no unit, no container; the databases are the external ones.
+    let st = s.status();
+    let units: Vec<&str> = st["units"].as_array().unwrap().iter().map(|u| u["name"].as_str().unwrap()).collect();
+    assert!(!units.contains(&"masctl-postgres.service"), "{units:?}");
+    assert!(units.contains(&"masctl-mas.service"), "{units:?}");
+    assert!(!docker(&["inspect", &s.container("postgres")]).status.success(), "no bundled Postgres container");
+    let mas_tables =
+        psql(&db, "auth_db", "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'");
+    assert!(mas_tables.trim().parse::<u32>().unwrap() > 0, "MAS migrated its external database");
+
+    // register-user → login, through MAS, into the external databases.
+    let out = s.masctl_stdin("alice-password-1\n", &["register-user", "alice"]);
+    assert!(out.status.success(), "register-user: {}{}", text(&out.stdout), text(&out.stderr));
+    let token = access_token(&s, "alice", "alice-password-1").expect("alice logs in");
+    assert!(!token.is_empty());
+    assert_eq!(access_token(&s, "alice", "wrong-password"), None);
+    let in_synapse = psql(&db, "synapse_db", "SELECT count(*) FROM users WHERE name = '@alice:test.local'");
+    assert_eq!(in_synapse.trim(), "1", "Synapse's user row is on the external server");
+
+    // doctor: the external server's version, encoding and locale, as Synapse checks them.
+    let doctor = s.masctl(&["doctor", "--json"]);
+    let report = text(&doctor.stdout);
+    assert!(doctor.status.success(), "{report}{}", text(&doctor.stderr));
+    assert!(report.contains("UTF8 with C collation and ctype"), "{report}");
+    assert!(report.contains(&format!("on {db}:5432 is one Synapse supports")), "{report}");
+
+    // backup: every database dumped with its own role and verified.
+    let backup = s.masctl(&["backup"]);
+    assert!(backup.status.success(), "backup: {}{}", text(&backup.stdout), text(&backup.stderr));
+    let names: Vec<String> = std::fs::read_dir(s.root.join("backups"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for db_name in ["synapse", "mas"] {
+        let dump = names.iter().find(|n| n.starts_with(&format!("{db_name}-")) && n.ends_with("-manual.dump"));
+        let dump = dump.unwrap_or_else(|| panic!("no {db_name} dump in {names:?}"));
+        assert!(std::fs::metadata(s.root.join("backups").join(dump)).unwrap().len() > 0);
+    }
+    assert!(names.iter().all(|n| n.ends_with(".dump")), "nothing left besides the dumps: {names:?}");
+    let listed = s.masctl_ok(&["backups"]);
+    assert!(listed.contains("synapse-") && listed.contains("mas-"), "{listed}");
+
+    // restore refuses clearly: masctl does not own the external server.
+    let restore = s.masctl(&["restore"]);
+    assert!(!restore.status.success());
+    assert!(text(&restore.stderr).contains("external server"), "{}", text(&restore.stderr));
+
+    // The passwords are in the files named and the services' 0600 copies, nowhere else.
+    let needles = [syn_pw.clone(), mas_pw.clone()];
+    for e in std::fs::read_dir(s.root.join("secrets")).unwrap().flatten() {
+        let mode = e.metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", e.path().display());
+    }
+    let store = grep_tree(&s.root.join("store"), &needles);
+    assert!(store.is_empty(), "passwords in the store: {store:?}");
+    let units = docker_ok(&["exec", &s.host(), "sh", "-c", "cat /etc/systemd/system/masctl*"]);
+    let journal = docker_ok(&["exec", &s.host(), "journalctl", "--no-pager", "-o", "cat"]);
+    let mut inspected = String::new();
+    for service in ["synapse", "mas", "proxy"] {
+        inspected.push_str(&docker_ok(&["inspect", &s.container(service)]));
+    }
+    for pw in needles.iter().map(String::as_str) {
+        // The administrator's `CREATE ROLE` went through psql's argv above, not masctl's.
+        assert!(!units.contains(pw) && !journal.contains(pw), "a password in a unit or the journal");
+        assert!(!inspected.contains(pw), "a password in a container's command line or environment");
+        assert!(!text(&up.stdout).contains(pw) && !text(&up.stderr).contains(pw), "a password in masctl's output");
+    }
+}
