@@ -93,7 +93,15 @@ fn names(services: &[Service]) -> String {
 /// Before a switch from `from` to `to`: when a stateful image changes, a verified
 /// backup of every database; with `skip`, only a warning. The caller numbers the
 /// record with the generation it precedes and [`save`]s it.
-pub async fn before_switch(layout: &Layout, from: &Generation, to: &Manifest, skip: bool) -> Result<Option<PreSwitch>> {
+/// `taken`: a verified backup of this state already made (by a Postgres upgrade),
+/// recorded instead of a second one.
+pub async fn before_switch(
+    layout: &Layout,
+    from: &Generation,
+    to: &Manifest,
+    skip: bool,
+    taken: Option<Vec<PathBuf>>,
+) -> Result<Option<PreSwitch>> {
     let manifest = from.manifest()?;
     let services = image_changes(&manifest, to);
     if services.is_empty() {
@@ -107,7 +115,7 @@ pub async fn before_switch(layout: &Layout, from: &Generation, to: &Manifest, sk
         synapse_schema: None,
         mas_migrations: vec![],
     };
-    if skip {
+    if skip && taken.is_none() {
         ui::warn(format!(
             "the image of {} changes and --no-backup skips the backup: if the new version migrates the \
 database, neither `rollback --restore-data` nor the automatic rollback can bring the old schema back",
@@ -119,8 +127,13 @@ database, neither `rollback --restore-data` nor the automatic rollback can bring
     ctx.require_active(&[Service::Postgres], std::time::Duration::from_secs(60))
         .await
         .context("no backup of the current state, no switch (--no-backup skips it)")?;
-    ui::step(format!("the image of {} changes: backing up every database first", names(&services)));
-    let files = backup::first(&ctx, "pre-switch", "switch (--no-backup skips it)").await?;
+    let files = match taken {
+        Some(files) => files,
+        None => {
+            ui::step(format!("the image of {} changes: backing up every database first", names(&services)));
+            backup::first(&ctx, "pre-switch", "switch (--no-backup skips it)").await?
+        }
+    };
     rec.set = set_of(&files);
     if ctx.manifest.databases.iter().any(|d| d == "synapse") {
         rec.synapse_schema = restore::synapse_schema(&ctx, "synapse").await?;

@@ -108,9 +108,9 @@ pub async fn before_switch(
     current: Option<&Generation>,
     target: &Manifest,
     dry_run: bool,
-) -> Result<()> {
+) -> Result<Option<Vec<PathBuf>>> {
     let c = ctx.config()?;
-    let Some(to_cluster) = cluster_of(target)? else { return Ok(()) };
+    let Some(to_cluster) = cluster_of(target)? else { return Ok(None) };
     let to = super::generation::postgres_major(c, engine, &target.images[&POSTGRES]).await?;
     let from_manifest = current.map(|g| g.manifest()).transpose()?;
     let from_cluster = match &from_manifest {
@@ -119,7 +119,7 @@ pub async fn before_switch(
     };
     let stamp = crate::timestamp::compact(std::time::SystemTime::now());
     match decide(from_cluster.as_ref(), &to_cluster, to, &stamp) {
-        Decision::Keep => Ok(()),
+        Decision::Keep => Ok(None),
         Decision::Refuse(why) => Err(c.at(c.images.postgres.span(), format!("images.postgres: {why}"))),
         Decision::Reuse { from, to } => {
             ui::warn(format!(
@@ -128,7 +128,7 @@ what was written under Postgres {from} is not in it (it stays in {})",
                 to_cluster.dir.display(),
                 from_cluster.map(|c| c.dir.display().to_string()).unwrap_or_default()
             ));
-            Ok(())
+            Ok(None)
         }
         Decision::Upgrade { from, to, set_aside } => {
             let (Some(from_manifest), Some(from_cluster)) = (from_manifest, from_cluster) else {
@@ -140,10 +140,10 @@ what was written under Postgres {from} is not in it (it stays in {})",
                 from_cluster.dir.display()
             ));
             if dry_run {
-                return Ok(());
+                return Ok(None);
             }
             let up = Upgrade { layout: &ctx.layout, engine, from_manifest: &from_manifest, target, to_cluster, from };
-            up.run(set_aside).await
+            up.run(set_aside).await.map(Some)
         }
     }
 }
@@ -158,7 +158,8 @@ struct Upgrade<'a> {
 }
 
 impl Upgrade<'_> {
-    async fn run(&self, set_aside: Option<PathBuf>) -> Result<()> {
+    /// The upgrade's verified backup files.
+    async fn run(&self, set_aside: Option<PathBuf>) -> Result<Vec<PathBuf>> {
         let started = Instant::now();
         let old = POSTGRES.container(&self.from_manifest.instance);
         match self.engine.container_state(&old).await? {
@@ -182,7 +183,7 @@ nothing was changed (start it with `masctl rollback --to` the current generation
         let _ = self.engine.stop_container(&temp, 60).await;
         let _ = self.engine.remove_container(&temp).await;
         match result {
-            Ok(summary) => {
+            Ok((summary, files)) => {
                 if let Some(aside) = set_aside {
                     std::fs::rename(&self.to_cluster.dir, &aside)
                         .with_context(|| format!("moving {} aside", self.to_cluster.dir.display()))?;
@@ -196,7 +197,7 @@ nothing was changed (start it with `masctl rollback --to` the current generation
                     .with_context(|| format!("moving the new cluster to {}", self.to_cluster.dir.display()))?;
                 crate::fsutil::fsync_dir(&self.layout.root.join("data"))?;
                 ui::step(format!("upgraded in {:.0?}: {summary}", started.elapsed()));
-                Ok(())
+                Ok(files)
             }
             Err(e) => {
                 // Only what this upgrade made goes; the old cluster was never written.
@@ -226,8 +227,9 @@ nothing was changed (start it with `masctl rollback --to` the current generation
         format!("{}-upgrade", POSTGRES.container(&self.target.instance))
     }
 
-    /// Backup, new cluster, copy, check. Returns a summary of what was checked.
-    async fn copy(&self, systemd: &Systemd, partial: &Path, old: &str) -> Result<String> {
+    /// Backup, new cluster, copy, check. Returns a summary of what was checked and
+    /// the backup's files.
+    async fn copy(&self, systemd: &Systemd, partial: &Path, old: &str) -> Result<(String, Vec<PathBuf>)> {
         ui::step("backing up the current state first");
         let files = backup::run(self.layout, systemd, self.from_manifest, &upgrade_label(self.from))
             .await
@@ -300,7 +302,7 @@ nothing was changed (start it with `masctl rollback --to` the current generation
             rows += a.values().map(|s| s.rows).sum::<u64>();
         }
         sp.finish_and_clear();
-        Ok(format!("{} databases, {tables} tables, {rows} rows checked", old_dbs.len()))
+        Ok((format!("{} databases, {tables} tables, {rows} rows checked", old_dbs.len()), files))
     }
 
     async fn wait_healthy(&self, container: &str) -> Result<()> {

@@ -100,14 +100,16 @@ pub async fn switch(ctx: &Context, dry_run: bool, timeout: Duration, force: bool
     let current = gens.current()?;
     guard_handover(layout, &engine, current.as_ref(), &manifest, force).await?;
     generation::check_mas_config(&engine, &manifest).await?;
-    super::pg_upgrade::before_switch(ctx, &engine, current.as_ref(), &manifest, dry_run).await?;
+    let upgrade_backup = super::pg_upgrade::before_switch(ctx, &engine, current.as_ref(), &manifest, dry_run).await?;
     let systemd = Systemd::connect().await?;
     let a = Activator { layout, systemd: &systemd, engine: &engine, unit_dir: unit_dir(), timeout };
     if dry_run {
         return Ok(Switched::Planned(a.plan_for(&manifest)?));
     }
     let pre = match &current {
-        Some(c) if c.target != store_path => upgrade::before_switch(layout, c, &manifest, no_backup).await?,
+        Some(c) if c.target != store_path => {
+            upgrade::before_switch(layout, c, &manifest, no_backup, upgrade_backup).await?
+        }
         _ => None,
     };
     let target = match &current {
