@@ -249,9 +249,9 @@ impl Activator<'_> {
             }
         }
         // Health gate: every container runs the generation's image and is healthy.
-        for (service, spec_path) in &manifest.services {
+        for (unit, spec_path) in manifest.units() {
             let spec = read_spec(spec_path)?;
-            let unit = service.unit_name();
+            let unit = unit.unit_name();
             match crate::health::service_state(self.engine, &spec).await? {
                 Some(st) if st.serves(&spec) => {}
                 other => {

@@ -9,8 +9,10 @@ mod manifest;
 pub mod mas;
 mod postgres;
 mod proxy;
+mod redis;
 mod synapse;
 mod units;
+pub mod workers;
 
 use std::collections::BTreeMap;
 
@@ -19,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Config, TlsMode};
 use crate::layout::Layout;
-use crate::service::Service;
+use crate::service::{Service, Unit};
 use crate::spec::ServiceSpec;
 
 pub use manifest::{Manifest, MasState};
@@ -88,41 +90,63 @@ impl Evaluated {
 pub fn evaluate(inp: &Inputs) -> Result<Evaluated> {
     let mut entries = Vec::new();
     let mut services = BTreeMap::new();
-    let mut specs: Vec<(ServiceSpec, Service)> = Vec::new();
+    let mut workers = BTreeMap::new();
+    let mut specs: Vec<(ServiceSpec, Unit, String)> = Vec::new();
 
     let c = inp.config;
+    let instance = c.instance.get_ref();
     // MAS before Synapse: the order units are rendered and the target wants them.
-    let mut configured: Vec<(Entry, ServiceSpec, Service)> = Vec::new();
+    let mut configured: Vec<(Entry, ServiceSpec, Unit)> = Vec::new();
     let pg_conf = postgres::config_entry(c);
     let pg = postgres::spec(inp, &pg_conf.path(inp.layout));
-    configured.push((pg_conf, pg, Service::Postgres));
+    configured.push((pg_conf, pg, Service::Postgres.into()));
+    if c.workers_on() {
+        let redis_conf = redis::config_entry();
+        let redis = redis::spec(inp, &redis_conf.path(inp.layout));
+        configured.push((redis_conf, redis, Service::Redis.into()));
+    }
     if c.mas_enabled() {
         let mas_conf = mas::config_entry(c)?;
         let mut mas = mas::spec(inp, &mas_conf.path(inp.layout));
         proxy::adapt_mas(c, &mut mas);
-        configured.push((mas_conf, mas, Service::Mas));
+        configured.push((mas_conf, mas, Service::Mas.into()));
     }
     let syn_conf = synapse::config_entry(c)?;
     let mut syn = synapse::spec(inp, &syn_conf.path(inp.layout));
     proxy::adapt_synapse(c, &mut syn);
-    configured.push((syn_conf, syn, Service::Synapse));
+    workers::adapt_main(inp, &mut syn);
+    let worker_specs: Vec<(Entry, ServiceSpec, Unit)> = c
+        .workers()
+        .into_iter()
+        .map(|w| {
+            let conf = workers::config_entry(c, w)?;
+            let spec = workers::spec(&syn, instance, w, &conf.path(inp.layout));
+            Ok((conf, spec, Unit::worker(w)))
+        })
+        .collect::<Result<_>>()?;
+    configured.push((syn_conf, syn, Service::Synapse.into()));
+    configured.extend(worker_specs);
     if c.edge_runs() {
         let proxy_conf = proxy::config_entry(c);
         let proxy = proxy::spec(inp, &proxy_conf.path(inp.layout));
-        configured.push((proxy_conf, proxy, Service::Proxy));
+        configured.push((proxy_conf, proxy, Service::Proxy.into()));
     }
-    for (conf, spec, service) in configured {
+    for (conf, spec, unit) in configured {
         entries.push(conf);
-        let mut e = Entry::new(&format!("service-{service}"));
+        let mut e = Entry::new(&format!("service-{unit}"));
         e.add("spec.json", serde_json::to_vec_pretty(&spec)?);
-        services.insert(service, e.path(inp.layout));
-        specs.push((spec, service));
+        let path = e.path(inp.layout);
+        match unit.worker {
+            None => services.insert(unit.service, path.clone()),
+            Some(w) => workers.insert(w, path.clone()),
+        };
+        specs.push((spec, unit, path));
         entries.push(e);
     }
 
     let mut gen_entry = Entry::new("generation");
     let mut unit_hashes = BTreeMap::new();
-    for (file, text) in units::render(inp, &specs, &services) {
+    for (file, text) in units::render(inp, &specs) {
         unit_hashes.insert(file.clone(), hex::encode(Sha256::digest(text.as_bytes())));
         gen_entry.add(&format!("units/{file}"), text);
     }
@@ -141,6 +165,7 @@ pub fn evaluate(inp: &Inputs) -> Result<Evaluated> {
         config: serde_json::to_value(inp.config)?,
         images: inp.images.clone(),
         services,
+        workers,
         units: unit_hashes,
         refs: entries.iter().map(|e| e.path(inp.layout)).collect(),
         client_url,

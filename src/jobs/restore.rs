@@ -192,6 +192,14 @@ pub async fn swap_in(ctx: &JobContext<'_>, dbs: &[String]) -> Result<Vec<String>
             if ctx.manifest.services.contains_key(&s) && !stop.contains(&s.unit_name()) {
                 stop.push(s.unit_name());
             }
+            // Synapse's workers use its database too.
+            if s == Service::Synapse {
+                for (u, _) in ctx.manifest.units().into_iter().filter(|(u, _)| u.worker.is_some()) {
+                    if !stop.contains(&u.unit_name()) {
+                        stop.push(u.unit_name());
+                    }
+                }
+            }
         }
     }
     ui::step(format!("stopping {} and swapping in {}", stop.join(", "), dbs.join(", ")));
