@@ -225,6 +225,32 @@ mod tests {
     }
 
     #[test]
+    fn workers_add_units_without_touching_a_stack_that_has_none() {
+        let img = format!("sha256:{}", "2".repeat(64));
+        let off = eval_with_mas(BASE, &img);
+        let text: String = off
+            .entries
+            .iter()
+            .flat_map(|e| e.files.values())
+            .map(|d| String::from_utf8_lossy(d).into_owned())
+            .collect();
+        for word in ["redis", "worker", "entrypoint", "instance_map", "replication"] {
+            assert!(!text.contains(word), "{word} in a stack without workers");
+        }
+        let on = eval_with_mas(&format!("{BASE}[synapse.workers]\npreset = \"one-of-each\"\n"), &img);
+        let units: Vec<&String> = on.manifest.units.keys().collect();
+        for u in ["masctl-redis.service", "masctl-synapse-generic-1.service", "masctl-synapse-background-1.service"] {
+            assert!(units.iter().any(|x| *x == u), "{u} in {units:?}");
+        }
+        assert_eq!(on.manifest.workers.len(), 5);
+        assert!(on.manifest.services.contains_key("proxy"), "workers need the edge");
+        // A worker's unit starts after the main process and Redis.
+        let unit = on.entries.last().unwrap().files["units/masctl-synapse-generic-1.service"].clone();
+        let unit = String::from_utf8(unit).unwrap();
+        assert!(unit.contains("After=masctl-synapse.service") && unit.contains("After=masctl-redis.service"), "{unit}");
+    }
+
+    #[test]
     fn manifest_says_how_mas_figures() {
         let img = format!("sha256:{}", "2".repeat(64));
         let cases = [
@@ -242,7 +268,7 @@ mod tests {
 
     fn eval_with_mas(text: &str, synapse_image: &str) -> Evaluated {
         let config = crate::config::parse(Path::new("m.toml"), text).unwrap();
-        let images: BTreeMap<Service, String> = [Service::Postgres, Service::Mas, Service::Proxy]
+        let images: BTreeMap<Service, String> = [Service::Postgres, Service::Mas, Service::Proxy, Service::Redis]
             .into_iter()
             .map(|s| (s, format!("sha256:{}", "1".repeat(64))))
             .chain([(Service::Synapse, synapse_image.to_string())])
