@@ -5,7 +5,7 @@
 #     real clients (bench/load.py: each client sends back to back and long-polls
 #     /sync, all in one room), through the edge
 #   - memory of the whole stack (sum of its containers' usage, docker stats)
-#   - the no-op `masctl switch` with workers on (median of 15)
+#   - the no-op `masctl switch` (median of 15), with and without workers
 # Usage: bash bench/workers.sh [CLIENTS] [SECONDS]   (as root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +15,7 @@ N=${1:-8}
 SECS=${2:-30}
 
 M="$PWD/target/release/masctl"
-export MASCTL_CACHE="$PWD/target/bench-cache" MASCTL_IMAGES="$PWD/images"
+export MASCTL_CACHE="${MASCTL_CACHE:-$PWD/target/bench-cache}" MASCTL_IMAGES="$PWD/images"
 WORK=$(mktemp -d /var/tmp/masctl-bench-workers.XXXXXX)
 cleanup() {
     for c in "$WORK"/*/masctl.toml; do "$M" -q -c "$c" try --down >/dev/null 2>&1 || true; done
@@ -67,11 +67,9 @@ TOML
             m = (u == "GiB") ? v * 1024 : (u == "KiB") ? v / 1024 : v; s += m; n++ }
         END { printf "%.0f MiB in %d containers", s, n }')
     echo "$label: memory of the stack after the load: $mem"
-    if [ "$label" = workers ]; then
-        local noop
-        noop=$(docker exec "$inst-host" bash -c "for i in \$(seq 15); do s=\$(date +%s%N); /opt/masctl/bin/masctl -q --root $dir/root -c /etc/masctl/masctl.toml switch >/dev/null; e=\$(date +%s%N); echo \$(( (e-s)/1000000 )); done" | median)
-        echo "$label: masctl switch (no-op, inside the host), median of 15: ${noop} ms"
-    fi
+    local noop
+    noop=$(docker exec "$inst-host" bash -c "for i in \$(seq 15); do s=\$(date +%s%N); /opt/masctl/bin/masctl -q --root $dir/root -c /etc/masctl/masctl.toml switch >/dev/null; e=\$(date +%s%N); echo \$(( (e-s)/1000000 )); done" | median)
+    echo "$label: masctl switch (no-op, inside the host), median of 15: ${noop} ms"
     "$M" -q -c "$dir/masctl.toml" try --down >/dev/null
 }
 

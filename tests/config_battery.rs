@@ -161,6 +161,31 @@ fn broken() -> Vec<(&'static str, String, &'static str)> {
             "1:15",
         ),
         ("synapse.extra.federation_custom_ca_list", h("[synapse.extra]\nfederation_custom_ca_list = []\n"), "4:1"),
+        // workers
+        ("workers preset unknown", h("[synapse.workers]\npreset = \"all\"\n"), "4:10"),
+        ("workers kind unknown", h("[synapse.workers.counts]\nsynchrotrons = 2\n"), "4:1"),
+        ("workers count negative", h("[synapse.workers.counts]\nsynchrotron = -2\n"), "4:15"),
+        ("two background workers", h("[synapse.workers.counts]\nbackground = 2\n"), "4:14"),
+        (
+            "extra for a kind that does not run",
+            h("[synapse.workers]\npreset = \"one-of-each\"\n[synapse.workers.extra.synchrotron]\nx = 1\n"),
+            "5:",
+        ),
+        (
+            "extra naming the worker",
+            h("[synapse.workers]\npreset = \"one-of-each\"\n[synapse.workers.extra.pusher]\nworker_name = \"x\"\n"),
+            "5:",
+        ),
+        (
+            "synapse.extra.instance_map with workers",
+            h("[synapse.workers]\npreset = \"one-of-each\"\n[synapse.extra]\ninstance_map = {}\n"),
+            "6:1",
+        ),
+        (
+            "instance too long for the workers' host names",
+            h(&format!("instance = \"{}\"\n[synapse.workers]\npreset = \"specialised\"\n", "a".repeat(40))),
+            "3:12",
+        ),
     ]
 }
 

@@ -16,6 +16,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::{Config, TlsMode, at};
 use crate::image::reference::Reference;
+use crate::service::Unit;
 
 /// Keys of `homeserver.yaml` that masctl owns: overriding them would break the stack.
 pub const MANAGED_SYNAPSE_KEYS: [&str; 12] = [
@@ -503,6 +504,18 @@ fn validate_workers(c: &Config, k: &Checker) -> Result<()> {
     }
     if c.workers_on() {
         k.refuse_managed("synapse", &c.synapse.extra, &MANAGED_WORKER_KEYS)?;
+        // Processes find each other by container name: one DNS label.
+        let longest =
+            c.workers().into_iter().map(|w| Unit::worker(w).container(c.instance.get_ref())).max_by_key(String::len);
+        if let Some(name) = longest.filter(|n| n.len() > 63) {
+            return Err(k.err(
+                c.instance.span(),
+                format!(
+                    "instance {:?} is too long for the workers: their container name {name:?} is over 63 characters",
+                    c.instance.get_ref()
+                ),
+            ));
+        }
     }
     for (kind, extra) in &w.extra {
         let span = k.doc.key_span(&["synapse", "workers", "extra", kind.name()]);

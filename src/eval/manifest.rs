@@ -83,6 +83,12 @@ impl Manifest {
         mains.chain(self.workers.iter().map(|(w, p)| (Unit::worker(*w), p.as_str()))).collect()
     }
 
+    /// The unit names of Synapse's processes, the main one first: what must stop
+    /// for a job that needs Synapse's database to itself.
+    pub fn synapse_units(&self) -> Vec<String> {
+        self.units().into_iter().filter(|(u, _)| u.service == Service::Synapse).map(|(u, _)| u.unit_name()).collect()
+    }
+
     /// The process called `name` (`synapse`, `synapse-generic-1`) and its spec path.
     pub fn unit(&self, name: &str) -> Option<(Unit, &str)> {
         let unit: Unit = name.parse().ok()?;

@@ -227,7 +227,7 @@ mod tests {
     #[test]
     fn workers_add_units_without_touching_a_stack_that_has_none() {
         let img = format!("sha256:{}", "2".repeat(64));
-        let off = eval_with_mas(BASE, &img);
+        let off = eval(BASE, &img);
         let text: String = off
             .entries
             .iter()

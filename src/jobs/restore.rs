@@ -189,15 +189,14 @@ pub async fn swap_in(ctx: &JobContext<'_>, dbs: &[String]) -> Result<Vec<String>
     let mut stop: Vec<String> = Vec::new();
     for d in dbs {
         for s in users_of(d) {
-            if ctx.manifest.services.contains_key(&s) && !stop.contains(&s.unit_name()) {
-                stop.push(s.unit_name());
+            if !ctx.manifest.services.contains_key(&s) {
+                continue;
             }
             // Synapse's workers use its database too.
-            if s == Service::Synapse {
-                for (u, _) in ctx.manifest.units().into_iter().filter(|(u, _)| u.worker.is_some()) {
-                    if !stop.contains(&u.unit_name()) {
-                        stop.push(u.unit_name());
-                    }
+            let units = if s == Service::Synapse { ctx.manifest.synapse_units() } else { vec![s.unit_name()] };
+            for u in units {
+                if !stop.contains(&u) {
+                    stop.push(u);
                 }
             }
         }
