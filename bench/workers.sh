@@ -4,7 +4,8 @@
 #   - sustained message sends and /sync responses per second from N concurrent
 #     real clients (bench/load.py: each client sends back to back and long-polls
 #     /sync, all in one room), through the edge
-#   - memory of the whole stack (sum of its containers' usage, docker stats)
+#   - memory of the whole stack after the load (proportional set size of every
+#     process in its containers)
 #   - the no-op `masctl switch` (median of 15), with and without workers
 # Usage: bash bench/workers.sh [CLIENTS] [SECONDS]   (as root)
 set -euo pipefail
@@ -23,6 +24,21 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+
+# Proportional set size (shared pages split among their users) of every process
+# in the instance's service containers, in MiB; docker stats has no memory
+# numbers on hosts without the memory cgroup controller.
+stack_mem() {
+    local inst=$1 total=0 n=0 c pid kb
+    for c in $(docker ps --format '{{.Names}}' | grep "^$inst-" | grep -v -- "-host$"); do
+        n=$((n + 1))
+        for pid in $(docker top "$c" -eo pid | tail -n +2); do
+            kb=$(awk '/^Pss:/ {print $2}' "/proc/$pid/smaps_rollup" 2>/dev/null || true)
+            total=$((total + ${kb:-0}))
+        done
+    done
+    echo "$((total / 1024)) MiB in $n containers"
+}
 
 run() {
     local label=$1 extra=$2
@@ -61,11 +77,7 @@ TOML
     echo "== $label: $N clients for ${SECS}s"
     python3 bench/load.py "http://127.0.0.1:$port" "$N" "$SECS" bench-pw | sed "s/^/$label: /"
     local mem
-    mem=$(docker stats --no-stream --format '{{.Name}} {{.MemUsage}}' | awk -v p="$inst-" '
-        index($1, p) == 1 && $1 != p "host" {
-            v = $2; u = v; gsub(/[0-9.]/, "", u); gsub(/[^0-9.]/, "", v)
-            m = (u == "GiB") ? v * 1024 : (u == "KiB") ? v / 1024 : v; s += m; n++ }
-        END { printf "%.0f MiB in %d containers", s, n }')
+    mem=$(stack_mem "$inst")
     echo "$label: memory of the stack after the load: $mem"
     local noop
     noop=$(docker exec "$inst-host" bash -c "for i in \$(seq 15); do s=\$(date +%s%N); /opt/masctl/bin/masctl -q --root $dir/root -c /etc/masctl/masctl.toml switch >/dev/null; e=\$(date +%s%N); echo \$(( (e-s)/1000000 )); done" | median)

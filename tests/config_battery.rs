@@ -169,12 +169,12 @@ fn broken() -> Vec<(&'static str, String, &'static str)> {
         (
             "extra for a kind that does not run",
             h("[synapse.workers]\npreset = \"one-of-each\"\n[synapse.workers.extra.synchrotron]\nx = 1\n"),
-            "5:",
+            "5:24",
         ),
         (
             "extra naming the worker",
             h("[synapse.workers]\npreset = \"one-of-each\"\n[synapse.workers.extra.pusher]\nworker_name = \"x\"\n"),
-            "5:",
+            "5:24",
         ),
         (
             "synapse.extra.instance_map with workers",
