@@ -137,7 +137,8 @@ pub enum Command {
     Config(ConfigCommand),
     /// Show a service's journal (the current run of its unit)
     Logs {
-        /// postgres, synapse, …
+        /// postgres, redis, synapse, mas, proxy, or a Synapse worker: synapse-<kind>-<n>
+        /// (e.g. synapse-generic-1; `masctl status` lists them)
         service: String,
         /// Keep printing new lines
         #[arg(short, long)]

@@ -229,6 +229,7 @@ pub fn container_body(spec: &ServiceSpec, spec_id: &str) -> ContainerCreateBody 
         user: Some(spec.user.clone()),
         networking_config: (!spec.aliases.is_empty())
             .then(|| NetworkingConfig { endpoints_config: Some([(spec.network.clone(), endpoint(spec))].into()) }),
+        entrypoint: (!spec.entrypoint.is_empty()).then(|| spec.entrypoint.clone()),
         cmd: (!spec.cmd.is_empty()).then(|| spec.cmd.clone()),
         env: Some(spec.env.clone()),
         exposed_ports: (!spec.ports.is_empty())
@@ -666,6 +667,7 @@ pub(crate) mod tests {
             network: "n".into(),
             image: "sha256:a".into(),
             user: "1:1".into(),
+            entrypoint: vec![],
             cmd: vec![],
             env: vec![],
             binds: vec![],

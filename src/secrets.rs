@@ -41,7 +41,7 @@ const SYNAPSE_UID: u32 = Service::Synapse.uid();
 const MAS_UID: u32 = Service::Mas.uid();
 
 /// Every secret the stack uses. Derived ones come after what they derive from.
-pub const SPECS: [Spec; 16] = [
+pub const SPECS: [Spec; 17] = [
     Spec { name: "postgres-superuser", uid: POSTGRES_UID, kind: Kind::Token },
     Spec { name: "postgres-synapse", uid: POSTGRES_UID, kind: Kind::Token },
     // For backups: pg_dump connects as the superuser over the network.
@@ -59,6 +59,8 @@ pub const SPECS: [Spec; 16] = [
     Spec { name: "synapse-form", uid: SYNAPSE_UID, kind: Kind::Token },
     Spec { name: "synapse-registration", uid: SYNAPSE_UID, kind: Kind::Token },
     Spec { name: "synapse-signing.key", uid: SYNAPSE_UID, kind: Kind::SigningKey },
+    // Guards the main process's replication listener once workers run.
+    Spec { name: "synapse-replication", uid: SYNAPSE_UID, kind: Kind::Token },
     Spec { name: "postgres-mas", uid: POSTGRES_UID, kind: Kind::Token },
     Spec { name: "mas-db-password", uid: MAS_UID, kind: Kind::Copy { of: "postgres-mas" } },
     Spec { name: "mas-encryption", uid: MAS_UID, kind: Kind::Token },

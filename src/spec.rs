@@ -24,6 +24,10 @@ pub struct ServiceSpec {
     /// `sha256:…` image ID.
     pub image: String,
     pub user: String,
+    /// Replaces the image's entrypoint (a Synapse worker runs another module than
+    /// the main process). Left out when empty, so other specs keep their bytes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entrypoint: Vec<String>,
     #[serde(default)]
     pub cmd: Vec<String>,
     #[serde(default)]

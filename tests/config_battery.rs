@@ -188,6 +188,31 @@ fn broken() -> Vec<(&'static str, String, &'static str)> {
         ("external port 0", ext("", &format!("port = 0\n{SYN}")), "5:8"),
         ("external network is the instance's", ext("", &format!("network = \"masctl\"\n{SYN}")), "5:11"),
         ("external password_file missing", ext("", SYN), "5:69"),
+        // workers
+        ("workers preset unknown", h("[synapse.workers]\npreset = \"all\"\n"), "4:10"),
+        ("workers kind unknown", h("[synapse.workers.counts]\nsynchrotrons = 2\n"), "4:1"),
+        ("workers count negative", h("[synapse.workers.counts]\nsynchrotron = -2\n"), "4:15"),
+        ("two background workers", h("[synapse.workers.counts]\nbackground = 2\n"), "4:14"),
+        (
+            "extra for a kind that does not run",
+            h("[synapse.workers]\npreset = \"one-of-each\"\n[synapse.workers.extra.synchrotron]\nx = 1\n"),
+            "5:24",
+        ),
+        (
+            "extra naming the worker",
+            h("[synapse.workers]\npreset = \"one-of-each\"\n[synapse.workers.extra.pusher]\nworker_name = \"x\"\n"),
+            "5:24",
+        ),
+        (
+            "synapse.extra.instance_map with workers",
+            h("[synapse.workers]\npreset = \"one-of-each\"\n[synapse.extra]\ninstance_map = {}\n"),
+            "6:1",
+        ),
+        (
+            "instance too long for the workers' host names",
+            h(&format!("instance = \"{}\"\n[synapse.workers]\npreset = \"specialised\"\n", "a".repeat(40))),
+            "3:12",
+        ),
     ]
 }
 

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Result, bail};
+use futures_util::future::try_join_all;
 
 use crate::docker::Engine;
 use crate::eval::{Manifest, TARGET};
@@ -286,18 +287,24 @@ impl Activator<'_> {
                 failed.extend(services.iter().cloned());
             }
         }
-        for u in services {
-            let s = self.systemd.unit_state(u).await?;
+        // Asked all at once: with Synapse's workers a stack has many units, and the
+        // no-op switch is mostly these round trips.
+        let states = try_join_all(services.iter().map(|u| self.systemd.unit_state(u))).await?;
+        for (u, s) in services.iter().zip(states) {
             if s.active_state != ActiveState::Active {
                 failed.insert(u.clone());
             }
         }
         hold("hold-before-gate", self.layout, self.timeout).await;
         // Health gate: every container runs the generation's image and is healthy.
-        for (service, spec_path) in &manifest.services {
+        let checks = try_join_all(manifest.units().into_iter().map(|(unit, spec_path)| async move {
             let spec = read_spec(spec_path)?;
-            let unit = service.unit_name();
-            match crate::health::service_state(self.engine, &spec).await? {
+            let st = crate::health::service_state(self.engine, &spec).await?;
+            anyhow::Ok((unit.unit_name(), spec, st))
+        }))
+        .await?;
+        for (unit, spec, st) in checks {
+            match st {
                 Some(st) if st.serves(&spec) => {}
                 other => {
                     ui::detail(format!("{}: container is {other:?}", spec.container));

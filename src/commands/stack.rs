@@ -80,12 +80,12 @@ pub async fn status(ctx: &Context, json: bool) -> Result<()> {
     }
     println!("generation {} ({})", report.generation.unwrap_or(0), short(report.hash.as_deref().unwrap_or("")));
     for u in &report.units {
-        println!("  {:<28} {:<10} {}", u.name, u.active_state, u.sub_state);
+        println!("  {:<44} {:<10} {}", u.name, u.active_state, u.sub_state);
     }
     for c in &report.containers {
         let img = c.image.as_deref().unwrap_or("-");
         let health = c.health.map_or("absent", |h| h.as_str());
-        println!("  {:<28} {:<10} {}", c.name, health, &img[..img.len().min(19)]);
+        println!("  {:<44} {:<10} {}", c.name, health, &img[..img.len().min(19)]);
     }
     println!(
         "{}",

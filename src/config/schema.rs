@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use crate::service::{Worker, WorkerKind};
+
 fn s(v: &str) -> Spanned<String> {
     Spanned::new(0..0, v.to_string())
 }
@@ -80,6 +82,11 @@ pub struct Images {
     /// The edge in front of Synapse and MAS (Caddy; runs with MAS or with TLS).
     #[serde(default = "default_proxy_image")]
     pub proxy: Spanned<String>,
+    /// The replication bus for Synapse's workers [default: the `redis` recipe]
+    /// (runs only with workers). Left out of the evaluated config when it is the
+    /// default, so configs without workers evaluate as before.
+    #[serde(default = "default_redis_image", skip_serializing_if = "is_default_redis")]
+    pub redis: Spanned<String>,
     /// Directories recipes take as inputs, by input name (e.g. `mas-dist` for the
     /// `mas-local` recipe: an unpacked MAS release).
     #[serde(default)]
@@ -91,6 +98,13 @@ fn default_mas_image() -> Spanned<String> {
 }
 fn default_proxy_image() -> Spanned<String> {
     s("proxy")
+}
+
+fn default_redis_image() -> Spanned<String> {
+    s("redis")
+}
+fn is_default_redis(v: &Spanned<String>) -> bool {
+    v.get_ref() == "redis"
 }
 
 fn default_pg_image() -> Spanned<String> {
@@ -107,6 +121,7 @@ impl Default for Images {
             synapse: default_synapse_image(),
             mas: default_mas_image(),
             proxy: default_proxy_image(),
+            redis: default_redis_image(),
             inputs: BTreeMap::new(),
         }
     }
@@ -168,6 +183,95 @@ pub struct Synapse {
     /// Extra top-level `homeserver.yaml` keys, merged over what masctl renders.
     #[serde(default = "empty_table")]
     pub extra: Spanned<toml::Table>,
+    /// Worker processes next to the main one. Left out of the evaluated config
+    /// when off, so configs without workers evaluate as before.
+    #[serde(default, skip_serializing_if = "Workers::is_off")]
+    pub workers: Workers,
+}
+
+/// A starting set of workers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Preset {
+    /// No workers: the main process does everything.
+    #[default]
+    None,
+    /// One generic worker (client and federation requests), one each for media,
+    /// federation sending, push, and background tasks.
+    OneOfEach,
+    /// Requests split by kind: two synchrotrons, a client reader, an event
+    /// creator, federation reader and inbound, plus the duties of `one-of-each`.
+    Specialised,
+}
+
+impl Preset {
+    pub fn counts(self) -> &'static [(WorkerKind, u32)] {
+        use WorkerKind::*;
+        match self {
+            Preset::None => &[],
+            Preset::OneOfEach => {
+                &[(Generic, 1), (MediaRepository, 1), (FederationSender, 1), (Pusher, 1), (Background, 1)]
+            }
+            Preset::Specialised => &[
+                (Synchrotron, 2),
+                (ClientReader, 1),
+                (EventCreator, 1),
+                (FederationReader, 1),
+                (FederationInbound, 1),
+                (MediaRepository, 1),
+                (FederationSender, 1),
+                (Pusher, 1),
+                (Background, 1),
+            ],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workers {
+    /// `none`, `one-of-each` or `specialised`.
+    #[serde(default = "no_preset")]
+    pub preset: Spanned<Preset>,
+    /// Workers per kind, over the preset's (`synchrotron = 2`, `pusher = 0`).
+    #[serde(default)]
+    pub counts: BTreeMap<WorkerKind, Spanned<u32>>,
+    /// Settings only one kind of worker reads, in its own config file (so a
+    /// change restarts just those workers), e.g. `[synapse.workers.extra.federation-sender]`.
+    #[serde(default)]
+    pub extra: BTreeMap<WorkerKind, Spanned<toml::Table>>,
+}
+
+fn no_preset() -> Spanned<Preset> {
+    Spanned::new(0..0, Preset::None)
+}
+
+impl Default for Workers {
+    fn default() -> Self {
+        Workers { preset: no_preset(), counts: BTreeMap::new(), extra: BTreeMap::new() }
+    }
+}
+
+impl Workers {
+    pub fn is_off(&self) -> bool {
+        *self.preset.get_ref() == Preset::None && self.counts.is_empty() && self.extra.is_empty()
+    }
+
+    /// How many workers of each kind run: the preset's, overridden by `counts`.
+    pub fn count(&self, kind: WorkerKind) -> u32 {
+        match self.counts.get(&kind) {
+            Some(n) => *n.get_ref(),
+            None => self.preset.get_ref().counts().iter().find(|(k, _)| *k == kind).map_or(0, |(_, n)| *n),
+        }
+    }
+
+    /// Every worker that runs, by kind then number.
+    pub fn roster(&self) -> Vec<Worker> {
+        WorkerKind::ALL
+            .into_iter()
+            .flat_map(|kind| (1..=self.count(kind)).map(move |index| Worker { kind, index }))
+            .collect()
+    }
 }
 
 fn empty_table() -> Spanned<toml::Table> {
@@ -185,6 +289,7 @@ impl Default for Synapse {
             log_level: default_log_level(),
             imported_password_config: false,
             extra: Spanned::new(0..0, toml::Table::new()),
+            workers: Workers::default(),
         }
     }
 }
@@ -446,10 +551,21 @@ impl Config {
         *self.edge.tls.get_ref()
     }
 
-    /// The edge runs with MAS (it routes between the two) or to terminate TLS;
-    /// plain HTTP without MAS publishes Synapse itself, as before.
+    /// The edge runs with MAS (it routes between the two), with workers (it routes
+    /// between Synapse's processes) or to terminate TLS; plain HTTP with neither
+    /// publishes Synapse itself, as before.
     pub fn edge_runs(&self) -> bool {
-        self.mas_enabled() || self.tls() != TlsMode::Plain
+        self.mas_enabled() || self.workers_on() || self.tls() != TlsMode::Plain
+    }
+
+    /// Synapse runs worker processes (and Redis for them).
+    pub fn workers_on(&self) -> bool {
+        !self.workers().is_empty()
+    }
+
+    /// Synapse's workers, by kind then number.
+    pub fn workers(&self) -> Vec<Worker> {
+        self.synapse.workers.roster()
     }
 
     /// Synapse's admin API on the public listeners.

@@ -16,6 +16,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::{Config, TlsMode, at};
 use crate::image::reference::Reference;
+use crate::service::Unit;
 
 /// Keys of `homeserver.yaml` that masctl owns: overriding them would break the stack.
 pub const MANAGED_SYNAPSE_KEYS: [&str; 12] = [
@@ -422,6 +423,7 @@ pub fn validate(c: &Config, path: &Path, text: &str) -> Result<()> {
         ("images.synapse", &c.images.synapse),
         ("images.mas", &c.images.mas),
         ("images.proxy", &c.images.proxy),
+        ("images.redis", &c.images.redis),
     ] {
         k.spanned(name, img, image)?;
     }
@@ -457,6 +459,7 @@ secrets/synapse-password-config.yaml (Synapse would let one replace the other); 
             format!("ports.synapse {:?} is not IP:PORT or PORT (1-65535)", c.ports.synapse.get_ref()),
         ));
     }
+    validate_workers(c, &k)?;
     validate_mas(c, &k)?;
     validate_edge(c, &k)
 }
@@ -531,6 +534,79 @@ keeps its own database",
             d.span(),
             format!("postgres.external.mas.database {:?} is Synapse's too; MAS needs its own", d.get_ref()),
         ));
+    }
+    Ok(())
+}
+
+/// Keys of `homeserver.yaml` masctl owns once workers run: the replication setup
+/// and who does what.
+pub const MANAGED_WORKER_KEYS: [&str; 20] = [
+    "redis",
+    "instance_map",
+    "stream_writers",
+    "worker_replication_secret",
+    "worker_replication_secret_path",
+    "federation_sender_instances",
+    "pusher_instances",
+    "send_federation",
+    "start_pushers",
+    "run_background_tasks_on",
+    "update_user_directory_from_worker",
+    "notify_appservices_from_worker",
+    "update_user_directory",
+    "notify_appservices",
+    "enable_media_repo",
+    "media_instance_running_background_jobs",
+    "worker_app",
+    "worker_name",
+    "worker_listeners",
+    "worker_log_config",
+];
+
+/// The most workers of one kind: each is a Python process of its own.
+const MAX_WORKERS_PER_KIND: u32 = 16;
+
+fn validate_workers(c: &Config, k: &Checker) -> Result<()> {
+    let w = &c.synapse.workers;
+    for (kind, n) in &w.counts {
+        let most = if kind.at_most_one() { 1 } else { MAX_WORKERS_PER_KIND };
+        if *n.get_ref() > most {
+            return Err(k.err(
+                n.span(),
+                format!("synapse.workers.counts.{kind} = {}: at most {most} ({kind} workers)", n.get_ref()),
+            ));
+        }
+    }
+    if c.workers_on() {
+        k.refuse_managed("synapse", &c.synapse.extra, &MANAGED_WORKER_KEYS)?;
+        // Processes find each other by container name: one DNS label.
+        let longest =
+            c.workers().into_iter().map(|w| Unit::worker(w).container(c.instance.get_ref())).max_by_key(String::len);
+        if let Some(name) = longest.filter(|n| n.len() > 63) {
+            return Err(k.err(
+                c.instance.span(),
+                format!(
+                    "instance {:?} is too long for the workers: their container name {name:?} is over 63 characters",
+                    c.instance.get_ref()
+                ),
+            ));
+        }
+    }
+    for (kind, extra) in &w.extra {
+        let span = k.doc.key_span(&["synapse", "workers", "extra", kind.name()]);
+        if w.count(*kind) == 0 {
+            return Err(k.err(span, format!("synapse.workers.extra.{kind}: no {kind} workers run")));
+        }
+        let managed = extra
+            .get_ref()
+            .keys()
+            .find(|key| MANAGED_SYNAPSE_KEYS.contains(&key.as_str()) || MANAGED_WORKER_KEYS.contains(&key.as_str()));
+        if let Some(key) = managed {
+            return Err(k.err(
+                span,
+                format!("synapse.workers.extra.{kind}.{key} is managed by masctl and cannot be overridden"),
+            ));
+        }
     }
     Ok(())
 }
@@ -700,6 +776,42 @@ mod tests {
             ("[synapse]\n", "m.toml:1:1:", "server_name"),
         ];
         assert_refused(&cases);
+    }
+
+    #[test]
+    fn worker_sections() {
+        let base = "server_name = \"e.com\"\n[synapse.workers]\n";
+        check(&format!("{base}preset = \"one-of-each\"\n")).unwrap();
+        check(&format!(
+            "{base}preset = \"specialised\"\ncounts = {{ synchrotron = 3, pusher = 0 }}\n\
+[synapse.workers.extra.federation-sender]\nfederation_rr_transactions_per_room_per_second = 20\n"
+        ))
+        .unwrap();
+        let cases = [
+            (format!("{base}preset = \"many\"\n"), "m.toml:3:10:", "unknown variant `many`"),
+            (format!("{base}counts = {{ bogus = 1 }}\n"), "m.toml:3:12:", "unknown variant `bogus`"),
+            (format!("{base}counts = {{ background = 2 }}\n"), "m.toml:3:25:", "at most 1"),
+            (format!("{base}counts = {{ generic = 17 }}\n"), "m.toml:3:22:", "at most 16"),
+            (format!("{base}counts = {{ generic = -1 }}\n"), "m.toml:3:22:", "invalid value"),
+            (
+                format!("{base}counts = {{ generic = 1 }}\n[synapse.workers.extra.pusher]\npusher_x = 1\n"),
+                "m.toml:4:",
+                "no pusher workers run",
+            ),
+            (
+                format!("{base}preset = \"one-of-each\"\n[synapse.workers.extra.pusher]\nworker_app = \"x\"\n"),
+                "m.toml:4:",
+                "managed by masctl",
+            ),
+            (
+                format!("{base}preset = \"one-of-each\"\n[synapse.extra]\nredis = {{}}\n"),
+                "m.toml:5:1:",
+                "synapse.extra.redis is managed",
+            ),
+        ];
+        assert_refused(&cases);
+        // Without workers, the keys stay the user's.
+        check("server_name = \"e.com\"\n[synapse.extra]\nenable_media_repo = false\n").unwrap();
     }
 
     #[test]

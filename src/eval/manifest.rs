@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::service::Service;
+use crate::service::{Service, Unit, Worker};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -16,8 +16,12 @@ pub struct Manifest {
     pub config: serde_json::Value,
     /// service → `sha256:…` image ID.
     pub images: BTreeMap<Service, String>,
-    /// service → spec entry path.
+    /// service → spec entry path (its main process).
     pub services: BTreeMap<Service, String>,
+    /// Synapse worker → spec entry path. Left out when there are none, so
+    /// manifests without workers keep their bytes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub workers: BTreeMap<Worker, String>,
     /// unit file name → content hash.
     pub units: BTreeMap<String, String>,
     /// Every store path this generation keeps alive (for gc).
@@ -93,6 +97,25 @@ fn changed_values<K: Ord + std::fmt::Display>(
 }
 
 impl Manifest {
+    /// Every process of the generation (services' main processes, then Synapse's
+    /// workers) with its spec entry path.
+    pub fn units(&self) -> Vec<(Unit, &str)> {
+        let mains = self.services.iter().map(|(s, p)| (Unit::main(*s), p.as_str()));
+        mains.chain(self.workers.iter().map(|(w, p)| (Unit::worker(*w), p.as_str()))).collect()
+    }
+
+    /// The unit names of Synapse's processes, the main one first: what must stop
+    /// for a job that needs Synapse's database to itself.
+    pub fn synapse_units(&self) -> Vec<String> {
+        self.units().into_iter().filter(|(u, _)| u.service == Service::Synapse).map(|(u, _)| u.unit_name()).collect()
+    }
+
+    /// The process called `name` (`synapse`, `synapse-generic-1`) and its spec path.
+    pub fn unit(&self, name: &str) -> Option<(Unit, &str)> {
+        let unit: Unit = name.parse().ok()?;
+        self.units().into_iter().find(|(u, _)| *u == unit)
+    }
+
     /// Lines describing how `other` differs from this one.
     pub fn diff(&self, other: &Manifest) -> Vec<String> {
         let (a, b) = (self, other);
@@ -132,6 +155,7 @@ mod tests {
             config: serde_json::json!({"server_name": "e.com", "synapse": {"log_level": level}}),
             images: [(Service::Synapse, img.to_string())].into(),
             services: BTreeMap::new(),
+            workers: BTreeMap::new(),
             units: [("masctl-synapse.service".to_string(), unit_hash.to_string())].into(),
             refs: vec![],
             client_url: String::new(),

@@ -202,6 +202,7 @@ pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
         network: instance.clone(),
         image: inp.images[&SERVICE].clone(),
         user: SERVICE.user(),
+        entrypoint: vec![],
         // Migrations run first, in their own container (as ESS does).
         cmd: cli(&["server", "--no-migrate"]),
         env: vec![],

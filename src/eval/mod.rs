@@ -9,8 +9,10 @@ mod manifest;
 pub mod mas;
 pub mod postgres;
 mod proxy;
+mod redis;
 mod synapse;
 mod units;
+pub mod workers;
 
 use std::collections::BTreeMap;
 
@@ -19,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Config, TlsMode};
 use crate::layout::Layout;
-use crate::service::Service;
+use crate::service::{Service, Unit};
 use crate::spec::ServiceSpec;
 
 pub use manifest::{DbLogin, Manifest, MasState};
@@ -90,52 +92,74 @@ impl Evaluated {
 pub fn evaluate(inp: &Inputs) -> Result<Evaluated> {
     let mut entries = Vec::new();
     let mut services = BTreeMap::new();
-    let mut specs: Vec<(ServiceSpec, Service)> = Vec::new();
+    let mut workers = BTreeMap::new();
+    let mut specs: Vec<(ServiceSpec, Unit, String)> = Vec::new();
 
     let c = inp.config;
+    let instance = c.instance.get_ref();
     // MAS before Synapse: the order units are rendered and the target wants them.
-    let mut configured: Vec<(Entry, ServiceSpec, Service)> = Vec::new();
+    let mut configured: Vec<(Entry, ServiceSpec, Unit)> = Vec::new();
     if Service::Postgres.runs_with(c) {
         let pg_conf = postgres::config_entry(c);
         let pg = postgres::spec(inp, &pg_conf.path(inp.layout));
-        configured.push((pg_conf, pg, Service::Postgres));
+        configured.push((pg_conf, pg, Service::Postgres.into()));
+    }
+    if c.workers_on() {
+        let redis_conf = redis::config_entry();
+        let redis = redis::spec(inp, &redis_conf.path(inp.layout));
+        configured.push((redis_conf, redis, Service::Redis.into()));
     }
     if c.mas_enabled() {
         let mas_conf = mas::config_entry(c)?;
         let mut mas = mas::spec(inp, &mas_conf.path(inp.layout));
         proxy::adapt_mas(c, &mut mas);
         postgres::adapt_client(c, inp.layout, &mut mas);
-        configured.push((mas_conf, mas, Service::Mas));
+        configured.push((mas_conf, mas, Service::Mas.into()));
     }
     let syn_conf = synapse::config_entry(c)?;
     let mut syn = synapse::spec(inp, &syn_conf.path(inp.layout));
     proxy::adapt_synapse(c, &mut syn);
     postgres::adapt_client(c, inp.layout, &mut syn);
-    configured.push((syn_conf, syn, Service::Synapse));
+    workers::adapt_main(inp, &mut syn);
+    let worker_specs: Vec<(Entry, ServiceSpec, Unit)> = c
+        .workers()
+        .into_iter()
+        .map(|w| {
+            let conf = workers::config_entry(c, w)?;
+            let spec = workers::spec(&syn, instance, w, &conf.path(inp.layout));
+            Ok((conf, spec, Unit::worker(w)))
+        })
+        .collect::<Result<_>>()?;
+    configured.push((syn_conf, syn, Service::Synapse.into()));
+    configured.extend(worker_specs);
     if c.edge_runs() {
         let proxy_conf = proxy::config_entry(c);
         let proxy = proxy::spec(inp, &proxy_conf.path(inp.layout));
-        configured.push((proxy_conf, proxy, Service::Proxy));
+        configured.push((proxy_conf, proxy, Service::Proxy.into()));
     }
-    for (conf, mut spec, service) in configured {
-        // Synapse and MAS keep state about their database in memory (stream
-        // positions, caches): when the cluster changes under them (an upgrade, or a
-        // rollback across one), they must restart too, so their units say which
-        // major's cluster they use. Not for 15, whose units stay as they were.
-        if matches!(service, Service::Synapse | Service::Mas) && inp.pg_major != postgres::FIRST_MAJOR {
+    for (conf, mut spec, unit) in configured {
+        // Synapse (with its workers) and MAS keep state about their database in
+        // memory (stream positions, caches): when the cluster changes under them (an
+        // upgrade, or a rollback across one), they must restart too, so their units
+        // say which major's cluster they use. Not for 15, whose units stay as they were.
+        if matches!(unit.service, Service::Synapse | Service::Mas) && inp.pg_major != postgres::FIRST_MAJOR {
             spec.env.push(format!("MASCTL_POSTGRES_MAJOR={}", inp.pg_major));
         }
         entries.push(conf);
-        let mut e = Entry::new(&format!("service-{service}"));
+        let mut e = Entry::new(&format!("service-{unit}"));
         e.add("spec.json", serde_json::to_vec_pretty(&spec)?);
-        services.insert(service, e.path(inp.layout));
-        specs.push((spec, service));
+        let path = e.path(inp.layout);
+        match unit.worker {
+            None => services.insert(unit.service, path.clone()),
+            Some(w) => workers.insert(w, path.clone()),
+        };
+        specs.push((spec, unit, path));
         entries.push(e);
     }
 
     let mut gen_entry = Entry::new("generation");
     let mut unit_hashes = BTreeMap::new();
-    for (file, text) in units::render(inp, &specs, &services) {
+    for (file, text) in units::render(inp, &specs) {
         unit_hashes.insert(file.clone(), hex::encode(Sha256::digest(text.as_bytes())));
         gen_entry.add(&format!("units/{file}"), text);
     }
@@ -154,6 +178,7 @@ pub fn evaluate(inp: &Inputs) -> Result<Evaluated> {
         config: serde_json::to_value(inp.config)?,
         images: inp.images.clone(),
         services,
+        workers,
         units: unit_hashes,
         refs: entries.iter().map(|e| e.path(inp.layout)).collect(),
         client_url,
@@ -236,6 +261,32 @@ mod tests {
     }
 
     #[test]
+    fn workers_add_units_without_touching_a_stack_that_has_none() {
+        let img = format!("sha256:{}", "2".repeat(64));
+        let off = eval(BASE, &img);
+        let text: String = off
+            .entries
+            .iter()
+            .flat_map(|e| e.files.values())
+            .map(|d| String::from_utf8_lossy(d).into_owned())
+            .collect();
+        for word in ["redis", "worker", "entrypoint", "instance_map", "replication"] {
+            assert!(!text.contains(word), "{word} in a stack without workers");
+        }
+        let on = eval_with_mas(&format!("{BASE}[synapse.workers]\npreset = \"one-of-each\"\n"), &img);
+        let units: Vec<&String> = on.manifest.units.keys().collect();
+        for u in ["masctl-redis.service", "masctl-synapse-generic-1.service", "masctl-synapse-background-1.service"] {
+            assert!(units.iter().any(|x| *x == u), "{u} in {units:?}");
+        }
+        assert_eq!(on.manifest.workers.len(), 5);
+        assert!(on.manifest.services.contains_key("proxy"), "workers need the edge");
+        // A worker's unit starts after the main process and Redis.
+        let unit = on.entries.last().unwrap().files["units/masctl-synapse-generic-1.service"].clone();
+        let unit = String::from_utf8(unit).unwrap();
+        assert!(unit.contains("After=masctl-synapse.service") && unit.contains("After=masctl-redis.service"), "{unit}");
+    }
+
+    #[test]
     fn manifest_says_how_mas_figures() {
         let img = format!("sha256:{}", "2".repeat(64));
         let cases = [
@@ -253,7 +304,7 @@ mod tests {
 
     fn eval_with_mas(text: &str, synapse_image: &str) -> Evaluated {
         let config = crate::config::parse(Path::new("m.toml"), text).unwrap();
-        let images: BTreeMap<Service, String> = [Service::Postgres, Service::Mas, Service::Proxy]
+        let images: BTreeMap<Service, String> = [Service::Postgres, Service::Mas, Service::Proxy, Service::Redis]
             .into_iter()
             .map(|s| (s, format!("sha256:{}", "1".repeat(64))))
             .chain([(Service::Synapse, synapse_image.to_string())])

@@ -89,6 +89,7 @@ pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
         network: instance.clone(),
         image: inp.images[&SERVICE].clone(),
         user: SERVICE.user(),
+        entrypoint: vec![],
         cmd,
         env: vec!["POSTGRES_PASSWORD_FILE=/run/secrets/postgres-superuser".into()],
         binds,

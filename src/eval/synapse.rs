@@ -52,6 +52,9 @@ pub fn homeserver(c: &Config) -> Result<Value> {
             }),
         );
     }
+    if c.workers_on() {
+        super::workers::share(c, &mut hs);
+    }
     Ok(hs)
 }
 
@@ -153,6 +156,7 @@ pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
         network: instance.clone(),
         image: inp.images[&SERVICE].clone(),
         user: SERVICE.user(),
+        entrypoint: vec![],
         cmd,
         env: vec![],
         binds,

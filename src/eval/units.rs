@@ -1,9 +1,7 @@
 //! systemd units from the templates in `units/`.
 
-use std::collections::BTreeMap;
-
 use super::Inputs;
-use crate::service::Service;
+use crate::service::{Service, Unit};
 use crate::spec::ServiceSpec;
 
 const SERVICE_TEMPLATE: &str = include_str!("../../units/masctl-service.service");
@@ -42,32 +40,43 @@ fn body(template: &str) -> String {
     template.lines().skip_while(|l| l.starts_with('#')).collect::<Vec<_>>().join("\n") + "\n"
 }
 
-pub fn render(
-    inp: &Inputs,
-    specs: &[(ServiceSpec, Service)],
-    spec_paths: &BTreeMap<Service, String>,
-) -> Vec<(String, String)> {
+/// What a process needs running first: a service's needs; with workers, Synapse's
+/// processes also need Redis, and a worker needs the main process (which migrates
+/// the database before it reports ready).
+fn needs(unit: Unit, workers_on: bool) -> Vec<Service> {
+    let mut out = match unit.worker {
+        None => unit.service.needs().to_vec(),
+        Some(_) => vec![Service::Synapse],
+    };
+    if workers_on && unit.service == Service::Synapse {
+        out.push(Service::Redis);
+    }
+    out
+}
+
+/// `(spec, unit, spec entry path)` → unit files, and the target that wants them all.
+pub fn render(inp: &Inputs, specs: &[(ServiceSpec, Unit, String)]) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for (spec, service) in specs {
+    let workers_on = inp.config.workers_on();
+    for (spec, unit, spec_path) in specs {
         // An external Postgres has no unit to want.
-        let deps: String = service
-            .needs()
+        let deps: String = needs(*unit, workers_on)
             .iter()
             .filter(|d| **d != Service::Postgres || d.runs_with(inp.config))
             .map(|d| format!("Wants={u}\nAfter={u}\n", u = d.unit_name()))
             .collect();
         let text = body(SERVICE_TEMPLATE)
-            .replace("@SERVICE@", service.name())
-            .replace("@DESCRIPTION@", service.description())
+            .replace("@SERVICE@", &unit.name())
+            .replace("@DESCRIPTION@", &unit.description())
             .replace("@DEPENDENCIES@\n", &deps)
             .replace("@MASCTL@", &exec_arg(inp.masctl))
             .replace("@ROOT@", &exec_arg(&inp.layout.root().display().to_string()))
-            .replace("@SPEC@", &exec_arg(&spec_paths[service]))
+            .replace("@SPEC@", &exec_arg(spec_path))
             .replace("@START_TIMEOUT@", &START_TIMEOUT_SECS.to_string())
             .replace("@STOP_TIMEOUT@", &(spec.stop_timeout_secs + 15).to_string());
-        out.push((service.unit_name(), text));
+        out.push((unit.unit_name(), text));
     }
-    let wants: Vec<String> = specs.iter().map(|(_, s)| s.unit_name()).collect();
+    let wants: Vec<String> = specs.iter().map(|(_, u, _)| u.unit_name()).collect();
     out.push((TARGET.to_string(), body(TARGET_TEMPLATE).replace("@WANTS@", &wants.join(" "))));
     out
 }

@@ -75,8 +75,8 @@ pub async fn run(layout: &Layout) -> Result<Vec<Finding>> {
     let engine = Engine::connect().await?;
     let mut findings = Vec::new();
     let mut note = |level: Level, message: String| findings.push(Finding { level, message });
-    for (service, spec_path) in &ctx.manifest.services {
-        let unit = service.unit_name();
+    for (unit, spec_path) in ctx.manifest.units() {
+        let unit = unit.unit_name();
         let st = ctx.systemd.unit_state(&unit).await?;
         if st.active_state == ActiveState::Active {
             note(Level::Ok, format!("{unit} is active"));

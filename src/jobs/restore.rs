@@ -189,8 +189,15 @@ pub async fn swap_in(ctx: &JobContext<'_>, dbs: &[String]) -> Result<Vec<String>
     let mut stop: Vec<String> = Vec::new();
     for d in dbs {
         for s in users_of(d) {
-            if ctx.manifest.services.contains_key(&s) && !stop.contains(&s.unit_name()) {
-                stop.push(s.unit_name());
+            if !ctx.manifest.services.contains_key(&s) {
+                continue;
+            }
+            // Synapse's workers use its database too.
+            let units = if s == Service::Synapse { ctx.manifest.synapse_units() } else { vec![s.unit_name()] };
+            for u in units {
+                if !stop.contains(&u) {
+                    stop.push(u);
+                }
             }
         }
     }

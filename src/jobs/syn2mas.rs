@@ -103,14 +103,15 @@ and migration_in_progress = true, then `masctl switch`",
             for f in &files {
                 ui::step(format!("verified backup {}", f.display()));
             }
-            let synapse = Service::Synapse.unit_name();
-            ui::step(format!("stopping {synapse} and migrating"));
+            // Its workers too: they share its database.
+            let synapse = ctx.manifest.synapse_units();
+            ui::step(format!("stopping {} and migrating", synapse.join(", ")));
             job.cmd.extend(args(&["migrate"]));
             // The unit stops Synapse first and starts it again if the migration
             // fails, so a dropped session cannot leave Synapse down.
             let mut spec = JobSpec::new("syn2mas-migrate", job);
-            spec.stop_before.push(synapse.clone());
-            spec.start_on_failure.push(synapse.clone());
+            spec.stop_before.extend(synapse.clone());
+            spec.start_on_failure.extend(synapse.clone());
             // The record that lets a switch hand logins to MAS: the unit itself
             // puts it in place on success, so a dropped session still leaves it.
             let record = layout.mas_migrated();
@@ -134,13 +135,14 @@ and migration_in_progress = true, then `masctl switch`",
                     Ok(())
                 }
                 other => {
-                    let restarted = ctx.systemd.unit_state(&synapse).await.is_ok_and(|s| s.active_state.is_up());
+                    let main = Service::Synapse.unit_name();
+                    let restarted = ctx.systemd.unit_state(&main).await.is_ok_and(|s| s.active_state.is_up());
                     let why = match other {
                         Ok((code, _)) => format!("{} (exit {code})", explain_syn2mas(code)),
                         Err(e) => format!("{e:#}"),
                     };
                     bail!(
-                        "syn2mas migrate failed: {why}; {synapse} {}; backups: {}",
+                        "syn2mas migrate failed: {why}; {main} {}; backups: {}",
                         if restarted { "is running again" } else { "did NOT start again — check `masctl status`" },
                         files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")
                     )

@@ -27,6 +27,7 @@ fn service_image_values(c: &Config) -> Vec<(Service, &Spanned<String>)> {
         Service::Synapse => &c.images.synapse,
         Service::Mas => &c.images.mas,
         Service::Proxy => &c.images.proxy,
+        Service::Redis => &c.images.redis,
     };
     Service::ALL.into_iter().filter(|s| s.runs_with(c) || *s == Service::Postgres).map(|s| (s, image(s))).collect()
 }

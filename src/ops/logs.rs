@@ -1,4 +1,5 @@
-//! `masctl logs`: a service's journal, by default only its unit's current run.
+//! `masctl logs`: a service's (or a Synapse worker's) journal, by default only its
+//! unit's current run.
 
 use std::os::unix::process::CommandExt;
 
@@ -6,21 +7,20 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::context::Context;
 use crate::generations::Generations;
-use crate::service::Service;
 use crate::systemd::Systemd;
 
 /// Replaces this process with `journalctl`; returns only if that fails.
 pub async fn logs(ctx: &Context, service: &str, follow: bool, lines: u32, all: bool) -> Result<()> {
     let current = Generations::new(&ctx.layout).current()?.context("nothing has been switched to yet")?;
     let m = current.manifest()?;
-    let Some(service) = service.parse::<Service>().ok().filter(|s| m.services.contains_key(s)) else {
+    let Some((unit, _)) = m.unit(service) else {
         bail!(
             "no service {service:?} in generation {} (known: {})",
             current.number,
-            m.services.keys().map(|s| s.name()).collect::<Vec<_>>().join(", ")
+            m.units().iter().map(|(u, _)| u.name()).collect::<Vec<_>>().join(", ")
         );
     };
-    let unit = service.unit_name();
+    let unit = unit.unit_name();
     let mut cmd = std::process::Command::new("journalctl");
     cmd.args(["-u", &unit, "-n", &lines.to_string(), "--no-pager", "-o", "short-iso"]);
     if !all {

@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::context::Context;
 use crate::docker::{Engine, Health};
 use crate::generations::Generations;
-use crate::service::Service;
+use crate::service::{Service, Worker};
 use crate::spec::read_spec;
 use crate::systemd::{ActiveState, Systemd};
 
@@ -24,6 +24,9 @@ pub struct UnitRow {
 pub struct ContainerRow {
     pub name: String,
     pub service: Service,
+    /// The Synapse worker the container runs (`generic-1`), if it is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker: Option<Worker>,
     pub image: Option<String>,
     pub expected_image: String,
     pub running: bool,
@@ -62,13 +65,14 @@ pub async fn status(ctx: &Context) -> Result<Option<StatusReport>> {
     }
     let mut containers = Vec::new();
     let mut all_serve = true;
-    for (service, spec_path) in &manifest.services {
+    for (unit, spec_path) in manifest.units() {
         let spec = read_spec(spec_path)?;
         let st = crate::health::service_state(&engine, &spec).await?;
         all_serve &= st.as_ref().is_some_and(|s| s.serves(&spec));
         containers.push(ContainerRow {
             name: spec.container.clone(),
-            service: *service,
+            service: unit.service,
+            worker: unit.worker,
             image: st.as_ref().map(|s| s.image.clone()),
             expected_image: spec.image.clone(),
             running: st.as_ref().is_some_and(|s| s.running),

@@ -16,7 +16,7 @@ use crate::docker::{Engine, ExecOutput, SystemdHost};
 use crate::generations::Generations;
 use crate::image::{import, mirrors, oci::RunConfig};
 use crate::layout::Layout;
-use crate::service::Service;
+use crate::service::{Service, Unit};
 use crate::store::Store;
 use crate::ui;
 
@@ -58,8 +58,9 @@ pub async fn down(ctx: &Context) -> Result<String> {
     let instance = ctx.config()?.instance.get_ref();
     let engine = Engine::connect().await?;
     let host = host_name(ctx)?;
+    let workers = ctx.config()?.workers().into_iter().map(|w| Unit::worker(w).container(instance));
     let services = Service::ALL.into_iter().rev().map(|s| s.container(instance));
-    for name in std::iter::once(host.clone()).chain(services) {
+    for name in std::iter::once(host.clone()).chain(workers).chain(services) {
         engine.remove_container(&name).await?;
     }
     let _ = engine.remove_network(instance).await;

@@ -201,7 +201,7 @@ pub fn fresh_images() -> &'static Path {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
         let committed = repo().join("images");
-        let recipes = ["base", "postgres", "synapse", "proxy", "base-trixie", "postgres17"];
+        let recipes = ["base", "postgres", "redis", "synapse", "proxy", "base-trixie", "postgres17"];
         let cached = |name: &str| {
             pinned_hashes(&committed.join(format!("{name}.lock"))).iter().all(|h| shared_cache().join(h).exists())
         };
