@@ -211,11 +211,13 @@ nothing was changed (start it with `masctl rollback --to` the current generation
         }
     }
 
-    /// The current generation's units that write to Postgres and are running.
+    /// The current generation's units that write to Postgres and are running:
+    /// Synapse's processes (workers too) and MAS.
     async fn running_writers(&self, systemd: &Systemd) -> Result<Vec<String>> {
         let mut out = Vec::new();
-        for s in [Service::Synapse, Service::Mas] {
-            let unit = s.unit_name();
+        let mut units = self.from_manifest.synapse_units();
+        units.push(Service::Mas.unit_name());
+        for unit in units {
             if self.from_manifest.units.contains_key(&unit) && systemd.unit_state(&unit).await?.active_state.is_up() {
                 out.push(unit);
             }
