@@ -123,7 +123,7 @@ mas = {{ database = \"auth_db\", user = \"auth_owner\", password_file = \"{0}/ma
     }
     let store = grep_tree(&s.root.join("store"), &needles);
     assert!(store.is_empty(), "passwords in the store: {store:?}");
-    let units = docker_ok(&["exec", &s.host(), "sh", "-c", "cat /etc/systemd/system/masctl*"]);
+    let units = s.unit_files();
     let journal = docker_ok(&["exec", &s.host(), "journalctl", "--no-pager", "-o", "cat"]);
     let mut inspected = String::new();
     for service in ["synapse", "mas", "proxy"] {
