@@ -12,44 +12,21 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 bench_prelude
 
-M="$PWD/target/release/masctl"
-WORK=$(mktemp -d /var/tmp/masctl-bench-edge.XXXXXX)
-INST="edge$$"
-PORT=$(free_port); NPORT=$(free_port)
+bench_work edge
+NPORT=$(free_port)
 # The project's images plus the MAS stand-in, and main's nginx recipe as `nginx`.
-IMG="$WORK/images"; mkdir -p "$IMG" "$WORK/conf" "$WORK/nginx"
+IMG="$WORK/images"; mkdir -p "$IMG" "$WORK/nginx"
 cp images/*.toml images/*.lock "$IMG"/; cp -r images/files "$IMG"/; cp -r tests/mas-standin "$IMG"/
 cp tests/mas-standin.toml "$IMG"/
 git show 37b4699:images/proxy.toml > "$IMG/nginx.toml"
 git show 37b4699:images/proxy.lock > "$IMG/nginx.lock"
-export MASCTL_CACHE="$PWD/target/bench-cache" MASCTL_IMAGES="$IMG"
-
-write_config() {
-    cat > "$WORK/conf/masctl.toml" <<TOML
-server_name = "bench.local"
-instance = "$INST"
-state_root = "$WORK/root"
-[ports]
-synapse = "127.0.0.1:$PORT"
-[images]
+export MASCTL_IMAGES="$IMG"
+BENCH_CONFIG='[images]
 mas = "mas-standin"
 [mas]
-enabled = true
-$1
-TOML
-}
-cleanup() {
-    docker rm -f "$INST-nginx" >/dev/null 2>&1 || true
-    "$M" -q -c "$WORK/conf/masctl.toml" try --down >/dev/null 2>&1 || true
-    docker network rm "$INST" >/dev/null 2>&1 || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-write_config ""
-echo "booting the stack with MAS in a systemd host (masctl try)"
-"$M" -q -c "$WORK/conf/masctl.toml" try --json > "$WORK/try.json"
-IN=(docker exec "$INST-host" /opt/masctl/bin/masctl -q --root "$WORK/root" -c /etc/masctl/masctl.toml)
+enabled = true'
+bench_defer "docker rm -f '$INST-nginx'"
+bench_boot
 
 # Baseline: main's nginx config (src/eval/proxy.rs before the edge) for the same stack.
 NGINX=$("$M" -q --root "$WORK/root" image load nginx | awk '/^nginx /{print $2}')

@@ -11,11 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 bench_prelude
-M="$PWD/target/release/masctl"
-WORK=$(mktemp -d /var/tmp/masctl-bench.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
-export MASCTL_CACHE="$PWD/target/bench-cache" MASCTL_IMAGES="$PWD/images"
-
+bench_work images  # no stack: only the directory, removed on exit
 
 echo "warming the input cache"
 "$M" -q --root "$WORK/warm" image build postgres synapse >/dev/null

@@ -14,31 +14,13 @@ cd "$(dirname "$0")/.."
 bench_prelude
 
 GIB=${1:-1}
-M="$PWD/target/release/masctl"
-export MASCTL_CACHE="${MASCTL_CACHE:-$PWD/target/test-cache}" MASCTL_IMAGES="$PWD/images"
-WORK=$(mktemp -d /var/tmp/masctl-bench-pgup.XXXXXX)
-INST="benchu$$"
-PORT=$(free_port)
-write_config ""
+bench_work pgup
 BASE="$INST-pg17-baseline"
-cleanup() {
-    docker rm -f "$BASE" >/dev/null 2>&1 || true
-    bench_stack_down
-}
-trap cleanup EXIT
-
-echo "booting the stack in a systemd host (masctl try), Postgres 15"
-"$M" -q -c "$WORK/conf/masctl.toml" try --json > "$WORK/try.json"
-HOST="$INST-host"
+bench_defer "docker rm -f '$BASE'"
+bench_boot  # Postgres 15
 PG="$INST-postgres"
-IN=(docker exec "$HOST" /opt/masctl/bin/masctl --root "$WORK/root" -c /etc/masctl/masctl.toml)
-psql() { docker exec "$PG" psql -h /run/postgresql -U postgres -v ON_ERROR_STOP=1 -tAq "$@"; }
-ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
 
-echo "filling event_json to ${GIB} GiB"
-n=$(fill_event_json "$PG" synapse $(( GIB * 1024 * 1024 * 1024 )))
-size=$(psql -d synapse -c "SELECT pg_database_size('synapse')")
-echo "synapse database: $size bytes, $n bench rows"
+fill_event_json "$PG" synapse $(( GIB * 1024 * 1024 * 1024 ))
 
 # Loaded before either measurement, so neither includes building the image.
 PG17=$("$M" -q --root "$WORK/root" image load postgres17 | awk '$1 == "postgres17" {print $2}')
@@ -52,22 +34,20 @@ for _ in $(seq 1 300); do
     docker exec "$BASE" pg_isready -q -h /run/postgresql && break
     sleep 0.2
 done
-t=$(date +%s%N)
-docker exec "$BASE" sh -c "pg_dumpall -h $PG -U postgres | psql -X -q -h /run/postgresql -U postgres -d postgres >/dev/null 2>&1"
-base=$(ms "$t")
-[ "$(docker exec "$BASE" psql -h /run/postgresql -U postgres -d synapse -tAc "SELECT count(*) FROM event_json WHERE room_id = '!bench:bench.local'")" = "$n" ]
+base=$(time_ms docker exec "$BASE" sh -c "pg_dumpall -h $PG -U postgres | psql -X -q -h /run/postgresql -U postgres -d postgres >/dev/null 2>&1")
+check_event_rows "$BASE" synapse
 docker rm -f "$BASE" >/dev/null
 echo "pg_dumpall | psql: $base ms"
 
 echo "## 2. masctl switch to Postgres 17"
 write_config '[images]
 postgres = "postgres17"'
-t=$(date +%s%N); "${IN[@]}" switch 2> "$WORK/switch.err" >/dev/null; upgrade=$(ms "$t")
+upgrade=$(time_ms "${IN_LOUD[@]}" switch 2> "$WORK/switch.err")
 grep -E "copied in|upgraded in" "$WORK/switch.err" || true
-[ "$(psql -d postgres -c "SHOW server_version_num")" -ge 170000 ]
-[ "$(psql -d synapse -c "SELECT count(*) FROM event_json WHERE room_id = '!bench:bench.local'")" = "$n" ]
+[ "$(pg_sql "$PG" -d postgres -c "SHOW server_version_num")" -ge 170000 ]
+check_event_rows "$PG" synapse
 echo "masctl switch (15 → 17): $upgrade ms"
 
 echo
 print_ratios "pg_dumpall \\| psql by hand (baseline):$base" "masctl switch, 15 → 17:$upgrade"
-echo "database: $size bytes"
+echo "database: $SIZE bytes"

@@ -14,32 +14,18 @@ cd "$(dirname "$0")/.."
 bench_prelude
 
 GIB=${1:-1}
-M="$PWD/target/release/masctl"
-export MASCTL_CACHE="${MASCTL_CACHE:-$PWD/target/test-cache}" MASCTL_IMAGES="$PWD/images"
 bench_stack restore
 PG="$INST-postgres"
-psql() { docker exec "$PG" psql -h /run/postgresql -U postgres -v ON_ERROR_STOP=1 -tAq "$@"; }
-ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
 
-echo "filling event_json to ${GIB} GiB"
-target=$(( GIB * 1024 * 1024 * 1024 ))
-n=$(fill_event_json "$PG" synapse "$target")
-size=$(psql -d synapse -c "SELECT pg_database_size('synapse')")
-echo "synapse database: $size bytes, $n bench rows"
+fill_event_json "$PG" synapse $(( GIB * 1024 * 1024 * 1024 ))
 
 echo
-echo "## 1. baseline: pg_dump -Fc | pg_restore"
-base=$(baseline_dump_restore "$PG" synapse synapse)
-echo "pg_dump | pg_restore: $base ms"
-
-echo "## 2. masctl backup"
-t=$(date +%s%N); "${IN[@]}" backup >/dev/null; backup=$(ms "$t")
-echo "masctl backup: $backup ms"
+backup_vs_baseline "$PG" synapse synapse
 
 echo "## 3. masctl restore"
-t=$(date +%s%N); "${IN[@]}" restore >/dev/null; restore=$(ms "$t")
+restore=$(time_ms "${IN[@]}" restore)
 echo "masctl restore: $restore ms"
-[ "$(psql -d synapse -c "SELECT count(*) FROM event_json WHERE room_id = '!bench:bench.local'")" = "$n" ]
+check_event_rows "$PG" synapse
 
 echo "## 4. masctl import synapse (the same data as a source server's pg_dump)"
 SRC="$WORK/root/source"
@@ -52,11 +38,11 @@ report_stats: false
 signing_key_path: $SRC/signing.key
 media_store_path: $SRC/media
 YAML
-t=$(date +%s%N); "${IN[@]}" import synapse --homeserver "$SRC/homeserver.yaml" --dump "$SRC/synapse.dump" >/dev/null; import=$(ms "$t")
+import=$(time_ms "${IN[@]}" import synapse --homeserver "$SRC/homeserver.yaml" --dump "$SRC/synapse.dump")
 echo "masctl import synapse: $import ms"
-[ "$(psql -d synapse -c "SELECT count(*) FROM event_json WHERE room_id = '!bench:bench.local'")" = "$n" ]
+check_event_rows "$PG" synapse
 
 echo
-print_ratios "pg_dump \\| pg_restore (baseline):$base" "masctl backup:$backup" "masctl restore:$restore" \
+print_ratios "pg_dump \\| pg_restore (baseline):$BASE_MS" "masctl backup:$BACKUP_MS" "masctl restore:$restore" \
     "masctl import synapse:$import"
-echo "database: $size bytes; dump: $(stat -c %s "$SRC/synapse.dump") bytes"
+echo "database: $SIZE bytes; dump: $(stat -c %s "$SRC/synapse.dump") bytes"

@@ -12,32 +12,15 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 bench_prelude docker-compose
 
-M="$PWD/target/release/masctl"
-export MASCTL_CACHE="$PWD/target/bench-cache" MASCTL_IMAGES="$PWD/images"
-WORK=$(mktemp -d /var/tmp/masctl-bench-switch.XXXXXX)
-INST="bench$$"
-PORT=$(free_port)
+bench_work switch
 CPORT=$(free_port)
-mkdir -p "$WORK/conf"
-# write_config EXTRA: scripts/lib.sh
-cleanup() {
-    "$M" -q -c "$WORK/conf/masctl.toml" try --down >/dev/null 2>&1 || true
-    (cd "$WORK" && docker-compose -p "c$INST" down -v >/dev/null 2>&1) || true
-    docker rm -f "attach$INST" >/dev/null 2>&1 || true
-    docker network rm "$INST" >/dev/null 2>&1 || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-write_config ""
-echo "booting the stack in a systemd host (masctl try)"
-"$M" -q -c "$WORK/conf/masctl.toml" try --json > "$WORK/try.json"
-HOST="$INST-host"
-IN=(docker exec "$HOST" /opt/masctl/bin/masctl -q --root "$WORK/root" -c /etc/masctl/masctl.toml)
+bench_defer "(cd '$WORK' && docker-compose -p 'c$INST' down -v)"
+bench_defer "docker rm -f 'attach$INST'"
+bench_boot
 
 echo
 echo "## 1. no-op switch"
-noop=$(docker exec "$HOST" bash -c "for i in \$(seq 15); do s=\$(date +%s%N); /opt/masctl/bin/masctl -q --root $WORK/root -c /etc/masctl/masctl.toml switch >/dev/null; e=\$(date +%s%N); echo \$(( (e-s)/1000000 )); done" | median)
+noop=$(noop_switch_ms 15)
 gens=$("${IN[@]}" generations --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
 echo "masctl switch (no-op, inside the host), median of 15: ${noop} ms (generations after: $gens)"
 
@@ -124,8 +107,8 @@ poll_during "baseline: full restart of the stack (playbook)  " docker exec "$HOS
 echo
 echo "## 3. resident memory"
 for pid in $(pgrep -f "masctl --root $WORK/root supervise"); do
-    svc=$(tr '\0' ' ' < /proc/$pid/cmdline | grep -o 'service-[a-z]*' | head -1)
-    echo "masctl supervise ($svc): $(awk '/VmRSS/ {print $2}' /proc/$pid/status) kB"
+    svc=$(tr '\0' ' ' < "/proc/$pid/cmdline" | grep -o 'service-[a-z]*' | head -1)
+    echo "masctl supervise ($svc): $(awk '/VmRSS/ {print $2}' "/proc/$pid/status") kB"
 done
 docker create --name "attach$INST" --user 999:999 --tmpfs /tmp --tmpfs /run/postgresql:uid=999,gid=999 -e POSTGRES_HOST_AUTH=trust "$PGIMG" >/dev/null
 docker start --attach "attach$INST" >/dev/null 2>&1 &

@@ -11,8 +11,6 @@ cd "$(dirname "$0")/.."
 bench_prelude
 
 USERS=${1:-20}
-M="$PWD/target/release/masctl"
-export MASCTL_CACHE="${MASCTL_CACHE:-$PWD/target/test-cache}" MASCTL_IMAGES="$PWD/images"
 OLD='[images]
 synapse = "synapse-old"
 [synapse.extra.background_updates]

@@ -14,16 +14,19 @@ cd "$(dirname "$0")/.."
 bench_prelude
 N=${1:-8}
 SECS=${2:-30}
-
-M="$PWD/target/release/masctl"
-export MASCTL_CACHE="${MASCTL_CACHE:-$PWD/target/bench-cache}" MASCTL_IMAGES="$PWD/images"
-WORK=$(mktemp -d /var/tmp/masctl-bench-workers.XXXXXX)
-cleanup() {
-    for c in "$WORK"/*/masctl.toml; do "$M" -q -c "$c" try --down >/dev/null 2>&1 || true; done
-    for i in "$WORK"/*/instance; do docker network rm "$(cat "$i")" >/dev/null 2>&1 || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+# Many clients log in and send from one address: no rate limit in the way.
+BENCH_CONFIG='[synapse.extra.rc_message]
+per_second = 100000
+burst_count = 100000
+[synapse.extra.rc_login.address]
+per_second = 1000
+burst_count = 1000
+[synapse.extra.rc_login.account]
+per_second = 1000
+burst_count = 1000
+[synapse.extra.rc_joins.local]
+per_second = 1000
+burst_count = 1000'
 
 # Proportional set size (shared pages split among their users) of every process
 # in the instance's service containers, in MiB; docker stats has no memory
@@ -40,49 +43,24 @@ stack_mem() {
     echo "$((total / 1024)) MiB in $n containers"
 }
 
+# One stack after the other: each booted, measured and taken down in turn.
 run() {
     local label=$1 extra=$2
-    local dir="$WORK/$label" inst="bw$$-$label" port
-    port=$(free_port)
-    mkdir -p "$dir"
-    echo "$inst" > "$dir/instance"
-    cat > "$dir/masctl.toml" <<TOML
-server_name = "bench.local"
-instance = "$inst"
-state_root = "$dir/root"
-[ports]
-synapse = "127.0.0.1:$port"
-$extra
-[synapse.extra.rc_message]
-per_second = 100000
-burst_count = 100000
-[synapse.extra.rc_login.address]
-per_second = 1000
-burst_count = 1000
-[synapse.extra.rc_login.account]
-per_second = 1000
-burst_count = 1000
-[synapse.extra.rc_joins.local]
-per_second = 1000
-burst_count = 1000
-TOML
-    echo "== $label: booting the stack (masctl try)"
-    "$M" -q -c "$dir/masctl.toml" try --json > "$dir/try.json"
-    local syn="$inst-synapse"
+    echo "== $label"
+    bench_stack "$label" "$extra"
+    local syn="$INST-synapse"
     for i in $(seq 0 $((N - 1))); do
         docker exec "$syn" python3 -c "open('/tmp/pw','w').write('bench-pw')"
         docker exec "$syn" python3 -m synapse._scripts.register_new_matrix_user -c /etc/synapse/homeserver.yaml \
             -u "load$i" --password-file /tmp/pw --no-admin http://localhost:8008 >/dev/null
     done
     echo "== $label: $N clients for ${SECS}s"
-    python3 bench/load.py "http://127.0.0.1:$port" "$N" "$SECS" bench-pw | sed "s/^/$label: /"
+    python3 bench/load.py "http://127.0.0.1:$PORT" "$N" "$SECS" bench-pw | sed "s/^/$label: /"
     local mem
-    mem=$(stack_mem "$inst")
+    mem=$(stack_mem "$INST")
     echo "$label: memory of the stack after the load: $mem"
-    local noop
-    noop=$(docker exec "$inst-host" bash -c "for i in \$(seq 15); do s=\$(date +%s%N); /opt/masctl/bin/masctl -q --root $dir/root -c /etc/masctl/masctl.toml switch >/dev/null; e=\$(date +%s%N); echo \$(( (e-s)/1000000 )); done" | median)
-    echo "$label: masctl switch (no-op, inside the host), median of 15: ${noop} ms"
-    "$M" -q -c "$dir/masctl.toml" try --down >/dev/null
+    echo "$label: masctl switch (no-op, inside the host), median of 15: $(noop_switch_ms 15) ms"
+    bench_stack_down
 }
 
 run main ""

@@ -9,7 +9,7 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use common::stack::{Stack, access_token, text};
+use common::stack::{Stack, text};
 use common::{Docker, Root, docker, docker_ok, grep_tree, images_with_standin, mas_images, psql, wait_for};
 
 /// A password an administrator might pick, with the characters a pgpass file
@@ -81,9 +81,9 @@ mas = {{ database = \"auth_db\", user = \"auth_owner\", password_file = \"{0}/ma
     // register-user → login, through MAS, into the external databases.
     let out = s.masctl_stdin("alice-password-1\n", &["register-user", "alice"]);
     assert!(out.status.success(), "register-user: {}{}", text(&out.stdout), text(&out.stderr));
-    let token = access_token(&s, "alice", "alice-password-1").expect("alice logs in");
+    let token = s.access_token("alice", "alice-password-1").expect("alice logs in");
     assert!(!token.is_empty());
-    assert_eq!(access_token(&s, "alice", "wrong-password"), None);
+    assert_eq!(s.access_token("alice", "wrong-password"), None);
     let in_synapse = psql(&db, "synapse_db", "SELECT count(*) FROM users WHERE name = '@alice:test.local'");
     assert_eq!(in_synapse.trim(), "1", "Synapse's user row is on the external server");
 

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::stack::{Stack, free_port, text};
-use common::{Docker, HARDENED, Root, docker, docker_ok, wait_for};
+use common::{Docker, HARDENED, Root, docker, docker_ok, http, wait_for};
 use serde_json::{Value, json};
 
 /// The HTTPS client: Python's ssl with Pebble's root as the only trust anchor.
@@ -178,8 +178,7 @@ fn set_mode(p: &Path, mode: u32) {
 }
 
 fn login(net: &Net, host: &str, user: &str, password: &str) -> Option<String> {
-    let body =
-        json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user}, "password": password});
+    let body = http::login_body(user, password);
     let (status, v) = net.call("POST", &format!("https://{host}/_matrix/client/v3/login"), None, Some(&body), None);
     (status == 200).then(|| v["body"]["access_token"].as_str().unwrap().to_string())
 }

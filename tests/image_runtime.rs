@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Docker, HARDENED, Root, docker, docker_ok, wait_for};
+use common::{Docker, HARDENED, Root, docker, docker_ok, http, wait_for};
 
 /// Reads the effective UID of PID 1 with shell builtins only (the image has no coreutils).
 fn pid1_uid(container: &str) -> String {
@@ -75,27 +75,6 @@ fn postgres_inits_and_serves_as_non_root_on_a_read_only_root() {
     assert!(bad.is_none(), "{}", d.logs(&pg.container));
 }
 
-fn http_status(agent: &ureq::Agent, url: &str) -> Option<u16> {
-    match agent.get(url).call() {
-        Ok(r) => Some(r.status().as_u16()),
-        Err(ureq::Error::StatusCode(c)) => Some(c),
-        Err(_) => None,
-    }
-}
-
-fn login(agent: &ureq::Agent, base: &str, user: &str, password: &str) -> (u16, serde_json::Value) {
-    let body = serde_json::json!({
-        "type": "m.login.password",
-        "identifier": {"type": "m.id.user", "user": user},
-        "password": password,
-    });
-    match agent.post(&format!("{base}/_matrix/client/v3/login")).send_json(&body) {
-        Ok(mut r) => (r.status().as_u16(), r.body_mut().read_json().unwrap()),
-        Err(ureq::Error::StatusCode(c)) => (c, serde_json::Value::Null),
-        Err(e) => panic!("login request failed: {e}"),
-    }
-}
-
 #[test]
 fn synapse_serves_clients_and_registers_users_with_the_shared_secret() {
     let root = Root::new();
@@ -139,11 +118,10 @@ registration_shared_secret: test-shared-secret\nreport_stats: false\ntrusted_key
     let syn = d.run("synapse", &args);
     let port = docker_ok(&["port", &syn, "8008/tcp"]);
     let base = format!("http://{}", port.lines().next().unwrap());
-    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(10))).build().into();
     let versions = format!("{base}/_matrix/client/versions");
     wait_for("Synapse to answer /_matrix/client/versions", Duration::from_secs(120), || {
-        match http_status(&agent, &versions) {
-            Some(200) => Some(()),
+        match http::get_status(&http::agent(), &versions) {
+            Ok(200) => Some(()),
             _ => {
                 let state = docker_ok(&["inspect", "-f", "{{.State.Running}}", &syn]);
                 assert_eq!(state, "true", "Synapse exited:\n{}", d.logs(&syn));
@@ -170,10 +148,10 @@ registration_shared_secret: test-shared-secret\nreport_stats: false\ntrusted_key
     ]);
     assert!(reg.status.success(), "{}{}", String::from_utf8_lossy(&reg.stdout), String::from_utf8_lossy(&reg.stderr));
 
-    let (status, body) = login(&agent, &base, "alice", "correct horse battery");
+    let (status, body) = http::login(&base, "alice", "correct horse battery");
     assert_eq!(status, 200);
     assert_eq!(body["user_id"], "@alice:test.local");
     assert!(body["access_token"].as_str().is_some_and(|t| !t.is_empty()));
-    let (status, _) = login(&agent, &base, "alice", "wrong password");
+    let (status, _) = http::login(&base, "alice", "wrong password");
     assert_eq!(status, 403);
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use common::http::{self, Client, get_json};
 use common::images_with_standin;
 use common::stack::{Stack, text};
 use common::{Docker, HARDENED, Root, docker, docker_ok, wait_for};
@@ -20,10 +21,6 @@ const MAS_MIGRATING: &str = "[images]\nmas = \"mas-standin\"\n[mas]\nenabled = t
 const MAS_ON: &str = "[images]\nmas = \"mas-standin\"\n[mas]\nenabled = true\n";
 const PEPPER: &str = "src-pepper-3f9c";
 const USERS: [(&str, &str, bool); 2] = [("root", "root-password-1", true), ("alice", "alice-password-1", false)];
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(15))).build().into()
-}
 
 fn enc(s: &str) -> String {
     s.bytes()
@@ -35,22 +32,6 @@ fn enc(s: &str) -> String {
             }
         })
         .collect()
-}
-
-fn login(base: &str, user: &str, password: &str) -> Option<String> {
-    let body =
-        json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user}, "password": password});
-    let mut r = agent().post(&format!("{base}/_matrix/client/v3/login")).send_json(&body).ok()?;
-    let v: Value = r.body_mut().read_json().ok()?;
-    v["access_token"].as_str().map(String::from)
-}
-
-fn get_json(url: &str, token: Option<&str>) -> Value {
-    let mut req = agent().get(url);
-    if let Some(t) = token {
-        req = req.header("Authorization", &format!("Bearer {t}"));
-    }
-    req.call().unwrap_or_else(|e| panic!("GET {url}: {e}")).body_mut().read_json().unwrap()
 }
 
 /// What the source server holds, to find again after the import.
@@ -117,7 +98,7 @@ rc_message: {{per_second: 1000, burst_count: 1000}}\n"
         let base = format!("http://{}", port.lines().next().unwrap());
         let source = Source { dir: dir.to_path_buf(), container, base };
         wait_for("the source Synapse to serve", Duration::from_secs(120), || {
-            let up = agent().get(&format!("{}/_matrix/client/versions", source.base)).call().is_ok();
+            let up = http::agent().get(&format!("{}/_matrix/client/versions", source.base)).call().is_ok();
             if !up {
                 assert_eq!(
                     docker_ok(&["inspect", "-f", "{{.State.Running}}", &source.container]),
@@ -151,30 +132,17 @@ rc_message: {{per_second: 1000, burst_count: 1000}}\n"
             ]);
             assert!(out.status.success(), "register {user}: {}{}", text(&out.stdout), text(&out.stderr));
         }
-        let token = login(&self.base, "alice", "alice-password-1").expect("alice logs in to the source");
-        let auth = format!("Bearer {token}");
-        let mut r = agent()
-            .post(&format!("{}/_matrix/client/v3/createRoom", self.base))
-            .header("Authorization", &auth)
-            .send_json(json!({"name": "before the move"}))
-            .unwrap();
-        let room = r.body_mut().read_json::<Value>().unwrap()["room_id"].as_str().unwrap().to_string();
+        let alice = Client::login(&self.base, "alice", "alice-password-1");
+        let room = alice.post("/_matrix/client/v3/createRoom", &json!({"name": "before the move"}))["room_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let media: Vec<u8> = (0..70_000u32).map(|i| (i * 7 % 251) as u8).collect();
-        let mut r = agent()
-            .post(&format!("{}/_matrix/media/v3/upload?filename=data.bin", self.base))
-            .header("Authorization", &auth)
-            .header("Content-Type", "application/octet-stream")
-            .send(&media[..])
-            .unwrap();
-        let uri = r.body_mut().read_json::<Value>().unwrap()["content_uri"].as_str().unwrap().to_string();
-        let media_id = uri.rsplit('/').next().unwrap().to_string();
+        let media_id = alice.upload("data.bin", "application/octet-stream", &media);
         let bodies: Vec<String> = (1..=3).map(|i| format!("message {i} from the old server")).collect();
         for (i, b) in bodies.iter().enumerate() {
-            agent()
-                .put(&format!("{}/_matrix/client/v3/rooms/{}/send/m.room.message/t{i}", self.base, enc(&room)))
-                .header("Authorization", &auth)
-                .send_json(json!({"msgtype": "m.text", "body": b}))
-                .unwrap();
+            let path = format!("/_matrix/client/v3/rooms/{}/send/m.room.message/t{i}", enc(&room));
+            alice.put(&path, &json!({"msgtype": "m.text", "body": b}));
         }
         let keys = get_json(&format!("{}/_matrix/key/v2/server", self.base), None)["verify_keys"].clone();
         assert!(keys.as_object().is_some_and(|k| !k.is_empty()), "{keys}");
@@ -186,16 +154,6 @@ rc_message: {{per_second: 1000, burst_count: 1000}}\n"
     }
 }
 
-/// masctl inside the stack's host with a config under the state root (writable there).
-fn masctl_with(s: &Stack, config: &Path, args: &[&str]) -> Output {
-    let root = s.root.display().to_string();
-    let cfg = config.display().to_string();
-    let host = s.host();
-    let mut all = vec!["exec", &host, "/opt/masctl/bin/masctl", "--root", &root, "-c", &cfg];
-    all.extend_from_slice(args);
-    docker(&all)
-}
-
 fn ok(out: Output, what: &str) -> String {
     assert!(out.status.success(), "{what} failed:\n{}{}", text(&out.stdout), text(&out.stderr));
     text(&out.stdout)
@@ -205,23 +163,17 @@ fn ok(out: Output, what: &str) -> String {
 fn check_imported(s: &Stack, f: &Facts) {
     let base = s.base_url();
     for (user, pw, _) in USERS {
-        assert!(login(&base, user, pw).is_some(), "{user} logs in with the old password");
+        assert!(s.access_token(user, pw).is_some(), "{user} logs in with the old password");
     }
-    assert!(login(&base, "alice", "wrong-password").is_none());
-    let token = login(&base, "alice", "alice-password-1").unwrap();
-    let msgs =
-        get_json(&format!("{base}/_matrix/client/v3/rooms/{}/messages?dir=b&limit=50", enc(&f.room)), Some(&token));
+    assert!(s.access_token("alice", "wrong-password").is_none());
+    let alice = s.client("alice", "alice-password-1");
+    let msgs = alice.get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=50", enc(&f.room)));
     let seen: Vec<&str> =
         msgs["chunk"].as_array().unwrap().iter().filter_map(|e| e["content"]["body"].as_str()).collect();
     for b in &f.bodies {
         assert!(seen.contains(&b.as_str()), "{b:?} in {seen:?}");
     }
-    let mut r = agent()
-        .get(&format!("{base}/_matrix/client/v1/media/download/test.local/{}", f.media_id))
-        .header("Authorization", &format!("Bearer {token}"))
-        .call()
-        .expect("media downloads");
-    assert!(r.body_mut().read_to_vec().unwrap() == f.media, "the media file is byte-identical");
+    assert!(alice.download("test.local", &f.media_id) == f.media, "the media file is byte-identical");
     let keys = get_json(&format!("{base}/_matrix/key/v2/server"), None)["verify_keys"].clone();
     assert_eq!(keys, f.keys, "same key ID and public key");
 }
@@ -238,11 +190,11 @@ fn migrate_to_mas(s: &Stack, switch: &dyn Fn(&str)) {
     assert!(users.contains(&"alice:false") && users.contains(&"root:true"), "{users:?}");
     switch(MAS_ON);
     for (user, pw, _) in USERS {
-        let token = wait_for("a login through MAS", Duration::from_secs(60), || login(&s.base_url(), user, pw));
-        let who = get_json(&format!("{}/_matrix/client/v3/account/whoami", s.base_url()), Some(&token));
+        let token = wait_for("a login through MAS", Duration::from_secs(60), || s.access_token(user, pw));
+        let who = Client::new(&s.base_url(), &token).get("/_matrix/client/v3/account/whoami");
         assert_eq!(who["user_id"], format!("@{user}:test.local"));
     }
-    assert!(login(&s.base_url(), "alice", "wrong-password").is_none());
+    assert!(s.access_token("alice", "wrong-password").is_none());
 }
 
 fn postgres_image() -> String {
@@ -307,12 +259,11 @@ fn import_from_a_playbook_host_restore_round_trip_and_mas() {
     let other = src_dir.join("other.yaml");
     std::fs::write(&other, "server_name: other.local\nreport_stats: false\n").unwrap();
     let other_s = other.display().to_string();
-    let r = masctl_with(&s, &cfg, &["import", "synapse", "--homeserver", &other_s, "--dump", &dump_s]);
+    let r = s.masctl_with_config(&cfg, &["import", "synapse", "--homeserver", &other_s, "--dump", &dump_s]);
     assert!(!r.status.success() && text(&r.stderr).contains("\"other.local\""), "{}", text(&r.stderr));
     let empty = src_dir.join("empty.dump");
     std::fs::write(&empty, "").unwrap();
-    let r = masctl_with(
-        &s,
+    let r = s.masctl_with_config(
         &cfg,
         &["import", "synapse", "--from-playbook", &src_s, "--dump", &empty.display().to_string()],
     );
@@ -321,8 +272,7 @@ fn import_from_a_playbook_host_restore_round_trip_and_mas() {
 
     // The import, with the settings written into the config and switched to.
     let out = ok(
-        masctl_with(
-            &s,
+        s.masctl_with_config(
             &cfg,
             &["import", "synapse", "--from-playbook", &src_s, "--dump", &dump_s, "--write-config", "--json"],
         ),
@@ -349,7 +299,7 @@ fn import_from_a_playbook_host_restore_round_trip_and_mas() {
     assert!(grep.stdout.is_empty(), "the pepper is in the store: {}", text(&grep.stdout));
 
     // A stack with users refuses a second import.
-    let again = masctl_with(&s, &cfg, &["import", "synapse", "--from-playbook", &src_s, "--dump", &dump_s]);
+    let again = s.masctl_with_config(&cfg, &["import", "synapse", "--from-playbook", &src_s, "--dump", &dump_s]);
     assert!(!again.status.success() && text(&again.stderr).contains("--replace"), "{}", text(&again.stderr));
 
     // restore: rows after the backup are gone, rows before it stay, and the backup
@@ -364,7 +314,7 @@ fn import_from_a_playbook_host_restore_round_trip_and_mas() {
     assert_eq!(dbs.len(), 2, "synapse and mas: {restored}");
     assert_eq!(bob(), "0");
     s.wait_serving();
-    assert!(login(&s.base_url(), "alice", "alice-password-1").is_some());
+    assert!(s.access_token("alice", "alice-password-1").is_some());
     let before = restored["backup_before"][0].as_str().unwrap().to_string();
     s.masctl_ok(&["restore", &before]);
     assert_eq!(bob(), "1");
@@ -385,7 +335,7 @@ fn import_from_a_playbook_host_restore_round_trip_and_mas() {
         let text = std::fs::read_to_string(&cfg).unwrap().replace("migration_in_progress = true\n", "");
         assert_eq!(extra, MAS_ON);
         std::fs::write(&cfg, text).unwrap();
-        ok(masctl_with(&s, &cfg, &["switch"]), "switch");
+        ok(s.masctl_with_config(&cfg, &["switch"]), "switch");
     };
     migrate_to_mas(&s, &switch);
 }

@@ -10,8 +10,9 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
+use common::http;
 use common::images_with_standin;
-use common::stack::{Stack, access_token, text};
+use common::stack::{Stack, text};
 use common::{docker, docker_ok, mas_images, wait_for};
 
 fn mas_migrating() -> String {
@@ -31,14 +32,8 @@ fn register(s: &Stack, user: &str, password: &str, admin: bool) -> std::process:
 }
 
 fn whoami(s: &Stack, token: &str) -> Option<String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(10))).build().into();
-    let mut r = agent
-        .get(&format!("{}/_matrix/client/v3/account/whoami", s.base_url()))
-        .header("Authorization", &format!("Bearer {token}"))
-        .call()
-        .ok()?;
-    let v: serde_json::Value = r.body_mut().read_json().ok()?;
-    v["user_id"].as_str().map(String::from)
+    let url = format!("{}/_matrix/client/v3/account/whoami", s.base_url());
+    http::get_json(&url, Some(token))["user_id"].as_str().map(String::from)
 }
 
 #[test]
@@ -68,13 +63,8 @@ fn migration_to_mas_end_to_end_and_back() {
     let again = register(&s, "alice", "whatever-123", false);
     assert!(!again.status.success());
     assert!(text(&again.stderr).contains("already exists"), "{}", text(&again.stderr));
-    let root_token = access_token(&s, "root", "root-password-1").expect("root logs in");
-    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(10))).build().into();
-    agent
-        .post(&format!("{}/_synapse/admin/v1/deactivate/@gone:test.local", s.base_url()))
-        .header("Authorization", &format!("Bearer {root_token}"))
-        .send_json(serde_json::json!({"erase": false}))
-        .expect("deactivate gone");
+    let root = s.client("root", "root-password-1");
+    root.post("/_synapse/admin/v1/deactivate/@gone:test.local", &serde_json::json!({"erase": false}));
 
     // Refusal: no MAS yet.
     let out = s.masctl(&["syn2mas", "check"]);
@@ -89,7 +79,7 @@ fn migration_to_mas_end_to_end_and_back() {
     let units: Vec<&str> = st["units"].as_array().unwrap().iter().map(|u| u["name"].as_str().unwrap()).collect();
     assert!(units.contains(&"masctl-mas.service") && units.contains(&"masctl-proxy.service"), "{units:?}");
     assert_eq!(st["matches_current"], true, "{st}");
-    assert!(access_token(&s, "alice", "alice-password-1").is_some(), "Synapse still logs users in");
+    assert!(s.access_token("alice", "alice-password-1").is_some(), "Synapse still logs users in");
     let pre_mas_generation = 1;
 
     let check = s.masctl(&["syn2mas", "check"]);
@@ -124,7 +114,7 @@ fn migration_to_mas_end_to_end_and_back() {
     assert_eq!(text(&early.stderr).trim().lines().count(), 1, "one line: {why}");
     assert_eq!(s.generations().len(), generations_before);
     assert!(s.served_config().get("matrix_authentication_service").is_none());
-    assert!(access_token(&s, "alice", "alice-password-1").is_some(), "Synapse still logs users in");
+    assert!(s.access_token("alice", "alice-password-1").is_some(), "Synapse still logs users in");
     s.write_config(&mas_migrating());
 
     // The real run: a verified backup first, Synapse stopped, users in MAS.
@@ -151,7 +141,7 @@ fn migration_to_mas_end_to_end_and_back() {
     s.masctl_ok(&["switch"]);
     s.wait_serving();
     let token = wait_for("a compatibility login through MAS", Duration::from_secs(60), || {
-        access_token(&s, "alice", "alice-password-1")
+        s.access_token("alice", "alice-password-1")
     });
     assert_eq!(whoami(&s, &token).as_deref(), Some("@alice:test.local"), "Synapse accepts MAS's token");
     assert_eq!(s.served_config()["matrix_authentication_service"]["enabled"], true);
@@ -165,7 +155,7 @@ fn migration_to_mas_end_to_end_and_back() {
     assert!(leaks.is_empty(), "the password leaked: {leaks:?}");
     assert_eq!(s.sql("mas", "SELECT count(*) FROM users WHERE username = 'carol'"), "1");
     let carol_token =
-        wait_for("carol to log in", Duration::from_secs(60), || access_token(&s, "carol", "carol-password-1"));
+        wait_for("carol to log in", Duration::from_secs(60), || s.access_token("carol", "carol-password-1"));
     assert_eq!(whoami(&s, &carol_token).as_deref(), Some("@carol:test.local"));
 
     // MAS's users through masctl: list, lock, unlock, set a password, the admin flag.
@@ -178,12 +168,12 @@ fn migration_to_mas_end_to_end_and_back() {
         assert!(all.iter().any(|n| n == u), "{u} in {all:?}");
     }
     s.masctl_ok(&["user", "lock", "carol"]);
-    assert!(access_token(&s, "carol", "carol-password-1").is_none(), "a locked user cannot log in");
+    assert!(s.access_token("carol", "carol-password-1").is_none(), "a locked user cannot log in");
     s.masctl_ok(&["user", "unlock", "@carol:test.local"]);
     let set = s.masctl_stdin("carol-password-2\n", &["user", "set-password", "carol"]);
     assert!(set.status.success(), "{}", text(&set.stderr));
-    wait_for("carol's new password", Duration::from_secs(30), || access_token(&s, "carol", "carol-password-2"));
-    assert!(access_token(&s, "carol", "carol-password-1").is_none(), "the old password no longer works");
+    wait_for("carol's new password", Duration::from_secs(30), || s.access_token("carol", "carol-password-2"));
+    assert!(s.access_token("carol", "carol-password-1").is_none(), "the old password no longer works");
     let admin: serde_json::Value =
         serde_json::from_str(&s.masctl_ok(&["user", "set-admin", "carol", "--json"])).unwrap();
     assert_eq!(admin["admin"], true, "{admin}");
@@ -244,24 +234,14 @@ fn migration_to_mas_end_to_end_and_back() {
     s.masctl_ok(&["rollback", "--to", &pre_mas_generation.to_string()]);
     s.wait_serving();
     assert!(s.served_config().get("matrix_authentication_service").is_none());
-    assert!(access_token(&s, "alice", "alice-password-1").is_some());
+    assert!(s.access_token("alice", "alice-password-1").is_some());
 }
 
 /// `register-user` with its password on stdin; while it runs, every process's
 /// command line on this machine and every container's command and environment are
 /// searched for the password. Returns its output and where the password was seen.
 fn register_watching(s: &Stack, user: &str, password: &str) -> (std::process::Output, Vec<String>) {
-    use std::io::Write;
-    let root = s.root.display().to_string();
-    let mut child = std::process::Command::new("docker")
-        .args(["exec", "-i", &s.host(), "/opt/masctl/bin/masctl", "--root", &root, "-c", "/etc/masctl/masctl.toml"])
-        .args(["register-user", user])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+    let mut child = s.masctl_spawn(&format!("{password}\n"), &["register-user", user]);
     let mut leaks = Vec::new();
     let mut scans_while_running = 0;
     while child.try_wait().unwrap().is_none() {
@@ -308,13 +288,9 @@ fn check_admin_api_config(s: &Stack) {
     }
     assert!(seen > 0, "no MAS config in the store");
     // The public port does not reach the admin API.
-    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(10))).build().into();
     for path in ["/api/admin/v1/users", "/auth/api/admin/v1/users"] {
-        let status = match agent.get(&format!("{}{path}", s.base_url())).call() {
-            Ok(r) => r.status().as_u16(),
-            Err(ureq::Error::StatusCode(c)) => c,
-            Err(e) => panic!("{e}"),
-        };
+        let status = http::get_status(&http::agent(), &format!("{}{path}", s.base_url()))
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
         // 400/401 would mean the admin API answered (asking for a token).
         assert_eq!(status, 404, "{path} through the public port");
     }

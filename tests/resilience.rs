@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::stack::{Stack, text};
-use common::{docker, docker_ok, images_with_standin, wait_for};
+use common::{docker, docker_ok, http, images_with_standin, wait_for};
 
 const MAS_MIGRATING: &str = "[images]\nmas = \"mas-standin\"\n[mas]\nenabled = true\nmigration_in_progress = true\n";
 const UNITS: [&str; 4] =
@@ -143,9 +143,7 @@ fn health_unmounted_root_killed_supervisor_and_dockerd_restart() {
     s.wait_serving();
     let nonce = format!("after-restart-{}", std::process::id());
     wait_for("Synapse to log a request made after the restart", Duration::from_secs(60), || {
-        let agent: ureq::Agent =
-            ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(5))).build().into();
-        let _ = agent.get(&format!("{}/_matrix/client/versions?{nonce}", s.base_url())).call();
+        let _ = http::probe_agent().get(&format!("{}/_matrix/client/versions?{nonce}", s.base_url())).call();
         journal(&s, "masctl-synapse.service").contains(&nonce).then_some(())
     });
     let pids_after: Vec<String> = UNITS.iter().map(|u| unit_prop(&s, u, "MainPID")).collect();

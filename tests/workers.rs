@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::docker_ok;
 use common::stack::Stack;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const WORKERS: [&str; 5] = [
     "synapse-generic-1",
@@ -19,27 +19,6 @@ const WORKERS: [&str; 5] = [
     "synapse-pusher-1",
     "synapse-background-1",
 ];
-
-struct Client {
-    base: String,
-    token: String,
-    agent: ureq::Agent,
-}
-
-impl Client {
-    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
-        let url = format!("{}{path}", self.base);
-        let auth = format!("Bearer {}", self.token);
-        let res = match (method, body) {
-            ("GET", _) => self.agent.get(&url).header("Authorization", &auth).call(),
-            ("PUT", Some(b)) => self.agent.put(&url).header("Authorization", &auth).send_json(b),
-            (_, Some(b)) => self.agent.post(&url).header("Authorization", &auth).send_json(b),
-            _ => unreachable!(),
-        };
-        let mut res = res.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-        res.body_mut().read_json().unwrap()
-    }
-}
 
 /// The container's access-log lines (Synapse's `synapse.access.http.<port>`) for `path`.
 fn served(container: &str, path: &str) -> usize {
@@ -66,26 +45,19 @@ fn one_of_each_serves_a_client_and_restarts_only_what_changed() {
 
     // A real client through the edge.
     s.register("alice", "pw-alice-123");
-    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(30))).build().into();
-    let login = json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": "pw-alice-123"});
-    let mut res = agent.post(&format!("{}/_matrix/client/v3/login", s.base_url())).send_json(&login).unwrap();
-    let token = res.body_mut().read_json::<Value>().unwrap()["access_token"].as_str().unwrap().to_string();
-    let c = Client { base: s.base_url(), token, agent };
-    let room = c.call("POST", "/_matrix/client/v3/createRoom", Some(&json!({"name": "w"})))["room_id"]
+    // Long polls of /sync go through the workers: more time than the usual agent's.
+    let c = s.client("alice", "pw-alice-123").with_timeout(Duration::from_secs(30));
+    let room = c.post("/_matrix/client/v3/createRoom", &json!({"name": "w"}))["room_id"].as_str().unwrap().to_string();
+    let first = c.get("/_matrix/client/v3/sync?timeout=0");
+    let since = first["next_batch"].as_str().unwrap().to_string();
+    let body = json!({"msgtype": "m.text", "body": "hello from a worker"});
+    let event = c.put(&format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/t1"), &body)["event_id"]
         .as_str()
         .unwrap()
         .to_string();
-    let first = c.call("GET", "/_matrix/client/v3/sync?timeout=0", None);
-    let since = first["next_batch"].as_str().unwrap().to_string();
-    let body = json!({"msgtype": "m.text", "body": "hello from a worker"});
-    let event =
-        c.call("PUT", &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/t1"), Some(&body))["event_id"]
-            .as_str()
-            .unwrap()
-            .to_string();
     // The sync worker sees the event the main process persisted (via replication).
     common::wait_for("the message in an incremental /sync", Duration::from_secs(30), || {
-        let next = c.call("GET", &format!("/_matrix/client/v3/sync?timeout=5000&since={since}"), None);
+        let next = c.get(&format!("/_matrix/client/v3/sync?timeout=5000&since={since}"));
         let events = next["rooms"]["join"][&room]["timeline"]["events"].as_array().cloned().unwrap_or_default();
         events.iter().any(|e| e["event_id"] == event.as_str()).then_some(())
     });
@@ -101,22 +73,8 @@ fn one_of_each_serves_a_client_and_restarts_only_what_changed() {
 
     // Media: upload and download through the media worker.
     let data = b"some media bytes".to_vec();
-    let mut up = c
-        .agent
-        .post(&format!("{}/_matrix/media/v3/upload?filename=a.txt", s.base_url()))
-        .header("Authorization", &format!("Bearer {}", c.token))
-        .header("Content-Type", "text/plain")
-        .send(&data[..])
-        .unwrap();
-    let uri = up.body_mut().read_json::<Value>().unwrap()["content_uri"].as_str().unwrap().to_string();
-    let media_id = uri.rsplit('/').next().unwrap().to_string();
-    let mut down = c
-        .agent
-        .get(&format!("{}/_matrix/client/v1/media/download/{}/{media_id}", s.base_url(), s.server_name))
-        .header("Authorization", &format!("Bearer {}", c.token))
-        .call()
-        .unwrap();
-    assert_eq!(down.body_mut().read_to_vec().unwrap(), data);
+    let media_id = c.upload("a.txt", "text/plain", &data);
+    assert_eq!(c.download(&s.server_name, &media_id), data);
     let media = s.container("synapse-media-repository-1");
     for path in ["/_matrix/media/v3/upload", &format!("/media/download/{}/{media_id}", s.server_name)] {
         assert!(served(&media, path) > 0, "the media worker logged no {path}");

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use super::{docker, docker_ok, shared_cache, wait_for};
+use super::{docker, docker_ok, http, shared_cache, wait_for};
 
 pub struct Stack {
     pub images: PathBuf,
@@ -99,20 +99,23 @@ impl Stack {
 
     /// masctl inside the host with `input` on its stdin.
     pub fn masctl_stdin(&self, input: &str, args: &[&str]) -> Output {
+        self.masctl_spawn(input, args).wait_with_output().unwrap()
+    }
+
+    /// masctl inside the host, spawned with `input` written to its stdin (then closed)
+    /// and its output piped, to watch while it runs.
+    pub fn masctl_spawn(&self, input: &str, args: &[&str]) -> std::process::Child {
         use std::io::Write;
-        let root = self.root.display().to_string();
-        let mut all: Vec<String> = ["exec", "-i", &self.host()].iter().map(|s| s.to_string()).collect();
-        all.extend(["/opt/masctl/bin/masctl", "--root", &root, "-c", "/etc/masctl/masctl.toml"].map(String::from));
-        all.extend(args.iter().map(|s| s.to_string()));
-        let mut child = Command::new("docker")
-            .args(&all)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
+        use std::process::Stdio;
+        let mut child = self
+            .masctl_exec(&["-i"], args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-        child.wait_with_output().unwrap()
+        child
     }
 
     /// A SQL query in the stack's Postgres, as the superuser; rows as text lines.
@@ -136,18 +139,26 @@ impl Stack {
         self.masctl_command(env, args).output().unwrap()
     }
 
-    /// masctl inside the host, to run or spawn.
+    /// masctl inside the host, to run or spawn; `env` as `NAME=value`.
     pub fn masctl_command(&self, env: &[&str], args: &[&str]) -> Command {
-        let root = self.root.display().to_string();
-        let mut all = vec!["exec".to_string()];
-        for e in env {
-            all.extend(["-e".to_string(), e.to_string()]);
-        }
-        all.push(self.host());
-        all.extend(["/opt/masctl/bin/masctl", "--root", &root, "-c", "/etc/masctl/masctl.toml"].map(String::from));
-        all.extend(args.iter().map(|s| s.to_string()));
+        let flags: Vec<&str> = env.iter().flat_map(|e| ["-e", e]).collect();
+        self.masctl_exec(&flags, args)
+    }
+
+    /// masctl inside the host with another config file (a path inside the host).
+    pub fn masctl_with_config(&self, config: &Path, args: &[&str]) -> Output {
+        self.masctl_exec_config(&[], config, args).output().unwrap()
+    }
+
+    /// `docker exec FLAGS… <host> masctl … ARGS…`, as an operator runs masctl there.
+    fn masctl_exec(&self, flags: &[&str], args: &[&str]) -> Command {
+        self.masctl_exec_config(flags, Path::new("/etc/masctl/masctl.toml"), args)
+    }
+
+    fn masctl_exec_config(&self, flags: &[&str], config: &Path, args: &[&str]) -> Command {
         let mut c = Command::new("docker");
-        c.args(&all);
+        c.arg("exec").args(flags).arg(self.host());
+        c.arg("/opt/masctl/bin/masctl").arg("--root").arg(&self.root).arg("-c").arg(config).args(args);
         c
     }
 
@@ -187,13 +198,7 @@ impl Stack {
     }
 
     pub fn versions_status(&self) -> Option<u16> {
-        let agent: ureq::Agent =
-            ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(5))).build().into();
-        match agent.get(&format!("{}/_matrix/client/versions", self.base_url())).call() {
-            Ok(r) => Some(r.status().as_u16()),
-            Err(ureq::Error::StatusCode(c)) => Some(c),
-            Err(_) => None,
-        }
+        http::get_status(&http::probe_agent(), &format!("{}/_matrix/client/versions", self.base_url())).ok()
     }
 
     pub fn wait_serving(&self) {
@@ -240,25 +245,23 @@ impl Stack {
 
     /// A public profile lookup: answers 200 only when Synapse can read its database.
     pub fn profile_status(&self, user: &str) -> Option<u16> {
-        let agent: ureq::Agent =
-            ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(5))).build().into();
-        match agent.get(&format!("{}/_matrix/client/v3/profile/@{user}:{}", self.base_url(), self.server_name)).call() {
-            Ok(r) => Some(r.status().as_u16()),
-            Err(ureq::Error::StatusCode(c)) => Some(c),
-            Err(_) => None,
-        }
+        let url = format!("{}/_matrix/client/v3/profile/@{user}:{}", self.base_url(), self.server_name);
+        http::get_status(&http::probe_agent(), &url).ok()
     }
 
+    /// The status of a password login (Synapse's, or MAS's compatibility API).
     pub fn login_status(&self, user: &str, password: &str) -> u16 {
-        let agent: ureq::Agent =
-            ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(10))).build().into();
-        let body = serde_json::json!({"type": "m.login.password",
-            "identifier": {"type": "m.id.user", "user": user}, "password": password});
-        match agent.post(&format!("{}/_matrix/client/v3/login", self.base_url())).send_json(&body) {
-            Ok(r) => r.status().as_u16(),
-            Err(ureq::Error::StatusCode(c)) => c,
-            Err(e) => panic!("login: {e}"),
-        }
+        http::login(&self.base_url(), user, password).0
+    }
+
+    /// The access token of a password login; `None` if refused or unanswered.
+    pub fn access_token(&self, user: &str, password: &str) -> Option<String> {
+        http::access_token(&self.base_url(), user, password)
+    }
+
+    /// A client logged in as `user`, failing the test if the login is refused.
+    pub fn client(&self, user: &str, password: &str) -> http::Client {
+        http::Client::login(&self.base_url(), user, password)
     }
 
     /// Every file under the state root with its size (a snapshot to compare).
@@ -285,16 +288,6 @@ fn walk(p: &Path, out: &mut Vec<String>) {
             }
         }
     }
-}
-
-/// A password login (Synapse's, or MAS's compatibility API); the access token.
-pub fn access_token(s: &Stack, user: &str, password: &str) -> Option<String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(10))).build().into();
-    let body = serde_json::json!({"type": "m.login.password",
-        "identifier": {"type": "m.id.user", "user": user}, "password": password});
-    let mut r = agent.post(&format!("{}/_matrix/client/v3/login", s.base_url())).send_json(&body).ok()?;
-    let v: serde_json::Value = r.body_mut().read_json().ok()?;
-    v["access_token"].as_str().map(String::from)
 }
 
 pub fn text(b: &[u8]) -> String {

@@ -45,6 +45,18 @@ let
   # With checkConfig (the default) the file is the checked copy of the rendered one.
   rendered = toml.rendered or { };
 
+  # Given to the module and expected back, unchanged, in the rendered TOML.
+  customSettings = {
+    server_name = "example.org";
+    instance = "prod";
+    state_root = "/srv/masctl";
+    hostnames.matrix = "matrix.example.org";
+    synapse = {
+      enable_registration = false;
+      log_level = "INFO";
+    };
+    ports.synapse = "127.0.0.1:8008";
+  };
   custom = eval {
     services.masctl = {
       enable = true;
@@ -54,17 +66,7 @@ let
         outPath = "/nix/store/11111111111111111111111111111111-masctl-custom";
       };
       environment.MASCTL_DEBIAN_MIRRORS = "http://mirror.example/debian";
-      settings = {
-        server_name = "example.org";
-        instance = "prod";
-        state_root = "/srv/masctl";
-        hostnames.matrix = "matrix.example.org";
-        synapse = {
-          enable_registration = false;
-          log_level = "INFO";
-        };
-        ports.synapse = "127.0.0.1:8008";
-      };
+      settings = customSettings;
     };
   };
   customSvc = custom.output.systemd.services.masctl-activate or { };
@@ -145,17 +147,7 @@ let
     custom-package-and-settings =
       (customSvc.serviceConfig.ExecStart or null)
       == "/nix/store/11111111111111111111111111111111-masctl-custom/bin/masctl -c /etc/masctl/masctl.toml switch"
-      && customToml == {
-        server_name = "example.org";
-        instance = "prod";
-        state_root = "/srv/masctl";
-        hostnames.matrix = "matrix.example.org";
-        synapse = {
-          enable_registration = false;
-          log_level = "INFO";
-        };
-        ports.synapse = "127.0.0.1:8008";
-      };
+      && customToml == customSettings;
     extra-environment =
       (customSvc.environment or null) == {
         MASCTL_IMAGES = "/nix/store/11111111111111111111111111111111-masctl-custom/share/masctl/images";
