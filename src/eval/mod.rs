@@ -5,6 +5,8 @@
 //! files) and a spec entry (the container to run), and the generation entry itself
 //! (units + manifest) that refers to them by path.
 
+#[cfg(test)]
+mod golden;
 mod manifest;
 pub mod mas;
 pub mod postgres;
