@@ -10,7 +10,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use futures_util::future::try_join_all;
 
 use crate::docker::Engine;
@@ -322,55 +322,4 @@ fn failure_logs(units: &[String]) -> String {
         .map(|u| format!("--- last log lines of {u} ---\n{}", last_log_lines(u, 15)))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// Switches to `target`; if it fails and `previous` exists, switches back to it and
-/// reports both. The error says what failed and where the system is now. `data` is
-/// the backup taken before this switch changed a stateful image: when `previous`
-/// cannot run on what `target` migrated, it is restored before `previous` starts.
-pub async fn switch_with_rollback(
-    a: &Activator<'_>,
-    target: &Generation,
-    previous: Option<&Generation>,
-    data: Option<&crate::jobs::upgrade::PreSwitch>,
-) -> Result<Plan> {
-    match a.activate(target).await? {
-        Ok(plan) => Ok(plan),
-        Err(failure) => {
-            eprintln!("{}", failure.logs.trim_end());
-            let Some(prev) = previous.filter(|p| p.number != target.number) else {
-                bail!(
-                    "generation {} did not come up ({} failed) and there is no earlier generation to go back to",
-                    target.number,
-                    failure.units.join(", ")
-                );
-            };
-            ui::step(format!("generation {} failed; rolling back to generation {}", target.number, prev.number));
-            let restored = match data {
-                Some(rec) => match crate::jobs::upgrade::before_automatic_rollback(a.layout, rec, target, prev).await {
-                    Ok(note) => note.map(|n| format!("; {n}")).unwrap_or_default(),
-                    Err(e) => {
-                        ui::warn(format!("restoring the data from before the switch failed: {e:#}"));
-                        format!("; restoring the data from before the switch failed ({e:#})")
-                    }
-                },
-                None => String::new(),
-            };
-            match a.activate(prev).await? {
-                Ok(_) => bail!(
-                    "generation {} did not come up ({} failed); rolled back to generation {}, which is running{restored}",
-                    target.number,
-                    failure.units.join(", "),
-                    prev.number
-                ),
-                Err(again) => bail!(
-                    "generation {} did not come up ({} failed), and rolling back to generation {} failed too ({}){restored}",
-                    target.number,
-                    failure.units.join(", "),
-                    prev.number,
-                    again.units.join(", ")
-                ),
-            }
-        }
-    }
 }

@@ -26,7 +26,7 @@ pub async fn restore(ctx: &Context, backup: Option<&str>, json: bool, timeout: D
         println!(
             "the state before is in {} — `masctl restore {}` brings it back",
             ui_files(&done.backup_before),
-            crate::jobs::upgrade::set_of(&done.backup_before).unwrap_or_default()
+            crate::ops::switch_backups::set_of(&done.backup_before).unwrap_or_default()
         );
     }
     Ok(())

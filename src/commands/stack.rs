@@ -100,7 +100,7 @@ pub async fn status(ctx: &Context, json: bool) -> Result<()> {
 
 pub fn generations(ctx: &Context, json: bool) -> Result<()> {
     let (all, current) = history::list(ctx)?;
-    let records = crate::jobs::upgrade::records(&ctx.layout);
+    let records = crate::ops::switch_backups::records(&ctx.layout);
     let record = |n: u32| records.iter().find(|r| r.generation == n);
     if json {
         let rows: Vec<_> = all
@@ -121,7 +121,7 @@ pub fn generations(ctx: &Context, json: bool) -> Result<()> {
     }
     for g in &all {
         let mark = if Some(g.number) == current { "  (current)" } else { "" };
-        let data = record(g.number).map_or(String::new(), |r| format!("  {}", crate::jobs::upgrade::describe(r)));
+        let data = record(g.number).map_or(String::new(), |r| format!("  {}", crate::ops::switch_backups::describe(r)));
         println!("{:>4}  {}  {}{mark}{data}", g.number, timestamp::date_time(g.created), short(&g.hash()));
     }
     Ok(())

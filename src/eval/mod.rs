@@ -13,8 +13,10 @@ pub mod postgres;
 mod proxy;
 mod redis;
 mod synapse;
+mod trust;
 mod units;
 pub mod workers;
+mod yaml;
 
 use std::collections::BTreeMap;
 
@@ -101,7 +103,7 @@ pub fn evaluate(inp: &Inputs) -> Result<Evaluated> {
     let instance = c.instance.get_ref();
     // MAS before Synapse: the order units are rendered and the target wants them.
     let mut configured: Vec<(Entry, ServiceSpec, Unit)> = Vec::new();
-    if Service::Postgres.runs_with(c) {
+    if c.runs(Service::Postgres) {
         let pg_conf = postgres::config_entry(c);
         let pg = postgres::spec(inp, &pg_conf.path(inp.layout));
         configured.push((pg_conf, pg, Service::Postgres.into()));

@@ -36,7 +36,7 @@ pub const FIRST_MAJOR: u32 = 15;
 /// before), `data/postgres-N` for any other, so a generation of one major never
 /// sees another's cluster and rolling back finds its own untouched.
 pub fn cluster_dir(layout: &Layout, major: u32) -> PathBuf {
-    if major == FIRST_MAJOR { SERVICE.data_dir(layout) } else { layout.data(&format!("postgres-{major}")) }
+    if major == FIRST_MAJOR { layout.data_dir(SERVICE) } else { layout.data(&format!("postgres-{major}")) }
 }
 
 /// The Postgres major version an image runs, from its environment: `PG_MAJOR` (as

@@ -11,7 +11,6 @@ pub mod mas_cli;
 pub mod register_user;
 pub mod restore;
 pub mod syn2mas;
-pub mod upgrade;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;

@@ -29,7 +29,7 @@ fn service_image_values(c: &Config) -> Vec<(Service, &Spanned<String>)> {
         Service::Proxy => &c.images.proxy,
         Service::Redis => &c.images.redis,
     };
-    Service::ALL.into_iter().filter(|s| s.runs_with(c) || *s == Service::Postgres).map(|s| (s, image(s))).collect()
+    Service::ALL.into_iter().filter(|s| c.runs(*s) || *s == Service::Postgres).map(|s| (s, image(s))).collect()
 }
 
 /// (service, image) for every service the config runs.

@@ -10,5 +10,6 @@ pub mod logs;
 pub mod pg_upgrade;
 pub mod status;
 pub mod switch;
+pub mod switch_backups;
 pub mod trial;
 pub mod users;

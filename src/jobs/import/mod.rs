@@ -393,7 +393,7 @@ do so (a verified backup is taken first)"
 
     // Media first into a new directory beside the live one, while Synapse runs.
     let stamp = timestamp::compact(SystemTime::now());
-    let data = SYNAPSE.data_dir(layout);
+    let data = layout.data_dir(SYNAPSE);
     let incoming = data.join(format!("media.import-{stamp}"));
     ui::step(format!("copying media from {}", g.media.display()));
     let (media_files, media_bytes) = copy_tree(&g.media, &incoming, SYNAPSE.uid())?;

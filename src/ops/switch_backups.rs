@@ -10,10 +10,10 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use super::restore::{self, BackupSet, SynapseSchema};
-use super::{JobContext, backup};
 use crate::eval::Manifest;
 use crate::generations::Generation;
+use crate::jobs::restore::{self, BackupSet, SynapseSchema};
+use crate::jobs::{JobContext, backup};
 use crate::layout::Layout;
 use crate::service::Service;
 use crate::{fsutil, ui};
