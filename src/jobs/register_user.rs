@@ -69,8 +69,8 @@ pub async fn run(layout: &Layout, new: &NewUser<'_>) -> Result<()> {
     let (code, out) = if delegating {
         // MAS's admin API, from this process: the password goes in an HTTP body.
         let registration =
-            crate::ops::users::Registration { username: user.to_string(), password, admin, emails: emails.to_vec() };
-        crate::ops::users::register(layout, registration).await?;
+            crate::mas_admin::users::Registration { username: user.to_string(), password, admin, emails: emails.to_vec() };
+        crate::mas_admin::users::register(layout, registration).await?;
         ui::step(format!("registered @{user}:{} in MAS", ctx.manifest.server_name));
         return Ok(());
     } else {

@@ -12,4 +12,3 @@ pub mod status;
 pub mod switch;
 pub mod switch_backups;
 pub mod trial;
-pub mod users;

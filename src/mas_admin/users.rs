@@ -10,7 +10,7 @@ use crate::docker::Engine;
 use crate::eval::mas::{ADMIN_CLIENT_ID, ADMIN_CLIENT_SECRET, INTERNAL_PORT};
 use crate::generations::Generations;
 use crate::layout::Layout;
-use crate::mas_admin::{Admin, ApiError, User, UserAction};
+use super::api::{Admin, ApiError, User, UserAction};
 use crate::service::Service;
 use crate::spec::read_spec;
 
