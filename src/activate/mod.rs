@@ -14,9 +14,10 @@ use anyhow::Result;
 use futures_util::future::try_join_all;
 
 use crate::docker::Engine;
-use crate::eval::{Manifest, TARGET};
-use crate::generations::{Generation, Generations, replace_symlink};
-use crate::layout::Layout;
+use crate::eval::TARGET;
+use crate::generation::generations::{Generation, Generations, replace_symlink};
+use crate::generation::layout::Layout;
+use crate::generation::manifest::Manifest;
 use crate::spec::read_spec;
 use crate::systemd::{ActiveState, Op, Systemd, last_log_lines};
 use crate::{fsutil, ui};
@@ -299,7 +300,7 @@ impl Activator<'_> {
         // Health gate: every container runs the generation's image and is healthy.
         let checks = try_join_all(manifest.units().into_iter().map(|(unit, spec_path)| async move {
             let spec = read_spec(spec_path)?;
-            let st = crate::health::service_state(self.engine, &spec).await?;
+            let st = crate::supervision::health::service_state(self.engine, &spec).await?;
             anyhow::Ok((unit.unit_name(), spec, st))
         }))
         .await?;

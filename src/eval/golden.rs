@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::{Inputs, evaluate};
-use crate::layout::Layout;
+use crate::generation::layout::Layout;
 use crate::service::Service;
 
 const EXAMPLE: &str = include_str!("../../masctl.example.toml");

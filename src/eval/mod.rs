@@ -7,7 +7,6 @@
 
 #[cfg(test)]
 mod golden;
-mod manifest;
 pub mod mas;
 pub mod postgres;
 mod proxy;
@@ -24,11 +23,11 @@ use anyhow::Result;
 use sha2::{Digest, Sha256};
 
 use crate::config::{Config, TlsMode};
-use crate::layout::Layout;
+use crate::generation::layout::Layout;
 use crate::service::{Service, Unit};
 use crate::spec::ServiceSpec;
 
-pub use manifest::{DbLogin, Manifest, MasState};
+use crate::generation::manifest::{Manifest, MasState};
 pub use mas::cli as mas_cli;
 pub use units::{START_TIMEOUT_SECS, TARGET};
 
@@ -401,7 +400,10 @@ mas = {{ database = \"auth\", user = \"auth_user\", password_file = \"/etc/pw/au
         }
         let ext = e.manifest.external_postgres.as_ref().expect("recorded for jobs");
         assert_eq!((ext.host.as_str(), ext.port, ext.network.as_deref()), ("db.internal", 6432, Some("dbnet")));
-        assert_eq!(ext.databases["mas"], DbLogin { database: "auth".into(), user: "auth_user".into() });
+        assert_eq!(
+            ext.databases["mas"],
+            crate::generation::manifest::DbLogin { database: "auth".into(), user: "auth_user".into() }
+        );
         // The bundled stack's manifest has no such key (same bytes as before).
         let plain = eval_with_mas(BASE, &img);
         assert!(plain.manifest.external_postgres.is_none());

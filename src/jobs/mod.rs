@@ -20,7 +20,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::docker::{Engine, OneShot};
-use crate::layout::Layout;
+use crate::generation::layout::Layout;
 use crate::systemd::{Op, Systemd};
 
 pub use context::JobContext;

@@ -4,16 +4,16 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 
-use super::generation;
+use super::build;
 use super::switch_backups::{self, PreSwitch};
 use crate::activate::handover::{self, Facts, Verdict};
 use crate::activate::{Activator, Plan, unit_dir};
 use crate::context::Context;
 use crate::docker::{Engine, ExecOutput};
-use crate::eval::Manifest;
-use crate::generations::{self, Generation, Generations};
+use crate::generation::generations::{self, Generation, Generations};
+use crate::generation::layout::Layout;
+use crate::generation::manifest::Manifest;
 use crate::jobs::JobContext;
-use crate::layout::Layout;
 use crate::service::Service;
 use crate::spec::read_spec;
 use crate::systemd::Systemd;
@@ -90,17 +90,17 @@ async fn synapse_users(engine: &Engine, postgres: &str) -> Option<u64> {
 pub async fn switch(ctx: &Context, dry_run: bool, timeout: Duration, force: bool, no_backup: bool) -> Result<Switched> {
     let layout = &ctx.layout;
     let c = ctx.config()?;
-    generation::check_images(c, &ctx.images)?;
+    build::check_images(c, &ctx.images)?;
     let engine = Engine::connect().await?;
     if let Some(why) = engine.foreign_network(c.instance.get_ref()).await? {
         return Err(c.at(c.instance.span(), format!("instance: {why}")));
     }
     let _lock = generations::lock(layout, "switch")?;
-    let (store_path, manifest) = generation::build(ctx, &engine).await?;
+    let (store_path, manifest) = build::build(ctx, &engine).await?;
     let gens = Generations::new(layout);
     let current = gens.current()?;
     guard_handover(layout, &engine, current.as_ref(), &manifest, force).await?;
-    generation::check_mas_config(&engine, &manifest).await?;
+    build::check_mas_config(&engine, &manifest).await?;
     let upgrade_backup = super::pg_upgrade::before_switch(ctx, &engine, current.as_ref(), &manifest, dry_run).await?;
     let systemd = Systemd::connect().await?;
     let a = Activator { layout, systemd: &systemd, engine: &engine, unit_dir: unit_dir(), timeout };

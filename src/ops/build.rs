@@ -11,11 +11,12 @@ use super::image::ImageSource;
 use crate::config::Config;
 use crate::context::Context;
 use crate::docker::{Engine, OneShot};
-use crate::eval::{self, Inputs, Manifest};
+use crate::eval::{self, Inputs};
+use crate::generation::manifest::Manifest;
+use crate::generation::store::Store;
 use crate::image::decl::ImagesDir;
 use crate::service::Service;
 use crate::spec::read_spec;
-use crate::store::Store;
 use crate::{secrets, ui};
 
 /// (service, image as written in the config) for every service the config runs,

@@ -15,9 +15,9 @@ use futures_util::StreamExt;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::docker::{ContainerState, Engine, Health, print_log};
-use crate::health::{self, Liveness};
+use crate::generation::store::Store;
 use crate::spec::{ServiceSpec, read_spec};
-use crate::store::Store;
+use super::health::{self, Liveness};
 
 fn notify(states: &[sd_notify::NotifyState]) {
     // Outside systemd there is no NOTIFY_SOCKET; that is fine.
