@@ -20,7 +20,8 @@ pub async fn run(cli: Cli) -> Result<()> {
     let secs = Duration::from_secs;
     match cli.command {
         Command::Switch { dry_run, timeout, force, no_backup } => {
-            stack::switch(&Context::with_config(g)?, dry_run, secs(timeout), force, no_backup).await
+            let opts = crate::ops::switch::SwitchOptions { dry_run, timeout: secs(timeout), force, no_backup };
+            stack::switch(&Context::with_config(g)?, opts).await
         }
         Command::Rollback { to, timeout, force, restore_data, json } => {
             stack::rollback(&Context::for_state(g)?, to, secs(timeout), force, restore_data, json).await

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Result;
 
 use crate::context::Context;
-use crate::ops::switch::Switched;
+use crate::ops::switch::{SwitchOptions, Switched};
 use crate::ops::{gc as gc_op, history, status as status_op, switch as switch_op};
 use crate::{timestamp, ui};
 
@@ -14,8 +14,8 @@ fn short(hash: &str) -> &str {
     &hash[..12.min(hash.len())]
 }
 
-pub async fn switch(ctx: &Context, dry_run: bool, timeout: Duration, force: bool, no_backup: bool) -> Result<()> {
-    match switch_op::switch(ctx, dry_run, timeout, force, no_backup).await? {
+pub async fn switch(ctx: &Context, opts: SwitchOptions) -> Result<()> {
+    match switch_op::switch(ctx, opts).await? {
         Switched::Planned(plan) => {
             for line in plan.describe(true) {
                 println!("{}", ui::paint_line(&line));

@@ -85,9 +85,23 @@ async fn synapse_users(engine: &Engine, postgres: &str) -> Option<u64> {
     ask(psql("synapse", count)).await
 }
 
+/// How `masctl switch` was asked to switch.
+#[derive(Debug, Clone, Copy)]
+pub struct SwitchOptions {
+    /// Build and plan only: nothing on the host changes.
+    pub dry_run: bool,
+    /// How long the health gate waits.
+    pub timeout: Duration,
+    /// Switch although the handover guard refuses (it warns instead).
+    pub force: bool,
+    /// Skip the backup before a stateful image changes (a warning instead).
+    pub no_backup: bool,
+}
+
 /// Builds the configured generation and activates it (rolling back if it fails).
 /// A change of a stateful image takes a verified backup first, unless `no_backup`.
-pub async fn switch(ctx: &Context, dry_run: bool, timeout: Duration, force: bool, no_backup: bool) -> Result<Switched> {
+pub async fn switch(ctx: &Context, opts: SwitchOptions) -> Result<Switched> {
+    let SwitchOptions { dry_run, timeout, force, no_backup } = opts;
     let layout = &ctx.layout;
     let c = ctx.config()?;
     build::check_images(c, &ctx.images)?;
