@@ -8,8 +8,8 @@ use anyhow::{Context as _, Result};
 
 use crate::cli::Global;
 use crate::config::{self, Config};
+use crate::generation::layout::Layout;
 use crate::image::decl::ImagesDir;
-use crate::layout::Layout;
 
 pub const DEFAULT_ROOT: &str = "/var/lib/masctl";
 

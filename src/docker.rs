@@ -167,7 +167,7 @@ pub struct ContainerState {
     pub running: bool,
     pub paused: bool,
     pub exit_code: i64,
-    /// Docker's health; for a service probed over HTTP, [`crate::health::service_state`]
+    /// Docker's health; for a service probed over HTTP, [`crate::supervision::health::service_state`]
     /// puts the probe's verdict here.
     pub health: Health,
     pub image: String,

@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use base64::Engine as _;
 
-use crate::layout::Layout;
+use crate::generation::layout::Layout;
 use crate::service::Service;
 
 /// How a secret's content is made.

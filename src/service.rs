@@ -6,12 +6,9 @@
 use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::fmt;
-use std::path::PathBuf;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-
-use crate::layout::Layout;
 
 /// On disk (manifests, spec files) a service is its lower-case name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,15 +61,6 @@ impl Service {
         format!("{0}:{0}", self.uid())
     }
 
-    /// Where the service keeps its data: never deleted by switch, rollback or gc.
-    /// The edge's is its certificates and ACME account: `data/edge`.
-    pub fn data_dir(self, layout: &Layout) -> PathBuf {
-        match self {
-            Service::Proxy => layout.data("edge"),
-            s => layout.data(s.name()),
-        }
-    }
-
     /// The unit's `Description=`.
     pub const fn description(self) -> &'static str {
         match self {
@@ -81,19 +69,6 @@ impl Service {
             Service::Synapse => "Synapse homeserver",
             Service::Mas => "Matrix Authentication Service",
             Service::Proxy => "edge (TLS, well-known documents, routing)",
-        }
-    }
-
-    /// Whether a config runs the service: MAS when enabled, the edge with MAS or
-    /// TLS (see `Config::edge_runs`), Postgres unless the config names an external
-    /// one, Synapse always.
-    pub fn runs_with(self, c: &crate::config::Config) -> bool {
-        match self {
-            Service::Mas => c.mas_enabled(),
-            Service::Proxy => c.edge_runs(),
-            Service::Redis => c.workers_on(),
-            Service::Postgres => c.postgres_external().is_none(),
-            Service::Synapse => true,
         }
     }
 

@@ -2,7 +2,7 @@
 //! Once Synapse delegates, only MAS's users can log in; if `syn2mas migrate` never
 //! completed, MAS has none of Synapse's. Pure: the caller finds out the facts.
 
-use crate::eval::MasState;
+use crate::generation::manifest::MasState;
 
 /// What is known about the Synapse whose logins would move.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

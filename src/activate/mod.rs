@@ -10,13 +10,14 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use futures_util::future::try_join_all;
 
 use crate::docker::Engine;
-use crate::eval::{Manifest, TARGET};
-use crate::generations::{Generation, Generations, replace_symlink};
-use crate::layout::Layout;
+use crate::eval::TARGET;
+use crate::generation::generations::{Generation, Generations, replace_symlink};
+use crate::generation::layout::Layout;
+use crate::generation::manifest::Manifest;
 use crate::spec::read_spec;
 use crate::systemd::{ActiveState, Op, Systemd, last_log_lines};
 use crate::{fsutil, ui};
@@ -299,7 +300,7 @@ impl Activator<'_> {
         // Health gate: every container runs the generation's image and is healthy.
         let checks = try_join_all(manifest.units().into_iter().map(|(unit, spec_path)| async move {
             let spec = read_spec(spec_path)?;
-            let st = crate::health::service_state(self.engine, &spec).await?;
+            let st = crate::supervision::health::service_state(self.engine, &spec).await?;
             anyhow::Ok((unit.unit_name(), spec, st))
         }))
         .await?;
@@ -322,55 +323,4 @@ fn failure_logs(units: &[String]) -> String {
         .map(|u| format!("--- last log lines of {u} ---\n{}", last_log_lines(u, 15)))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// Switches to `target`; if it fails and `previous` exists, switches back to it and
-/// reports both. The error says what failed and where the system is now. `data` is
-/// the backup taken before this switch changed a stateful image: when `previous`
-/// cannot run on what `target` migrated, it is restored before `previous` starts.
-pub async fn switch_with_rollback(
-    a: &Activator<'_>,
-    target: &Generation,
-    previous: Option<&Generation>,
-    data: Option<&crate::jobs::upgrade::PreSwitch>,
-) -> Result<Plan> {
-    match a.activate(target).await? {
-        Ok(plan) => Ok(plan),
-        Err(failure) => {
-            eprintln!("{}", failure.logs.trim_end());
-            let Some(prev) = previous.filter(|p| p.number != target.number) else {
-                bail!(
-                    "generation {} did not come up ({} failed) and there is no earlier generation to go back to",
-                    target.number,
-                    failure.units.join(", ")
-                );
-            };
-            ui::step(format!("generation {} failed; rolling back to generation {}", target.number, prev.number));
-            let restored = match data {
-                Some(rec) => match crate::jobs::upgrade::before_automatic_rollback(a.layout, rec, target, prev).await {
-                    Ok(note) => note.map(|n| format!("; {n}")).unwrap_or_default(),
-                    Err(e) => {
-                        ui::warn(format!("restoring the data from before the switch failed: {e:#}"));
-                        format!("; restoring the data from before the switch failed ({e:#})")
-                    }
-                },
-                None => String::new(),
-            };
-            match a.activate(prev).await? {
-                Ok(_) => bail!(
-                    "generation {} did not come up ({} failed); rolled back to generation {}, which is running{restored}",
-                    target.number,
-                    failure.units.join(", "),
-                    prev.number
-                ),
-                Err(again) => bail!(
-                    "generation {} did not come up ({} failed), and rolling back to generation {} failed too ({}){restored}",
-                    target.number,
-                    failure.units.join(", "),
-                    prev.number,
-                    again.units.join(", ")
-                ),
-            }
-        }
-    }
 }

@@ -62,7 +62,7 @@ pub async fn backup(ctx: &Context) -> Result<()> {
 pub fn backups(ctx: &Context, json: bool) -> Result<()> {
     let dir = ctx.layout.backups();
     let list = backup::list(&dir)?;
-    let records = crate::jobs::upgrade::records(&ctx.layout);
+    let records = crate::ops::switch_backups::records(&ctx.layout);
     // The generation a pre-switch backup precedes.
     let before = |name: &str| {
         records

@@ -20,7 +20,8 @@ pub async fn run(cli: Cli) -> Result<()> {
     let secs = Duration::from_secs;
     match cli.command {
         Command::Switch { dry_run, timeout, force, no_backup } => {
-            stack::switch(&Context::with_config(g)?, dry_run, secs(timeout), force, no_backup).await
+            let opts = crate::ops::switch::SwitchOptions { dry_run, timeout: secs(timeout), force, no_backup };
+            stack::switch(&Context::with_config(g)?, opts).await
         }
         Command::Rollback { to, timeout, force, restore_data, json } => {
             stack::rollback(&Context::for_state(g)?, to, secs(timeout), force, restore_data, json).await
@@ -32,7 +33,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Logs { service, follow, lines, all } => {
             crate::ops::logs::logs(&Context::for_state(g)?, &service, follow, lines, all).await
         }
-        Command::Config(ConfigCommand::Check) => crate::ops::generation::check_config(&Context::with_config(g)?),
+        Command::Config(ConfigCommand::Check) => crate::ops::build::check_config(&Context::with_config(g)?),
         Command::Try { down, json } => trial::run(&Context::with_config(g)?, g, down, json).await,
         Command::Image(cmd) => image::run(&Context::for_state(g)?, cmd).await,
         Command::Syn2mas(cmd) => jobs::syn2mas(&Context::for_state(g)?, cmd).await,
@@ -49,7 +50,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Import(ImportCommand::Synapse(args)) => restore::import_synapse(g, args).await,
         Command::MasCli { args } => crate::jobs::mas_cli::run(&Context::for_state(g)?.layout, &args).await,
         // The main processes of units: they get `--root` and a spec, no config.
-        Command::Supervise { spec } => std::process::exit(crate::supervise::run(&spec).await?),
+        Command::Supervise { spec } => std::process::exit(crate::supervision::supervise::run(&spec).await?),
         Command::Job { spec } => std::process::exit(crate::jobs::run_spec(&spec).await?),
         Command::Completions { shell } => {
             // Rendered to memory first: clap_complete panics on a closed stdout.

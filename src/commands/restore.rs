@@ -9,7 +9,7 @@ use crate::cli::{Global, ImportSynapse};
 use crate::context::Context;
 use crate::jobs::import::{self, Options, Source};
 use crate::jobs::restore;
-use crate::ops::switch::{Switched, switch};
+use crate::ops::switch::{SwitchOptions, Switched, switch};
 use crate::ui;
 
 pub async fn restore(ctx: &Context, backup: Option<&str>, json: bool, timeout: Duration) -> Result<()> {
@@ -26,7 +26,7 @@ pub async fn restore(ctx: &Context, backup: Option<&str>, json: bool, timeout: D
         println!(
             "the state before is in {} — `masctl restore {}` brings it back",
             ui_files(&done.backup_before),
-            crate::jobs::upgrade::set_of(&done.backup_before).unwrap_or_default()
+            crate::ops::switch_backups::set_of(&done.backup_before).unwrap_or_default()
         );
     }
     Ok(())
@@ -61,7 +61,8 @@ pub async fn import_synapse(g: &Global, a: ImportSynapse) -> Result<()> {
         import::write_config(&ctx.config_path, &done.changes)?;
         ui::step(format!("wrote the settings into {}; switching to it", ctx.config_path.display()));
         if let Switched::Done { generation: n, .. } =
-            switch(&Context::with_config(g)?, false, timeout, false, false).await?
+            switch(&Context::with_config(g)?, SwitchOptions { dry_run: false, timeout, force: false, no_backup: false })
+                .await?
         {
             generation = Some(n);
         }

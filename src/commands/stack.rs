@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Result;
 
 use crate::context::Context;
-use crate::ops::switch::Switched;
+use crate::ops::switch::{SwitchOptions, Switched};
 use crate::ops::{gc as gc_op, history, status as status_op, switch as switch_op};
 use crate::{timestamp, ui};
 
@@ -14,8 +14,8 @@ fn short(hash: &str) -> &str {
     &hash[..12.min(hash.len())]
 }
 
-pub async fn switch(ctx: &Context, dry_run: bool, timeout: Duration, force: bool, no_backup: bool) -> Result<()> {
-    match switch_op::switch(ctx, dry_run, timeout, force, no_backup).await? {
+pub async fn switch(ctx: &Context, opts: SwitchOptions) -> Result<()> {
+    match switch_op::switch(ctx, opts).await? {
         Switched::Planned(plan) => {
             for line in plan.describe(true) {
                 println!("{}", ui::paint_line(&line));
@@ -100,7 +100,7 @@ pub async fn status(ctx: &Context, json: bool) -> Result<()> {
 
 pub fn generations(ctx: &Context, json: bool) -> Result<()> {
     let (all, current) = history::list(ctx)?;
-    let records = crate::jobs::upgrade::records(&ctx.layout);
+    let records = crate::ops::switch_backups::records(&ctx.layout);
     let record = |n: u32| records.iter().find(|r| r.generation == n);
     if json {
         let rows: Vec<_> = all
@@ -121,7 +121,7 @@ pub fn generations(ctx: &Context, json: bool) -> Result<()> {
     }
     for g in &all {
         let mark = if Some(g.number) == current { "  (current)" } else { "" };
-        let data = record(g.number).map_or(String::new(), |r| format!("  {}", crate::jobs::upgrade::describe(r)));
+        let data = record(g.number).map_or(String::new(), |r| format!("  {}", crate::ops::switch_backups::describe(r)));
         println!("{:>4}  {}  {}{mark}{data}", g.number, timestamp::date_time(g.created), short(&g.hash()));
     }
     Ok(())

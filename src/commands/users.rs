@@ -5,8 +5,8 @@ use anyhow::Result;
 use crate::cli::UserCommand;
 use crate::context::Context;
 use crate::jobs::register_user::{localpart, read_password};
+use crate::mas_admin::users;
 use crate::mas_admin::{User, UserAction};
-use crate::ops::users;
 use crate::ui;
 
 fn state(u: &User) -> &'static str {

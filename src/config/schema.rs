@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::service::{Worker, WorkerKind};
+use crate::service::{Service, Worker, WorkerKind};
 
 fn s(v: &str) -> Spanned<String> {
     Spanned::new(0..0, v.to_string())
@@ -549,6 +549,19 @@ impl Config {
 
     pub fn tls(&self) -> TlsMode {
         *self.edge.tls.get_ref()
+    }
+
+    /// Whether the config runs a service: MAS when enabled, the edge with MAS or
+    /// TLS (see [`Config::edge_runs`]), Postgres unless the config names an external
+    /// one, Synapse always.
+    pub fn runs(&self, service: Service) -> bool {
+        match service {
+            Service::Mas => self.mas_enabled(),
+            Service::Proxy => self.edge_runs(),
+            Service::Redis => self.workers_on(),
+            Service::Postgres => self.postgres_external().is_none(),
+            Service::Synapse => true,
+        }
     }
 
     /// The edge runs with MAS (it routes between the two), with workers (it routes

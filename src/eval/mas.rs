@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
 use super::synapse;
+use super::yaml::render;
 use super::{Entry, Inputs};
 use crate::config::Config;
 use crate::secrets::MAS_PEPPER;
@@ -156,9 +157,9 @@ pub fn config(c: &Config) -> Result<Value> {
 
 pub fn config_entry(c: &Config) -> Result<Entry> {
     let mut e = Entry::new("mas-config");
-    e.add("config.yaml", synapse::render(&config(c)?)?);
+    e.add("config.yaml", render(&config(c)?)?);
     // What syn2mas reads: Synapse's config from before MAS took over logins.
-    e.add("synapse-pre-mas.yaml", synapse::render(&synapse::homeserver_pre_mas(c)?)?);
+    e.add("synapse-pre-mas.yaml", render(&synapse::homeserver_pre_mas(c)?)?);
     Ok(e)
 }
 

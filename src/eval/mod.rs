@@ -5,14 +5,17 @@
 //! files) and a spec entry (the container to run), and the generation entry itself
 //! (units + manifest) that refers to them by path.
 
-mod manifest;
+#[cfg(test)]
+mod golden;
 pub mod mas;
 pub mod postgres;
 mod proxy;
 mod redis;
 mod synapse;
+mod trust;
 mod units;
 pub mod workers;
+mod yaml;
 
 use std::collections::BTreeMap;
 
@@ -20,11 +23,11 @@ use anyhow::Result;
 use sha2::{Digest, Sha256};
 
 use crate::config::{Config, TlsMode};
-use crate::layout::Layout;
+use crate::generation::layout::Layout;
 use crate::service::{Service, Unit};
 use crate::spec::ServiceSpec;
 
-pub use manifest::{DbLogin, Manifest, MasState};
+use crate::generation::manifest::{Manifest, MasState};
 pub use mas::cli as mas_cli;
 pub use units::{START_TIMEOUT_SECS, TARGET};
 
@@ -99,7 +102,7 @@ pub fn evaluate(inp: &Inputs) -> Result<Evaluated> {
     let instance = c.instance.get_ref();
     // MAS before Synapse: the order units are rendered and the target wants them.
     let mut configured: Vec<(Entry, ServiceSpec, Unit)> = Vec::new();
-    if Service::Postgres.runs_with(c) {
+    if c.runs(Service::Postgres) {
         let pg_conf = postgres::config_entry(c);
         let pg = postgres::spec(inp, &pg_conf.path(inp.layout));
         configured.push((pg_conf, pg, Service::Postgres.into()));
@@ -397,7 +400,10 @@ mas = {{ database = \"auth\", user = \"auth_user\", password_file = \"/etc/pw/au
         }
         let ext = e.manifest.external_postgres.as_ref().expect("recorded for jobs");
         assert_eq!((ext.host.as_str(), ext.port, ext.network.as_deref()), ("db.internal", 6432, Some("dbnet")));
-        assert_eq!(ext.databases["mas"], DbLogin { database: "auth".into(), user: "auth_user".into() });
+        assert_eq!(
+            ext.databases["mas"],
+            crate::generation::manifest::DbLogin { database: "auth".into(), user: "auth_user".into() }
+        );
         // The bundled stack's manifest has no such key (same bytes as before).
         let plain = eval_with_mas(BASE, &img);
         assert!(plain.manifest.external_postgres.is_none());

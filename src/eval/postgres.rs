@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use super::{Entry, Inputs};
 use crate::config::Config;
-use crate::layout::Layout;
+use crate::generation::layout::Layout;
 use crate::service::Service;
 use crate::spec::{DataDir, Health, ServiceSpec};
 
@@ -36,7 +36,7 @@ pub const FIRST_MAJOR: u32 = 15;
 /// before), `data/postgres-N` for any other, so a generation of one major never
 /// sees another's cluster and rolling back finds its own untouched.
 pub fn cluster_dir(layout: &Layout, major: u32) -> PathBuf {
-    if major == FIRST_MAJOR { SERVICE.data_dir(layout) } else { layout.data(&format!("postgres-{major}")) }
+    if major == FIRST_MAJOR { layout.data_dir(SERVICE) } else { layout.data(&format!("postgres-{major}")) }
 }
 
 /// The Postgres major version an image runs, from its environment: `PG_MAJOR` (as
@@ -146,16 +146,16 @@ pub fn conn(c: &Config, db: &str) -> Conn {
 }
 
 /// The external server as the manifest records it for jobs.
-pub fn external(c: &Config) -> Option<super::manifest::ExternalPostgres> {
+pub fn external(c: &Config) -> Option<crate::generation::manifest::ExternalPostgres> {
     let e = c.postgres_external()?;
     let databases = databases(c)
         .into_iter()
         .map(|db| {
             let Conn { database, user, .. } = conn(c, db);
-            (db.to_string(), super::manifest::DbLogin { database, user })
+            (db.to_string(), crate::generation::manifest::DbLogin { database, user })
         })
         .collect();
-    Some(super::manifest::ExternalPostgres {
+    Some(crate::generation::manifest::ExternalPostgres {
         host: e.host.get_ref().clone(),
         port: *e.port.get_ref(),
         network: e.network.as_ref().map(|n| n.get_ref().clone()),
@@ -167,7 +167,7 @@ pub fn external(c: &Config) -> Option<super::manifest::ExternalPostgres> {
 /// credentials derived from its password files in place of the bundled server's
 /// (same paths inside, so the rendered configs do not change with them), and its
 /// network.
-pub fn adapt_client(c: &Config, layout: &crate::layout::Layout, spec: &mut ServiceSpec) {
+pub fn adapt_client(c: &Config, layout: &crate::generation::layout::Layout, spec: &mut ServiceSpec) {
     let Some(e) = c.postgres_external() else { return };
     for (inside, derived) in crate::secrets::EXTERNAL_CLIENT_SECRETS {
         let target = format!(":/run/secrets/{inside}:ro");

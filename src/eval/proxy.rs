@@ -16,6 +16,7 @@
 use serde_json::json;
 
 use super::mas::COMPAT_PORT;
+use super::trust::{TRUST_IN, trust_bind};
 use super::workers::{self, Route};
 use super::{Entry, Inputs};
 use crate::config::{Config, TlsMode};
@@ -33,8 +34,6 @@ const CONFIG_IN: &str = "/etc/proxy";
 const CERT_IN: &str = "/etc/proxy-tls/cert.pem";
 const KEY_IN: &str = "/etc/proxy-tls/key.pem";
 const ACME_CA_IN: &str = "/etc/proxy-acme/ca.pem";
-/// Where Synapse and MAS find `[edge] trust` (they use it instead of the system roots).
-pub const TRUST_IN: &str = "/etc/masctl-trust/roots.pem";
 /// The health probe's hops through each TLS listener (from 127.0.0.1 only).
 const HOP_PATH: &str = "/_masctl/edge-health/";
 
@@ -268,7 +267,7 @@ pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
     let c = inp.config;
     let instance = c.instance.get_ref();
     let e = &c.edge;
-    let data = SERVICE.data_dir(inp.layout).display().to_string();
+    let data = inp.layout.data_dir(SERVICE).display().to_string();
     let mut binds = vec![format!("{config_dir}:{CONFIG_IN}:ro"), format!("{data}:/data")];
     let ports = match c.tls() {
         TlsMode::Plain => {
@@ -329,13 +328,6 @@ pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
 /// `[edge] networks`, joined by the edge and by Synapse (outgoing federation).
 pub fn networks(c: &Config) -> Vec<String> {
     c.edge.networks.iter().map(|n| n.get_ref().clone()).collect()
-}
-
-/// `[edge] trust`: the roots a service trusts instead of the system's, mounted
-/// read-only (Synapse names it in `federation_custom_ca_list`; MAS's HTTP client,
-/// like OpenSSL, reads `SSL_CERT_FILE`).
-pub fn trust_bind(c: &Config) -> Option<String> {
-    c.edge.trust.as_ref().map(|t| format!("{}:{TRUST_IN}:ro", t.get_ref()))
 }
 
 /// What MAS needs of the edge: the trusted roots for its HTTPS client.

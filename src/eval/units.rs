@@ -62,7 +62,7 @@ pub fn render(inp: &Inputs, specs: &[(ServiceSpec, Unit, String)]) -> Vec<(Strin
         // An external Postgres has no unit to want.
         let deps: String = needs(*unit, workers_on)
             .iter()
-            .filter(|d| **d != Service::Postgres || d.runs_with(inp.config))
+            .filter(|d| **d != Service::Postgres || inp.config.runs(**d))
             .map(|d| format!("Wants={u}\nAfter={u}\n", u = d.unit_name()))
             .collect();
         let text = body(SERVICE_TEMPLATE)

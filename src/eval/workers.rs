@@ -98,7 +98,7 @@ pub fn worker_config(c: &Config, w: Worker) -> Result<Value> {
 
 pub fn config_entry(c: &Config, w: Worker) -> Result<Entry> {
     let mut e = Entry::new(&format!("synapse-worker-{w}-config"));
-    e.add("worker.yaml", super::synapse::render(&worker_config(c, w)?)?);
+    e.add("worker.yaml", super::yaml::render(&worker_config(c, w)?)?);
     Ok(e)
 }
 

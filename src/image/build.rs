@@ -19,7 +19,7 @@ use super::lock::{Lock, Pin};
 use super::oci::{self, LayerWithOrigin};
 use super::tree::{Node, Tree};
 use super::{deb, synth, wheel};
-use crate::store::Store;
+use crate::generation::store::Store;
 use crate::ui;
 
 /// Bumped whenever the builder would lay out the same inputs differently.
@@ -33,7 +33,7 @@ fn entry(name: &str) -> String {
     format!("{ENTRY_PREFIX}{name}")
 }
 
-/// Whether a store entry's kind (see [`crate::store::Store::kind`]) is an image archive.
+/// Whether a store entry's kind (see [`crate::generation::store::Store::kind`]) is an image archive.
 pub fn is_image_entry(kind: &str) -> bool {
     kind.starts_with(ENTRY_PREFIX)
 }

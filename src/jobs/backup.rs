@@ -8,9 +8,9 @@ use anyhow::{Context, Result, bail};
 
 use super::{JobContext, JobSpec};
 use crate::docker::OneShot;
-use crate::eval::Manifest;
-use crate::generations;
-use crate::layout::Layout;
+use crate::generation::generations;
+use crate::generation::layout::Layout;
+use crate::generation::manifest::Manifest;
 use crate::service::Service;
 use crate::systemd::Systemd;
 use crate::timestamp;
@@ -38,7 +38,13 @@ echo verified {file}\n"
 /// throwaway server started in the job's own container from the same image (its
 /// data directory under `backups/`, which the job's unit removes whatever happens:
 /// the image has no `rm`, and the server dies with the container).
-fn external_script(host: &str, port: u16, login: &crate::eval::DbLogin, db: &str, file: &str) -> String {
+fn external_script(
+    host: &str,
+    port: u16,
+    login: &crate::generation::manifest::DbLogin,
+    db: &str,
+    file: &str,
+) -> String {
     let (database, user) = (&login.database, &login.user);
     format!(
         "set -e\n\

@@ -6,9 +6,10 @@ use anyhow::{Context as _, Result, bail};
 
 use super::JobSpec;
 use crate::docker::OneShot;
-use crate::eval::{self, Manifest};
-use crate::generations::Generations;
-use crate::layout::Layout;
+use crate::eval;
+use crate::generation::generations::Generations;
+use crate::generation::layout::Layout;
+use crate::generation::manifest::Manifest;
 use crate::service::Service;
 use crate::spec::{ServiceSpec, read_spec};
 use crate::systemd::{ActiveState, Systemd};

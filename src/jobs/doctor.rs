@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::{JobContext, JobSpec};
 use crate::docker::Engine;
-use crate::layout::Layout;
+use crate::generation::layout::Layout;
 use crate::service::Service;
 use crate::spec::read_spec;
 use crate::systemd::ActiveState;
@@ -84,7 +84,7 @@ pub async fn run(layout: &Layout) -> Result<Vec<Finding>> {
             note(Level::Error, format!("{unit} is {} ({})", st.active_state, st.sub_state));
         }
         let spec = read_spec(spec_path)?;
-        match crate::health::service_state(&engine, &spec).await? {
+        match crate::supervision::health::service_state(&engine, &spec).await? {
             Some(c) if c.serves(&spec) => {
                 note(Level::Ok, format!("{} runs the generation's image, healthy", spec.container))
             }

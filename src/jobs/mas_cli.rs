@@ -3,7 +3,7 @@
 use anyhow::{Result, bail};
 
 use super::{JobContext, JobSpec};
-use crate::layout::Layout;
+use crate::generation::layout::Layout;
 
 pub async fn run(layout: &Layout, args: &[String]) -> Result<()> {
     let ctx = JobContext::load(layout).await?;

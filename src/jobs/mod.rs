@@ -11,7 +11,6 @@ pub mod mas_cli;
 pub mod register_user;
 pub mod restore;
 pub mod syn2mas;
-pub mod upgrade;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -21,7 +20,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::docker::{Engine, OneShot};
-use crate::layout::Layout;
+use crate::generation::layout::Layout;
 use crate::systemd::{Op, Systemd};
 
 pub use context::JobContext;

@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result, bail};
 
 use super::{JobContext, JobSpec};
 use crate::docker::OneShot;
-use crate::layout::Layout;
+use crate::generation::layout::Layout;
 use crate::service::Service;
 use crate::ui;
 
@@ -68,9 +68,13 @@ pub async fn run(layout: &Layout, new: &NewUser<'_>) -> Result<()> {
     let password = read_password(password_file)?;
     let (code, out) = if delegating {
         // MAS's admin API, from this process: the password goes in an HTTP body.
-        let registration =
-            crate::ops::users::Registration { username: user.to_string(), password, admin, emails: emails.to_vec() };
-        crate::ops::users::register(layout, registration).await?;
+        let registration = crate::mas_admin::users::Registration {
+            username: user.to_string(),
+            password,
+            admin,
+            emails: emails.to_vec(),
+        };
+        crate::mas_admin::users::register(layout, registration).await?;
         ui::step(format!("registered @{user}:{} in MAS", ctx.manifest.server_name));
         return Ok(());
     } else {

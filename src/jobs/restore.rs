@@ -14,8 +14,8 @@ use serde::Serialize;
 use super::{JobContext, JobSpec, backup};
 use crate::activate::{Activator, unit_dir};
 use crate::docker::{Engine, ExecOutput, OneShot};
-use crate::generations::{self, Generations};
-use crate::layout::Layout;
+use crate::generation::generations::{self, Generations};
+use crate::generation::layout::Layout;
 use crate::service::Service;
 use crate::ui;
 

@@ -4,8 +4,8 @@
 use anyhow::{Context as _, Result, bail};
 
 use super::{JobContext, JobSpec, backup};
-use crate::generations;
-use crate::layout::Layout;
+use crate::generation::generations;
+use crate::generation::layout::Layout;
 use crate::service::Service;
 use crate::{secrets, ui};
 

@@ -10,9 +10,9 @@ use anyhow::Result;
 use super::trial::BINARY_ENTRY;
 use crate::context::Context;
 use crate::docker::Engine;
-use crate::generations::{self, Generation, Generations};
+use crate::generation::generations::{self, Generation, Generations};
+use crate::generation::store::Store;
 use crate::image::build::{id_in_entry, is_image_entry};
-use crate::store::Store;
 
 /// Which generations gc deletes: never the current, keep the newest `keep`, and
 /// with `older_than` only those created before the cutoff.

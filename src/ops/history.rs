@@ -3,7 +3,7 @@
 use anyhow::{Context as _, Result};
 
 use crate::context::Context;
-use crate::generations::{Generation, Generations};
+use crate::generation::generations::{Generation, Generations};
 
 /// Every generation, oldest first, and the number of the current one.
 pub fn list(ctx: &Context) -> Result<(Vec<Generation>, Option<u32>)> {

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::context::Context;
 use crate::docker::Engine;
+use crate::generation::store::Store;
 use crate::image::build::{Builder, Built, base_packages};
 use crate::image::decl::ImagesDir;
 use crate::image::fetch::{Cache, Sources, exists, fetch_url, http};
@@ -16,7 +17,6 @@ use crate::image::lock::{LOCK_VERSION, Lock, merge_keeping};
 use crate::image::mirrors;
 use crate::image::reference::Reference;
 use crate::image::{resolve_apt, resolve_pip};
-use crate::store::Store;
 use crate::{fsutil, ui};
 
 /// Where images come from: their declarations, the store that holds built archives,

@@ -6,7 +6,7 @@ use std::os::unix::process::CommandExt;
 use anyhow::{Context as _, Result, bail};
 
 use crate::context::Context;
-use crate::generations::Generations;
+use crate::generation::generations::Generations;
 use crate::systemd::Systemd;
 
 /// Replaces this process with `journalctl`; returns only if that fails.

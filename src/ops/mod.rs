@@ -1,14 +1,14 @@
 //! What the commands do, one module per operation, in terms of the core (`eval`,
-//! `activate`, `store`, `generations`) and the edges (`docker`, `systemd`). Nothing
+//! `activate`, `generation`) and the edges (`docker`, `systemd`). Nothing
 //! here prints results: the commands do.
 
+pub mod build;
 pub mod gc;
-pub mod generation;
 pub mod history;
 pub mod image;
 pub mod logs;
 pub mod pg_upgrade;
 pub mod status;
 pub mod switch;
+pub mod switch_backups;
 pub mod trial;
-pub mod users;

@@ -20,10 +20,10 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::context::Context;
 use crate::docker::{Engine, ExecOutput, Health};
-use crate::eval::Manifest;
-use crate::generations::Generation;
+use crate::generation::generations::Generation;
+use crate::generation::layout::Layout;
+use crate::generation::manifest::Manifest;
 use crate::jobs::backup;
-use crate::layout::Layout;
 use crate::service::Service;
 use crate::spec::{ServiceSpec, read_spec};
 use crate::systemd::{Op, Systemd};
@@ -111,7 +111,7 @@ pub async fn before_switch(
 ) -> Result<Option<Vec<PathBuf>>> {
     let c = ctx.config()?;
     let Some(to_cluster) = cluster_of(target)? else { return Ok(None) };
-    let to = super::generation::postgres_major(c, engine, &target.images[&POSTGRES]).await?;
+    let to = super::build::postgres_major(c, engine, &target.images[&POSTGRES]).await?;
     let from_manifest = current.map(|g| g.manifest()).transpose()?;
     let from_cluster = match &from_manifest {
         Some(m) => cluster_of(m)?,

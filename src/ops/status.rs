@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::context::Context;
 use crate::docker::{Engine, Health};
-use crate::generations::Generations;
+use crate::generation::generations::Generations;
 use crate::service::{Service, Worker};
 use crate::spec::read_spec;
 use crate::systemd::{ActiveState, Systemd};
@@ -67,7 +67,7 @@ pub async fn status(ctx: &Context) -> Result<Option<StatusReport>> {
     let mut all_serve = true;
     for (unit, spec_path) in manifest.units() {
         let spec = read_spec(spec_path)?;
-        let st = crate::health::service_state(&engine, &spec).await?;
+        let st = crate::supervision::health::service_state(&engine, &spec).await?;
         all_serve &= st.as_ref().is_some_and(|s| s.serves(&spec));
         containers.push(ContainerRow {
             name: spec.container.clone(),

@@ -4,15 +4,16 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 
-use super::generation;
+use super::build;
+use super::switch_backups::{self, PreSwitch};
 use crate::activate::handover::{self, Facts, Verdict};
-use crate::activate::{Activator, Plan, switch_with_rollback, unit_dir};
+use crate::activate::{Activator, Plan, unit_dir};
 use crate::context::Context;
 use crate::docker::{Engine, ExecOutput};
-use crate::eval::Manifest;
-use crate::generations::{self, Generation, Generations};
-use crate::jobs::{JobContext, upgrade};
-use crate::layout::Layout;
+use crate::generation::generations::{self, Generation, Generations};
+use crate::generation::layout::Layout;
+use crate::generation::manifest::Manifest;
+use crate::jobs::JobContext;
 use crate::service::Service;
 use crate::spec::read_spec;
 use crate::systemd::Systemd;
@@ -84,22 +85,36 @@ async fn synapse_users(engine: &Engine, postgres: &str) -> Option<u64> {
     ask(psql("synapse", count)).await
 }
 
+/// How `masctl switch` was asked to switch.
+#[derive(Debug, Clone, Copy)]
+pub struct SwitchOptions {
+    /// Build and plan only: nothing on the host changes.
+    pub dry_run: bool,
+    /// How long the health gate waits.
+    pub timeout: Duration,
+    /// Switch although the handover guard refuses (it warns instead).
+    pub force: bool,
+    /// Skip the backup before a stateful image changes (a warning instead).
+    pub no_backup: bool,
+}
+
 /// Builds the configured generation and activates it (rolling back if it fails).
 /// A change of a stateful image takes a verified backup first, unless `no_backup`.
-pub async fn switch(ctx: &Context, dry_run: bool, timeout: Duration, force: bool, no_backup: bool) -> Result<Switched> {
+pub async fn switch(ctx: &Context, opts: SwitchOptions) -> Result<Switched> {
+    let SwitchOptions { dry_run, timeout, force, no_backup } = opts;
     let layout = &ctx.layout;
     let c = ctx.config()?;
-    generation::check_images(c, &ctx.images)?;
+    build::check_images(c, &ctx.images)?;
     let engine = Engine::connect().await?;
     if let Some(why) = engine.foreign_network(c.instance.get_ref()).await? {
         return Err(c.at(c.instance.span(), format!("instance: {why}")));
     }
     let _lock = generations::lock(layout, "switch")?;
-    let (store_path, manifest) = generation::build(ctx, &engine).await?;
+    let (store_path, manifest) = build::build(ctx, &engine).await?;
     let gens = Generations::new(layout);
     let current = gens.current()?;
     guard_handover(layout, &engine, current.as_ref(), &manifest, force).await?;
-    generation::check_mas_config(&engine, &manifest).await?;
+    build::check_mas_config(&engine, &manifest).await?;
     let upgrade_backup = super::pg_upgrade::before_switch(ctx, &engine, current.as_ref(), &manifest, dry_run).await?;
     let systemd = Systemd::connect().await?;
     let a = Activator { layout, systemd: &systemd, engine: &engine, unit_dir: unit_dir(), timeout };
@@ -108,7 +123,7 @@ pub async fn switch(ctx: &Context, dry_run: bool, timeout: Duration, force: bool
     }
     let pre = match &current {
         Some(c) if c.target != store_path => {
-            upgrade::before_switch(layout, c, &manifest, no_backup, upgrade_backup).await?
+            switch_backups::before_switch(layout, c, &manifest, no_backup, upgrade_backup).await?
         }
         _ => None,
     };
@@ -116,9 +131,9 @@ pub async fn switch(ctx: &Context, dry_run: bool, timeout: Duration, force: bool
         Some(c) if c.target == store_path => c.clone(),
         _ => gens.add(&store_path)?,
     };
-    let pre = pre.map(|p| upgrade::PreSwitch { generation: target.number, ..p });
+    let pre = pre.map(|p| switch_backups::PreSwitch { generation: target.number, ..p });
     if let Some(p) = &pre {
-        upgrade::save(layout, p)?;
+        switch_backups::save(layout, p)?;
     }
     let plan = switch_with_rollback(&a, &target, current.as_ref(), pre.as_ref()).await?;
     Ok(Switched::Done { generation: target.number, changed: !plan.is_noop(), client_url: manifest.client_url })
@@ -130,7 +145,7 @@ pub struct RolledBack {
     pub generation: u32,
     pub from: u32,
     /// With `--restore-data`: the backup restored.
-    pub restored: Option<upgrade::DataRestored>,
+    pub restored: Option<switch_backups::DataRestored>,
 }
 
 /// Switches back to generation `to` (default: the one before the current). Across
@@ -183,8 +198,8 @@ async fn data_for_rollback(
     current: &Generation,
     target: &Generation,
     restore: bool,
-) -> Result<Option<upgrade::DataRestored>> {
-    let Some(rec) = upgrade::crossing(layout, current, target)? else {
+) -> Result<Option<switch_backups::DataRestored>> {
+    let Some(rec) = switch_backups::crossing(layout, current, target)? else {
         if restore {
             bail!(
                 "generations {} and {} run the same Postgres, Synapse and MAS images: there is no data to restore (drop --restore-data, or see `masctl restore`)",
@@ -203,7 +218,7 @@ async fn data_for_rollback(
     let old = target.manifest()?;
     if restore {
         ctx.require_active(&[Service::Postgres], Duration::from_secs(60)).await?;
-        return Ok(Some(upgrade::restore_before(&ctx, &rec, &old, true).await?));
+        return Ok(Some(switch_backups::restore_before(&ctx, &rec, &old, true).await?));
     }
     let services: Vec<String> = rec.services.iter().map(|s| s.to_string()).collect();
     let hint = match &rec.set {
@@ -221,9 +236,60 @@ async fn data_for_rollback(
     ));
     // Refuse what cannot start (Postgres down: nothing to check, the gate decides).
     if ctx.require_active(&[Service::Postgres], Duration::from_secs(5)).await.is_ok()
-        && let Some(why) = upgrade::unservable(&ctx, &rec, &old).await?
+        && let Some(why) = switch_backups::unservable(&ctx, &rec, &old).await?
     {
         bail!("generation {} cannot run on the current data: {why}; {hint}", target.number);
     }
     Ok(None)
+}
+
+/// Switches to `target`; if it fails and `previous` exists, switches back to it and
+/// reports both. The error says what failed and where the system is now. `data` is
+/// the backup taken before this switch changed a stateful image: when `previous`
+/// cannot run on what `target` migrated, it is restored before `previous` starts.
+pub async fn switch_with_rollback(
+    a: &Activator<'_>,
+    target: &Generation,
+    previous: Option<&Generation>,
+    data: Option<&PreSwitch>,
+) -> Result<Plan> {
+    match a.activate(target).await? {
+        Ok(plan) => Ok(plan),
+        Err(failure) => {
+            eprintln!("{}", failure.logs.trim_end());
+            let Some(prev) = previous.filter(|p| p.number != target.number) else {
+                bail!(
+                    "generation {} did not come up ({} failed) and there is no earlier generation to go back to",
+                    target.number,
+                    failure.units.join(", ")
+                );
+            };
+            ui::step(format!("generation {} failed; rolling back to generation {}", target.number, prev.number));
+            let restored = match data {
+                Some(rec) => match switch_backups::before_automatic_rollback(a.layout, rec, target, prev).await {
+                    Ok(note) => note.map(|n| format!("; {n}")).unwrap_or_default(),
+                    Err(e) => {
+                        ui::warn(format!("restoring the data from before the switch failed: {e:#}"));
+                        format!("; restoring the data from before the switch failed ({e:#})")
+                    }
+                },
+                None => String::new(),
+            };
+            match a.activate(prev).await? {
+                Ok(_) => bail!(
+                    "generation {} did not come up ({} failed); rolled back to generation {}, which is running{restored}",
+                    target.number,
+                    failure.units.join(", "),
+                    prev.number
+                ),
+                Err(again) => bail!(
+                    "generation {} did not come up ({} failed), and rolling back to generation {} failed too ({}){restored}",
+                    target.number,
+                    failure.units.join(", "),
+                    prev.number,
+                    again.units.join(", ")
+                ),
+            }
+        }
+    }
 }

@@ -9,15 +9,15 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use serde::Serialize;
 
-use super::generation::service_images;
+use super::build::service_images;
 use super::image::ImageSource;
 use crate::context::Context;
 use crate::docker::{Engine, ExecOutput, SystemdHost};
-use crate::generations::Generations;
+use crate::generation::generations::Generations;
+use crate::generation::layout::Layout;
+use crate::generation::store::Store;
 use crate::image::{import, mirrors, oci::RunConfig};
-use crate::layout::Layout;
 use crate::service::{Service, Unit};
-use crate::store::Store;
 use crate::ui;
 
 const HOST_REPO: &str = "masctl/systemd-host";
@@ -72,7 +72,7 @@ pub async fn up(ctx: &Context, verbosity: Verbosity) -> Result<Trial> {
     let layout = &ctx.layout;
     let instance = ctx.config()?.instance.get_ref();
     let c = ctx.config()?;
-    super::generation::check_images(c, &ctx.images)?;
+    super::build::check_images(c, &ctx.images)?;
     let engine = Engine::connect().await?;
     if let Some(why) = engine.foreign_network(instance).await? {
         return Err(c.at(c.instance.span(), format!("instance: {why}")));

@@ -21,8 +21,8 @@ use self::settings::{SecretValue, Settings};
 use super::restore::{self, Load};
 use super::{JobContext, JobSpec, backup};
 use crate::docker::{Engine, OneShot};
-use crate::generations;
-use crate::layout::Layout;
+use crate::generation::generations;
+use crate::generation::layout::Layout;
 use crate::secrets::{self, MAS_PEPPER, MAS_SYNAPSE_PASSWORD_CONFIG, SYNAPSE_PASSWORD_CONFIG};
 use crate::service::Service;
 use crate::{timestamp, ui};
@@ -393,7 +393,7 @@ do so (a verified backup is taken first)"
 
     // Media first into a new directory beside the live one, while Synapse runs.
     let stamp = timestamp::compact(SystemTime::now());
-    let data = SYNAPSE.data_dir(layout);
+    let data = layout.data_dir(SYNAPSE);
     let incoming = data.join(format!("media.import-{stamp}"));
     ui::step(format!("copying media from {}", g.media.display()));
     let (media_files, media_bytes) = copy_tree(&g.media, &incoming, SYNAPSE.uid())?;

@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::service::Service;
+
 #[derive(Debug, Clone)]
 pub struct Layout {
     pub root: PathBuf,
@@ -31,6 +33,14 @@ impl Layout {
     }
     pub fn data(&self, service: &str) -> PathBuf {
         self.root.join("data").join(service)
+    }
+    /// Where a service keeps its data: never deleted by switch, rollback or gc.
+    /// The edge's is its certificates and ACME account: `data/edge`.
+    pub fn data_dir(&self, service: Service) -> PathBuf {
+        match service {
+            Service::Proxy => self.data("edge"),
+            s => self.data(s.name()),
+        }
     }
     pub fn backups(&self) -> PathBuf {
         self.root.join("backups")

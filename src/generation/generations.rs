@@ -9,9 +9,9 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
 
-use crate::eval::Manifest;
 use crate::fsutil;
-use crate::layout::Layout;
+use crate::generation::layout::Layout;
+use crate::generation::manifest::Manifest;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Generation {

@@ -10,11 +10,11 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use super::restore::{self, BackupSet, SynapseSchema};
-use super::{JobContext, backup};
-use crate::eval::Manifest;
-use crate::generations::Generation;
-use crate::layout::Layout;
+use crate::generation::generations::Generation;
+use crate::generation::layout::Layout;
+use crate::generation::manifest::Manifest;
+use crate::jobs::restore::{self, BackupSet, SynapseSchema};
+use crate::jobs::{JobContext, backup};
 use crate::service::Service;
 use crate::{fsutil, ui};
 

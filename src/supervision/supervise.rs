@@ -14,10 +14,10 @@ use anyhow::{Context, Result, bail};
 use futures_util::StreamExt;
 use tokio::signal::unix::{SignalKind, signal};
 
+use super::health::{self, Liveness};
 use crate::docker::{ContainerState, Engine, Health, print_log};
-use crate::health::{self, Liveness};
+use crate::generation::store::Store;
 use crate::spec::{ServiceSpec, read_spec};
-use crate::store::Store;
 
 fn notify(states: &[sd_notify::NotifyState]) {
     // Outside systemd there is no NOTIFY_SOCKET; that is fine.

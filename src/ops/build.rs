@@ -11,11 +11,12 @@ use super::image::ImageSource;
 use crate::config::Config;
 use crate::context::Context;
 use crate::docker::{Engine, OneShot};
-use crate::eval::{self, Inputs, Manifest};
+use crate::eval::{self, Inputs};
+use crate::generation::manifest::Manifest;
+use crate::generation::store::Store;
 use crate::image::decl::ImagesDir;
 use crate::service::Service;
 use crate::spec::read_spec;
-use crate::store::Store;
 use crate::{secrets, ui};
 
 /// (service, image as written in the config) for every service the config runs,
@@ -29,7 +30,7 @@ fn service_image_values(c: &Config) -> Vec<(Service, &Spanned<String>)> {
         Service::Proxy => &c.images.proxy,
         Service::Redis => &c.images.redis,
     };
-    Service::ALL.into_iter().filter(|s| s.runs_with(c) || *s == Service::Postgres).map(|s| (s, image(s))).collect()
+    Service::ALL.into_iter().filter(|s| c.runs(*s) || *s == Service::Postgres).map(|s| (s, image(s))).collect()
 }
 
 /// (service, image) for every service the config runs.
