@@ -1,0 +1,104 @@
+// wired in after the #24 merge: nothing imports this module yet.
+//! Before syn2mas migrates anything: every provider Synapse recorded in
+//! `user_external_ids.auth_provider` must be some MAS provider's `synapse_idp_id`,
+//! or its users would lose their single sign-on (real syn2mas: "Unknown upstream
+//! provider oidc-…"). Pure: the caller runs the SQL and formats the refusal.
+
+/// The `auth_provider` Synapse stores for an `oidc_providers` entry: `oidc-<idp_id>`,
+/// or plain `oidc` for a missing `idp_id`, an `idp_id` of `oidc` and legacy `oidc_config`.
+pub fn synapse_auth_provider(idp_id: Option<&str>) -> String {
+    match idp_id {
+        None | Some("oidc") => "oidc".to_string(),
+        Some(id) => format!("oidc-{id}"),
+    }
+}
+
+/// A MAS provider as the check needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MasProvider<'a> {
+    pub id: &'a str,
+    pub synapse_idp_id: Option<&'a str>,
+}
+
+/// One Synapse provider no MAS provider maps, with the nearest MAS candidate
+/// (whose `synapse_idp_id` lacks the `oidc-` prefix, the seed's classic mistake).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unmapped {
+    pub synapse: String,
+    pub users: u64,
+    pub hint: Option<String>,
+}
+
+impl std::fmt::Display for Unmapped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Synapse signs {} user(s) in through provider {:?}, which no [[mas.providers]] entry has as synapse_idp_id",
+            self.users, self.synapse
+        )?;
+        if let Some(h) = &self.hint {
+            write!(f, " ({h})")?;
+        }
+        Ok(())
+    }
+}
+
+/// `recorded`: Synapse's distinct `auth_provider` values with their user counts.
+/// `oauth-delegated` (left by an earlier MAS) is not a provider and is skipped here.
+pub fn unmapped(recorded: &[(&str, u64)], mas: &[MasProvider<'_>]) -> Vec<Unmapped> {
+    recorded
+        .iter()
+        .filter(|(p, _)| *p != "oauth-delegated")
+        .filter(|(p, _)| !mas.iter().any(|m| m.synapse_idp_id == Some(*p)))
+        .map(|(p, n)| Unmapped { synapse: p.to_string(), users: *n, hint: hint(p, mas) })
+        .collect()
+}
+
+fn hint(synapse: &str, mas: &[MasProvider<'_>]) -> Option<String> {
+    let bare = synapse.strip_prefix("oidc-")?;
+    let m = mas.iter().find(|m| m.synapse_idp_id == Some(bare))?;
+    Some(format!(
+        "provider {} has synapse_idp_id {bare:?}: Synapse adds the oidc- prefix, so it must be {synapse:?}",
+        m.id
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synapse_names_table() {
+        for (idp, want) in [(None, "oidc"), (Some("oidc"), "oidc"), (Some("keycloak"), "oidc-keycloak")] {
+            assert_eq!(synapse_auth_provider(idp), want, "{idp:?}");
+        }
+    }
+
+    #[test]
+    fn unmapped_table() {
+        let kc = MasProvider { id: "01HFVBY12TMNTYTBV8W921M5FA", synapse_idp_id: Some("oidc-keycloak") };
+        let bare = MasProvider { id: "01HFVBY12TMNTYTBV8W921M5FB", synapse_idp_id: Some("keycloak") };
+        let none = MasProvider { id: "01HFVBY12TMNTYTBV8W921M5FC", synapse_idp_id: None };
+        let cases: Vec<(&str, Vec<(&str, u64)>, Vec<MasProvider>, Vec<&str>)> = vec![
+            ("mapped", vec![("oidc-keycloak", 3)], vec![kc.clone()], vec![]),
+            ("no users, nothing to map", vec![], vec![none.clone()], vec![]),
+            ("missing prefix", vec![("oidc-keycloak", 3)], vec![bare.clone()], vec!["oidc-keycloak"]),
+            ("no provider at all", vec![("oidc", 1)], vec![], vec!["oidc"]),
+            ("earlier MAS rows skipped", vec![("oauth-delegated", 5)], vec![], vec![]),
+            ("one of two", vec![("oidc-keycloak", 1), ("oidc-gitlab", 2)], vec![kc], vec!["oidc-gitlab"]),
+        ];
+        for (what, recorded, mas, want) in cases {
+            let got: Vec<String> = unmapped(&recorded, &mas).into_iter().map(|u| u.synapse).collect();
+            assert_eq!(got, want, "{what}");
+        }
+    }
+
+    #[test]
+    fn refusal_names_both_sides() {
+        let bare = MasProvider { id: "01HFVBY12TMNTYTBV8W921M5FB", synapse_idp_id: Some("keycloak") };
+        let line = unmapped(&[("oidc-keycloak", 2)], &[bare])[0].to_string();
+        for needle in ["\"oidc-keycloak\"", "\"keycloak\"", "01HFVBY12TMNTYTBV8W921M5FB", "2 user(s)"] {
+            assert!(line.contains(needle), "{needle} in {line}");
+        }
+    }
+}
