@@ -11,7 +11,8 @@ exits non-zero unless every step is seen through Synapse:
 
 Usage: drive_bridge_bot.py --homeserver URL --token-file FILE --user @alice:hs
        --bot @bridgebot:hs --bot-state URL [--double-puppet] [--msc4190]
-The user's access token is read from a file.
+The user's access token is read from a file (with --as-user, an appservice token
+used with `user_id` masquerading: how to play the user when no MAS runs to log in).
 """
 
 import argparse
@@ -23,13 +24,17 @@ import urllib.request
 
 
 class Client:
-    def __init__(self, base, token):
+    def __init__(self, base, token, as_user=None):
         self.base = base.rstrip("/")
         self.token = token
+        # With an appservice token (the double-puppet registration's): act as the user.
+        self.query = "user_id=" + urllib.parse.quote(as_user) if as_user else ""
         self.txn = int(time.time() * 1000)
 
     def call(self, method, path, body=None):
         data = None if body is None else json.dumps(body).encode()
+        if self.query:
+            path += ("&" if "?" in path else "?") + self.query
         req = urllib.request.Request(self.base + path, data=data, method=method)
         req.add_header("Authorization", "Bearer " + self.token)
         req.add_header("Content-Type", "application/json")
@@ -71,8 +76,10 @@ def main():
     p.add_argument("--bot-state", required=True)
     p.add_argument("--double-puppet", action="store_true")
     p.add_argument("--msc4190", action="store_true")
+    p.add_argument("--as-user", action="store_true",
+                   help="the token file holds an appservice token: act as --user with it (MAS on, no MAS to log in)")
     a = p.parse_args()
-    c = Client(a.homeserver, open(a.token_file).read().strip())
+    c = Client(a.homeserver, open(a.token_file).read().strip(), a.user if a.as_user else None)
     room = c.call("POST", "/_matrix/client/v3/createRoom", {"preset": "private_chat", "invite": [a.bot]})["room_id"]
     until("the bot to join", lambda: room in bot_state(a.bot_state)["joined"])
     sent = c.send(room, "hello bridge")
