@@ -48,7 +48,6 @@ from aiohttp import web
 from mautrix.appservice import AppService
 from mautrix.appservice.state_store import ASStateStore
 from mautrix.client.state_store import MemoryStateStore
-from mautrix.crypto.account import OlmAccount
 from mautrix.errors import MatrixError
 from mautrix.types import (
     DeviceID,
@@ -198,6 +197,10 @@ class Bridge:
     async def make_device(self):
         """MSC4190: the appservice creates its bot's device and uploads its keys,
         with its as_token — no `/login` (which MAS does not offer appservices)."""
+        # libolm (python-olm) links libstdc++: imported only here, so the bot runs
+        # without it when it makes no device.
+        from mautrix.crypto.account import OlmAccount
+
         bot = self.az.intent
         device_id = DeviceID(self.cfg.get("device_id") or "BRIDGEBOT")
         await bot.create_device_msc4190(device_id, "bridge bot")
