@@ -19,6 +19,8 @@ pub struct Database {
 }
 
 /// Where the chart's Synapse and MAS find their databases.
+// Made once per export; boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PostgresTarget {
     /// The chart's own Postgres; masctl's dumps are loaded into it.

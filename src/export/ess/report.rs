@@ -85,7 +85,7 @@ mod tests {
         ];
         for (f, line) in cases {
             assert_eq!(to_text(std::slice::from_ref(&f)), line);
-            assert_eq!(to_json(&[f.clone()])[0]["setting"], f.setting);
+            assert_eq!(to_json(std::slice::from_ref(&f))[0]["setting"], f.setting);
         }
         assert_eq!(community_limits().len(), 2);
     }

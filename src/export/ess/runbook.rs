@@ -106,10 +106,10 @@ fn databases(out: &mut String, c: &Ctx, mas: bool) {
         they are restored as the chart's owner roles.\n\n```sh\n"
     );
     for (ours, db, owner) in DATABASES.iter().filter(|(o, ..)| *o == "synapse" || mas) {
-        let _ = write!(
+        let _ = writeln!(
             out,
             "kubectl -n {ns} exec -i {rel}-postgres-0 -- pg_restore -U postgres --no-owner --no-acl \
-             --role={owner} --exit-on-error -d {db} < data/{ours}.dump\n",
+             --role={owner} --exit-on-error -d {db} < data/{ours}.dump",
             ns = c.ns,
             rel = c.rel,
         );

@@ -153,7 +153,8 @@ fn secrets_in_mas_fragments_stay_in_secrets() {
 fn refusals_name_what_and_why() {
     let base = fixtures::mas_workers_provider_smtp;
     type Edit = fn(&mut Input);
-    let cases: [(Edit, fn(&Refusal) -> bool); 5] = [
+    type Want = fn(&Refusal) -> bool;
+    let cases: [(Edit, Want); 5] = [
         (
             |i| i.synapse_schema = Some(DbSchema { version: 99, compat_version: Some(97) }),
             |r| matches!(r, Refusal::SchemaTooNew { version: 99, compat: 97, .. }),

@@ -87,10 +87,10 @@ fn postgres(
         PostgresTarget::Bundled => {
             let mut pw = Map::new();
             for (value, file) in [("synapse", "postgres-synapse"), ("matrixAuthenticationService", "postgres-mas")] {
-                if value == "synapse" || input.mas_config.is_some() {
-                    if let Some(p) = input.secret(file) {
-                        pw.insert(value.into(), secrets.credential(Part::Postgres, value, p));
-                    }
+                if (value == "synapse" || input.mas_config.is_some())
+                    && let Some(p) = input.secret(file)
+                {
+                    pw.insert(value.into(), secrets.credential(Part::Postgres, value, p));
                 }
             }
             let mut pg = json!({"enabled": true, "essPasswords": pw});

@@ -77,7 +77,8 @@ mod tests {
 
     #[test]
     fn maps_kinds_and_lists_the_rest() {
-        let cases: [(Vec<(String, u32)>, &[(&str, u32)], usize); 4] = [
+        type Case = (Vec<(String, u32)>, &'static [(&'static str, u32)], usize);
+        let cases: [Case; 4] = [
             (w(&[]), &[], 0),
             (w(&[("synchrotron", 2), ("pusher", 1)]), &[("synchrotron", 2), ("pusher", 1)], 0),
             (w(&[("background", 1)]), &[("background", 1), ("user-dir", 1), ("appservice", 1)], 0),
