@@ -90,10 +90,10 @@ def rewrite_paths(text, secrets_dir):
     return text.replace("/run/secrets/", str(pathlib.Path(secrets_dir).resolve()) + "/")
 
 
-def run_migration_tool(args):
+def run_migration_tool(args, bundled):
     out = tempfile.mkdtemp(prefix="ess-mig-")
     cmd = [str(pathlib.Path(sys.executable).with_name("ess-migration-tool")), "--quiet",
-           "--output-dir", out, "--database-mode", "existing"]
+           "--output-dir", out, "--database-mode", "ess-managed" if bundled else "existing"]
     for flag, src in (("--synapse-config", args.synapse_config), ("--mas-config", args.mas_config)):
         if src:
             f = pathlib.Path(out, pathlib.Path(src).name + ".in")
@@ -132,7 +132,8 @@ def pointer(v, p):
 
 
 def check_against_tool(values, secrets, args):
-    theirs, their_secrets, fails = run_migration_tool(args)
+    bundled = (values.get("postgres") or {}).get("enabled", True)
+    theirs, their_secrets, fails = run_migration_tool(args, bundled)
     if fails:
         return fails
     for p in COMPARED:
