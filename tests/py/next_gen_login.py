@@ -77,6 +77,8 @@ def install_resolver(mapping):
 # ---- HTTP --------------------------------------------------------------------
 def http(args):
     s = requests.Session()
+    # REQUESTS_CA_BUNDLE (set on this machine) would silently replace `verify`.
+    s.trust_env = False
     s.verify = args.ca_file
     s.headers["User-Agent"] = "masctl-next-gen-login-test"
     return s
@@ -94,7 +96,25 @@ def get_json(s, url, run, what, status=200, token=None):
 
 
 # ---- discovery ------------------------------------------------------------------
+def wait_ready(s, args, run):
+    """Bounded readiness: the edge may still be getting its certificates. Any
+    other failure (a wrong status, a chain that never verifies) ends the run."""
+    url = "https://%s/.well-known/matrix/client" % args.server_name
+    deadline, attempts = time.monotonic() + args.ready_timeout, 0
+    while True:
+        attempts += 1
+        try:
+            s.get(url, timeout=10)
+            run.step("edge ready", attempts=attempts)
+            return
+        except (requests.exceptions.SSLError, requests.exceptions.ConnectionError) as exc:
+            if time.monotonic() > deadline:
+                raise Failed("%s never answered over verified TLS: %s" % (url, exc))
+            time.sleep(2)
+
+
 def discover(s, args, run):
+    wait_ready(s, args, run)
     wk, _ = get_json(s, "https://%s/.well-known/matrix/client" % args.server_name, run, "well-known")
     base = wk.get("m.homeserver", {}).get("base_url")
     run.check(isinstance(base, str) and base.startswith("https://"), "well-known base_url", wk=wk)
@@ -267,6 +287,7 @@ def consent_in_browser(b, run, redirect_prefix):
 def oauth_session(s, client_id, redirect_uri, scope):
     o = OAuth2Session(client_id, redirect_uri=redirect_uri, scope=scope, code_challenge_method="S256",
                       token_endpoint_auth_method="none")
+    o.trust_env = False
     o.verify = s.verify
     return o
 
@@ -511,6 +532,7 @@ def parse_args(argv):
     p.add_argument("--resolve", action="append", default=[], help="host=ip, for names only Docker resolves")
     p.add_argument("--chromium", default="/usr/bin/chromium")
     p.add_argument("--timeout", type=int, default=150, help="seconds to wait for Synapse to refuse a dead token")
+    p.add_argument("--ready-timeout", type=int, default=120, help="seconds to wait for the edge's certificates")
     a = p.parse_args(argv)
     with open(a.password_file, encoding="utf-8") as f:
         a.password = f.read().strip()
