@@ -1,4 +1,3 @@
-// wired in after the #24 merge: nothing imports this module yet.
 //! The CA bundle MAS (and Synapse) are given through `SSL_CERT_FILE`: that variable
 //! replaces the system bundle, so it must hold the image's public roots AND the
 //! user's private CA. Pure: the caller reads both files (and locates its errors).

@@ -1,4 +1,3 @@
-// wired in after the #24 merge: nothing imports this module yet.
 //! Before syn2mas migrates anything: every provider Synapse recorded in
 //! `user_external_ids.auth_provider` must be some MAS provider's `synapse_idp_id`,
 //! or its users would lose their single sign-on (real syn2mas: "Unknown upstream
@@ -74,12 +73,15 @@ mod tests {
         }
     }
 
+    /// name, Synapse's recorded providers, MAS's providers, the unmapped names.
+    type Case<'a> = (&'a str, Vec<(&'a str, u64)>, Vec<MasProvider<'a>>, Vec<&'a str>);
+
     #[test]
     fn unmapped_table() {
         let kc = MasProvider { id: "01HFVBY12TMNTYTBV8W921M5FA", synapse_idp_id: Some("oidc-keycloak") };
         let bare = MasProvider { id: "01HFVBY12TMNTYTBV8W921M5FB", synapse_idp_id: Some("keycloak") };
         let none = MasProvider { id: "01HFVBY12TMNTYTBV8W921M5FC", synapse_idp_id: None };
-        let cases: Vec<(&str, Vec<(&str, u64)>, Vec<MasProvider>, Vec<&str>)> = vec![
+        let cases: Vec<Case> = vec![
             ("mapped", vec![("oidc-keycloak", 3)], vec![kc.clone()], vec![]),
             ("no users, nothing to map", vec![], vec![none.clone()], vec![]),
             ("missing prefix", vec![("oidc-keycloak", 3)], vec![bare.clone()], vec!["oidc-keycloak"]),
