@@ -70,4 +70,12 @@ mod tests {
         assert_eq!((r["as_token"].as_str(), r["hs_token"].as_str()), (Some("AS"), Some("HS")));
         assert_eq!(bridge_secret("AS"), "as_token:AS");
     }
+
+    #[test]
+    fn registration_passes_masctls_own_checks() {
+        let text = serde_json::to_string_pretty(&registration("a-b.example.org", "AS", "HS")).unwrap();
+        let r = super::super::registration::parse(&text).unwrap();
+        assert_eq!((r.id.0.as_str(), r.url), (ID, None));
+        assert_eq!(r.sender_localpart.0, SENDER_LOCALPART);
+    }
 }
