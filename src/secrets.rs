@@ -239,6 +239,53 @@ pub async fn ensure_rsa_key(layout: &Layout, engine: &crate::docker::Engine, pyt
     Ok(true)
 }
 
+/// The double-puppet registration's tokens (`[synapse.double_puppet]`); bridges
+/// get the as_token, as `as_token:<token>`, from `secrets/double-puppet-as-token`.
+pub const DOUBLE_PUPPET_AS_TOKEN: &str = "double-puppet-as-token";
+pub const DOUBLE_PUPPET_HS_TOKEN: &str = "double-puppet-hs-token";
+
+/// Copies the registrations read with the config into `secrets/appservices/`
+/// (0600, Synapse's), under names that change with their content, and writes the
+/// double-puppet registration when it is on. Old copies stay: a rollback needs
+/// them. Returns the files written.
+pub fn ensure_appservices(layout: &Layout, c: &crate::config::Config) -> Result<Vec<String>> {
+    let mut files: Vec<(String, String)> = c.registrations.iter().map(|l| (l.file_name(), l.text.clone())).collect();
+    if c.synapse.double_puppet.enabled {
+        files.push((crate::appservice::double_puppet::FILE.into(), double_puppet_registration(layout, c)?));
+    }
+    if files.is_empty() {
+        return Ok(Vec::new());
+    }
+    let dir = layout.secret("appservices");
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
+    let mut written = Vec::new();
+    for (name, content) in files {
+        let path = dir.join(&name);
+        if fs::read_to_string(&path).is_ok_and(|old| old == content) {
+            continue;
+        }
+        write_secret(&path, &content, SYNAPSE_UID).with_context(|| format!("writing secrets/appservices/{name}"))?;
+        written.push(name);
+    }
+    crate::fsutil::fsync_dir(&dir)?;
+    Ok(written)
+}
+
+fn double_puppet_registration(layout: &Layout, c: &crate::config::Config) -> Result<String> {
+    let token = |name: &str| -> Result<String> {
+        let path = layout.secret(name);
+        if !path.exists() {
+            write_secret(&path, &hex::encode(random_bytes::<32>()?), SYNAPSE_UID)
+                .with_context(|| format!("creating secret {name}"))?;
+        }
+        Ok(fs::read_to_string(&path).with_context(|| format!("reading secret {name}"))?.trim().to_string())
+    };
+    let (a, h) = (token(DOUBLE_PUPPET_AS_TOKEN)?, token(DOUBLE_PUPPET_HS_TOKEN)?);
+    let reg = crate::appservice::double_puppet::registration(c.server_name.get_ref(), &a, &h);
+    Ok(serde_json::to_string_pretty(&reg)? + "\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

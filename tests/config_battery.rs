@@ -390,3 +390,152 @@ fn image_recipes_whose_base_loops_are_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("synapse → loop-a → loop-b → loop-a"), "{err}");
 }
+
+/// A bridge's registration, as mautrix writes one (tokens are the test's markers).
+fn registration(id: &str, as_token: &str, hs_token: &str, lp: &str, url: &str, regex: &str) -> String {
+    format!(
+        "id: {id}\nurl: {url}\nas_token: {as_token}\nhs_token: {hs_token}\nsender_localpart: {lp}\n\
+namespaces:\n  users:\n  - exclusive: true\n    regex: '{regex}'\nrate_limited: false\n"
+    )
+}
+
+#[test]
+fn appservice_registrations_are_checked_with_a_location_and_the_host_unchanged() {
+    let good =
+        |id: &str, a: &str, h: &str, lp: &str| registration(id, a, h, lp, "http://bridge:29317", "@tg_.*:e\\.com$");
+    // (what, the files, where the one-line error points: (file index or None = the config, line:col), a word)
+    type Case = (&'static str, Vec<String>, (Option<usize>, &'static str), &'static str);
+    let cases: Vec<Case> = vec![
+        (
+            "bad regex",
+            vec![registration("tg", "SECRETA1", "SECRETH1", "tgbot", "http://b:1", "@tg_(.*")],
+            (Some(0), "9:12"),
+            "does not compile",
+        ),
+        (
+            "Python-only regex",
+            vec![registration("tg", "SECRETA1", "SECRETH1", "tgbot", "http://b:1", "@(?=x)")],
+            (Some(0), "9:12"),
+            "lookahead",
+        ),
+        (
+            "url not http(s)",
+            vec![registration("tg", "SECRETA1", "SECRETH1", "tgbot", "ftp://b:1", "@tg_.*")],
+            (Some(0), "2:6"),
+            "not an http",
+        ),
+        (
+            "url missing",
+            vec![good("tg", "SECRETA1", "SECRETH1", "tgbot").replace("url: http://bridge:29317\n", "")],
+            (Some(0), "1:1"),
+            "explicit `url: null`",
+        ),
+        (
+            "duplicate id",
+            vec![good("tg", "SECRETA1", "SECRETH1", "tgbot"), good("tg", "SECRETA2", "SECRETH2", "bot2")],
+            (Some(1), "1:5"),
+            "id is the same as in",
+        ),
+        (
+            "duplicate as_token",
+            vec![good("tg", "SECRETA1", "SECRETH1", "tgbot"), good("wa", "SECRETA1", "SECRETH2", "wabot")],
+            (Some(1), "3:11"),
+            "as_token",
+        ),
+        (
+            "duplicate hs_token",
+            vec![good("tg", "SECRETA1", "SECRETH1", "tgbot"), good("wa", "SECRETA2", "SECRETH1", "wabot")],
+            (Some(1), "4:11"),
+            "hs_token",
+        ),
+        (
+            "clash with the double puppet",
+            vec![good("tg", "SECRETA1", "SECRETH1", "appservice-double-puppet")],
+            (Some(0), "5:19"),
+            "masctl's own",
+        ),
+        (
+            "duplicate key",
+            vec![good("tg", "SECRETA1", "SECRETH1", "tgbot") + "id: again\n"],
+            (Some(0), "11:1"),
+            "duplicated key",
+        ),
+        ("missing file", vec![], (None, "4:8"), "does not exist"),
+    ];
+    let images = repo().join("images");
+    let mut failures = Vec::new();
+    for (what, files, (file, loc), word) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let mut paths = Vec::new();
+        for (i, body) in files.iter().enumerate() {
+            let p = dir.path().join(format!("reg{i}.yaml"));
+            std::fs::write(&p, body).unwrap();
+            paths.push(p);
+        }
+        if paths.is_empty() {
+            paths.push(dir.path().join("missing.yaml"));
+        }
+        let mut text = format!("server_name = \"e.com\"\nstate_root = \"{}\"\n", root.display());
+        for p in &paths {
+            text.push_str(&format!("[[synapse.appservices]]\npath = \"{}\"\n", p.display()));
+        }
+        let config = dir.path().join("masctl.toml");
+        std::fs::write(&config, &text).unwrap();
+        let before = snapshot(dir.path());
+        let out = masctl(&images, &config);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        let at = file.map_or(config.clone(), |i| paths[i].clone());
+        let want = format!("{}:{loc}: ", at.display());
+        if out.status.success() || err.lines().count() != 1 || !err.contains(&want) || !err.contains(word) {
+            failures.push(format!("{what}: exit {:?}, wanted {want}…{word}, got {err:?}", out.status.code()));
+        }
+        if err.contains("SECRET") {
+            failures.push(format!("{what}: a token in the error: {err:?}"));
+        }
+        if snapshot(dir.path()) != before || root.exists() {
+            failures.push(format!("{what}: changed the host"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn appservice_settings_in_extra_are_refused_and_good_registrations_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = dir.path().join("tg.yaml");
+    std::fs::write(&reg, registration("tg", "SECRETA1", "SECRETH1", "tgbot", "null", "@tg_.*:e\\.com$")).unwrap();
+    let root = dir.path().join("root");
+    let head = format!("server_name = \"e.com\"\nstate_root = \"{}\"\n", root.display());
+    let with_reg = format!("{head}[[synapse.appservices]]\npath = \"{}\"\nnetwork = \"bridges\"\n", reg.display());
+    let images = repo().join("images");
+    // (config, accepted, where, a word)
+    let cases = [
+        (
+            format!("{with_reg}[synapse]\nencrypted_bridges = true\n[synapse.double_puppet]\nenabled = true\n"),
+            true,
+            "",
+            "",
+        ),
+        (format!("{head}[synapse.extra]\napp_service_config_files = []\n"), false, "4:1", "managed by masctl"),
+        (
+            format!("{head}[synapse.extra.experimental_features]\nmsc3202_transaction_extensions = true\n"),
+            false,
+            "4:1",
+            "encrypted_bridges",
+        ),
+        (with_reg.replace("\"bridges\"", "\"no good\""), false, "5:11", "network"),
+    ];
+    for (text, ok, loc, word) in cases {
+        let config = dir.path().join("masctl.toml");
+        std::fs::write(&config, &text).unwrap();
+        let out = masctl(&images, &config);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.success(), ok, "{text}: {err}");
+        if !ok {
+            let want = format!("{}:{loc}: ", config.display());
+            assert!(err.contains(&want) && err.contains(word) && err.lines().count() == 1, "{want} {word}: {err}");
+        }
+        assert!(!root.exists());
+    }
+}

@@ -1,4 +1,3 @@
-// wired in after the #24 merge
 //! The built-in "appservice double puppet" registration (as the playbook's
 //! matrix-appservice-double-puppet has it): no URL, so Synapse pushes nothing and
 //! queries nothing; a non-exclusive namespace over every local user, so bridges
@@ -9,6 +8,9 @@ use serde_json::{Value, json};
 
 pub const ID: &str = "double-puppet";
 pub const SENDER_LOCALPART: &str = "appservice-double-puppet";
+/// Its file in `secrets/appservices/` (the content never changes: the tokens are
+/// generated once, the namespace is the server name).
+pub const FILE: &str = "double-puppet.yaml";
 
 /// `server_name` with every regex metacharacter escaped (Python `re` syntax).
 pub fn escape_regex(s: &str) -> String {
@@ -41,7 +43,8 @@ pub fn registration(server_name: &str, as_token: &str, hs_token: &str) -> Value 
 }
 
 /// What a bridge's config takes (`double_puppet.secrets` in the Go mautrix
-/// bridges, the login shared secret in the Python ones).
+/// bridges, the login shared secret in the Python ones); the README tells it.
+#[cfg_attr(not(test), allow(dead_code))]
 pub fn bridge_secret(as_token: &str) -> String {
     format!("as_token:{as_token}")
 }
@@ -66,5 +69,13 @@ mod tests {
         assert_eq!(r["namespaces"]["users"][0]["regex"], r"@.*:example\.org$");
         assert_eq!((r["as_token"].as_str(), r["hs_token"].as_str()), (Some("AS"), Some("HS")));
         assert_eq!(bridge_secret("AS"), "as_token:AS");
+    }
+
+    #[test]
+    fn registration_passes_masctls_own_checks() {
+        let text = serde_json::to_string_pretty(&registration("a-b.example.org", "AS", "HS")).unwrap();
+        let r = super::super::registration::parse(&text).unwrap();
+        assert_eq!((r.id.0.as_str(), r.url), (ID, None));
+        assert_eq!(r.sender_localpart.0, SENDER_LOCALPART);
     }
 }

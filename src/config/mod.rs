@@ -3,6 +3,7 @@
 //! Parsing is serde with unknown keys refused; checks serde cannot express run in
 //! [`Config::validate`], and every error names `file:line:column`.
 
+mod appservice_files;
 mod password_files;
 mod schema;
 mod tls_files;
@@ -32,11 +33,13 @@ pub fn parse(path: &Path, text: &str) -> Result<Config> {
 }
 
 /// Parses and validates the config file, and checks the files it names that must
-/// be right before a switch (a certificate you bring, external Postgres passwords).
+/// be right before a switch (a certificate you bring, external Postgres passwords,
+/// appservice registrations, which are read once, here).
 pub fn load(path: &Path) -> Result<Config> {
     let text = std::fs::read_to_string(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    let config = parse(path, &text)?;
+    let mut config = parse(path, &text)?;
     tls_files::check(&config, path, &text)?;
     password_files::check(&config, path, &text)?;
+    config.registrations = appservice_files::load(&config, path, &text)?;
     Ok(config)
 }

@@ -39,6 +39,9 @@ pub struct Config {
     /// Where the config was read from, for located errors found after parsing.
     #[serde(skip)]
     pub origin: Origin,
+    /// `[[synapse.appservices]]`'s files as read and checked by `config::load`.
+    #[serde(skip)]
+    pub registrations: Vec<crate::appservice::Loaded>,
 }
 
 /// A config file's path and text.
@@ -187,6 +190,45 @@ pub struct Synapse {
     /// when off, so configs without workers evaluate as before.
     #[serde(default, skip_serializing_if = "Workers::is_off")]
     pub workers: Workers,
+    /// Bridges and bots: their registration files, which Synapse loads. Left out of
+    /// the evaluated config when empty (as the next two when off), so configs
+    /// without appservices evaluate as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub appservices: Vec<Appservice>,
+    /// What encrypted bridges need of Synapse: MSC3202 transaction extensions (device
+    /// lists and one-time-key counts) and MSC2409 to-device messages pushed to them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub encrypted_bridges: bool,
+    /// The built-in double-puppet registration: its as_token lets bridges act as
+    /// their local users.
+    #[serde(default, skip_serializing_if = "DoublePuppet::is_off")]
+    pub double_puppet: DoublePuppet,
+}
+
+/// One bridge's (or bot's) registration file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Appservice {
+    /// The registration file the bridge generated (YAML). masctl copies it into
+    /// `secrets/` at each switch: its tokens are secrets.
+    pub path: Spanned<String>,
+    /// A Docker network Synapse joins to reach the bridge at its `url` (the bridge's
+    /// own network); without it, the URL must be reachable from the stack's network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DoublePuppet {
+    #[serde(default)]
+    pub enabled: bool,
+}
+
+impl DoublePuppet {
+    pub fn is_off(&self) -> bool {
+        !self.enabled
+    }
 }
 
 /// A starting set of workers.
@@ -290,6 +332,9 @@ impl Default for Synapse {
             imported_password_config: false,
             extra: Spanned::new(0..0, toml::Table::new()),
             workers: Workers::default(),
+            appservices: Vec::new(),
+            encrypted_bridges: false,
+            double_puppet: DoublePuppet::default(),
         }
     }
 }

@@ -19,7 +19,7 @@ use crate::image::reference::Reference;
 use crate::service::Unit;
 
 /// Keys of `homeserver.yaml` that masctl owns: overriding them would break the stack.
-pub const MANAGED_SYNAPSE_KEYS: [&str; 12] = [
+pub const MANAGED_SYNAPSE_KEYS: [&str; 13] = [
     "server_name",
     "database",
     "listeners",
@@ -33,7 +33,12 @@ pub const MANAGED_SYNAPSE_KEYS: [&str; 12] = [
     "matrix_authentication_service",
     // from `[edge] trust`
     "federation_custom_ca_list",
+    // from `[[synapse.appservices]]` and `[synapse.double_puppet]`
+    "app_service_config_files",
 ];
+
+/// `experimental_features` keys `synapse.encrypted_bridges` sets.
+const ENCRYPTED_BRIDGE_FEATURES: [&str; 2] = ["msc3202_transaction_extensions", "msc2409_to_device_messages_enabled"];
 
 /// Top-level keys of MAS's `config.yaml` that masctl renders (`account` comes from
 /// `[mas.account]`).
@@ -459,9 +464,27 @@ secrets/synapse-password-config.yaml (Synapse would let one replace the other); 
             format!("ports.synapse {:?} is not IP:PORT or PORT (1-65535)", c.ports.synapse.get_ref()),
         ));
     }
+    validate_appservices(c, &k)?;
     validate_workers(c, &k)?;
     validate_mas(c, &k)?;
     validate_edge(c, &k)
+}
+
+fn validate_appservices(c: &Config, k: &Checker) -> Result<()> {
+    for a in &c.synapse.appservices {
+        k.spanned("synapse.appservices.path", &a.path, safe_path)?;
+        if let Some(n) = &a.network {
+            k.spanned("synapse.appservices.network", n, network_name)?;
+        }
+    }
+    let features = c.synapse.extra.get_ref().get("experimental_features").and_then(|v| v.as_table());
+    if let Some(key) = features.and_then(|f| ENCRYPTED_BRIDGE_FEATURES.iter().find(|k| f.contains_key(**k))) {
+        return Err(k.err(
+            k.doc.key_span(&["synapse", "extra", "experimental_features", key]),
+            format!("synapse.extra.experimental_features.{key}: set synapse.encrypted_bridges = true instead"),
+        ));
+    }
+    Ok(())
 }
 
 /// A Postgres role or database name masctl writes into pgpass lines and SQL

@@ -96,7 +96,36 @@ pub fn homeserver_pre_mas(c: &Config) -> Result<Value> {
             obj.insert(k, v);
         }
     }
+    appservices(c, &mut hs);
     Ok(hs)
+}
+
+/// Where Synapse reads the appservice registrations (`secrets/appservices/` on the host).
+const APPSERVICES_IN: &str = "/run/secrets/appservices";
+
+/// (host file under `secrets/`, container path) for every registration Synapse loads.
+pub fn registration_mounts(c: &Config) -> Vec<(String, String)> {
+    let mut files: Vec<String> = c.registrations.iter().map(|l| l.file_name()).collect();
+    if c.synapse.double_puppet.enabled {
+        files.push(crate::appservice::double_puppet::FILE.into());
+    }
+    files.into_iter().map(|f| (format!("appservices/{f}"), format!("{APPSERVICES_IN}/{f}"))).collect()
+}
+
+/// `app_service_config_files` and, for encrypted bridges, the experimental
+/// features they need (merged into any `experimental_features` from `extra`).
+fn appservices(c: &Config, hs: &mut Value) {
+    let files: Vec<String> = registration_mounts(c).into_iter().map(|(_, inside)| inside).collect();
+    if !files.is_empty() {
+        hs["app_service_config_files"] = json!(files);
+    }
+    if c.synapse.encrypted_bridges {
+        if !hs.get("experimental_features").is_some_and(Value::is_object) {
+            hs["experimental_features"] = json!({});
+        }
+        hs["experimental_features"]["msc3202_transaction_extensions"] = json!(true);
+        hs["experimental_features"]["msc2409_to_device_messages_enabled"] = json!(true);
+    }
 }
 
 fn log_config(level: &str) -> Value {
@@ -138,6 +167,9 @@ pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
         secret("synapse-registration"),
         secret("synapse-signing.key"),
     ];
+    for (host, inside) in registration_mounts(c) {
+        binds.push(format!("{}:{inside}:ro", l.secret(&host).display()));
+    }
     let mut cmd = vec!["--config-path".to_string(), "/etc/synapse/homeserver.yaml".into()];
     if c.mas_delegating() {
         binds.push(secret("synapse-mas-secret"));
@@ -177,6 +209,60 @@ pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
         data_dirs: vec![DataDir { path: data, uid: UID, mode: 0o750 }],
         stop_timeout_secs: 30,
         aliases: vec![],
-        extra_networks: vec![],
+        extra_networks: appservice_networks(c),
+    }
+}
+
+/// The Docker networks of bridges Synapse reaches there, each once.
+fn appservice_networks(c: &Config) -> Vec<String> {
+    let mut nets: Vec<String> = Vec::new();
+    for n in c.synapse.appservices.iter().filter_map(|a| a.network.as_ref()) {
+        if !nets.contains(n.get_ref()) {
+            nets.push(n.get_ref().clone());
+        }
+    }
+    nets
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::appservice::{Loaded, registration};
+    use std::path::Path;
+
+    #[test]
+    fn appservices_render_into_homeserver_yaml_and_mounts() {
+        let text = "server_name = \"e.com\"\n[[synapse.appservices]]\npath = \"/b/tg.yaml\"\nnetwork = \"bridges\"\n\
+[[synapse.appservices]]\npath = \"/b/wa.yaml\"\nnetwork = \"bridges\"\n\
+[synapse]\nencrypted_bridges = true\n[synapse.double_puppet]\nenabled = true\n\
+[synapse.extra.experimental_features]\nmsc3266_enabled = true\n";
+        let mut c = crate::config::parse(Path::new("m.toml"), text).unwrap();
+        for id in ["tg", "wa"] {
+            let body = format!(
+                "id: {id}\nurl: null\nas_token: A{id}\nhs_token: H{id}\nsender_localpart: {id}bot\nnamespaces: {{}}\n"
+            );
+            let reg = registration::parse(&body).unwrap();
+            c.registrations.push(Loaded::new(format!("/b/{id}.yaml").into(), body, reg));
+        }
+        let hs = homeserver(&c).unwrap();
+        let files = hs["app_service_config_files"].as_array().unwrap();
+        assert_eq!(files.len(), 3, "{files:?}");
+        assert!(files[0].as_str().unwrap().starts_with("/run/secrets/appservices/tg."));
+        assert_eq!(files[2], "/run/secrets/appservices/double-puppet.yaml");
+        let xf = &hs["experimental_features"];
+        assert_eq!(
+            (xf["msc3202_transaction_extensions"].as_bool(), xf["msc3266_enabled"].as_bool()),
+            (Some(true), Some(true))
+        );
+        assert_eq!(xf["msc2409_to_device_messages_enabled"], true);
+        assert!(!render(&hs).unwrap().contains("Atg"), "no token in homeserver.yaml");
+        // A changed registration is a new file name: Synapse's config changes with it.
+        let before = c.registrations[0].file_name();
+        c.registrations[0].text.push_str("# edited\n");
+        assert_ne!(before, c.registrations[0].file_name());
+        assert_eq!(appservice_networks(&c), vec!["bridges".to_string()]);
+        let mounts = registration_mounts(&c);
+        assert_eq!(mounts.len(), 3);
+        assert!(mounts.iter().all(|(host, inside)| inside.ends_with(host.trim_start_matches("appservices/"))));
     }
 }

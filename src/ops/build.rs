@@ -100,6 +100,10 @@ pub async fn build(ctx: &Context, engine: &Engine) -> Result<(PathBuf, Manifest)
     if !copied.is_empty() {
         ui::step(format!("external Postgres passwords copied for the services: {}", copied.join(", ")));
     }
+    let registrations = secrets::ensure_appservices(layout, c)?;
+    if !registrations.is_empty() {
+        ui::step(format!("appservice registrations copied for Synapse: {}", registrations.join(", ")));
+    }
     let exe = std::env::current_exe().context("locating the masctl binary")?.display().to_string();
     // No bundled server (an external one): nothing of masctl's lives by major version.
     let pg_major = match images.get(&Service::Postgres) {

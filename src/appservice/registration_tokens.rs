@@ -1,4 +1,3 @@
-// wired in after the #24 merge
 //! Registration tokens as `masctl registration-token create|list|revoke` needs
 //! them, as pure request builders and response parsers for both APIs: MAS's admin
 //! API (`/api/admin/v1/user-registration-tokens`, MAS ≥ 0.17) when MAS handles
