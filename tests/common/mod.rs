@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod python;
 pub mod stack;
 
 use std::path::{Path, PathBuf};
