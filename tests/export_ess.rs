@@ -351,6 +351,8 @@ fn mas_with_workers_provider_and_smtp_exports() {
     for (f, v) in [("dex", "dex-client-secret-1"), ("smtp", "smtp-password-1")] {
         std::fs::write(files.join(f), format!("{v}\n")).unwrap();
         std::fs::set_permissions(files.join(f), std::fs::Permissions::from_mode(0o600)).unwrap();
+        // MAS reads them as its own user (distroless `nonroot`).
+        std::os::unix::fs::chown(files.join(f), Some(65532), Some(65532)).unwrap();
     }
     s.write_config(&format!(
         "{}[synapse.workers.counts]\ngeneric = 1\n[mas]\nenabled = true\n\

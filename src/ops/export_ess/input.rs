@@ -31,7 +31,8 @@ pub fn issuer(s: &str) -> Issuer {
 
 pub fn build(c: &Config, layout: &Layout, o: &Options, schema: Option<DbSchema>, synapse: &str) -> Result<Input> {
     let keys = |t: &toml::Table| t.keys().cloned().collect::<Vec<_>>();
-    let secrets = read_secrets(layout)?;
+    let mut secrets = read_secrets(layout)?;
+    secrets.extend(user_files(c)?);
     let synapse_secret_files = if c.imported_password_config() {
         let name = crate::secrets::SYNAPSE_PASSWORD_CONFIG;
         secrets.get(name).map(|t| vec![(name.to_string(), t.clone())]).unwrap_or_default()
@@ -115,6 +116,28 @@ fn postgres(c: &Config, o: &Options) -> Result<PostgresTarget> {
         synapse: db(e.synapse.get_ref())?,
         mas: e.mas.as_ref().map(|m| db(m.get_ref())).transpose()?,
     })
+}
+
+/// The credentials MAS reads from the user's own files, under the names its
+/// config gives them in `/run/secrets/` (see `eval::mas::secret_binds`).
+fn user_files(c: &Config) -> Result<BTreeMap<String, String>> {
+    let mut files: Vec<(String, &str)> = Vec::new();
+    if c.mas_enabled() {
+        if c.mas.email.username.is_some()
+            && let Some(f) = &c.mas.email.password_file
+        {
+            files.push(("mas-smtp-password".into(), f.get_ref()));
+        }
+        for (i, p) in c.mas.upstream_oauth2.providers.iter().enumerate() {
+            if let Some(f) = &p.client_secret_file {
+                files.push((format!("mas-provider-{i}"), f.get_ref()));
+            }
+        }
+    }
+    files
+        .into_iter()
+        .map(|(name, f)| Ok((name, std::fs::read_to_string(f).with_context(|| format!("reading {f}"))?)))
+        .collect()
 }
 
 /// Every file under `secrets/` by name (read as root: they are 0600).
