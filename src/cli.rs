@@ -180,6 +180,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Hand the stack to another engine (Kubernetes with Element's ESS chart)
+    #[command(subcommand)]
+    Export(ExportCommand),
     /// Dump every database into backups/, each verified by a test restore
     Backup,
     /// List the backups
@@ -254,6 +257,52 @@ pub fn parse_timeout(s: &str) -> Result<u64, String> {
         Ok(n) if (1..=MAX_TIMEOUT_SECS).contains(&n) => Ok(n),
         _ => Err(format!("{s:?}: expected seconds from 1 to {MAX_TIMEOUT_SECS}")),
     }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ExportCommand {
+    /// Write values.yaml, secrets.yaml (0600), RUNBOOK.md, a report of what does not
+    /// carry over and data/ (verified database dumps, the media archive with its
+    /// checksums) for Element's ESS `matrix-stack` Helm chart. The masctl host keeps
+    /// serving; RUNBOOK.md says how to install, load the data and move DNS.
+    ///
+    /// Refused, with nothing written: a non-empty --out, a Synapse database newer
+    /// than the chart's Synapse serves, ACME TLS without --cert-issuer.
+    Ess(ExportEss),
+}
+
+#[derive(Args, Debug)]
+pub struct ExportEss {
+    /// The directory to write (new or empty; made 0700)
+    #[arg(long)]
+    pub out: std::path::PathBuf,
+    /// The Helm release name
+    #[arg(long, default_value = "ess")]
+    pub release: String,
+    /// The Kubernetes namespace
+    #[arg(long, default_value = "ess")]
+    pub namespace: String,
+    /// `bundled`: the chart's own Postgres, loaded from data/*.dump; `external`:
+    /// the [postgres.external] server masctl uses (only the media is exported)
+    #[arg(long, value_enum, default_value_t = PostgresChoice::Bundled)]
+    pub postgres: PostgresChoice,
+    /// With edge.tls = "acme": the cert-manager issuer, `NAME` (an Issuer in the
+    /// namespace) or `cluster:NAME` (a ClusterIssuer)
+    #[arg(long)]
+    pub cert_issuer: Option<String>,
+    /// The host MAS answers on in the cluster (default: masctl's own MAS host when
+    /// it has one, else auth.<server_name>)
+    #[arg(long)]
+    pub mas_host: Option<String>,
+    /// Print the report as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PostgresChoice {
+    Bundled,
+    External,
 }
 
 #[derive(Subcommand, Debug)]

@@ -8,6 +8,7 @@ mod config;
 mod context;
 mod docker;
 mod eval;
+mod export;
 mod fsutil;
 mod generation;
 mod image;

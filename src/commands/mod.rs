@@ -1,6 +1,7 @@
 //! One module per command family: each parses what clap gave it, calls one
 //! operation (`ops/`, `jobs/`) and prints the result to stdout.
 
+mod export;
 mod image;
 mod jobs;
 mod restore;
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::cli::{Cli, Command, ConfigCommand, ImportCommand};
+use crate::cli::{Cli, Command, ConfigCommand, ExportCommand, ImportCommand};
 use crate::context::Context;
 
 pub async fn run(cli: Cli) -> Result<()> {
@@ -42,6 +43,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::User { json, cmd } => users::run(&Context::for_state(g)?, cmd, json).await,
         Command::Doctor { json } => jobs::doctor(&Context::for_state(g)?, json).await,
+        Command::Export(ExportCommand::Ess(args)) => export::ess(&Context::with_config(g)?, args).await,
         Command::Backup => jobs::backup(&Context::for_state(g)?).await,
         Command::Backups { json } => jobs::backups(&Context::for_state(g)?, json),
         Command::Restore { backup, json, timeout } => {

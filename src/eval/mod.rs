@@ -14,7 +14,7 @@ pub mod mas;
 pub mod postgres;
 mod proxy;
 mod redis;
-mod synapse;
+pub mod synapse;
 mod trust;
 mod units;
 pub mod workers;

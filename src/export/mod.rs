@@ -1,4 +1,3 @@
-// wired in after the #24 merge
 //! Exports: what masctl hands to another engine.
 
 pub mod ess;

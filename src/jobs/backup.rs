@@ -74,63 +74,91 @@ pub async fn manual(layout: &Layout) -> Result<Vec<PathBuf>> {
 
 /// Dumps each database; returns the verified files. A failed dump leaves nothing.
 pub async fn run(layout: &Layout, systemd: &Systemd, manifest: &Manifest, label: &str) -> Result<Vec<PathBuf>> {
-    let dir = layout.backups();
-    std::fs::create_dir_all(&dir)?;
-    std::os::unix::fs::chown(&dir, Some(POSTGRES.uid()), Some(POSTGRES.uid()))?;
-    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
-    let host = POSTGRES.container(&manifest.instance);
-    let mut made = Vec::new();
     // One stamp for every database: the dumps of one run form a set (`masctl restore`).
     let stamp = timestamp::compact(SystemTime::now());
-    let ext = manifest.external_postgres.as_ref();
+    let dest = Destination { dir: layout.backups(), name: &|db: &str| format!("{db}-{stamp}-{label}.dump") };
+    dump_into(layout, systemd, manifest, &dest).await
+}
+
+/// Where verified dumps go: a directory and each database's file name in it.
+pub struct Destination<'a> {
+    pub dir: PathBuf,
+    pub name: &'a dyn Fn(&str) -> String,
+}
+
+/// Dumps each database into `dest` (made 0700, owned by Postgres's user, so the
+/// job's container can write there); returns the verified files.
+pub async fn dump_into(
+    layout: &Layout,
+    systemd: &Systemd,
+    manifest: &Manifest,
+    dest: &Destination<'_>,
+) -> Result<Vec<PathBuf>> {
+    let dir = &dest.dir;
+    std::fs::create_dir_all(dir)?;
+    std::os::unix::fs::chown(dir, Some(POSTGRES.uid()), Some(POSTGRES.uid()))?;
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    let mut made = Vec::new();
     for db in &manifest.databases {
-        let file = format!("{db}-{stamp}-{label}.dump");
-        let (script, pgpass) = match ext {
-            Some(e) => {
-                let login = e.databases.get(db).with_context(|| format!("the manifest has no login for {db}"))?;
-                (external_script(&e.host, e.port, login, db, &file), crate::secrets::EXTERNAL_PGPASS)
-            }
-            None => (script(&host, db, &file), "postgres-superuser-pgpass"),
-        };
-        let job = OneShot {
-            image: manifest.images[&POSTGRES].clone(),
-            user: POSTGRES.user(),
-            entrypoint: Some(vec!["sh".into(), "-c".into(), script]),
-            cmd: vec![],
-            binds: vec![
-                format!("{}:/backups", dir.display()),
-                format!("{}:/run/secrets/pgpass:ro", layout.secret(pgpass).display()),
-            ],
-            network: Some(manifest.instance.clone()),
-            env: vec!["PGPASSFILE=/run/secrets/pgpass".into()],
-        };
-        let tmp = dir.join(format!("{file}.tmp"));
-        let dest = dir.join(&file);
-        // The unit itself renames a verified dump (or removes a failed one), so a
-        // dropped session cannot leave a verified backup under its temporary name.
-        let mut spec = JobSpec::new("backup", job);
-        spec.rename_on_success.push((tmp.display().to_string(), dest.display().to_string()));
-        spec.remove_on_failure.push(tmp.display().to_string());
-        spec.extra_networks.extend(ext.and_then(|e| e.network.clone()));
-        if ext.is_some() {
-            // Left by a job whose unit was killed before its own clean-up.
-            let scratch = dir.join(format!("{VERIFY_PREFIX}{db}"));
-            if scratch.exists() {
-                std::fs::remove_dir_all(&scratch).with_context(|| format!("removing {}", scratch.display()))?;
-            }
-            spec.remove_dirs_after.push(scratch.display().to_string());
-        }
-        let (code, _) = super::run(layout, systemd, &format!("masctl backup of {db}"), spec).await?;
-        if code != 0 {
-            bail!("the backup of {db} failed (exit {code}); see its output above");
-        }
-        let size = std::fs::metadata(&dest).with_context(|| format!("{} is missing", dest.display()))?.len();
-        if size == 0 {
-            bail!("the backup of {db} is empty");
-        }
-        made.push(dest);
+        made.push(dump_one(layout, systemd, manifest, dir, db, &(dest.name)(db)).await?);
     }
     Ok(made)
+}
+
+async fn dump_one(
+    layout: &Layout,
+    systemd: &Systemd,
+    manifest: &Manifest,
+    dir: &Path,
+    db: &str,
+    file: &str,
+) -> Result<PathBuf> {
+    let host = POSTGRES.container(&manifest.instance);
+    let ext = manifest.external_postgres.as_ref();
+    let (script, pgpass) = match ext {
+        Some(e) => {
+            let login = e.databases.get(db).with_context(|| format!("the manifest has no login for {db}"))?;
+            (external_script(&e.host, e.port, login, db, file), crate::secrets::EXTERNAL_PGPASS)
+        }
+        None => (script(&host, db, file), "postgres-superuser-pgpass"),
+    };
+    let job = OneShot {
+        image: manifest.images[&POSTGRES].clone(),
+        user: POSTGRES.user(),
+        entrypoint: Some(vec!["sh".into(), "-c".into(), script]),
+        cmd: vec![],
+        binds: vec![
+            format!("{}:/backups", dir.display()),
+            format!("{}:/run/secrets/pgpass:ro", layout.secret(pgpass).display()),
+        ],
+        network: Some(manifest.instance.clone()),
+        env: vec!["PGPASSFILE=/run/secrets/pgpass".into()],
+    };
+    let tmp = dir.join(format!("{file}.tmp"));
+    let dest = dir.join(file);
+    // The unit itself renames a verified dump (or removes a failed one), so a
+    // dropped session cannot leave a verified backup under its temporary name.
+    let mut spec = JobSpec::new("backup", job);
+    spec.rename_on_success.push((tmp.display().to_string(), dest.display().to_string()));
+    spec.remove_on_failure.push(tmp.display().to_string());
+    spec.extra_networks.extend(ext.and_then(|e| e.network.clone()));
+    if ext.is_some() {
+        // Left by a job whose unit was killed before its own clean-up.
+        let scratch = dir.join(format!("{VERIFY_PREFIX}{db}"));
+        if scratch.exists() {
+            std::fs::remove_dir_all(&scratch).with_context(|| format!("removing {}", scratch.display()))?;
+        }
+        spec.remove_dirs_after.push(scratch.display().to_string());
+    }
+    let (code, _) = super::run(layout, systemd, &format!("masctl backup of {db}"), spec).await?;
+    if code != 0 {
+        bail!("the backup of {db} failed (exit {code}); see its output above");
+    }
+    let size = std::fs::metadata(&dest).with_context(|| format!("{} is missing", dest.display()))?.len();
+    if size == 0 {
+        bail!("the backup of {db} is empty");
+    }
+    Ok(dest)
 }
 
 /// The verified backup a job that replaces data takes first; `what` names the job

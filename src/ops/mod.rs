@@ -3,6 +3,7 @@
 //! here prints results: the commands do.
 
 pub mod build;
+pub mod export_ess;
 pub mod gc;
 pub mod history;
 pub mod image;

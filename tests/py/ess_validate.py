@@ -187,7 +187,7 @@ def main():
         f = check_against_tool(values, secrets, args)
         checks["ess-migration-tool"] = "ok" if not f else "failed"
         fails += f
-    print(json.dumps({"ok": not fails, "checks": checks, "failures": fails}, indent=1))
+    print(json.dumps({"ok": not fails, "checks": checks, "failures": fails}))
     for f in fails:
         print(f, file=sys.stderr)
     return 1 if fails else 0

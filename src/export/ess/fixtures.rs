@@ -1,4 +1,3 @@
-// wired in after the #24 merge
 //! Test inputs shaped like masctl's rendered configs: (a) the default stack,
 //! (b) MAS with workers, an upstream provider and SMTP, (c) an external Postgres.
 

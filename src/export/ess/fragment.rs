@@ -1,4 +1,3 @@
-// wired in after the #24 merge
 //! Config fragments for the chart's `additional`: masctl's rendered config with
 //! its secret-file references replaced by the secrets' values. Fragments holding
 //! a secret go to a Secret (`configSecret`), the rest inline (`config`).

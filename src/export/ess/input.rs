@@ -1,4 +1,3 @@
-// wired in after the #24 merge
 //! What the export reads, already rendered: masctl's `homeserver.yaml` and MAS
 //! `config.yaml` as masctl generates them, the secrets' contents by file name,
 //! and the few facts of `masctl.toml` the rendered files do not carry.

@@ -1,4 +1,3 @@
-// wired in after the #24 merge
 //! Which of the chart's `matrixAuthenticationService.privateKeys.*` slots a MAS
 //! signing key fills: the chart takes one key per type.
 

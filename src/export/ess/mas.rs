@@ -1,4 +1,3 @@
-// wired in after the #24 merge
 //! `matrixAuthenticationService.*` values: secrets and keys by reference,
 //! providers, email, passwords and extra settings as `additional` fragments.
 

@@ -1,4 +1,3 @@
-// wired in after the #24 merge
 //! `masctl export ess`: the stack as values, Secrets, a report and a runbook for
 //! Element's ESS Community Helm chart (`matrix-stack` 26.8.1). Pure: the caller
 //! reads masctl's rendered configs, secrets and database schema into an

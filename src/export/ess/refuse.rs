@@ -1,4 +1,3 @@
-// wired in after the #24 merge
 //! Why an export is refused, checked before anything is written.
 
 use std::fmt;

@@ -1,4 +1,3 @@
-// wired in after the #24 merge
 //! What does not carry over to the chart, each by the masctl setting's name.
 
 use serde_json::{Value, json};

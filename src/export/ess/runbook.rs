@@ -1,4 +1,3 @@
-// wired in after the #24 merge
 //! `RUNBOOK.md`: the commands, in order, that move the stack onto the cluster
 //! with chart 26.8.1, and the way back. masctl keeps serving until DNS moves.
 
@@ -117,10 +116,7 @@ fn databases(out: &mut String, c: &Ctx, mas: bool) {
     let _ = write!(
         out,
         "kubectl -n {ns} exec -i {rel}-postgres-0 -- psql -U postgres -d synapse -v ON_ERROR_STOP=1 \
-         -c 'TRUNCATE e2e_one_time_keys_json'\n```\n\n\
-         Compare the row counts with `data/rowcounts.tsv` (written by the export):\n\n```sh\n\
-         kubectl -n {ns} exec -i {rel}-postgres-0 -- psql -U postgres -d synapse -At -F $'\\t' \
-         -c \"SELECT relname, n_live_tup FROM pg_stat_user_tables ORDER BY 1\"\n```\n\n",
+         -c 'TRUNCATE e2e_one_time_keys_json'\n```\n\n",
         ns = c.ns,
         rel = c.rel,
     );
@@ -137,7 +133,7 @@ fn media(out: &mut String, c: &Ctx) {
          \"containers\":[{{\"name\":\"load\",\"image\":\"postgres:17-alpine\",\"command\":[\"sleep\",\"3600\"],\
          \"volumeMounts\":[{{\"name\":\"m\",\"mountPath\":\"/media\"}}]}}]}}}}'\n\
          kubectl -n {ns} wait --for=condition=Ready pod/{rel}-media-load --timeout=5m\n\
-         kubectl -n {ns} exec -i {rel}-media-load -- sh -c 'mkdir -p /media/media_store && tar -xzf - -C /media/media_store' < data/media.tar.gz\n\
+         kubectl -n {ns} exec -i {rel}-media-load -- sh -c 'mkdir -p /media/media_store && tar -xf - -C /media/media_store' < data/media.tar\n\
          kubectl -n {ns} exec -i {rel}-media-load -- sh -c 'cd /media/media_store && sha256sum -c -s' < data/media.sha256\n\
          kubectl -n {ns} delete pod {rel}-media-load\n```\n\n",
         ns = c.ns,

@@ -1,4 +1,3 @@
-// wired in after the #24 merge
 //! The Kubernetes Secrets an export writes, and the `{secret, secretKey}`
 //! references the values use for them: credentials never appear inline.
 
@@ -66,12 +65,9 @@ impl SecretSet {
         json!({"configSecret": r["secret"], "configSecretKey": r["secretKey"]})
     }
 
+    #[cfg(test)]
     pub fn get(&self, name: &str, key: &str) -> Option<&str> {
         self.secrets.get(name)?.data.get(key).map(String::as_str)
-    }
-
-    pub fn names(&self) -> Vec<&str> {
-        self.secrets.keys().map(String::as_str).collect()
     }
 
     /// Kubernetes objects, `data` base64 as the API stores it.

@@ -1,4 +1,3 @@
-// wired in after the #24 merge
 //! `synapse.*` values: secrets by reference, `additional` from what masctl's
 //! `homeserver.yaml` carries beyond what the chart owns, media and logging.
 

@@ -1,4 +1,3 @@
-// wired in after the #24 merge
 //! Whole exports of the three fixture stacks.
 
 use serde_json::{Value, json};

@@ -1,4 +1,3 @@
-// wired in after the #24 merge
 //! The chart's `values.yaml`: server name, hosts, TLS, components, databases.
 
 use serde_json::{Map, Value, json};

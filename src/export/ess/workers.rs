@@ -1,4 +1,3 @@
-// wired in after the #24 merge
 //! masctl's worker kinds → the chart's `synapse.workers.<type>`.
 
 use serde_json::{Map, Value, json};
