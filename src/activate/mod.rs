@@ -187,17 +187,7 @@ impl Activator<'_> {
         pending.extend(plan.to_start());
         write_pending(self.layout, &pending)?;
 
-        let stops: Vec<(Op, String)> = plan.stop.iter().chain(&plan.restart).map(|u| (Op::Stop, u.clone())).collect();
-        if !stops.is_empty() {
-            let sp = ui::spinner(&format!("stopping {}", stops.len()));
-            let res = self.systemd.run_jobs(&stops, Duration::from_secs(300)).await?;
-            sp.finish_and_clear();
-            for (unit, _, result) in res {
-                if result.failed() {
-                    ui::warn(format!("stopping {unit}: {result}"));
-                }
-            }
-        }
+        self.stop_units(&plan).await?;
 
         failpoint("after-stop");
         self.write_units(target, &manifest)?;
@@ -221,6 +211,22 @@ impl Activator<'_> {
         }
         let _ = fs::remove_file(self.layout.pending());
         Ok(Ok(plan))
+    }
+
+    /// Stops what the plan stops or restarts; a unit that fails to stop is only a warning.
+    async fn stop_units(&self, plan: &Plan) -> Result<()> {
+        let stops: Vec<(Op, String)> = plan.stop.iter().chain(&plan.restart).map(|u| (Op::Stop, u.clone())).collect();
+        if !stops.is_empty() {
+            let sp = ui::spinner(&format!("stopping {}", stops.len()));
+            let res = self.systemd.run_jobs(&stops, Duration::from_secs(300)).await?;
+            sp.finish_and_clear();
+            for (unit, _, result) in res {
+                if result.failed() {
+                    ui::warn(format!("stopping {unit}: {result}"));
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn start_after_flip(
@@ -297,23 +303,30 @@ impl Activator<'_> {
             }
         }
         hold("hold-before-gate", self.layout, self.timeout).await;
-        // Health gate: every container runs the generation's image and is healthy.
+        failed.extend(self.health_gate(manifest).await?);
+        Ok(failed.into_iter().collect())
+    }
+
+    /// The health gate: the units whose container does not run the generation's
+    /// image or is not healthy.
+    async fn health_gate(&self, manifest: &Manifest) -> Result<Vec<String>> {
         let checks = try_join_all(manifest.units().into_iter().map(|(unit, spec_path)| async move {
             let spec = read_spec(spec_path)?;
             let st = crate::supervision::health::service_state(self.engine, &spec).await?;
             anyhow::Ok((unit.unit_name(), spec, st))
         }))
         .await?;
+        let mut failed = Vec::new();
         for (unit, spec, st) in checks {
             match st {
                 Some(st) if st.serves(&spec) => {}
                 other => {
                     ui::detail(format!("{}: container is {other:?}", spec.container));
-                    failed.insert(unit);
+                    failed.push(unit);
                 }
             }
         }
-        Ok(failed.into_iter().collect())
+        Ok(failed)
     }
 }
 

@@ -72,12 +72,26 @@ fn passwords(c: &Config) -> Value {
     json!({"enabled": true, "schemes": [v1, {"version": 2, "algorithm": "argon2id"}]})
 }
 
-pub fn config(c: &Config) -> Result<Value> {
-    let instance = c.instance.get_ref();
+/// MAS's listeners: the web one under the path prefix, the compatibility layer
+/// Synapse's login routes reach, and the internal one (health, admin API).
+fn http(c: &Config) -> Value {
     let prefix = c.mas.path_prefix.get_ref();
-    let db = super::postgres::conn(c, "mas");
-    let providers: Vec<Value> = c
-        .mas
+    json!({
+        "public_base": format!("https://{}{prefix}/", c.mas_hostname()),
+        "listeners": [
+            {"name": "web", "prefix": prefix, "binds": [{"address": "[::]:8080"}],
+             "resources": [{"name": "discovery"}, {"name": "human"}, {"name": "oauth"}, {"name": "graphql"},
+                           {"name": "assets", "path": format!("{SHARE}/assets/")}]},
+            {"name": "compat", "binds": [{"address": format!("[::]:{COMPAT_PORT}")}], "resources": [{"name": "compat"}]},
+            {"name": "internal", "binds": [{"host": "0.0.0.0", "port": INTERNAL_PORT}],
+             "resources": [{"name": "health"}, {"name": "oauth"}, {"name": "adminapi"}]},
+        ],
+    })
+}
+
+/// The upstream OAuth2 providers, each client secret read from a file of its own.
+fn providers(c: &Config) -> Vec<Value> {
+    c.mas
         .upstream_oauth2
         .providers
         .iter()
@@ -95,19 +109,14 @@ pub fn config(c: &Config) -> Result<Value> {
             }
             v
         })
-        .collect();
+        .collect()
+}
+
+pub fn config(c: &Config) -> Result<Value> {
+    let instance = c.instance.get_ref();
+    let db = super::postgres::conn(c, "mas");
     let mut cfg = json!({
-        "http": {
-            "public_base": format!("https://{}{prefix}/", c.mas_hostname()),
-            "listeners": [
-                {"name": "web", "prefix": prefix, "binds": [{"address": "[::]:8080"}],
-                 "resources": [{"name": "discovery"}, {"name": "human"}, {"name": "oauth"}, {"name": "graphql"},
-                               {"name": "assets", "path": format!("{SHARE}/assets/")}]},
-                {"name": "compat", "binds": [{"address": format!("[::]:{COMPAT_PORT}")}], "resources": [{"name": "compat"}]},
-                {"name": "internal", "binds": [{"host": "0.0.0.0", "port": INTERNAL_PORT}],
-                 "resources": [{"name": "health"}, {"name": "oauth"}, {"name": "adminapi"}]},
-            ],
-        },
+        "http": http(c),
         "templates": {
             "path": format!("{SHARE}/templates/"),
             "translations_path": format!("{SHARE}/translations/"),
@@ -141,7 +150,7 @@ pub fn config(c: &Config) -> Result<Value> {
         },
         "passwords": passwords(c),
         "email": email(c),
-        "upstream_oauth2": {"providers": providers},
+        "upstream_oauth2": {"providers": providers(c)},
     });
     if !c.mas.account.is_empty() {
         cfg["account"] = serde_json::to_value(&c.mas.account)?;

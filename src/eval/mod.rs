@@ -102,8 +102,63 @@ pub fn evaluate(inp: &Inputs) -> Result<Evaluated> {
     let mut specs: Vec<(ServiceSpec, Unit, String)> = Vec::new();
 
     let c = inp.config;
+    let configured = configured(inp)?;
+    for (conf, mut spec, unit) in configured {
+        // Synapse (with its workers) and MAS keep state about their database in
+        // memory (stream positions, caches): when the cluster changes under them (an
+        // upgrade, or a rollback across one), they must restart too, so their units
+        // say which major's cluster they use. Not for 15, whose units stay as they were.
+        if matches!(unit.service, Service::Synapse | Service::Mas) && inp.pg_major != postgres::FIRST_MAJOR {
+            spec.env.push(format!("MASCTL_POSTGRES_MAJOR={}", inp.pg_major));
+        }
+        entries.push(conf);
+        let mut e = Entry::new(&format!("service-{unit}"));
+        e.add("spec.json", serde_json::to_vec_pretty(&spec)?);
+        let path = e.path(inp.layout);
+        match unit.worker {
+            None => services.insert(unit.service, path.clone()),
+            Some(w) => workers.insert(w, path.clone()),
+        };
+        specs.push((spec, unit, path));
+        entries.push(e);
+    }
+
+    let mut gen_entry = Entry::new("generation");
+    let mut unit_hashes = BTreeMap::new();
+    for (file, text) in units::render(inp, &specs) {
+        unit_hashes.insert(file.clone(), hex::encode(Sha256::digest(text.as_bytes())));
+        gen_entry.add(&format!("units/{file}"), text);
+    }
+    let manifest = Manifest {
+        format: 1,
+        server_name: inp.config.server_name.get_ref().clone(),
+        instance: inp.config.instance.get_ref().clone(),
+        config: serde_json::to_value(inp.config)?,
+        images: inp.images.clone(),
+        services,
+        workers,
+        units: unit_hashes,
+        refs: entries.iter().map(|e| e.path(inp.layout)).collect(),
+        client_url: client_url(c),
+        databases: postgres::databases(c).iter().map(|d| d.to_string()).collect(),
+        mas: MasState {
+            enabled: c.mas_enabled(),
+            delegating: c.mas_delegating(),
+            path_prefix: c.mas.path_prefix.get_ref().clone(),
+        },
+        external_postgres: postgres::external(c),
+    };
+    gen_entry.add("manifest.json", serde_json::to_vec_pretty(&manifest)?);
+    entries.push(gen_entry);
+    Ok(Evaluated { entries, manifest })
+}
+
+/// Each service's configuration entry, spec and unit, in the order units are
+/// rendered and the target wants them.
+fn configured(inp: &Inputs) -> Result<Vec<(Entry, ServiceSpec, Unit)>> {
+    let c = inp.config;
     let instance = c.instance.get_ref();
-    // MAS before Synapse: the order units are rendered and the target wants them.
+    // MAS before Synapse.
     let mut configured: Vec<(Entry, ServiceSpec, Unit)> = Vec::new();
     if c.runs(Service::Postgres) {
         let pg_conf = postgres::config_entry(c);
@@ -143,62 +198,19 @@ pub fn evaluate(inp: &Inputs) -> Result<Evaluated> {
         let proxy = proxy::spec(inp, &proxy_conf.path(inp.layout));
         configured.push((proxy_conf, proxy, Service::Proxy.into()));
     }
-    for (conf, mut spec, unit) in configured {
-        // Synapse (with its workers) and MAS keep state about their database in
-        // memory (stream positions, caches): when the cluster changes under them (an
-        // upgrade, or a rollback across one), they must restart too, so their units
-        // say which major's cluster they use. Not for 15, whose units stay as they were.
-        if matches!(unit.service, Service::Synapse | Service::Mas) && inp.pg_major != postgres::FIRST_MAJOR {
-            spec.env.push(format!("MASCTL_POSTGRES_MAJOR={}", inp.pg_major));
-        }
-        entries.push(conf);
-        let mut e = Entry::new(&format!("service-{unit}"));
-        e.add("spec.json", serde_json::to_vec_pretty(&spec)?);
-        let path = e.path(inp.layout);
-        match unit.worker {
-            None => services.insert(unit.service, path.clone()),
-            Some(w) => workers.insert(w, path.clone()),
-        };
-        specs.push((spec, unit, path));
-        entries.push(e);
-    }
+    Ok(configured)
+}
 
-    let mut gen_entry = Entry::new("generation");
-    let mut unit_hashes = BTreeMap::new();
-    for (file, text) in units::render(inp, &specs) {
-        unit_hashes.insert(file.clone(), hex::encode(Sha256::digest(text.as_bytes())));
-        gen_entry.add(&format!("units/{file}"), text);
-    }
-    let client_url = match c.tls() {
+/// Where clients reach Synapse: the published port in plain mode, the edge otherwise.
+fn client_url(c: &Config) -> String {
+    match c.tls() {
         TlsMode::Plain => {
             let (ip, port) = c.synapse_publish();
             let host = if ip.contains(':') { format!("[{ip}]") } else { ip };
             format!("http://{host}:{port}")
         }
         TlsMode::Acme | TlsMode::Files => format!("https://{}", c.matrix_hostname()),
-    };
-    let manifest = Manifest {
-        format: 1,
-        server_name: inp.config.server_name.get_ref().clone(),
-        instance: inp.config.instance.get_ref().clone(),
-        config: serde_json::to_value(inp.config)?,
-        images: inp.images.clone(),
-        services,
-        workers,
-        units: unit_hashes,
-        refs: entries.iter().map(|e| e.path(inp.layout)).collect(),
-        client_url,
-        databases: postgres::databases(c).iter().map(|d| d.to_string()).collect(),
-        mas: MasState {
-            enabled: c.mas_enabled(),
-            delegating: c.mas_delegating(),
-            path_prefix: c.mas.path_prefix.get_ref().clone(),
-        },
-        external_postgres: postgres::external(c),
-    };
-    gen_entry.add("manifest.json", serde_json::to_vec_pretty(&manifest)?);
-    entries.push(gen_entry);
-    Ok(Evaluated { entries, manifest })
+    }
 }
 
 #[cfg(test)]

@@ -169,6 +169,20 @@ fn apt(args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// `name=version` for each package of apt's `--print-uris` answer, whose lines
+/// look like: 'URI' name_version_arch.deb size hash
+fn wanted_versions(uris: &str) -> Vec<String> {
+    let mut wanted = Vec::new();
+    for line in uris.lines().filter(|l| l.starts_with('\'')) {
+        let file = line.split_whitespace().nth(1).unwrap_or("");
+        let mut parts = file.trim_end_matches(".deb").splitn(3, '_');
+        if let (Some(n), Some(v)) = (parts.next(), parts.next()) {
+            wanted.push(format!("{n}={}", v.replace("%3a", ":")));
+        }
+    }
+    wanted
+}
+
 /// Resolves `inputs` into pins. `base` holds packages the base image already has.
 pub fn resolve(inputs: &DebianInputs, base: &BTreeSet<String>) -> Result<Vec<DebPin>> {
     let empty = tempfile::NamedTempFile::new()?;
@@ -194,15 +208,7 @@ pub fn resolve(inputs: &DebianInputs, base: &BTreeSet<String>) -> Result<Vec<Deb
     let arch_names: Vec<String> = inputs.packages.iter().map(|p| format!("{p}:{}", inputs.architecture)).collect();
     args.extend(arch_names.iter().map(String::as_str));
     let uris = apt(&args)?;
-    // Lines look like: 'URI' name_version_arch.deb size hash
-    let mut wanted = Vec::new();
-    for line in uris.lines().filter(|l| l.starts_with('\'')) {
-        let file = line.split_whitespace().nth(1).unwrap_or("");
-        let mut parts = file.trim_end_matches(".deb").splitn(3, '_');
-        if let (Some(n), Some(v)) = (parts.next(), parts.next()) {
-            wanted.push(format!("{n}={}", v.replace("%3a", ":")));
-        }
-    }
+    let wanted = wanted_versions(&uris);
     if wanted.is_empty() {
         bail!("apt resolved nothing for {}: run `apt-get update` first", inputs.packages.join(" "));
     }

@@ -95,7 +95,23 @@ pub async fn run(layout: &Layout) -> Result<Vec<Finding>> {
             _ => note(Level::Error, format!("{} is not running", spec.container)),
         }
     }
-    // Routes through the proxy, as clients see them.
+    findings.extend(proxy_routes(&ctx, &engine).await?);
+    findings.extend(database(&ctx).await?);
+    if ctx.mas_enabled() {
+        let mas = ctx.mas_spec()?;
+        let job = JobSpec::new("doctor", ctx.mas_job(&mas, &["doctor".to_string()]));
+        let (_, out) = ctx.run("masctl doctor", job).await?;
+        findings.extend(
+            parse_doctor(&out).into_iter().map(|f| Finding { message: format!("mas-cli: {}", f.message), ..f }),
+        );
+    }
+    Ok(findings)
+}
+
+/// Routes through the proxy, as clients see them.
+async fn proxy_routes(ctx: &JobContext<'_>, engine: &Engine) -> Result<Vec<Finding>> {
+    let mut findings = Vec::new();
+    let mut note = |level: Level, message: String| findings.push(Finding { level, message });
     if let Some(proxy) = ctx.manifest.services.get(&Service::Proxy) {
         let spec = read_spec(proxy)?;
         let prefix = ctx.manifest.mas.path_prefix.clone();
@@ -119,15 +135,6 @@ pub async fn run(layout: &Layout) -> Result<Vec<Finding>> {
             }
             None => note(Level::Error, "the proxy has no address".into()),
         }
-    }
-    findings.extend(database(&ctx).await?);
-    if ctx.mas_enabled() {
-        let mas = ctx.mas_spec()?;
-        let job = JobSpec::new("doctor", ctx.mas_job(&mas, &["doctor".to_string()]));
-        let (_, out) = ctx.run("masctl doctor", job).await?;
-        findings.extend(
-            parse_doctor(&out).into_iter().map(|f| Finding { message: format!("mas-cli: {}", f.message), ..f }),
-        );
     }
     Ok(findings)
 }

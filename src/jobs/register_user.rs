@@ -78,35 +78,7 @@ pub async fn run(layout: &Layout, new: &NewUser<'_>) -> Result<()> {
         ui::step(format!("registered @{user}:{} in MAS", ctx.manifest.server_name));
         return Ok(());
     } else {
-        if !emails.is_empty() {
-            bail!("--email needs MAS; Synapse's shared-secret registration cannot set emails");
-        }
-        let syn = ctx.spec(Service::Synapse)?;
-        let uid = Service::Synapse.uid();
-        let dir = tempfile::Builder::new().prefix(".register-").tempdir_in(layout.root())?;
-        let pw_path = dir.path().join("password");
-        crate::fsutil::write_atomic(&pw_path, password.as_bytes(), 0o600)?;
-        std::os::unix::fs::chown(&pw_path, Some(uid), Some(uid))?;
-        std::os::unix::fs::chown(dir.path(), Some(uid), Some(uid))?;
-        let job = OneShot {
-            image: syn.image.clone(),
-            user: syn.user.clone(),
-            entrypoint: Some(vec!["python3".into(), "-m".into(), "synapse._scripts.register_new_matrix_user".into()]),
-            cmd: vec![
-                "-c".into(),
-                "/etc/synapse/homeserver.yaml".into(),
-                "-u".into(),
-                user.into(),
-                "--password-file".into(),
-                "/run/job/password".into(),
-                if admin { "-a".into() } else { "--no-admin".into() },
-                format!("http://{}:8008", syn.container),
-            ],
-            binds: syn.binds.iter().cloned().chain([format!("{}:/run/job:ro", dir.path().display())]).collect(),
-            network: Some(ctx.manifest.instance.clone()),
-            env: vec![],
-        };
-        ctx.run("masctl register-user", JobSpec::new("register-user", job)).await?
+        register_with_synapse(&ctx, user, password, admin, emails).await?
     };
     if code == 0 {
         ui::step(format!("registered @{user}:{}", ctx.manifest.server_name));
@@ -116,6 +88,47 @@ pub async fn run(layout: &Layout, new: &NewUser<'_>) -> Result<()> {
         bail!("@{user}:{} already exists; nothing was changed", ctx.manifest.server_name);
     }
     bail!("registering {user} failed (exit {code}); see the output above")
+}
+
+/// Synapse's shared-secret registration, in a one-off Synapse container; the
+/// password reaches it in a file. Returns the job's exit code and output.
+async fn register_with_synapse(
+    ctx: &JobContext<'_>,
+    user: &str,
+    password: String,
+    admin: bool,
+    emails: &[String],
+) -> Result<(i32, String)> {
+    let layout = ctx.layout;
+    if !emails.is_empty() {
+        bail!("--email needs MAS; Synapse's shared-secret registration cannot set emails");
+    }
+    let syn = ctx.spec(Service::Synapse)?;
+    let uid = Service::Synapse.uid();
+    let dir = tempfile::Builder::new().prefix(".register-").tempdir_in(layout.root())?;
+    let pw_path = dir.path().join("password");
+    crate::fsutil::write_atomic(&pw_path, password.as_bytes(), 0o600)?;
+    std::os::unix::fs::chown(&pw_path, Some(uid), Some(uid))?;
+    std::os::unix::fs::chown(dir.path(), Some(uid), Some(uid))?;
+    let job = OneShot {
+        image: syn.image.clone(),
+        user: syn.user.clone(),
+        entrypoint: Some(vec!["python3".into(), "-m".into(), "synapse._scripts.register_new_matrix_user".into()]),
+        cmd: vec![
+            "-c".into(),
+            "/etc/synapse/homeserver.yaml".into(),
+            "-u".into(),
+            user.into(),
+            "--password-file".into(),
+            "/run/job/password".into(),
+            if admin { "-a".into() } else { "--no-admin".into() },
+            format!("http://{}:8008", syn.container),
+        ],
+        binds: syn.binds.iter().cloned().chain([format!("{}:/run/job:ro", dir.path().display())]).collect(),
+        network: Some(ctx.manifest.instance.clone()),
+        env: vec![],
+    };
+    ctx.run("masctl register-user", JobSpec::new("register-user", job)).await
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 use anyhow::{Context as _, Result, bail};
 
 use super::{JobContext, JobSpec, backup};
+use crate::docker::OneShot;
 use crate::generation::generations;
 use crate::generation::layout::Layout;
 use crate::service::Service;
@@ -50,23 +51,7 @@ and migration_in_progress = true, then `masctl switch`",
             ctx.number
         );
     }
-    let mas = ctx.mas_spec()?;
-    let mut job = ctx.mas_job(&mas, &[]);
-    // Synapse's role on an external server is the one its administrator made.
-    let (pgpass, user) = match ctx.manifest.external_postgres.as_ref().and_then(|e| e.databases.get("synapse")) {
-        Some(login) => (secrets::EXTERNAL_MAS_SYNAPSE_PGPASS, login.user.as_str()),
-        None => ("mas-synapse-pgpass", "synapse"),
-    };
-    job.binds.push(format!("{}:{SYN2MAS_PGPASS}:ro", layout.secret(pgpass).display()));
-    job.env.extend(syn2mas_env(user));
-    let pre_mas = "/etc/mas/synapse-pre-mas.yaml".to_string();
-    let mut synapse_configs = vec![pre_mas];
-    if ctx.manifest.config["synapse"]["imported_password_config"] == true {
-        // The imported password_config (with the pepper), merged over the rest as Synapse does.
-        let inside = format!("/run/secrets/{}", secrets::SYNAPSE_PASSWORD_CONFIG);
-        job.binds.push(format!("{}:{inside}:ro", layout.secret(secrets::MAS_SYNAPSE_PASSWORD_CONFIG).display()));
-        synapse_configs.push(inside);
-    }
+    let (mut job, synapse_configs) = syn2mas_job(&ctx)?;
     let args = |rest: &[&str]| -> Vec<String> {
         let mut v = vec!["syn2mas".to_string()];
         for c in &synapse_configs {
@@ -96,58 +81,88 @@ and migration_in_progress = true, then `masctl switch`",
             Ok(())
         }
         Step::Migrate => {
-            ui::step("backing up the databases first");
-            let files = backup::run(layout, &ctx.systemd, &ctx.manifest, "pre-syn2mas")
-                .await
-                .context("no backup, no migration")?;
-            for f in &files {
-                ui::step(format!("verified backup {}", f.display()));
-            }
-            // Its workers too: they share its database.
-            let synapse = ctx.manifest.synapse_units();
-            ui::step(format!("stopping {} and migrating", synapse.join(", ")));
             job.cmd.extend(args(&["migrate"]));
-            // The unit stops Synapse first and starts it again if the migration
-            // fails, so a dropped session cannot leave Synapse down.
-            let mut spec = JobSpec::new("syn2mas-migrate", job);
-            spec.stop_before.extend(synapse.clone());
-            spec.start_on_failure.extend(synapse.clone());
-            // The record that lets a switch hand logins to MAS: the unit itself
-            // puts it in place on success, so a dropped session still leaves it.
-            let record = layout.mas_migrated();
-            let pending = record.with_extension("pending");
-            let note = serde_json::json!({
-                "server_name": ctx.manifest.server_name,
-                "generation": ctx.number,
-                "completed": crate::timestamp::date_time(std::time::SystemTime::now()),
-                "backups": files,
-            });
-            crate::fsutil::write_atomic(&pending, &serde_json::to_vec_pretty(&note)?, 0o600)?;
-            spec.rename_on_success.push((pending.display().to_string(), record.display().to_string()));
-            spec.remove_on_failure.push(pending.display().to_string());
-            let outcome = ctx.run("masctl syn2mas migrate", spec).await;
-            match outcome {
-                Ok((0, _)) => {
-                    ui::step("migration complete; Synapse stays stopped until MAS takes over logins.");
-                    println!(
-                        "next: set migration_in_progress = false under [mas] in your masctl.toml, then run `masctl switch`"
-                    );
-                    Ok(())
-                }
-                other => {
-                    let main = Service::Synapse.unit_name();
-                    let restarted = ctx.systemd.unit_state(&main).await.is_ok_and(|s| s.active_state.is_up());
-                    let why = match other {
-                        Ok((code, _)) => format!("{} (exit {code})", explain_syn2mas(code)),
-                        Err(e) => format!("{e:#}"),
-                    };
-                    bail!(
-                        "syn2mas migrate failed: {why}; {main} {}; backups: {}",
-                        if restarted { "is running again" } else { "did NOT start again — check `masctl status`" },
-                        files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")
-                    )
-                }
-            }
+            migrate(&ctx, job).await
+        }
+    }
+}
+
+/// The MAS container syn2mas runs in, with Synapse's database password and
+/// configuration mounted, and the Synapse configuration files to name to it.
+fn syn2mas_job(ctx: &JobContext) -> Result<(OneShot, Vec<String>)> {
+    let layout = ctx.layout;
+    let mas = ctx.mas_spec()?;
+    let mut job = ctx.mas_job(&mas, &[]);
+    // Synapse's role on an external server is the one its administrator made.
+    let (pgpass, user) = match ctx.manifest.external_postgres.as_ref().and_then(|e| e.databases.get("synapse")) {
+        Some(login) => (secrets::EXTERNAL_MAS_SYNAPSE_PGPASS, login.user.as_str()),
+        None => ("mas-synapse-pgpass", "synapse"),
+    };
+    job.binds.push(format!("{}:{SYN2MAS_PGPASS}:ro", layout.secret(pgpass).display()));
+    job.env.extend(syn2mas_env(user));
+    let pre_mas = "/etc/mas/synapse-pre-mas.yaml".to_string();
+    let mut synapse_configs = vec![pre_mas];
+    if ctx.manifest.config["synapse"]["imported_password_config"] == true {
+        // The imported password_config (with the pepper), merged over the rest as Synapse does.
+        let inside = format!("/run/secrets/{}", secrets::SYNAPSE_PASSWORD_CONFIG);
+        job.binds.push(format!("{}:{inside}:ro", layout.secret(secrets::MAS_SYNAPSE_PASSWORD_CONFIG).display()));
+        synapse_configs.push(inside);
+    }
+    Ok((job, synapse_configs))
+}
+
+/// The migration itself: a verified backup first, then a unit that stops Synapse
+/// (and its workers), migrates, and starts Synapse again if that fails.
+async fn migrate(ctx: &JobContext<'_>, job: OneShot) -> Result<()> {
+    let layout = ctx.layout;
+    ui::step("backing up the databases first");
+    let files =
+        backup::run(layout, &ctx.systemd, &ctx.manifest, "pre-syn2mas").await.context("no backup, no migration")?;
+    for f in &files {
+        ui::step(format!("verified backup {}", f.display()));
+    }
+    // Its workers too: they share its database.
+    let synapse = ctx.manifest.synapse_units();
+    ui::step(format!("stopping {} and migrating", synapse.join(", ")));
+    // The unit stops Synapse first and starts it again if the migration
+    // fails, so a dropped session cannot leave Synapse down.
+    let mut spec = JobSpec::new("syn2mas-migrate", job);
+    spec.stop_before.extend(synapse.clone());
+    spec.start_on_failure.extend(synapse.clone());
+    // The record that lets a switch hand logins to MAS: the unit itself
+    // puts it in place on success, so a dropped session still leaves it.
+    let record = layout.mas_migrated();
+    let pending = record.with_extension("pending");
+    let note = serde_json::json!({
+        "server_name": ctx.manifest.server_name,
+        "generation": ctx.number,
+        "completed": crate::timestamp::date_time(std::time::SystemTime::now()),
+        "backups": files,
+    });
+    crate::fsutil::write_atomic(&pending, &serde_json::to_vec_pretty(&note)?, 0o600)?;
+    spec.rename_on_success.push((pending.display().to_string(), record.display().to_string()));
+    spec.remove_on_failure.push(pending.display().to_string());
+    let outcome = ctx.run("masctl syn2mas migrate", spec).await;
+    match outcome {
+        Ok((0, _)) => {
+            ui::step("migration complete; Synapse stays stopped until MAS takes over logins.");
+            println!(
+                "next: set migration_in_progress = false under [mas] in your masctl.toml, then run `masctl switch`"
+            );
+            Ok(())
+        }
+        other => {
+            let main = Service::Synapse.unit_name();
+            let restarted = ctx.systemd.unit_state(&main).await.is_ok_and(|s| s.active_state.is_up());
+            let why = match other {
+                Ok((code, _)) => format!("{} (exit {code})", explain_syn2mas(code)),
+                Err(e) => format!("{e:#}"),
+            };
+            bail!(
+                "syn2mas migrate failed: {why}; {main} {}; backups: {}",
+                if restarted { "is running again" } else { "did NOT start again — check `masctl status`" },
+                files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")
+            )
         }
     }
 }

@@ -11,9 +11,9 @@ use crate::context::Context;
 use crate::docker::Engine;
 use crate::generation::store::Store;
 use crate::image::build::{Builder, Built, base_packages};
-use crate::image::decl::ImagesDir;
+use crate::image::decl::{ImagesDir, PythonInputs};
 use crate::image::fetch::{Cache, Sources, exists, fetch_url, http};
-use crate::image::lock::{LOCK_VERSION, Lock, merge_keeping};
+use crate::image::lock::{LOCK_VERSION, Lock, WheelPin, merge_keeping};
 use crate::image::mirrors;
 use crate::image::reference::Reference;
 use crate::image::{resolve_apt, resolve_pip};
@@ -161,27 +161,34 @@ impl ImageSource {
             return self.write_lock(name, &lock);
         }
         if let Some(py) = &decl.python {
-            let sp = ui::spinner("resolving Python requirements with pip");
-            let resolved = resolve_pip::resolve(py)?;
-            sp.finish_and_clear();
-            // The index gave hashes; sizes come from the files themselves, which also
-            // warms the cache for the build.
-            let agent = http();
-            let bar = ui::count_bar(resolved.len() as u64, "wheels");
-            for (mut pin, url) in resolved {
-                bar.set_message(pin.filename().to_string());
-                let data = fetch_url(&agent, &url)?;
-                pin.size = data.len() as u64;
-                let sha = self.cache.insert(&data)?;
-                if sha != pin.sha256 {
-                    bail!("{} downloaded with sha256 {sha}, the index said {}", pin.filename(), pin.sha256);
-                }
-                lock.wheels.push(pin);
-                bar.inc(1);
-            }
-            bar.finish_and_clear();
+            lock.wheels = self.resolve_wheels(py)?;
         }
         self.write_lock(name, &lock)
+    }
+
+    /// Resolves Python requirements with pip and fetches each wheel: the index gave
+    /// hashes, sizes come from the files themselves, which also warms the cache for
+    /// the build.
+    fn resolve_wheels(&self, py: &PythonInputs) -> Result<Vec<WheelPin>> {
+        let sp = ui::spinner("resolving Python requirements with pip");
+        let resolved = resolve_pip::resolve(py)?;
+        sp.finish_and_clear();
+        let agent = http();
+        let bar = ui::count_bar(resolved.len() as u64, "wheels");
+        let mut wheels = Vec::new();
+        for (mut pin, url) in resolved {
+            bar.set_message(pin.filename().to_string());
+            let data = fetch_url(&agent, &url)?;
+            pin.size = data.len() as u64;
+            let sha = self.cache.insert(&data)?;
+            if sha != pin.sha256 {
+                bail!("{} downloaded with sha256 {sha}, the index said {}", pin.filename(), pin.sha256);
+            }
+            wheels.push(pin);
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        Ok(wheels)
     }
 
     fn write_lock(&self, name: &str, lock: &Lock) -> Result<()> {

@@ -239,6 +239,16 @@ nothing was changed (start it with `masctl rollback --to` the current generation
         for f in &files {
             ui::step(format!("verified backup {}", f.display()));
         }
+        let new = self.start_new_cluster(partial).await?;
+        let old_dbs = self.databases(old).await?;
+        self.copy_databases(old, &new, &old_dbs).await?;
+        let summary = self.verify(old, &new, &old_dbs).await?;
+        Ok((summary, files))
+    }
+
+    /// The target's Postgres in a temporary container on the (emptied) partial
+    /// cluster directory, once it is healthy; returns the container's name.
+    async fn start_new_cluster(&self, partial: &Path) -> Result<String> {
         // A half-made cluster of an earlier attempt is this code's own leftover.
         let _ = std::fs::remove_dir_all(partial);
         std::fs::create_dir_all(partial)?;
@@ -262,10 +272,13 @@ nothing was changed (start it with `masctl rollback --to` the current generation
         let ready = self.wait_healthy(&new).await;
         sp.finish_and_clear();
         ready?;
+        Ok(new)
+    }
 
-        let old_dbs = self.databases(old).await?;
+    /// Roles and settings, then each database, from the old server into the new one.
+    async fn copy_databases(&self, old: &str, new: &str, old_dbs: &[String]) -> Result<()> {
         let t = Instant::now();
-        let (code, out) = self.sh(&new, &globals_script(old)).await?;
+        let (code, out) = self.sh(new, &globals_script(old)).await?;
         if code != 0 {
             bail!("copying roles and settings failed (exit {code}):\n{}", tail(&out, 20));
         }
@@ -277,7 +290,7 @@ nothing was changed (start it with `masctl rollback --to` the current generation
                 i + 1,
                 old_dbs.len()
             ));
-            let (code, out) = self.sh(&new, &database_script(old, db)).await?;
+            let (code, out) = self.sh(new, &database_script(old, db)).await?;
             sp.finish_and_clear();
             if code != 0 {
                 bail!("copying database {db} failed (exit {code}):\n{}", tail(&out, 20));
@@ -285,17 +298,22 @@ nothing was changed (start it with `masctl rollback --to` the current generation
             ui::step(format!("copied database {db} ({})", size.trim()));
         }
         ui::step(format!("copied in {:.0?}", t.elapsed()));
+        Ok(())
+    }
 
+    /// Compares every table of every database (rows and checksums) between the old
+    /// server and the new one; returns a summary of what was checked.
+    async fn verify(&self, old: &str, new: &str, old_dbs: &[String]) -> Result<String> {
         let sp = ui::spinner("checking every table of every database (rows and checksums)");
-        let new_dbs = self.databases(&new).await?;
+        let new_dbs = self.databases(new).await?;
         if old_dbs != new_dbs {
             sp.finish_and_clear();
             bail!("the new cluster has databases {new_dbs:?}, the old one {old_dbs:?}");
         }
         let (mut tables, mut rows) = (0usize, 0u64);
-        for db in &old_dbs {
+        for db in old_dbs {
             let a = self.table_sums(old, db).await?;
-            let b = self.table_sums(&new, db).await?;
+            let b = self.table_sums(new, db).await?;
             if let Some(diff) = first_difference(&a, &b) {
                 sp.finish_and_clear();
                 bail!("database {db}: {diff}");
@@ -304,7 +322,7 @@ nothing was changed (start it with `masctl rollback --to` the current generation
             rows += a.values().map(|s| s.rows).sum::<u64>();
         }
         sp.finish_and_clear();
-        Ok((format!("{} databases, {tables} tables, {rows} rows checked", old_dbs.len()), files))
+        Ok(format!("{} databases, {tables} tables, {rows} rows checked", old_dbs.len()))
     }
 
     async fn wait_healthy(&self, container: &str) -> Result<()> {

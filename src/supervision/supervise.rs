@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use futures_util::StreamExt;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::health::{self, Liveness};
 use crate::docker::{ContainerState, Engine, Health, print_log};
@@ -84,8 +84,8 @@ pub async fn run(spec_dir: &str) -> Result<i32> {
     let spec = read_spec(spec_dir)?;
     // The spec's store entry is content-addressed: equal names, equal containers.
     let spec_id = Store::entry_name(std::path::Path::new(spec_dir.trim_end_matches('/')));
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
+    let term = signal(SignalKind::terminate())?;
+    let int = signal(SignalKind::interrupt())?;
     let engine = retrying("connecting to Docker", STARTUP_PATIENCE, Engine::connect).await?;
     ensure_data_dirs(&spec)?;
     retrying("creating the network", STARTUP_PATIENCE, || engine.ensure_network(&spec.network)).await?;
@@ -94,82 +94,110 @@ pub async fn run(spec_dir: &str) -> Result<i32> {
     let adopted = existing.as_ref().is_some_and(|st| adoptable(st, &spec_id));
     if adopted {
         println!("masctl: adopting the running container {} (same spec {spec_id})", spec.container);
-    } else {
-        if existing.as_ref().is_some_and(|st| st.running) {
-            // Someone else's container, or an older spec's: give it its grace period.
-            println!("masctl: stopping the old container {} before replacing it", spec.container);
-            engine.stop_container(&spec.container, spec.stop_timeout_secs).await?;
-        }
-        engine.remove_container(&spec.container).await?;
-        for cmd in &spec.pre_start {
-            let job = crate::docker::OneShot::like(&spec, cmd.clone(), Some(spec.network.clone()));
-            println!("masctl: running `{}` before {}", cmd.join(" "), spec.service);
-            let code = engine.run_once_joining(&job, &format!("{}-pre", spec.service), &spec.extra_networks).await?;
-            if code != 0 {
-                eprintln!("masctl: `{}` exited with {code}; not starting {}", cmd.join(" "), spec.service);
-                return Ok(1);
-            }
-        }
-        engine.create_and_start(&spec, &spec_id).await?;
-        println!("masctl: started container {} from {}", spec.container, spec.image);
+    } else if let Some(code) = replace(&engine, &spec, &spec_id, existing.is_some_and(|st| st.running)).await? {
+        return Ok(code);
     }
 
     // An adopted container's earlier output is in the journal already.
     let since = adopted.then(now_secs);
-    let log_task = tokio::spawn(forward_logs(engine.clone(), spec.container.clone(), since));
+    let logs = tokio::spawn(forward_logs(engine.clone(), spec.container.clone(), since));
+    let mut s = Supervised { engine, spec, term, int, watch: Watch::default(), logs };
 
-    // Until healthy: a stop request, an exit, or health.
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    let mut watch = Watch::default();
-    loop {
-        tokio::select! {
-            _ = term.recv() => return stop(&engine, &spec, log_task).await,
-            _ = int.recv() => return stop(&engine, &spec, log_task).await,
-            _ = tick.tick() => {
-                let Some(st) = watch.observe(&engine, &spec).await? else { continue };
-                if !st.running {
-                    return exited(&engine, &spec, st.exit_code, log_task).await;
-                }
-                // Before the first "healthy", keep waiting whatever the checks say: a
-                // Synapse upgrade migrating its schema, or Postgres recovering, may
-                // take longer than any start period. The unit's start timeout and the
-                // switch's health gate bound the wait.
-                if health::health(&st, &spec).await == Health::Healthy {
-                    break;
-                }
-            }
-        }
+    // Before the first "healthy", keep waiting whatever the checks say: a Synapse
+    // upgrade migrating its schema, or Postgres recovering, may take longer than any
+    // start period. The unit's start timeout and the switch's health gate bound the wait.
+    let until_healthy = |h, _: &ServiceSpec| if h == Health::Healthy { Verdict::Healthy } else { Verdict::Wait };
+    if let Some(code) = s.watch(Duration::from_millis(250), until_healthy).await? {
+        return Ok(code);
     }
     if !adopted {
-        for cmd in &spec.after_healthy {
-            let code = engine.exec(&spec.container, cmd).await?;
+        for cmd in &s.spec.after_healthy {
+            let code = s.engine.exec(&s.spec.container, cmd).await?;
             if code != 0 {
-                eprintln!("masctl: `{}` in {} exited with {code}", cmd.join(" "), spec.container);
-                stop(&engine, &spec, log_task).await?;
+                eprintln!("masctl: `{}` in {} exited with {code}", cmd.join(" "), s.spec.container);
+                stop(&s.engine, &s.spec, &s.logs).await?;
                 return Ok(1);
             }
         }
     }
     notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("healthy")]);
-    println!("masctl: {} is healthy", spec.container);
+    println!("masctl: {} is healthy", s.spec.container);
 
-    let mut tick = tokio::time::interval(Duration::from_millis(spec.health.interval_ms.clamp(250, 10_000)));
+    let period = Duration::from_millis(s.spec.health.interval_ms.clamp(250, 10_000));
     let mut liveness = Liveness::default();
-    loop {
-        tokio::select! {
-            _ = term.recv() => return stop(&engine, &spec, log_task).await,
-            _ = int.recv() => return stop(&engine, &spec, log_task).await,
-            _ = tick.tick() => {
-                let Some(st) = watch.observe(&engine, &spec).await? else { continue };
-                if !st.running {
-                    return exited(&engine, &spec, st.exit_code, log_task).await;
-                }
-                let h = health::health(&st, &spec).await;
-                if liveness.dead_after(h, &spec) {
-                    eprintln!("masctl: {} turned unhealthy; stopping it so systemd restarts it", spec.container);
-                    notify(&[sd_notify::NotifyState::Status("unhealthy")]);
-                    stop(&engine, &spec, log_task).await?;
-                    return Ok(1);
+    let alive = |h, spec: &ServiceSpec| if liveness.dead_after(h, spec) { Verdict::Dead } else { Verdict::Wait };
+    Ok(s.watch(period, alive).await?.unwrap_or(1))
+}
+
+/// Replaces whatever container has the spec's name with a new one, after the
+/// spec's pre-start commands; `Some(exit code)` when one of those failed.
+async fn replace(engine: &Engine, spec: &ServiceSpec, spec_id: &str, running: bool) -> Result<Option<i32>> {
+    if running {
+        // Someone else's container, or an older spec's: give it its grace period.
+        println!("masctl: stopping the old container {} before replacing it", spec.container);
+        engine.stop_container(&spec.container, spec.stop_timeout_secs).await?;
+    }
+    engine.remove_container(&spec.container).await?;
+    for cmd in &spec.pre_start {
+        let job = crate::docker::OneShot::like(spec, cmd.clone(), Some(spec.network.clone()));
+        println!("masctl: running `{}` before {}", cmd.join(" "), spec.service);
+        let code = engine.run_once_joining(&job, &format!("{}-pre", spec.service), &spec.extra_networks).await?;
+        if code != 0 {
+            eprintln!("masctl: `{}` exited with {code}; not starting {}", cmd.join(" "), spec.service);
+            return Ok(Some(1));
+        }
+    }
+    engine.create_and_start(spec, spec_id).await?;
+    println!("masctl: started container {} from {}", spec.container, spec.image);
+    Ok(None)
+}
+
+/// What one health observation means to the watch.
+enum Verdict {
+    Wait,
+    Healthy,
+    Dead,
+}
+
+/// The container being supervised, with what watching it needs.
+struct Supervised {
+    engine: Engine,
+    spec: ServiceSpec,
+    term: Signal,
+    int: Signal,
+    watch: Watch,
+    logs: tokio::task::JoinHandle<()>,
+}
+
+impl Supervised {
+    /// Checks the container every `period` until a stop request, its exit, or `judge`
+    /// ends the watch: `None` once it is healthy, else the exit code for the process.
+    async fn watch(
+        &mut self,
+        period: Duration,
+        mut judge: impl FnMut(Health, &ServiceSpec) -> Verdict,
+    ) -> Result<Option<i32>> {
+        let (engine, spec) = (&self.engine, &self.spec);
+        let mut tick = tokio::time::interval(period);
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return stop(engine, spec, &self.logs).await.map(Some),
+                _ = self.int.recv() => return stop(engine, spec, &self.logs).await.map(Some),
+                _ = tick.tick() => {
+                    let Some(st) = self.watch.observe(engine, spec).await? else { continue };
+                    if !st.running {
+                        return exited(engine, spec, st.exit_code, &mut self.logs).await.map(Some);
+                    }
+                    match judge(health::health(&st, spec).await, spec) {
+                        Verdict::Wait => {}
+                        Verdict::Healthy => return Ok(None),
+                        Verdict::Dead => {
+                            eprintln!("masctl: {} turned unhealthy; stopping it so systemd restarts it", spec.container);
+                            notify(&[sd_notify::NotifyState::Status("unhealthy")]);
+                            stop(engine, spec, &self.logs).await?;
+                            return Ok(Some(1));
+                        }
+                    }
                 }
             }
         }
@@ -242,7 +270,7 @@ async fn forward_logs(engine: Engine, container: String, mut since: Option<i64>)
     }
 }
 
-async fn stop(engine: &Engine, spec: &ServiceSpec, logs: tokio::task::JoinHandle<()>) -> Result<i32> {
+async fn stop(engine: &Engine, spec: &ServiceSpec, logs: &tokio::task::JoinHandle<()>) -> Result<i32> {
     notify(&[sd_notify::NotifyState::Stopping]);
     println!("masctl: stopping {}", spec.container);
     let grace = Duration::from_secs(spec.stop_timeout_secs.into()) + Duration::from_secs(5);
@@ -253,7 +281,7 @@ async fn stop(engine: &Engine, spec: &ServiceSpec, logs: tokio::task::JoinHandle
     Ok(0)
 }
 
-async fn exited(engine: &Engine, spec: &ServiceSpec, code: i64, logs: tokio::task::JoinHandle<()>) -> Result<i32> {
+async fn exited(engine: &Engine, spec: &ServiceSpec, code: i64, logs: &mut tokio::task::JoinHandle<()>) -> Result<i32> {
     // Let the log stream deliver the last lines before the container goes.
     let _ = tokio::time::timeout(Duration::from_secs(2), logs).await;
     engine.remove_container(&spec.container).await?;

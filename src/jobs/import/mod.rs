@@ -282,57 +282,61 @@ async fn load_database(ctx: &JobContext<'_>, layout: &Layout, g: &Gathered, src:
             )
             .await
         }
-        Kind::Sqlite => {
-            let dir = workdir(&staging, SYNAPSE.uid())?;
-            copy_file(src, &dir.path().join("homeserver.db"), SYNAPSE.uid(), "staging the SQLite database")?;
-            for ext in ["-wal", "-shm"] {
-                let side = PathBuf::from(format!("{}{ext}", src.display()));
-                if side.exists() {
-                    copy_file(&side, &dir.path().join(format!("homeserver.db{ext}")), SYNAPSE.uid(), "staging")?;
-                }
-            }
-            secrets::write_secret(&dir.path().join("signing.key"), &g.signing_key, SYNAPSE.uid())?;
-            let port = serde_json::json!({
-                "server_name": g.settings.server_name, "report_stats": false,
-                "signing_key_path": "/in/signing.key", "media_store_path": "/in/media",
-                "database": {"name": "psycopg2", "args": {
-                    "host": Service::Postgres.container(&ctx.manifest.instance), "port": 5432, "user": "synapse",
-                    "dbname": restore::scratch("synapse"), "passfile": "/run/secrets/synapse-pgpass",
-                    "cp_min": 1, "cp_max": 4}},
-            });
-            fs::write(dir.path().join("port.yaml"), port.to_string())?;
-            std::os::unix::fs::chown(dir.path().join("port.yaml"), Some(SYNAPSE.uid()), None)?;
-            restore::load(ctx, "synapse", dir.path(), Load::Empty).await?;
-            let synapse = ctx.spec(SYNAPSE)?;
-            let job = OneShot {
-                image: synapse.image.clone(),
-                user: SYNAPSE.user(),
-                entrypoint: Some(vec!["python3".into()]),
-                cmd: [
-                    "-m",
-                    "synapse._scripts.synapse_port_db",
-                    "--sqlite-database",
-                    "/in/homeserver.db",
-                    "--postgres-config",
-                    "/in/port.yaml",
-                ]
-                .map(String::from)
-                .to_vec(),
-                binds: vec![
-                    format!("{}:/in", dir.path().display()),
-                    format!("{}:/run/secrets/synapse-pgpass:ro", layout.secret("synapse-pgpass").display()),
-                ],
-                network: Some(ctx.manifest.instance.clone()),
-                env: vec![],
-            };
-            let (code, _) = ctx.run("masctl import: synapse_port_db", JobSpec::new("port-db", job)).await?;
-            if code != 0 {
-                let _ = restore::drop_scratch(ctx, "synapse").await;
-                bail!("synapse_port_db failed (exit {code}); see its output above — the live database is untouched");
-            }
-            Ok(())
+        Kind::Sqlite => load_sqlite(ctx, layout, g, src, &staging).await,
+    }
+}
+
+/// Ports a SQLite database into Synapse's scratch database with Synapse's own
+/// synapse_port_db, run in the Synapse image.
+async fn load_sqlite(ctx: &JobContext<'_>, layout: &Layout, g: &Gathered, src: &Path, staging: &Path) -> Result<()> {
+    let dir = workdir(staging, SYNAPSE.uid())?;
+    copy_file(src, &dir.path().join("homeserver.db"), SYNAPSE.uid(), "staging the SQLite database")?;
+    for ext in ["-wal", "-shm"] {
+        let side = PathBuf::from(format!("{}{ext}", src.display()));
+        if side.exists() {
+            copy_file(&side, &dir.path().join(format!("homeserver.db{ext}")), SYNAPSE.uid(), "staging")?;
         }
     }
+    secrets::write_secret(&dir.path().join("signing.key"), &g.signing_key, SYNAPSE.uid())?;
+    let port = serde_json::json!({
+        "server_name": g.settings.server_name, "report_stats": false,
+        "signing_key_path": "/in/signing.key", "media_store_path": "/in/media",
+        "database": {"name": "psycopg2", "args": {
+            "host": Service::Postgres.container(&ctx.manifest.instance), "port": 5432, "user": "synapse",
+            "dbname": restore::scratch("synapse"), "passfile": "/run/secrets/synapse-pgpass",
+            "cp_min": 1, "cp_max": 4}},
+    });
+    fs::write(dir.path().join("port.yaml"), port.to_string())?;
+    std::os::unix::fs::chown(dir.path().join("port.yaml"), Some(SYNAPSE.uid()), None)?;
+    restore::load(ctx, "synapse", dir.path(), Load::Empty).await?;
+    let synapse = ctx.spec(SYNAPSE)?;
+    let job = OneShot {
+        image: synapse.image.clone(),
+        user: SYNAPSE.user(),
+        entrypoint: Some(vec!["python3".into()]),
+        cmd: [
+            "-m",
+            "synapse._scripts.synapse_port_db",
+            "--sqlite-database",
+            "/in/homeserver.db",
+            "--postgres-config",
+            "/in/port.yaml",
+        ]
+        .map(String::from)
+        .to_vec(),
+        binds: vec![
+            format!("{}:/in", dir.path().display()),
+            format!("{}:/run/secrets/synapse-pgpass:ro", layout.secret("synapse-pgpass").display()),
+        ],
+        network: Some(ctx.manifest.instance.clone()),
+        env: vec![],
+    };
+    let (code, _) = ctx.run("masctl import: synapse_port_db", JobSpec::new("port-db", job)).await?;
+    if code != 0 {
+        let _ = restore::drop_scratch(ctx, "synapse").await;
+        bail!("synapse_port_db failed (exit {code}); see its output above — the live database is untouched");
+    }
+    Ok(())
 }
 
 async fn count_users(ctx: &JobContext<'_>, db: &str) -> Result<u64> {
@@ -343,10 +347,9 @@ async fn count_users(ctx: &JobContext<'_>, db: &str) -> Result<u64> {
     n.parse().with_context(|| format!("counting users: {n:?}"))
 }
 
-/// Imports; returns what it did. The caller applies the config changes (or prints them).
-pub async fn run(layout: &Layout, server_name: &str, src: &Source, opts: Options) -> Result<Imported> {
-    let _lock = generations::lock(layout, "import")?;
-    let ctx = JobContext::load(layout).await?;
+/// Refuses an import where it cannot work: logins already delegated to MAS, an
+/// external Postgres, or Postgres not running.
+async fn refuse_unready(ctx: &JobContext<'_>) -> Result<()> {
     if ctx.manifest.mas.delegating {
         bail!(
             "the current generation ({}) delegates logins to MAS: import into a stack before its MAS migration \
@@ -358,7 +361,32 @@ pub async fn run(layout: &Layout, server_name: &str, src: &Source, opts: Options
         "masctl import synapse",
         "import into a stack with the bundled Postgres, or load the dump into the external server yourself",
     )?;
-    ctx.require_active(&[Service::Postgres], Duration::from_secs(60)).await?;
+    ctx.require_active(&[Service::Postgres], Duration::from_secs(60)).await
+}
+
+/// Loads the database into the scratch database and checks its schema against the
+/// image's; returns the schema and the number of users it holds.
+async fn load_and_check(ctx: &JobContext<'_>, layout: &Layout, g: &Gathered, src: &Path) -> Result<(String, u64)> {
+    ui::step(format!("loading the {:?} database into a scratch database", g.kind));
+    load_database(ctx, layout, g, src).await?;
+    let image_version = restore::image_synapse_schema(layout, &ctx.manifest.images[&SYNAPSE]).await?;
+    let schema = match restore::check_scratch(ctx, "synapse", Some(image_version)).await {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = restore::drop_scratch(ctx, "synapse").await;
+            return Err(e);
+        }
+    };
+    let users = count_users(ctx, &restore::scratch("synapse")).await?;
+    ui::step(format!("{schema}, {users} user(s)"));
+    Ok((schema, users))
+}
+
+/// Imports; returns what it did. The caller applies the config changes (or prints them).
+pub async fn run(layout: &Layout, server_name: &str, src: &Source, opts: Options) -> Result<Imported> {
+    let _lock = generations::lock(layout, "import")?;
+    let ctx = JobContext::load(layout).await?;
+    refuse_unready(&ctx).await?;
     let g = gather(layout, &ctx, server_name, src).await?;
     ui::step(format!(
         "importing {} ({:?} database {}, signing key {}, media {})",
@@ -378,18 +406,7 @@ do so (a verified backup is taken first)"
 
     let before = backup::first(&ctx, "pre-import", "import").await?;
 
-    ui::step(format!("loading the {:?} database into a scratch database", g.kind));
-    load_database(&ctx, layout, &g, &src.database).await?;
-    let image_version = restore::image_synapse_schema(layout, &ctx.manifest.images[&SYNAPSE]).await?;
-    let schema = match restore::check_scratch(&ctx, "synapse", Some(image_version)).await {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = restore::drop_scratch(&ctx, "synapse").await;
-            return Err(e);
-        }
-    };
-    let users = count_users(&ctx, &restore::scratch("synapse")).await?;
-    ui::step(format!("{schema}, {users} user(s)"));
+    let (schema, users) = load_and_check(&ctx, layout, &g, &src.database).await?;
 
     // Media first into a new directory beside the live one, while Synapse runs.
     let stamp = timestamp::compact(SystemTime::now());
@@ -407,8 +424,28 @@ do so (a verified backup is taken first)"
         kept.push(aside);
     }
     fs::rename(&incoming, &live_media)?;
+    let (written, aside) = install_secrets(layout, &g, &stamp)?;
+    kept.push(aside);
 
-    // Secrets: the earlier ones kept in a private directory, the imported ones in place.
+    Ok(Imported {
+        server_name: g.settings.server_name.clone(),
+        database: g.kind,
+        schema,
+        users,
+        signing_key: g.key_id,
+        secrets: written,
+        media_files,
+        media_bytes,
+        backup_before: before,
+        config_changes: settings::apply("", &g.settings.config)?,
+        changes: g.settings.config.clone(),
+        kept,
+    })
+}
+
+/// Secrets: the earlier ones kept in a private directory (returned), the imported
+/// ones in place; returns the names written too.
+fn install_secrets(layout: &Layout, g: &Gathered, stamp: &str) -> Result<(Vec<String>, PathBuf)> {
     let aside = layout.secrets().join(format!("pre-import-{stamp}"));
     fs::create_dir_all(&aside)?;
     fs::set_permissions(&aside, fs::Permissions::from_mode(0o700))?;
@@ -426,22 +463,7 @@ do so (a verified backup is taken first)"
         }
     }
     crate::fsutil::fsync_dir(&layout.secrets())?;
-    kept.push(aside);
-
-    Ok(Imported {
-        server_name: g.settings.server_name.clone(),
-        database: g.kind,
-        schema,
-        users,
-        signing_key: g.key_id,
-        secrets: written,
-        media_files,
-        media_bytes,
-        backup_before: before,
-        config_changes: settings::apply("", &g.settings.config)?,
-        changes: g.settings.config.clone(),
-        kept,
-    })
+    Ok((written, aside))
 }
 
 /// Starts the current generation after an import and waits for its health gate.
