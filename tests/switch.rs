@@ -146,6 +146,22 @@ fn switch_lifecycle_change_noop_rollback_and_invalid_configs() {
         (s.profile_status("alice") == Some(200)).then_some(())
     });
     assert_eq!(s.login_status("alice", "alice-password-1"), 200);
+
+    // The throwaway host survives a restart of its container: its /run is a fresh
+    // tmpfs then, and the stack serves again with no command typed.
+    let generation = s.current();
+    docker_ok(&["restart", &s.host()]);
+    wait_for("masctl.target active after the host restarted", Duration::from_secs(180), || {
+        (s.unit_active_state("masctl.target") == "active").then_some(())
+    });
+    wait_for("alice to log in after the host restarted", Duration::from_secs(120), || {
+        (s.login_status("alice", "alice-password-1") == 200).then_some(())
+    });
+    wait_for("every unit active and container healthy after the restart", Duration::from_secs(120), || {
+        let st = s.status();
+        (units_active(&st) && containers_healthy(&st)).then_some(())
+    });
+    assert_eq!(s.current(), generation);
 }
 
 #[test]

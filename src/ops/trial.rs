@@ -226,14 +226,30 @@ async fn ensure_host(engine: &Engine, host: &str, image: &str, layout: &Layout, 
             engine_dir: Some(socket_dir.display().to_string()),
         })
         .await?;
-    // The socket itself is reached through its directory: dockerd makes a new socket
-    // file when it restarts, which a bind of the old file would never see.
-    let link = format!("ln -sfn {ENGINE_DIR_IN_HOST}/{socket_name} /run/docker.sock");
-    let (code, _) = engine.exec_in(host, &["sh".into(), "-c".into(), link], &[], ExecOutput::Stderr).await?;
+    link_engine_socket(engine, host, &socket_name).await?;
+    wait_for_systemd(engine, host).await
+}
+
+/// Links `/run/docker.sock` inside the host to the engine's socket. The socket is
+/// reached through its directory because dockerd makes a new socket file when it
+/// restarts, which a bind of the old file would never see. `/run` is a tmpfs that a
+/// `docker restart` of the host empties, so the link is a tmpfiles.d rule in the
+/// host's own `/etc`: systemd remakes it on every boot, before any masctl unit.
+async fn link_engine_socket(engine: &Engine, host: &str, socket_name: &str) -> Result<()> {
+    let rule = tmpfiles_rule(socket_name);
+    let script = format!("printf '%s\\n' '{rule}' > {TMPFILES_RULE} && systemd-tmpfiles --create {TMPFILES_RULE}");
+    let (code, _) = engine.exec_in(host, &["sh".into(), "-c".into(), script], &[], ExecOutput::Stderr).await?;
     if code != 0 {
         bail!("could not link the Docker socket inside {host}");
     }
-    wait_for_systemd(engine, host).await
+    Ok(())
+}
+
+const TMPFILES_RULE: &str = "/etc/tmpfiles.d/masctl-engine.conf";
+
+/// `L+` replaces whatever is at the path with the symlink.
+fn tmpfiles_rule(socket_name: &str) -> String {
+    format!("L+ /run/docker.sock - - - - {ENGINE_DIR_IN_HOST}/{socket_name}")
 }
 
 /// Where the directory of the engine's socket appears inside the host.
