@@ -63,8 +63,11 @@ pub enum Command {
         /// migration the other still waits for
         #[arg(long, default_value_t = crate::eval::START_TIMEOUT_SECS, value_parser = parse_timeout)]
         timeout: u64,
-        /// Hand logins to MAS even though no `syn2mas migrate` has completed and
-        /// Synapse has users (they will not be able to log in)
+        /// Switch although a guard refuses, with a warning: logins handed to MAS
+        /// though no `syn2mas migrate` has completed and Synapse has users (they will
+        /// not be able to log in), or a new Synapse image started while the old one's
+        /// background updates are pending (its migration may fail; the automatic
+        /// rollback then restores the backup)
         #[arg(long)]
         force: bool,
         /// Skip the backup before a change of the Postgres, Synapse or MAS image (with

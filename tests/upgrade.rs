@@ -59,6 +59,14 @@ fn register(s: &Stack, user: &str, password: &str) {
     ]);
 }
 
+/// Two background updates that each wait for the other: Synapse never runs them.
+const PENDING_PAIR: &str = "INSERT INTO background_updates (update_name, progress_json, depends_on) VALUES \
+('masctl_test_a', '{}', 'masctl_test_b'), ('masctl_test_b', '{}', 'masctl_test_a')";
+
+fn pending_updates(s: &Stack) -> Vec<String> {
+    s.sql("synapse", "SELECT update_name FROM background_updates ORDER BY 1").lines().map(String::from).collect()
+}
+
 /// What users wrote: rows no background job of Synapse touches.
 const USER_DATA: [&str; 2] = ["users", "profiles"];
 
@@ -76,30 +84,45 @@ fn failed_upgrade_restores_the_old_schema_and_rollback_restore_data() {
     }
     assert!(all_tables(&s, "synapse").len() > 100);
     // Synapse's own rule: an upgrade needs the old version's background updates
-    // done (the new schema's constraints build on them). Without this the new
-    // Synapse fails half-way through its migration (the automatic rollback then
-    // restores the backup all the same).
-    wait_for("1.67's background updates", Duration::from_secs(300), || {
-        (s.sql("synapse", "SELECT count(*) FROM background_updates").trim() == "0").then_some(())
+    // done (the new schema's constraints build on them), so the switch waits for
+    // them. Two updates that wait on each other stay pending for as long as the test
+    // wants (1.67 runs every other update and then gives up on them).
+    s.sql("synapse", PENDING_PAIR);
+    wait_for("1.67's own background updates", Duration::from_secs(300), || {
+        (pending_updates(&s) == ["masctl_test_a", "masctl_test_b"]).then_some(())
     });
     let before = table_digests(&s, "synapse", &USER_DATA);
     assert!(before["users"].starts_with("3 "), "{before:?}");
 
-    // The upgrade: held just before the health gate, when the new Synapse has
-    // migrated the schema and become healthy; then made unhealthy for real.
+    // Pending updates that outlast --timeout: refused with their count and names,
+    // before anything changes.
     s.write_config("");
+    let out = s.masctl(&["switch", "--timeout", "3"]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("2 background update(s) pending (masctl_test_a, masctl_test_b)"), "{err}");
+    assert_eq!((s.current(), s.generations().len(), synapse_schema(&s)), (1, 1, 72));
+
+    // The upgrade: it waits for the updates (they finish while it waits), then is
+    // held just before the health gate, when the new Synapse has migrated the schema
+    // and become healthy; then made unhealthy for real.
+    let log = s.root.join("switch.stderr");
     let mut child = s
         .masctl_command(&["MASCTL_FAILPOINT=hold-before-gate"], &["switch", "--timeout", "600"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
+    let switch_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_for("the switch to wait for the background updates", Duration::from_secs(300), || {
+        switch_log().contains("waiting for Synapse's background updates: 2 pending").then_some(())
+    });
+    assert_eq!(s.generations().len(), 1, "nothing switched while waiting");
+    s.sql("synapse", "DELETE FROM background_updates WHERE update_name LIKE 'masctl_test_%'");
     let held = s.root.join("failpoint-held");
     wait_for("the switch to reach the health gate", Duration::from_secs(600), || {
         if let Some(code) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-            panic!("the switch ended ({code}) before its health gate:\n{err}");
+            panic!("the switch ended ({code}) before its health gate:\n{}", switch_log());
         }
         held.exists().then_some(())
     });
@@ -108,9 +131,9 @@ fn failed_upgrade_restores_the_old_schema_and_rollback_restore_data() {
     assert!(compat.trim().parse::<u32>().unwrap() > 72, "1.67 cannot serve it: {compat}");
     docker_ok(&["pause", &s.container("synapse")]);
     std::fs::remove_file(&held).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let err = text(&out.stderr);
-    assert!(!out.status.success(), "the switch must fail:\n{err}");
+    let status = child.wait().unwrap();
+    let err = switch_log();
+    assert!(!status.success(), "the switch must fail:\n{err}");
     assert!(err.contains("rolled back to generation 1, which is running"), "{err}");
     assert!(err.contains("restored backup") && err.contains("pre-switch"), "{err}");
 

@@ -2,6 +2,7 @@
 //! `activate`, `generation`) and the edges (`docker`, `systemd`). Nothing
 //! here prints results: the commands do.
 
+pub mod background_updates;
 pub mod build;
 pub mod export_ess;
 pub mod gc;

@@ -92,7 +92,8 @@ pub struct SwitchOptions {
     pub dry_run: bool,
     /// How long the health gate waits.
     pub timeout: Duration,
-    /// Switch although the handover guard refuses (it warns instead).
+    /// Switch although the handover guard or Synapse's pending background updates
+    /// refuse (it warns instead).
     pub force: bool,
     /// Skip the backup before a stateful image changes (a warning instead).
     pub no_backup: bool,
@@ -115,6 +116,9 @@ pub async fn switch(ctx: &Context, opts: SwitchOptions) -> Result<Switched> {
     let current = gens.current()?;
     guard_handover(layout, &engine, current.as_ref(), &manifest, force).await?;
     build::check_mas_config(&engine, &manifest).await?;
+    if !dry_run {
+        super::background_updates::before_switch(&engine, current.as_ref(), &manifest, timeout, force).await?;
+    }
     let upgrade_backup = super::pg_upgrade::before_switch(ctx, &engine, current.as_ref(), &manifest, dry_run).await?;
     let systemd = Systemd::connect().await?;
     let a = Activator { layout, systemd: &systemd, engine: &engine, unit_dir: unit_dir(), timeout };
