@@ -10,7 +10,7 @@ use super::{Entry, Inputs};
 use crate::config::Config;
 use crate::secrets::MAS_PEPPER;
 use crate::service::Service;
-use crate::spec::{DataDir, Health, HttpProbe, ServiceSpec};
+use crate::spec::{Bind, DataDir, Health, HttpProbe, ServiceSpec};
 
 const SERVICE: Service = Service::Mas;
 
@@ -177,25 +177,25 @@ pub fn cli(args: &[&str]) -> Vec<String> {
     ["-c", CONFIG_IN_CONTAINER].iter().chain(args).map(|s| s.to_string()).collect()
 }
 
-pub fn secret_binds(inp: &Inputs) -> Vec<String> {
+pub fn secret_binds(inp: &Inputs) -> Vec<Bind> {
     let l = inp.layout;
     let c = inp.config;
-    let mut binds: Vec<String> =
+    let mut binds: Vec<Bind> =
         ["mas-db-password", "mas-encryption", "mas-synapse-secret", "mas-signing-rsa.pem", ADMIN_CLIENT_SECRET]
             .iter()
-            .map(|n| format!("{}:/run/secrets/{n}:ro", l.secret(n).display()))
+            .map(|n| l.secret_bind(n))
             .collect();
     if c.imported_password_config() {
-        binds.push(format!("{}:/run/secrets/{MAS_PEPPER}:ro", l.secret(MAS_PEPPER).display()));
+        binds.push(l.secret_bind(MAS_PEPPER));
     }
     if c.mas.email.username.is_some()
         && let Some(f) = &c.mas.email.password_file
     {
-        binds.push(format!("{}:/run/secrets/mas-smtp-password:ro", f.get_ref()));
+        binds.push(Bind::secret(f.get_ref(), "mas-smtp-password"));
     }
     for (i, p) in c.mas.upstream_oauth2.providers.iter().enumerate() {
         if let Some(f) = &p.client_secret_file {
-            binds.push(format!("{}:/run/secrets/mas-provider-{i}:ro", f.get_ref()));
+            binds.push(Bind::secret(f.get_ref(), &format!("mas-provider-{i}")));
         }
     }
     binds
@@ -204,7 +204,7 @@ pub fn secret_binds(inp: &Inputs) -> Vec<String> {
 pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
     let c = inp.config;
     let instance = c.instance.get_ref();
-    let mut binds = vec![format!("{config_dir}:/etc/mas:ro")];
+    let mut binds = vec![Bind::ro(config_dir, "/etc/mas")];
     binds.extend(secret_binds(inp));
     ServiceSpec {
         service: SERVICE.name().into(),

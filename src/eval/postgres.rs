@@ -7,7 +7,7 @@ use super::{Entry, Inputs};
 use crate::config::Config;
 use crate::generation::layout::Layout;
 use crate::service::Service;
-use crate::spec::{DataDir, Health, ServiceSpec};
+use crate::spec::{Bind, DataDir, Health, ServiceSpec};
 
 const SERVICE: Service = Service::Postgres;
 const UID: u32 = SERVICE.uid();
@@ -67,13 +67,12 @@ pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
     let l = inp.layout;
     let instance = c.instance.get_ref();
     let data = cluster_dir(l, inp.pg_major).display().to_string();
-    let secret = |n: &str| format!("{}:/run/secrets/{n}:ro", l.secret(n).display());
     let mut binds = vec![
-        format!("{data}:/var/lib/postgresql/data"),
-        format!("{config_dir}:/etc/masctl:ro"),
-        secret("postgres-superuser"),
+        Bind::rw(&data, "/var/lib/postgresql/data"),
+        Bind::ro(config_dir, "/etc/masctl"),
+        l.secret_bind("postgres-superuser"),
     ];
-    binds.extend(databases(c).iter().map(|d| secret(&format!("postgres-{d}"))));
+    binds.extend(databases(c).iter().map(|d| l.secret_bind(&format!("postgres-{d}"))));
     let mut cmd = Vec::new();
     for (k, v) in &c.postgres.settings {
         let v = match v.get_ref() {
@@ -170,9 +169,9 @@ pub fn external(c: &Config) -> Option<crate::generation::manifest::ExternalPostg
 pub fn adapt_client(c: &Config, layout: &crate::generation::layout::Layout, spec: &mut ServiceSpec) {
     let Some(e) = c.postgres_external() else { return };
     for (inside, derived) in crate::secrets::EXTERNAL_CLIENT_SECRETS {
-        let target = format!(":/run/secrets/{inside}:ro");
-        for b in spec.binds.iter_mut().filter(|b| b.ends_with(&target)) {
-            *b = format!("{}{target}", layout.secret(derived).display());
+        let secret = Bind::secret("", inside);
+        for b in spec.binds.iter_mut().filter(|b| (&b.inside, b.read_only) == (&secret.inside, true)) {
+            b.host = layout.secret(derived);
         }
     }
     if let Some(n) = &e.network {

@@ -21,7 +21,7 @@ use super::workers::{self, Route};
 use super::{Entry, Inputs};
 use crate::config::{Config, TlsMode};
 use crate::service::Service;
-use crate::spec::{DataDir, Health, HttpProbe, Port, ServiceSpec};
+use crate::spec::{Bind, DataDir, Health, HttpProbe, Port, ServiceSpec};
 
 const SERVICE: Service = Service::Proxy;
 
@@ -291,17 +291,17 @@ pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
     let instance = c.instance.get_ref();
     let e = &c.edge;
     let data = inp.layout.data_dir(SERVICE).display().to_string();
-    let mut binds = vec![format!("{config_dir}:{CONFIG_IN}:ro"), format!("{data}:/data")];
+    let mut binds = vec![Bind::ro(config_dir, CONFIG_IN), Bind::rw(&data, "/data")];
     if c.tls() == TlsMode::Files
         && let (Some(cert), Some(key)) = (&e.certificate, &e.key)
     {
-        binds.push(format!("{}:{CERT_IN}:ro", cert.get_ref()));
-        binds.push(format!("{}:{KEY_IN}:ro", key.get_ref()));
+        binds.push(Bind::ro(cert.get_ref(), CERT_IN));
+        binds.push(Bind::ro(key.get_ref(), KEY_IN));
     }
     if c.tls() == TlsMode::Acme
         && let Some(ca) = &e.acme_directory_ca
     {
-        binds.push(format!("{}:{ACME_CA_IN}:ro", ca.get_ref()));
+        binds.push(Bind::ro(ca.get_ref(), ACME_CA_IN));
     }
     ServiceSpec {
         service: SERVICE.name().into(),

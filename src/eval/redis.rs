@@ -5,7 +5,7 @@
 use super::workers::REDIS_PORT;
 use super::{Entry, Inputs};
 use crate::service::Service;
-use crate::spec::{Health, ServiceSpec};
+use crate::spec::{Bind, Health, ServiceSpec};
 
 const SERVICE: Service = Service::Redis;
 
@@ -33,7 +33,7 @@ pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
         entrypoint: vec![],
         cmd: vec!["/etc/redis/redis.conf".into()],
         env: vec![],
-        binds: vec![format!("{config_dir}:/etc/redis:ro")],
+        binds: vec![Bind::ro(config_dir, "/etc/redis")],
         tmpfs: [("/tmp".to_string(), "rw,nosuid,nodev,size=16m".to_string())].into(),
         ports: vec![],
         health: Health {

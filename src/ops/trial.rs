@@ -18,6 +18,7 @@ use crate::generation::layout::Layout;
 use crate::generation::store::Store;
 use crate::image::{import, mirrors, oci::RunConfig};
 use crate::service::{Service, Unit};
+use crate::spec::Bind;
 use crate::ui;
 
 const HOST_REPO: &str = "masctl/systemd-host";
@@ -198,19 +199,18 @@ async fn ensure_host(engine: &Engine, host: &str, image: &str, layout: &Layout, 
     }
     std::fs::create_dir_all(cache)?;
     let (socket_dir, socket_name) = engine_socket()?;
-    let root = layout.root().display().to_string();
-    let config_dir = config_path.parent().context("config directory")?.display().to_string();
+    let config_dir = config_path.parent().context("config directory")?;
     let mut binds = vec![
-        "/sys/fs/cgroup:/sys/fs/cgroup".to_string(),
-        format!("{root}:{root}"),
-        format!("{}:{BIN_DIR_IN_HOST}:ro", bin_dir.display()),
-        format!("{}:{IMAGES_IN_HOST}:ro", images_dir.display()),
-        format!("{config_dir}:{CONFIG_DIR_IN_HOST}:ro"),
+        Bind::same("/sys/fs/cgroup", false),
+        Bind::same(layout.root(), false),
+        Bind::ro(bin_dir, BIN_DIR_IN_HOST),
+        Bind::ro(images_dir, IMAGES_IN_HOST),
+        Bind::ro(config_dir, CONFIG_DIR_IN_HOST),
     ];
     if !cache.starts_with(layout.root()) {
-        binds.push(format!("{0}:{0}", cache.display()));
+        binds.push(Bind::same(cache, false));
     }
-    binds.extend(inputs.iter().map(|d| format!("{0}:{0}:ro", d.display())));
+    binds.extend(inputs.iter().map(|d| Bind::same(d, true)));
     engine
         .start_systemd_host(&SystemdHost {
             name: host.to_string(),
