@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::service::Service;
+
 /// Reads the spec of a service from its store entry.
 pub fn read_spec(entry: &str) -> Result<ServiceSpec> {
     let p = Path::new(entry).join("spec.json");
@@ -59,6 +61,33 @@ pub struct ServiceSpec {
     /// Docker networks the container joins besides `network` (they must exist).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_networks: Vec<String>,
+}
+
+impl ServiceSpec {
+    /// What every service's spec starts from: its container on the instance's
+    /// network, run as its user, a small `/tmp`, and nothing else.
+    pub fn base(service: Service, instance: &str, image: &str, health: Health, stop_timeout_secs: u32) -> ServiceSpec {
+        ServiceSpec {
+            service: service.name().into(),
+            container: service.container(instance),
+            network: instance.to_string(),
+            image: image.to_string(),
+            user: service.user(),
+            entrypoint: vec![],
+            cmd: vec![],
+            env: vec![],
+            binds: vec![],
+            tmpfs: [("/tmp".to_string(), "rw,nosuid,nodev,size=64m".to_string())].into(),
+            ports: vec![],
+            health,
+            after_healthy: vec![],
+            pre_start: vec![],
+            data_dirs: vec![],
+            stop_timeout_secs,
+            aliases: vec![],
+            extra_networks: vec![],
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

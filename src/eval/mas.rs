@@ -10,7 +10,7 @@ use super::{Entry, Inputs};
 use crate::config::Config;
 use crate::secrets::MAS_PEPPER;
 use crate::service::Service;
-use crate::spec::{Bind, DataDir, Health, HttpProbe, ServiceSpec};
+use crate::spec::{Bind, Health, HttpProbe, ServiceSpec};
 
 const SERVICE: Service = Service::Mas;
 
@@ -206,32 +206,19 @@ pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
     let instance = c.instance.get_ref();
     let mut binds = vec![Bind::ro(config_dir, "/etc/mas")];
     binds.extend(secret_binds(inp));
+    let health = Health {
+        test: vec![],
+        http: Some(HttpProbe { port: INTERNAL_PORT, path: "/health".into() }),
+        interval_ms: 500,
+        timeout_ms: 3000,
+        retries: 3,
+        start_period_ms: 120_000,
+    };
     ServiceSpec {
-        service: SERVICE.name().into(),
-        container: SERVICE.container(instance),
-        network: instance.clone(),
-        image: inp.images[&SERVICE].clone(),
-        user: SERVICE.user(),
-        entrypoint: vec![],
         // Migrations run first, in their own container (as ESS does).
         cmd: cli(&["server", "--no-migrate"]),
-        env: vec![],
         binds,
-        tmpfs: [("/tmp".to_string(), "rw,nosuid,nodev,size=64m".to_string())].into(),
-        ports: vec![],
-        health: Health {
-            test: vec![],
-            http: Some(HttpProbe { port: INTERNAL_PORT, path: "/health".into() }),
-            interval_ms: 500,
-            timeout_ms: 3000,
-            retries: 3,
-            start_period_ms: 120_000,
-        },
-        after_healthy: vec![],
         pre_start: vec![cli(&["database", "migrate"])],
-        data_dirs: Vec::<DataDir>::new(),
-        stop_timeout_secs: 30,
-        aliases: vec![],
-        extra_networks: vec![],
+        ..ServiceSpec::base(SERVICE, instance, &inp.images[&SERVICE], health, 30)
     }
 }

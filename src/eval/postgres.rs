@@ -82,13 +82,15 @@ pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
         cmd.push("-c".to_string());
         cmd.push(format!("{k}={v}"));
     }
+    let health = Health {
+        test: ["pg_isready", "-q", "-h", "/run/postgresql", "-U", "postgres"].map(String::from).to_vec(),
+        interval_ms: 1000,
+        timeout_ms: 5000,
+        retries: 3,
+        start_period_ms: 60_000,
+        http: None,
+    };
     ServiceSpec {
-        service: SERVICE.name().into(),
-        container: SERVICE.container(instance),
-        network: instance.clone(),
-        image: inp.images[&SERVICE].clone(),
-        user: SERVICE.user(),
-        entrypoint: vec![],
         cmd,
         env: vec!["POSTGRES_PASSWORD_FILE=/run/secrets/postgres-superuser".into()],
         binds,
@@ -97,25 +99,13 @@ pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
             ("/run/postgresql".to_string(), format!("rw,nosuid,nodev,uid={UID},gid={UID},mode=2775")),
         ]
         .into(),
-        ports: vec![],
-        health: Health {
-            test: ["pg_isready", "-q", "-h", "/run/postgresql", "-U", "postgres"].map(String::from).to_vec(),
-            interval_ms: 1000,
-            timeout_ms: 5000,
-            retries: 3,
-            start_period_ms: 60_000,
-            http: None,
-        },
         after_healthy: vec![
             ["psql", "-q", "-h", "/run/postgresql", "-U", "postgres", "-d", "postgres", "-f", "/etc/masctl/init.sql"]
                 .map(String::from)
                 .to_vec(),
         ],
-        pre_start: vec![],
         data_dirs: vec![DataDir { path: data, uid: UID, mode: 0o700 }],
-        stop_timeout_secs: 60,
-        aliases: vec![],
-        extra_networks: vec![],
+        ..ServiceSpec::base(SERVICE, instance, &inp.images[&SERVICE], health, 60)
     }
 }
 

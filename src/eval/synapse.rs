@@ -178,38 +178,27 @@ pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
         binds.push(secret(SYNAPSE_PASSWORD_CONFIG));
         cmd.extend(["--config-path".to_string(), format!("/run/secrets/{SYNAPSE_PASSWORD_CONFIG}")]);
     }
+    let health = Health {
+        test: [
+            "python3",
+            "-c",
+            "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8008/health', timeout=3)",
+        ]
+        .map(String::from)
+        .to_vec(),
+        interval_ms: 1000,
+        timeout_ms: 5000,
+        retries: 3,
+        start_period_ms: 120_000,
+        http: None,
+    };
     ServiceSpec {
-        service: SERVICE.name().into(),
-        container: SERVICE.container(instance),
-        network: instance.clone(),
-        image: inp.images[&SERVICE].clone(),
-        user: SERVICE.user(),
-        entrypoint: vec![],
         cmd,
-        env: vec![],
         binds,
-        tmpfs: [("/tmp".to_string(), "rw,nosuid,nodev,size=64m".to_string())].into(),
         ports,
-        health: Health {
-            test: [
-                "python3",
-                "-c",
-                "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8008/health', timeout=3)",
-            ]
-            .map(String::from)
-            .to_vec(),
-            interval_ms: 1000,
-            timeout_ms: 5000,
-            retries: 3,
-            start_period_ms: 120_000,
-            http: None,
-        },
-        after_healthy: vec![],
-        pre_start: vec![],
         data_dirs: vec![DataDir { path: data, uid: UID, mode: 0o750 }],
-        stop_timeout_secs: 30,
-        aliases: vec![],
         extra_networks: appservice_networks(c),
+        ..ServiceSpec::base(SERVICE, instance, &inp.images[&SERVICE], health, 30)
     }
 }
 
