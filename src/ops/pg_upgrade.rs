@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::context::Context;
+use crate::context::ConfiguredContext;
 use crate::docker::{Engine, ExecOutput, Health};
 use crate::generation::generations::Generation;
 use crate::generation::layout::Layout;
@@ -103,13 +103,13 @@ fn cluster_of(manifest: &Manifest) -> Result<Option<Cluster>> {
 /// changes: upgrades the data when the Postgres major version changes, refuses
 /// (at `images.postgres`) what it cannot do. With `dry_run`, only says.
 pub async fn before_switch(
-    ctx: &Context,
+    ctx: &ConfiguredContext,
     engine: &Engine,
     current: Option<&Generation>,
     target: &Manifest,
     dry_run: bool,
 ) -> Result<Option<Vec<PathBuf>>> {
-    let c = ctx.config()?;
+    let c = ctx.config();
     let Some(to_cluster) = cluster_of(target)? else { return Ok(None) };
     let to = super::build::postgres_major(c, engine, &target.images[&POSTGRES]).await?;
     let from_manifest = current.map(|g| g.manifest()).transpose()?;
