@@ -25,13 +25,13 @@ pub struct Context {
 impl Context {
     /// For commands that evaluate the config: it must exist and be valid. A bad config
     /// fails here, before anything on the host changes.
-    pub fn with_config(g: &Global) -> Result<Context> {
+    pub fn with_config(g: &Global) -> Result<ConfiguredContext> {
         let config = config::load(&g.config)?;
         let layout = match &g.root {
             Some(r) => root_layout(r)?,
             None => Layout::new(config.state_root.get_ref()),
         };
-        Ok(Context::new(g, Some(config), layout))
+        Ok(ConfiguredContext(Context::new(g, Some(config), layout)))
     }
 
     /// For commands that work on the state root: `--root`/`MASCTL_ROOT`, else the
@@ -53,9 +53,29 @@ impl Context {
         Context { config_path: g.config.clone(), config, images: images_dir(g.images.as_ref()), cache, layout }
     }
 
-    /// The config; present whenever the context was made [`Context::with_config`].
-    pub fn config(&self) -> Result<&Config> {
-        self.config.as_ref().with_context(|| format!("{}: the config was not loaded", self.config_path.display()))
+    /// The config, when the command has one.
+    pub fn loaded_config(&self) -> Option<&Config> {
+        self.config.as_ref()
+    }
+}
+
+/// A [`Context`] whose config is loaded (made by [`Context::with_config`]), for
+/// the commands that evaluate it.
+pub struct ConfiguredContext(Context);
+
+impl ConfiguredContext {
+    pub fn config(&self) -> &Config {
+        match &self.0.config {
+            Some(c) => c,
+            None => unreachable!("a ConfiguredContext is made only with a config"),
+        }
+    }
+}
+
+impl std::ops::Deref for ConfiguredContext {
+    type Target = Context;
+    fn deref(&self) -> &Context {
+        &self.0
     }
 }
 

@@ -22,7 +22,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 use crate::image::reference::Reference;
-use crate::spec::ServiceSpec;
+use crate::spec::{Bind, ServiceSpec, bind_strings};
 
 /// Cheap to clone: clones share the connection settings.
 #[derive(Clone)]
@@ -248,7 +248,7 @@ pub fn container_body(spec: &ServiceSpec, spec_id: &str) -> ContainerCreateBody 
         }),
         stop_timeout: Some(spec.stop_timeout_secs.into()),
         host_config: Some(HostConfig {
-            binds: Some(spec.binds.clone()),
+            binds: Some(bind_strings(&spec.binds)),
             tmpfs: Some(spec.tmpfs.clone().into_iter().collect()),
             port_bindings: (!ports.is_empty()).then_some(ports),
             network_mode: Some(spec.network.clone()),
@@ -352,7 +352,7 @@ choose another instance name"
             env: Some(host.env.clone()),
             labels: Some(host.labels.clone().into_iter().collect()),
             host_config: Some(HostConfig {
-                binds: Some(host.binds.clone()),
+                binds: Some(bind_strings(&host.binds)),
                 mounts: host.engine_dir.as_ref().map(|d| {
                     vec![bollard::models::Mount {
                         target: Some("/run/masctl-engine".into()),
@@ -523,7 +523,7 @@ pub struct OneShot {
     pub user: String,
     pub entrypoint: Option<Vec<String>>,
     pub cmd: Vec<String>,
-    pub binds: Vec<String>,
+    pub binds: Vec<Bind>,
     pub network: Option<String>,
     pub env: Vec<String>,
 }
@@ -564,7 +564,7 @@ impl Engine {
             env: Some(job.env.clone()),
             labels: Some([("masctl.job".to_string(), what.to_string())].into()),
             host_config: Some(HostConfig {
-                binds: Some(job.binds.clone()),
+                binds: Some(bind_strings(&job.binds)),
                 tmpfs: Some([("/tmp".to_string(), "rw,nosuid,nodev,size=64m".to_string())].into()),
                 network_mode: job.network.clone().or(Some("none".into())),
                 readonly_rootfs: Some(true),
@@ -614,7 +614,7 @@ pub struct SystemdHost {
     pub image: String,
     pub env: Vec<String>,
     pub labels: std::collections::BTreeMap<String, String>,
-    pub binds: Vec<String>,
+    pub binds: Vec<Bind>,
     /// A host directory mounted read-only, not recursively, at `/run/masctl-engine`
     /// (the Docker socket's: recursively it would pin other containers' namespaces).
     pub engine_dir: Option<String>,

@@ -225,7 +225,7 @@ pub async fn ensure_rsa_key(layout: &Layout, engine: &crate::docker::Engine, pyt
         user: format!("{0}:{0}", spec.uid),
         entrypoint: Some(vec!["python3".into(), "-c".into(), RSA_SCRIPT.into()]),
         cmd: vec![],
-        binds: vec![format!("{}:/out", work.path().display())],
+        binds: vec![crate::spec::Bind::rw(work.path(), "/out")],
         network: None,
         env: vec![],
     };

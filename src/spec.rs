@@ -3,10 +3,13 @@
 //! here, so its hash is what the unit embeds.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::fmt;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+
+use crate::service::Service;
 
 /// Reads the spec of a service from its store entry.
 pub fn read_spec(entry: &str) -> Result<ServiceSpec> {
@@ -32,8 +35,7 @@ pub struct ServiceSpec {
     pub cmd: Vec<String>,
     #[serde(default)]
     pub env: Vec<String>,
-    /// `host:container[:ro]` bind mounts.
-    pub binds: Vec<String>,
+    pub binds: Vec<Bind>,
     /// container path → tmpfs options.
     #[serde(default)]
     pub tmpfs: BTreeMap<String, String>,
@@ -59,6 +61,33 @@ pub struct ServiceSpec {
     /// Docker networks the container joins besides `network` (they must exist).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_networks: Vec<String>,
+}
+
+impl ServiceSpec {
+    /// What every service's spec starts from: its container on the instance's
+    /// network, run as its user, a small `/tmp`, and nothing else.
+    pub fn base(service: Service, instance: &str, image: &str, health: Health, stop_timeout_secs: u32) -> ServiceSpec {
+        ServiceSpec {
+            service: service.name().into(),
+            container: service.container(instance),
+            network: instance.to_string(),
+            image: image.to_string(),
+            user: service.user(),
+            entrypoint: vec![],
+            cmd: vec![],
+            env: vec![],
+            binds: vec![],
+            tmpfs: [("/tmp".to_string(), "rw,nosuid,nodev,size=64m".to_string())].into(),
+            ports: vec![],
+            health,
+            after_healthy: vec![],
+            pre_start: vec![],
+            data_dirs: vec![],
+            stop_timeout_secs,
+            aliases: vec![],
+            extra_networks: vec![],
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,4 +126,91 @@ pub struct DataDir {
 pub struct HttpProbe {
     pub port: u16,
     pub path: String,
+}
+
+/// Where secrets are mounted inside containers, one file per secret.
+pub const SECRETS_IN: &str = "/run/secrets";
+
+/// A bind mount. Serialized as Docker's `host:inside[:ro]`, the bytes specs had
+/// when binds were strings, so store hashes do not change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct Bind {
+    pub host: PathBuf,
+    pub inside: String,
+    pub read_only: bool,
+}
+
+impl Bind {
+    pub fn ro(host: impl AsRef<Path>, inside: impl Into<String>) -> Bind {
+        Bind { host: host.as_ref().to_path_buf(), inside: inside.into(), read_only: true }
+    }
+    pub fn rw(host: impl AsRef<Path>, inside: impl Into<String>) -> Bind {
+        Bind { read_only: false, ..Bind::ro(host, inside) }
+    }
+    /// A secret file, read-only at `/run/secrets/<name>`.
+    pub fn secret(host: impl AsRef<Path>, name: &str) -> Bind {
+        Bind::ro(host, format!("{SECRETS_IN}/{name}"))
+    }
+    /// The same path on both sides.
+    pub fn same(path: impl AsRef<Path>, read_only: bool) -> Bind {
+        let p = path.as_ref();
+        Bind { read_only, ..Bind::ro(p, p.display().to_string()) }
+    }
+}
+
+impl fmt::Display for Bind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}{}", self.host.display(), self.inside, if self.read_only { ":ro" } else { "" })
+    }
+}
+
+impl From<Bind> for String {
+    fn from(b: Bind) -> String {
+        b.to_string()
+    }
+}
+
+impl TryFrom<String> for Bind {
+    type Error = String;
+    fn try_from(s: String) -> Result<Bind, String> {
+        let (rest, read_only) = match s.strip_suffix(":ro") {
+            Some(r) => (r, true),
+            None => (s.as_str(), false),
+        };
+        match rest.rsplit_once(':') {
+            Some((host, inside)) if !host.is_empty() && inside.starts_with('/') => {
+                Ok(Bind { host: host.into(), inside: inside.into(), read_only })
+            }
+            _ => Err(format!("bind mount {s:?}: expected host:inside[:ro]")),
+        }
+    }
+}
+
+/// The strings Docker takes.
+pub fn bind_strings(binds: &[Bind]) -> Vec<String> {
+    binds.iter().map(Bind::to_string).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binds_keep_their_strings() {
+        let cases = [
+            (Bind::ro("/c", "/etc/mas"), "/c:/etc/mas:ro"),
+            (Bind::rw("/r/data/synapse", "/data"), "/r/data/synapse:/data"),
+            (Bind::secret("/r/secrets/x", "x"), "/r/secrets/x:/run/secrets/x:ro"),
+            (Bind::same("/nix/store", true), "/nix/store:/nix/store:ro"),
+        ];
+        for (bind, want) in cases {
+            let json = serde_json::to_string(&bind).unwrap();
+            assert_eq!(json, format!("\"{want}\""));
+            assert_eq!(serde_json::from_str::<Bind>(&json).unwrap(), bind, "{want}");
+        }
+        for bad in ["", "/a", "/a:rel", ":/b:ro"] {
+            assert!(Bind::try_from(bad.to_string()).is_err(), "{bad}");
+        }
+    }
 }

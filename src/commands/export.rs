@@ -3,11 +3,11 @@
 use anyhow::Result;
 
 use crate::cli::{ExportEss, PostgresChoice};
-use crate::context::Context;
+use crate::context::ConfiguredContext;
 use crate::export::ess::report;
 use crate::ops::export_ess::{self, Options};
 
-pub async fn ess(ctx: &Context, a: ExportEss) -> Result<()> {
+pub async fn ess(ctx: &ConfiguredContext, a: ExportEss) -> Result<()> {
     let o = Options {
         out: a.out,
         release: a.release,

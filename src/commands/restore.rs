@@ -41,7 +41,7 @@ pub async fn import_synapse(g: &Global, a: ImportSynapse) -> Result<()> {
         crate::jobs::output_to_stderr();
     }
     let ctx = Context::with_config(g)?;
-    let server_name = ctx.config()?.server_name.get_ref().clone();
+    let server_name = ctx.config().server_name.get_ref().clone();
     let mut src = match &a.from_playbook {
         Some(dir) => Source::playbook(dir, a.dump.clone()),
         None => Source {

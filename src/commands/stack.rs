@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
 
-use crate::context::Context;
+use crate::context::{ConfiguredContext, Context};
 use crate::ops::switch::{SwitchOptions, Switched};
 use crate::ops::{gc as gc_op, history, status as status_op, switch as switch_op};
 use crate::{timestamp, ui};
@@ -14,7 +14,7 @@ fn short(hash: &str) -> &str {
     &hash[..12.min(hash.len())]
 }
 
-pub async fn switch(ctx: &Context, opts: SwitchOptions) -> Result<()> {
+pub async fn switch(ctx: &ConfiguredContext, opts: SwitchOptions) -> Result<()> {
     match switch_op::switch(ctx, opts).await? {
         Switched::Planned(plan) => {
             for line in plan.describe(true) {

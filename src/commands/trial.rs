@@ -3,11 +3,11 @@
 use anyhow::Result;
 
 use crate::cli::Global;
-use crate::context::Context;
+use crate::context::ConfiguredContext;
 use crate::ops::trial::{self, Verbosity};
 use crate::ui;
 
-pub async fn run(ctx: &Context, g: &Global, down: bool, json: bool) -> Result<()> {
+pub async fn run(ctx: &ConfiguredContext, g: &Global, down: bool, json: bool) -> Result<()> {
     if down {
         let host = trial::down(ctx).await?;
         ui::step(format!("removed {host} and its service containers; data stays in {}", ctx.layout.root().display()));

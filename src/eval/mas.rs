@@ -10,7 +10,7 @@ use super::{Entry, Inputs};
 use crate::config::Config;
 use crate::secrets::MAS_PEPPER;
 use crate::service::Service;
-use crate::spec::{DataDir, Health, HttpProbe, ServiceSpec};
+use crate::spec::{Bind, Health, HttpProbe, ServiceSpec};
 
 const SERVICE: Service = Service::Mas;
 
@@ -177,25 +177,25 @@ pub fn cli(args: &[&str]) -> Vec<String> {
     ["-c", CONFIG_IN_CONTAINER].iter().chain(args).map(|s| s.to_string()).collect()
 }
 
-pub fn secret_binds(inp: &Inputs) -> Vec<String> {
+pub fn secret_binds(inp: &Inputs) -> Vec<Bind> {
     let l = inp.layout;
     let c = inp.config;
-    let mut binds: Vec<String> =
+    let mut binds: Vec<Bind> =
         ["mas-db-password", "mas-encryption", "mas-synapse-secret", "mas-signing-rsa.pem", ADMIN_CLIENT_SECRET]
             .iter()
-            .map(|n| format!("{}:/run/secrets/{n}:ro", l.secret(n).display()))
+            .map(|n| l.secret_bind(n))
             .collect();
     if c.imported_password_config() {
-        binds.push(format!("{}:/run/secrets/{MAS_PEPPER}:ro", l.secret(MAS_PEPPER).display()));
+        binds.push(l.secret_bind(MAS_PEPPER));
     }
     if c.mas.email.username.is_some()
         && let Some(f) = &c.mas.email.password_file
     {
-        binds.push(format!("{}:/run/secrets/mas-smtp-password:ro", f.get_ref()));
+        binds.push(Bind::secret(f.get_ref(), "mas-smtp-password"));
     }
     for (i, p) in c.mas.upstream_oauth2.providers.iter().enumerate() {
         if let Some(f) = &p.client_secret_file {
-            binds.push(format!("{}:/run/secrets/mas-provider-{i}:ro", f.get_ref()));
+            binds.push(Bind::secret(f.get_ref(), &format!("mas-provider-{i}")));
         }
     }
     binds
@@ -204,34 +204,21 @@ pub fn secret_binds(inp: &Inputs) -> Vec<String> {
 pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
     let c = inp.config;
     let instance = c.instance.get_ref();
-    let mut binds = vec![format!("{config_dir}:/etc/mas:ro")];
+    let mut binds = vec![Bind::ro(config_dir, "/etc/mas")];
     binds.extend(secret_binds(inp));
+    let health = Health {
+        test: vec![],
+        http: Some(HttpProbe { port: INTERNAL_PORT, path: "/health".into() }),
+        interval_ms: 500,
+        timeout_ms: 3000,
+        retries: 3,
+        start_period_ms: 120_000,
+    };
     ServiceSpec {
-        service: SERVICE.name().into(),
-        container: SERVICE.container(instance),
-        network: instance.clone(),
-        image: inp.images[&SERVICE].clone(),
-        user: SERVICE.user(),
-        entrypoint: vec![],
         // Migrations run first, in their own container (as ESS does).
         cmd: cli(&["server", "--no-migrate"]),
-        env: vec![],
         binds,
-        tmpfs: [("/tmp".to_string(), "rw,nosuid,nodev,size=64m".to_string())].into(),
-        ports: vec![],
-        health: Health {
-            test: vec![],
-            http: Some(HttpProbe { port: INTERNAL_PORT, path: "/health".into() }),
-            interval_ms: 500,
-            timeout_ms: 3000,
-            retries: 3,
-            start_period_ms: 120_000,
-        },
-        after_healthy: vec![],
         pre_start: vec![cli(&["database", "migrate"])],
-        data_dirs: Vec::<DataDir>::new(),
-        stop_timeout_secs: 30,
-        aliases: vec![],
-        extra_networks: vec![],
+        ..ServiceSpec::base(SERVICE, instance, &inp.images[&SERVICE], health, 30)
     }
 }

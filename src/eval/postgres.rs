@@ -7,7 +7,7 @@ use super::{Entry, Inputs};
 use crate::config::Config;
 use crate::generation::layout::Layout;
 use crate::service::Service;
-use crate::spec::{DataDir, Health, ServiceSpec};
+use crate::spec::{Bind, DataDir, Health, ServiceSpec};
 
 const SERVICE: Service = Service::Postgres;
 const UID: u32 = SERVICE.uid();
@@ -67,13 +67,12 @@ pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
     let l = inp.layout;
     let instance = c.instance.get_ref();
     let data = cluster_dir(l, inp.pg_major).display().to_string();
-    let secret = |n: &str| format!("{}:/run/secrets/{n}:ro", l.secret(n).display());
     let mut binds = vec![
-        format!("{data}:/var/lib/postgresql/data"),
-        format!("{config_dir}:/etc/masctl:ro"),
-        secret("postgres-superuser"),
+        Bind::rw(&data, "/var/lib/postgresql/data"),
+        Bind::ro(config_dir, "/etc/masctl"),
+        l.secret_bind("postgres-superuser"),
     ];
-    binds.extend(databases(c).iter().map(|d| secret(&format!("postgres-{d}"))));
+    binds.extend(databases(c).iter().map(|d| l.secret_bind(&format!("postgres-{d}"))));
     let mut cmd = Vec::new();
     for (k, v) in &c.postgres.settings {
         let v = match v.get_ref() {
@@ -83,13 +82,15 @@ pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
         cmd.push("-c".to_string());
         cmd.push(format!("{k}={v}"));
     }
+    let health = Health {
+        test: ["pg_isready", "-q", "-h", "/run/postgresql", "-U", "postgres"].map(String::from).to_vec(),
+        interval_ms: 1000,
+        timeout_ms: 5000,
+        retries: 3,
+        start_period_ms: 60_000,
+        http: None,
+    };
     ServiceSpec {
-        service: SERVICE.name().into(),
-        container: SERVICE.container(instance),
-        network: instance.clone(),
-        image: inp.images[&SERVICE].clone(),
-        user: SERVICE.user(),
-        entrypoint: vec![],
         cmd,
         env: vec!["POSTGRES_PASSWORD_FILE=/run/secrets/postgres-superuser".into()],
         binds,
@@ -98,25 +99,13 @@ pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
             ("/run/postgresql".to_string(), format!("rw,nosuid,nodev,uid={UID},gid={UID},mode=2775")),
         ]
         .into(),
-        ports: vec![],
-        health: Health {
-            test: ["pg_isready", "-q", "-h", "/run/postgresql", "-U", "postgres"].map(String::from).to_vec(),
-            interval_ms: 1000,
-            timeout_ms: 5000,
-            retries: 3,
-            start_period_ms: 60_000,
-            http: None,
-        },
         after_healthy: vec![
             ["psql", "-q", "-h", "/run/postgresql", "-U", "postgres", "-d", "postgres", "-f", "/etc/masctl/init.sql"]
                 .map(String::from)
                 .to_vec(),
         ],
-        pre_start: vec![],
         data_dirs: vec![DataDir { path: data, uid: UID, mode: 0o700 }],
-        stop_timeout_secs: 60,
-        aliases: vec![],
-        extra_networks: vec![],
+        ..ServiceSpec::base(SERVICE, instance, &inp.images[&SERVICE], health, 60)
     }
 }
 
@@ -170,9 +159,9 @@ pub fn external(c: &Config) -> Option<crate::generation::manifest::ExternalPostg
 pub fn adapt_client(c: &Config, layout: &crate::generation::layout::Layout, spec: &mut ServiceSpec) {
     let Some(e) = c.postgres_external() else { return };
     for (inside, derived) in crate::secrets::EXTERNAL_CLIENT_SECRETS {
-        let target = format!(":/run/secrets/{inside}:ro");
-        for b in spec.binds.iter_mut().filter(|b| b.ends_with(&target)) {
-            *b = format!("{}{target}", layout.secret(derived).display());
+        let secret = Bind::secret("", inside);
+        for b in spec.binds.iter_mut().filter(|b| (&b.inside, b.read_only) == (&secret.inside, true)) {
+            b.host = layout.secret(derived);
         }
     }
     if let Some(n) = &e.network {

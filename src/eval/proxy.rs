@@ -21,7 +21,7 @@ use super::workers::{self, Route};
 use super::{Entry, Inputs};
 use crate::config::{Config, TlsMode};
 use crate::service::Service;
-use crate::spec::{DataDir, Health, HttpProbe, Port, ServiceSpec};
+use crate::spec::{Bind, DataDir, Health, HttpProbe, Port, ServiceSpec};
 
 const SERVICE: Service = Service::Proxy;
 
@@ -291,47 +291,37 @@ pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
     let instance = c.instance.get_ref();
     let e = &c.edge;
     let data = inp.layout.data_dir(SERVICE).display().to_string();
-    let mut binds = vec![format!("{config_dir}:{CONFIG_IN}:ro"), format!("{data}:/data")];
+    let mut binds = vec![Bind::ro(config_dir, CONFIG_IN), Bind::rw(&data, "/data")];
     if c.tls() == TlsMode::Files
         && let (Some(cert), Some(key)) = (&e.certificate, &e.key)
     {
-        binds.push(format!("{}:{CERT_IN}:ro", cert.get_ref()));
-        binds.push(format!("{}:{KEY_IN}:ro", key.get_ref()));
+        binds.push(Bind::ro(cert.get_ref(), CERT_IN));
+        binds.push(Bind::ro(key.get_ref(), KEY_IN));
     }
     if c.tls() == TlsMode::Acme
         && let Some(ca) = &e.acme_directory_ca
     {
-        binds.push(format!("{}:{ACME_CA_IN}:ro", ca.get_ref()));
+        binds.push(Bind::ro(ca.get_ref(), ACME_CA_IN));
     }
+    let health = Health {
+        test: vec![],
+        http: Some(HttpProbe { port: INTERNAL_PORT, path: HEALTH_PATH.into() }),
+        interval_ms: 500,
+        timeout_ms: 3000,
+        retries: 3,
+        // Obtaining certificates may take a while; the switch's timeout bounds it.
+        start_period_ms: 120_000,
+    };
     ServiceSpec {
-        service: SERVICE.name().into(),
-        container: SERVICE.container(instance),
-        network: instance.clone(),
-        image: inp.images[&SERVICE].clone(),
-        user: SERVICE.user(),
-        entrypoint: vec![],
         cmd: ["run", "--config", "/etc/proxy/Caddyfile", "--adapter", "caddyfile"].map(String::from).to_vec(),
-        env: vec![],
         binds,
-        tmpfs: [("/tmp".to_string(), "rw,nosuid,nodev,size=64m".to_string())].into(),
         ports: ports(c),
-        health: Health {
-            test: vec![],
-            http: Some(HttpProbe { port: INTERNAL_PORT, path: HEALTH_PATH.into() }),
-            interval_ms: 500,
-            timeout_ms: 3000,
-            retries: 3,
-            // Obtaining certificates may take a while; the switch's timeout bounds it.
-            start_period_ms: 120_000,
-        },
-        after_healthy: vec![],
-        pre_start: vec![],
         data_dirs: vec![DataDir { path: data, uid: SERVICE.uid(), mode: 0o700 }],
-        stop_timeout_secs: 15,
         // Inside the stack the public names lead to the edge, so MAS's own checks
         // of `https://<server_name>/.well-known/…` reach it as clients do.
         aliases: if c.tls() == TlsMode::Plain { vec![] } else { c.served_hostnames() },
         extra_networks: networks(c),
+        ..ServiceSpec::base(SERVICE, instance, &inp.images[&SERVICE], health, 15)
     }
 }
 

@@ -5,7 +5,7 @@
 use super::workers::REDIS_PORT;
 use super::{Entry, Inputs};
 use crate::service::Service;
-use crate::spec::{Health, ServiceSpec};
+use crate::spec::{Bind, Health, ServiceSpec};
 
 const SERVICE: Service = Service::Redis;
 
@@ -23,32 +23,18 @@ maxmemory 64mb\nmaxmemory-policy allkeys-lru\n"
 }
 
 pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
-    let instance = inp.config.instance.get_ref();
+    let health = Health {
+        test: ["redis-cli", "ping"].map(String::from).to_vec(),
+        interval_ms: 1000,
+        timeout_ms: 3000,
+        retries: 3,
+        start_period_ms: 30_000,
+        http: None,
+    };
     ServiceSpec {
-        service: SERVICE.name().into(),
-        container: SERVICE.container(instance),
-        network: instance.clone(),
-        image: inp.images[&SERVICE].clone(),
-        user: SERVICE.user(),
-        entrypoint: vec![],
         cmd: vec!["/etc/redis/redis.conf".into()],
-        env: vec![],
-        binds: vec![format!("{config_dir}:/etc/redis:ro")],
+        binds: vec![Bind::ro(config_dir, "/etc/redis")],
         tmpfs: [("/tmp".to_string(), "rw,nosuid,nodev,size=16m".to_string())].into(),
-        ports: vec![],
-        health: Health {
-            test: ["redis-cli", "ping"].map(String::from).to_vec(),
-            interval_ms: 1000,
-            timeout_ms: 3000,
-            retries: 3,
-            start_period_ms: 30_000,
-            http: None,
-        },
-        after_healthy: vec![],
-        pre_start: vec![],
-        data_dirs: vec![],
-        stop_timeout_secs: 10,
-        aliases: vec![],
-        extra_networks: vec![],
+        ..ServiceSpec::base(SERVICE, inp.config.instance.get_ref(), &inp.images[&SERVICE], health, 10)
     }
 }

@@ -10,7 +10,7 @@ use super::{Entry, Inputs};
 use crate::config::Config;
 use crate::secrets::SYNAPSE_PASSWORD_CONFIG;
 use crate::service::Service;
-use crate::spec::{DataDir, Health, Port, ServiceSpec};
+use crate::spec::{Bind, DataDir, Health, Port, ServiceSpec};
 
 const SERVICE: Service = Service::Synapse;
 const UID: u32 = SERVICE.uid();
@@ -154,13 +154,13 @@ pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
     let l = inp.layout;
     let instance = c.instance.get_ref();
     let data = l.data_dir(SERVICE).display().to_string();
-    let secret = |n: &str| format!("{}:/run/secrets/{n}:ro", l.secret(n).display());
+    let secret = |n: &str| l.secret_bind(n);
     let (host_ip, host_port) = c.synapse_publish();
     // With the edge in front, it owns the public ports; Synapse is reached inside.
     let ports = if c.edge_runs() { vec![] } else { vec![Port { host_ip, host_port, container_port: 8008 }] };
     let mut binds = vec![
-        format!("{data}:/data"),
-        format!("{config_dir}:/etc/synapse:ro"),
+        Bind::rw(&data, "/data"),
+        Bind::ro(config_dir, "/etc/synapse"),
         secret("synapse-pgpass"),
         secret("synapse-macaroon"),
         secret("synapse-form"),
@@ -168,7 +168,7 @@ pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
         secret("synapse-signing.key"),
     ];
     for (host, inside) in registration_mounts(c) {
-        binds.push(format!("{}:{inside}:ro", l.secret(&host).display()));
+        binds.push(Bind::ro(l.secret(&host), inside));
     }
     let mut cmd = vec!["--config-path".to_string(), "/etc/synapse/homeserver.yaml".into()];
     if c.mas_delegating() {
@@ -178,38 +178,27 @@ pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
         binds.push(secret(SYNAPSE_PASSWORD_CONFIG));
         cmd.extend(["--config-path".to_string(), format!("/run/secrets/{SYNAPSE_PASSWORD_CONFIG}")]);
     }
+    let health = Health {
+        test: [
+            "python3",
+            "-c",
+            "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8008/health', timeout=3)",
+        ]
+        .map(String::from)
+        .to_vec(),
+        interval_ms: 1000,
+        timeout_ms: 5000,
+        retries: 3,
+        start_period_ms: 120_000,
+        http: None,
+    };
     ServiceSpec {
-        service: SERVICE.name().into(),
-        container: SERVICE.container(instance),
-        network: instance.clone(),
-        image: inp.images[&SERVICE].clone(),
-        user: SERVICE.user(),
-        entrypoint: vec![],
         cmd,
-        env: vec![],
         binds,
-        tmpfs: [("/tmp".to_string(), "rw,nosuid,nodev,size=64m".to_string())].into(),
         ports,
-        health: Health {
-            test: [
-                "python3",
-                "-c",
-                "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8008/health', timeout=3)",
-            ]
-            .map(String::from)
-            .to_vec(),
-            interval_ms: 1000,
-            timeout_ms: 5000,
-            retries: 3,
-            start_period_ms: 120_000,
-            http: None,
-        },
-        after_healthy: vec![],
-        pre_start: vec![],
         data_dirs: vec![DataDir { path: data, uid: UID, mode: 0o750 }],
-        stop_timeout_secs: 30,
-        aliases: vec![],
         extra_networks: appservice_networks(c),
+        ..ServiceSpec::base(SERVICE, instance, &inp.images[&SERVICE], health, 30)
     }
 }
 

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::Entry;
 use crate::config::Config;
 use crate::service::{Service, Unit, Worker, WorkerKind};
-use crate::spec::ServiceSpec;
+use crate::spec::{Bind, ServiceSpec};
 
 /// Every Synapse process's HTTP listener (each is its own container).
 pub const HTTP_PORT: u16 = 8008;
@@ -106,12 +106,8 @@ pub fn config_entry(c: &Config, w: Worker) -> Result<Entry> {
 /// guards its replication listener.
 pub fn adapt_main(inp: &super::Inputs, spec: &mut ServiceSpec) {
     if inp.config.workers_on() {
-        spec.binds.push(secret_bind(inp, REPLICATION_SECRET));
+        spec.binds.push(inp.layout.secret_bind(REPLICATION_SECRET));
     }
-}
-
-fn secret_bind(inp: &super::Inputs, name: &str) -> String {
-    format!("{}:/run/secrets/{name}:ro", inp.layout.secret(name).display())
 }
 
 /// A worker's container: the main process's (image, mounts, secrets, health),
@@ -124,7 +120,7 @@ pub fn spec(main: &ServiceSpec, instance: &str, w: Worker, config_dir: &str) -> 
     spec.container = unit.container(instance);
     spec.entrypoint = ["/usr/bin/python3", "-m", "synapse.app.generic_worker"].map(String::from).to_vec();
     spec.cmd.extend(["--config-path".to_string(), format!("{WORKER_CONFIG_IN}/worker.yaml")]);
-    spec.binds.push(format!("{config_dir}:{WORKER_CONFIG_IN}:ro"));
+    spec.binds.push(Bind::ro(config_dir, WORKER_CONFIG_IN));
     spec.ports.clear();
     // The main process has migrated the schema by the time a worker starts.
     spec.health.start_period_ms = 60_000;

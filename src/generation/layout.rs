@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::service::Service;
+use crate::spec::Bind;
 
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -30,6 +31,10 @@ impl Layout {
     }
     pub fn secret(&self, name: &str) -> PathBuf {
         self.secrets().join(name)
+    }
+    /// The secret `name`, mounted at `/run/secrets/<name>`.
+    pub fn secret_bind(&self, name: &str) -> Bind {
+        Bind::secret(self.secret(name), name)
     }
     pub fn data(&self, service: &str) -> PathBuf {
         self.root.join("data").join(service)

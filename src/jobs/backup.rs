@@ -12,6 +12,7 @@ use crate::generation::generations;
 use crate::generation::layout::Layout;
 use crate::generation::manifest::Manifest;
 use crate::service::Service;
+use crate::spec::Bind;
 use crate::systemd::Systemd;
 use crate::timestamp;
 
@@ -127,10 +128,7 @@ async fn dump_one(
         user: POSTGRES.user(),
         entrypoint: Some(vec!["sh".into(), "-c".into(), script]),
         cmd: vec![],
-        binds: vec![
-            format!("{}:/backups", dir.display()),
-            format!("{}:/run/secrets/pgpass:ro", layout.secret(pgpass).display()),
-        ],
+        binds: vec![Bind::rw(dir, "/backups"), Bind::secret(layout.secret(pgpass), "pgpass")],
         network: Some(manifest.instance.clone()),
         env: vec!["PGPASSFILE=/run/secrets/pgpass".into()],
     };

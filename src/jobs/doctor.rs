@@ -172,7 +172,7 @@ echo \"{DB_MARK}$r\"\n"
         user: Service::Postgres.user(),
         entrypoint: Some(vec!["sh".into(), "-c".into(), script]),
         cmd: vec![],
-        binds: vec![format!("{}:/run/secrets/pgpass:ro", ctx.layout.secret(pgpass).display())],
+        binds: vec![crate::spec::Bind::secret(ctx.layout.secret(pgpass), "pgpass")],
         network: Some(ctx.manifest.instance.clone()),
         env: vec!["PGPASSFILE=/run/secrets/pgpass".into()],
     };

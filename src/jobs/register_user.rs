@@ -11,6 +11,7 @@ use super::{JobContext, JobSpec};
 use crate::docker::OneShot;
 use crate::generation::layout::Layout;
 use crate::service::Service;
+use crate::spec::Bind;
 use crate::ui;
 
 /// The password: from a file, a hidden prompt on a terminal, or stdin.
@@ -124,7 +125,7 @@ async fn register_with_synapse(
             if admin { "-a".into() } else { "--no-admin".into() },
             format!("http://{}:8008", syn.container),
         ],
-        binds: syn.binds.iter().cloned().chain([format!("{}:/run/job:ro", dir.path().display())]).collect(),
+        binds: syn.binds.iter().cloned().chain([Bind::ro(dir.path(), "/run/job")]).collect(),
         network: Some(ctx.manifest.instance.clone()),
         env: vec![],
     };

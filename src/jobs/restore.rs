@@ -17,6 +17,7 @@ use crate::docker::{Engine, ExecOutput, OneShot};
 use crate::generation::generations::{self, Generations};
 use crate::generation::layout::Layout;
 use crate::service::Service;
+use crate::spec::Bind;
 use crate::ui;
 
 /// The dumps of one `masctl backup` run (they share a time stamp and a label).
@@ -114,9 +115,9 @@ fn load_script(host: &str, db: &str, load: Load) -> String {
 }
 
 /// A job in the Postgres image, on the stack's network, as the superuser (pgpass file).
-pub fn postgres_job(ctx: &JobContext, script: String, binds: Vec<String>) -> OneShot {
+pub fn postgres_job(ctx: &JobContext, script: String, binds: Vec<Bind>) -> OneShot {
     let mut binds = binds;
-    binds.push(format!("{}:/run/secrets/pgpass:ro", ctx.layout.secret("postgres-superuser-pgpass").display()));
+    binds.push(Bind::secret(ctx.layout.secret("postgres-superuser-pgpass"), "pgpass"));
     OneShot {
         image: ctx.manifest.images[&Service::Postgres].clone(),
         user: Service::Postgres.user(),
@@ -134,7 +135,7 @@ fn pg_host(ctx: &JobContext) -> String {
 
 /// Loads into `db`'s scratch database, as a transient unit; `dir` is mounted at `/in`.
 pub async fn load(ctx: &JobContext<'_>, db: &str, dir: &Path, load: Load<'_>) -> Result<()> {
-    let job = postgres_job(ctx, load_script(&pg_host(ctx), db, load), vec![format!("{}:/in:ro", dir.display())]);
+    let job = postgres_job(ctx, load_script(&pg_host(ctx), db, load), vec![Bind::ro(dir, "/in")]);
     let (code, _) = ctx.run(&format!("masctl load of {db}"), JobSpec::new("load", job)).await?;
     if code != 0 {
         let _ = drop_scratch(ctx, db).await;
@@ -292,7 +293,7 @@ pub async fn image_synapse_schema(layout: &Layout, image: &str) -> Result<u32> {
             "from synapse.storage.schema import SCHEMA_VERSION\nopen('/out/v', 'w').write(str(SCHEMA_VERSION))".into(),
         ]),
         cmd: vec![],
-        binds: vec![format!("{}:/out", out.path().display())],
+        binds: vec![Bind::rw(out.path(), "/out")],
         network: None,
         env: vec![],
     };

@@ -8,6 +8,7 @@ use crate::docker::OneShot;
 use crate::generation::generations;
 use crate::generation::layout::Layout;
 use crate::service::Service;
+use crate::spec::Bind;
 use crate::{secrets, ui};
 
 /// What to ask of syn2mas.
@@ -98,15 +99,15 @@ fn syn2mas_job(ctx: &JobContext) -> Result<(OneShot, Vec<String>)> {
         Some(login) => (secrets::EXTERNAL_MAS_SYNAPSE_PGPASS, login.user.as_str()),
         None => ("mas-synapse-pgpass", "synapse"),
     };
-    job.binds.push(format!("{}:{SYN2MAS_PGPASS}:ro", layout.secret(pgpass).display()));
+    job.binds.push(Bind::ro(layout.secret(pgpass), SYN2MAS_PGPASS));
     job.env.extend(syn2mas_env(user));
     let pre_mas = "/etc/mas/synapse-pre-mas.yaml".to_string();
     let mut synapse_configs = vec![pre_mas];
     if ctx.manifest.config["synapse"]["imported_password_config"] == true {
         // The imported password_config (with the pepper), merged over the rest as Synapse does.
-        let inside = format!("/run/secrets/{}", secrets::SYNAPSE_PASSWORD_CONFIG);
-        job.binds.push(format!("{}:{inside}:ro", layout.secret(secrets::MAS_SYNAPSE_PASSWORD_CONFIG).display()));
-        synapse_configs.push(inside);
+        let bind = Bind::secret(layout.secret(secrets::MAS_SYNAPSE_PASSWORD_CONFIG), secrets::SYNAPSE_PASSWORD_CONFIG);
+        synapse_configs.push(bind.inside.clone());
+        job.binds.push(bind);
     }
     Ok((job, synapse_configs))
 }

@@ -9,7 +9,7 @@ use toml::Spanned;
 
 use super::image::ImageSource;
 use crate::config::Config;
-use crate::context::Context;
+use crate::context::ConfiguredContext;
 use crate::docker::{Engine, OneShot};
 use crate::eval::{self, Inputs};
 use crate::generation::manifest::Manifest;
@@ -67,17 +67,17 @@ pub fn check_images(c: &Config, images: &ImagesDir) -> Result<()> {
 
 /// `masctl config check`: the config parses, validates, and every image it names is
 /// a declared recipe (with its inputs) or a pinned reference.
-pub fn check_config(ctx: &Context) -> Result<()> {
-    check_images(ctx.config()?, &ctx.images)?;
+pub fn check_config(ctx: &ConfiguredContext) -> Result<()> {
+    check_images(ctx.config(), &ctx.images)?;
     ui::step(format!("{}: ok", ctx.config_path.display()));
     Ok(())
 }
 
 /// Makes every image the config runs present in Docker; service → image ID.
-pub async fn ensure_images(ctx: &Context, engine: &Engine) -> Result<BTreeMap<Service, String>> {
+pub async fn ensure_images(ctx: &ConfiguredContext, engine: &Engine) -> Result<BTreeMap<Service, String>> {
     let source = ImageSource::of(ctx);
     let mut images = BTreeMap::new();
-    for (service, image) in service_images(ctx.config()?) {
+    for (service, image) in service_images(ctx.config()) {
         let id = source.ensure(engine, image).await.with_context(|| format!("image for {service}"))?;
         images.insert(service, id);
     }
@@ -85,8 +85,8 @@ pub async fn ensure_images(ctx: &Context, engine: &Engine) -> Result<BTreeMap<Se
 }
 
 /// Evaluates the config into a generation in the store. Returns its store path and manifest.
-pub async fn build(ctx: &Context, engine: &Engine) -> Result<(PathBuf, Manifest)> {
-    let c = ctx.config()?;
+pub async fn build(ctx: &ConfiguredContext, engine: &Engine) -> Result<(PathBuf, Manifest)> {
+    let c = ctx.config();
     let layout = &ctx.layout;
     let images = ensure_images(ctx, engine).await?;
     let mut created = secrets::ensure(layout)?;

@@ -49,7 +49,7 @@ impl ImageSource {
     /// With the config's input directories, when the command has a config.
     pub fn of(ctx: &Context) -> ImageSource {
         let mut s = ImageSource::new(ctx.images.clone(), Store::new(ctx.layout.store()), ctx.cache.clone());
-        if let Ok(c) = ctx.config() {
+        if let Some(c) = ctx.loaded_config() {
             s.inputs = c.images.inputs.iter().map(|(k, v)| (k.clone(), PathBuf::from(v.get_ref()))).collect();
         }
         s

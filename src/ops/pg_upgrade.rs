@@ -18,14 +18,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::context::Context;
+use crate::context::ConfiguredContext;
 use crate::docker::{Engine, ExecOutput, Health};
 use crate::generation::generations::Generation;
 use crate::generation::layout::Layout;
 use crate::generation::manifest::Manifest;
 use crate::jobs::backup;
 use crate::service::Service;
-use crate::spec::{ServiceSpec, read_spec};
+use crate::spec::{Bind, ServiceSpec, read_spec};
 use crate::systemd::{Op, Systemd};
 use crate::ui;
 
@@ -91,7 +91,7 @@ pub fn on_disk(dir: &Path) -> Option<u32> {
 
 /// The cluster directory a generation's Postgres runs on (its bind for the data).
 pub fn spec_cluster(spec: &ServiceSpec) -> Option<PathBuf> {
-    spec.binds.iter().find_map(|b| b.strip_suffix(":/var/lib/postgresql/data").map(PathBuf::from))
+    spec.binds.iter().find(|b| b.inside == "/var/lib/postgresql/data" && !b.read_only).map(|b| b.host.clone())
 }
 
 fn cluster_of(manifest: &Manifest) -> Result<Option<Cluster>> {
@@ -103,13 +103,13 @@ fn cluster_of(manifest: &Manifest) -> Result<Option<Cluster>> {
 /// changes: upgrades the data when the Postgres major version changes, refuses
 /// (at `images.postgres`) what it cannot do. With `dry_run`, only says.
 pub async fn before_switch(
-    ctx: &Context,
+    ctx: &ConfiguredContext,
     engine: &Engine,
     current: Option<&Generation>,
     target: &Manifest,
     dry_run: bool,
 ) -> Result<Option<Vec<PathBuf>>> {
-    let c = ctx.config()?;
+    let c = ctx.config();
     let Some(to_cluster) = cluster_of(target)? else { return Ok(None) };
     let to = super::build::postgres_major(c, engine, &target.images[&POSTGRES]).await?;
     let from_manifest = current.map(|g| g.manifest()).transpose()?;
@@ -258,14 +258,11 @@ nothing was changed (start it with `masctl rollback --to` the current generation
         let new = self.temp_container();
         let mut spec = read_spec(&self.target.services[&POSTGRES])?;
         spec.container = new.clone();
-        let data_bind = format!("{}:/var/lib/postgresql/data", self.to_cluster.dir.display());
-        for b in &mut spec.binds {
-            if *b == data_bind {
-                *b = format!("{}:/var/lib/postgresql/data", partial.display());
-            }
+        let data_bind = Bind::rw(&self.to_cluster.dir, "/var/lib/postgresql/data");
+        for b in spec.binds.iter_mut().filter(|b| **b == data_bind) {
+            b.host = partial.to_path_buf();
         }
-        spec.binds
-            .push(format!("{}:/run/secrets/pgpass:ro", self.layout.secret("postgres-superuser-pgpass").display()));
+        spec.binds.push(Bind::secret(self.layout.secret("postgres-superuser-pgpass"), "pgpass"));
         self.engine.remove_container(&new).await?;
         let sp = ui::spinner("creating the new cluster");
         self.engine.create_and_start(&spec, "pg-upgrade").await?;

@@ -8,7 +8,7 @@ use super::build;
 use super::switch_backups::{self, PreSwitch};
 use crate::activate::handover::{self, Facts, Verdict};
 use crate::activate::{Activator, Plan, unit_dir};
-use crate::context::Context;
+use crate::context::{ConfiguredContext, Context};
 use crate::docker::{Engine, ExecOutput};
 use crate::generation::generations::{self, Generation, Generations};
 use crate::generation::layout::Layout;
@@ -101,10 +101,10 @@ pub struct SwitchOptions {
 
 /// Builds the configured generation and activates it (rolling back if it fails).
 /// A change of a stateful image takes a verified backup first, unless `no_backup`.
-pub async fn switch(ctx: &Context, opts: SwitchOptions) -> Result<Switched> {
+pub async fn switch(ctx: &ConfiguredContext, opts: SwitchOptions) -> Result<Switched> {
     let SwitchOptions { dry_run, timeout, force, no_backup } = opts;
     let layout = &ctx.layout;
-    let c = ctx.config()?;
+    let c = ctx.config();
     build::check_images(c, &ctx.images)?;
     let engine = Engine::connect().await?;
     if let Some(why) = engine.foreign_network(c.instance.get_ref()).await? {

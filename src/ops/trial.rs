@@ -11,13 +11,14 @@ use serde::Serialize;
 
 use super::build::service_images;
 use super::image::ImageSource;
-use crate::context::Context;
+use crate::context::ConfiguredContext;
 use crate::docker::{Engine, ExecOutput, SystemdHost};
 use crate::generation::generations::Generations;
 use crate::generation::layout::Layout;
 use crate::generation::store::Store;
 use crate::image::{import, mirrors, oci::RunConfig};
 use crate::service::{Service, Unit};
+use crate::spec::Bind;
 use crate::ui;
 
 const HOST_REPO: &str = "masctl/systemd-host";
@@ -49,16 +50,16 @@ pub struct Verbosity {
     pub verbose: u8,
 }
 
-fn host_name(ctx: &Context) -> Result<String> {
-    Ok(format!("{}-host", ctx.config()?.instance.get_ref()))
+fn host_name(ctx: &ConfiguredContext) -> String {
+    format!("{}-host", ctx.config().instance.get_ref())
 }
 
 /// Removes the host and the stack's containers and network; data stays. The host's name.
-pub async fn down(ctx: &Context) -> Result<String> {
-    let instance = ctx.config()?.instance.get_ref();
+pub async fn down(ctx: &ConfiguredContext) -> Result<String> {
+    let instance = ctx.config().instance.get_ref();
     let engine = Engine::connect().await?;
-    let host = host_name(ctx)?;
-    let workers = ctx.config()?.workers().into_iter().map(|w| Unit::worker(w).container(instance));
+    let host = host_name(ctx);
+    let workers = ctx.config().workers().into_iter().map(|w| Unit::worker(w).container(instance));
     let services = Service::ALL.into_iter().rev().map(|s| s.container(instance));
     for name in std::iter::once(host.clone()).chain(workers).chain(services) {
         engine.remove_container(&name).await?;
@@ -68,21 +69,21 @@ pub async fn down(ctx: &Context) -> Result<String> {
 }
 
 /// Boots (or reuses) the host and runs `masctl switch` inside it.
-pub async fn up(ctx: &Context, verbosity: Verbosity) -> Result<Trial> {
+pub async fn up(ctx: &ConfiguredContext, verbosity: Verbosity) -> Result<Trial> {
     let layout = &ctx.layout;
-    let instance = ctx.config()?.instance.get_ref();
-    let c = ctx.config()?;
+    let instance = ctx.config().instance.get_ref();
+    let c = ctx.config();
     super::build::check_images(c, &ctx.images)?;
     let engine = Engine::connect().await?;
     if let Some(why) = engine.foreign_network(instance).await? {
         return Err(c.at(c.instance.span(), format!("instance: {why}")));
     }
-    let host = host_name(ctx)?;
+    let host = host_name(ctx);
     let host_image = ensure_host_image(&engine, layout).await?;
     // Images are built out here, where the mirrors are reachable; inside, the
     // switch finds them in the shared store.
     let source = ImageSource::of(ctx);
-    for (_, image) in service_images(ctx.config()?) {
+    for (_, image) in service_images(ctx.config()) {
         source.ensure(&engine, image).await?;
     }
     let mounts = HostMounts {
@@ -90,7 +91,7 @@ pub async fn up(ctx: &Context, verbosity: Verbosity) -> Result<Trial> {
         config_path: std::fs::canonicalize(&ctx.config_path)?,
         cache: ctx.cache.clone(),
         // Recipe inputs appear at the same paths inside, where the switch hashes them.
-        inputs: ctx.config()?.images.inputs.values().map(|d| PathBuf::from(d.get_ref())).collect(),
+        inputs: ctx.config().images.inputs.values().map(|d| PathBuf::from(d.get_ref())).collect(),
     };
     let (config_path, cache) = (&mounts.config_path, &mounts.cache);
     ensure_host(&engine, &host, &host_image, layout, &mounts).await?;
@@ -198,19 +199,18 @@ async fn ensure_host(engine: &Engine, host: &str, image: &str, layout: &Layout, 
     }
     std::fs::create_dir_all(cache)?;
     let (socket_dir, socket_name) = engine_socket()?;
-    let root = layout.root().display().to_string();
-    let config_dir = config_path.parent().context("config directory")?.display().to_string();
+    let config_dir = config_path.parent().context("config directory")?;
     let mut binds = vec![
-        "/sys/fs/cgroup:/sys/fs/cgroup".to_string(),
-        format!("{root}:{root}"),
-        format!("{}:{BIN_DIR_IN_HOST}:ro", bin_dir.display()),
-        format!("{}:{IMAGES_IN_HOST}:ro", images_dir.display()),
-        format!("{config_dir}:{CONFIG_DIR_IN_HOST}:ro"),
+        Bind::same("/sys/fs/cgroup", false),
+        Bind::same(layout.root(), false),
+        Bind::ro(bin_dir, BIN_DIR_IN_HOST),
+        Bind::ro(images_dir, IMAGES_IN_HOST),
+        Bind::ro(config_dir, CONFIG_DIR_IN_HOST),
     ];
     if !cache.starts_with(layout.root()) {
-        binds.push(format!("{0}:{0}", cache.display()));
+        binds.push(Bind::same(cache, false));
     }
-    binds.extend(inputs.iter().map(|d| format!("{0}:{0}:ro", d.display())));
+    binds.extend(inputs.iter().map(|d| Bind::same(d, true)));
     engine
         .start_systemd_host(&SystemdHost {
             name: host.to_string(),

@@ -25,6 +25,7 @@ use crate::generation::generations;
 use crate::generation::layout::Layout;
 use crate::secrets::{self, MAS_PEPPER, MAS_SYNAPSE_PASSWORD_CONFIG, SYNAPSE_PASSWORD_CONFIG};
 use crate::service::Service;
+use crate::spec::Bind;
 use crate::{timestamp, ui};
 
 const SYNAPSE: Service = Service::Synapse;
@@ -125,7 +126,7 @@ fd = os.open('/w/hs.json', os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)\nos.writ
                 .into(),
         ]),
         cmd: vec![],
-        binds: vec![format!("{}:/w", dir.path().display())],
+        binds: vec![Bind::rw(dir.path(), "/w")],
         network: None,
         env: vec![],
     };
@@ -324,10 +325,7 @@ async fn load_sqlite(ctx: &JobContext<'_>, layout: &Layout, g: &Gathered, src: &
         ]
         .map(String::from)
         .to_vec(),
-        binds: vec![
-            format!("{}:/in", dir.path().display()),
-            format!("{}:/run/secrets/synapse-pgpass:ro", layout.secret("synapse-pgpass").display()),
-        ],
+        binds: vec![Bind::rw(dir.path(), "/in"), layout.secret_bind("synapse-pgpass")],
         network: Some(ctx.manifest.instance.clone()),
         env: vec![],
     };

@@ -49,7 +49,7 @@ LEFT JOIN schema_compat_version c ON true";
         user: Service::Postgres.user(),
         entrypoint: Some(vec!["sh".into(), "-c".into(), script]),
         cmd: vec![],
-        binds: vec![format!("{}:/run/secrets/pgpass:ro", ctx.layout.secret(pgpass).display())],
+        binds: vec![crate::spec::Bind::secret(ctx.layout.secret(pgpass), "pgpass")],
         network: Some(m.instance.clone()),
         env: vec!["PGPASSFILE=/run/secrets/pgpass".into()],
     };

@@ -11,7 +11,7 @@ use anyhow::{Context as _, Result, bail};
 
 pub use input::Options;
 
-use crate::context::Context;
+use crate::context::ConfiguredContext;
 use crate::export::ess::{self, Finding, input::PostgresTarget};
 use crate::generation::generations;
 use crate::jobs::JobContext;
@@ -36,9 +36,9 @@ fn check_out(out: &Path) -> Result<()> {
     }
 }
 
-pub async fn export(ctx: &Context, o: &Options) -> Result<Outcome> {
+pub async fn export(ctx: &ConfiguredContext, o: &Options) -> Result<Outcome> {
     check_out(&o.out)?;
-    let c = ctx.config()?;
+    let c = ctx.config();
     let _lock = generations::lock(&ctx.layout, "export")?;
     let jobs = JobContext::load(&ctx.layout).await?;
     crate::ui::step("reading the Synapse database's schema version");
