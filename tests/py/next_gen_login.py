@@ -43,8 +43,34 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
+# What each page of MAS's flow shows (real MAS and the stand-in alike): waits are
+# on these, never on the URL, which lags the content while a redirect commits.
+LOGIN_FORM = "form:has([name=csrf]):has([name=password])"
+CONSENT_FORM = ("form:has([name=csrf]):not(:has([name=password])):not(:has([name=username]))"
+                ":not(:has([name=code])):not(:has([name=confirm_device]))")
+DEVICE_CONSENT_FORM = "form:has([name=csrf]):has([name=confirm_device])"
+
+
 class Failed(Exception):
     pass
+
+
+class Secrets:
+    """Every token the run obtains, one a line in a 0600 file the test scans for
+    (command lines, units, docker inspect, the journal)."""
+
+    def __init__(self, path):
+        self.path = path
+        if path:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+
+    def add(self, *values):
+        if self.path:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.writelines(v + "\n" for v in values if v)
+
+
+SECRETS = [Secrets(None)]
 
 
 class Run:
@@ -205,47 +231,43 @@ class Browser:
             env=env)
         self.page = self.ctx.new_page()
         self.page.set_default_timeout(30000)
-        self.redirects = []
-        self.page.on("response", self._on_response)
 
-    def _on_response(self, response):
-        location = response.headers.get("location")
-        if 300 <= response.status < 400 and location:
-            self.redirects.append(location)
-
-    def capture(self, prefix):
-        """Waits for the redirect to the client's redirect URI; the URL it carries."""
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            for loc in self.redirects:
-                if loc.startswith(prefix):
-                    return loc
-            self.page.wait_for_timeout(100)
-        raise Failed("no redirect to %s (redirects seen: %s, page %s)" % (prefix, self.redirects, self.page.url))
-
-    def submit(self, fields, button=None):
+    def fill(self, fields):
         for name, value in fields.items():
             loc = self.page.locator("[name=%s]" % name)
             if loc.get_attribute("type") == "checkbox":
                 loc.check()
             else:
                 loc.fill(value)
+
+    def _button(self, button):
         form = self.page.locator("form[method=POST], form[method=post]").filter(
             has=self.page.locator("[name=csrf]")).first
-        target = form.locator(button or "button[type=submit]").first
-        before, seen = self.page.url, len(self.redirects)
+        return form.locator(button or "button[type=submit]").first
+
+    def submit(self, fields, then, button=None):
+        """Fills and submits the page's form, then waits for the next page's
+        content (`then`, a selector, or any of a comma-separated list)."""
+        self.fill(fields)
+        self._button(button).click()
         try:
-            target.click(no_wait_after=True)
-        except Exception:
-            pass  # a navigation to a custom scheme aborts the click's wait
-        # Done when the page moved on, or a redirect left for the client's URI.
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and self.page.url == before and len(self.redirects) == seen:
-            self.page.wait_for_timeout(100)
+            self.page.wait_for_selector(then, state="attached")
+        except Exception as exc:
+            raise Failed("after submitting, no %r (page %s: %s): %s" % (then, self.page.url, self.text(), exc))
+
+    def submit_to_client(self, fields, prefix):
+        """Submits a form whose answer redirects to the client's redirect URI (a
+        custom scheme the browser cannot open); returns the Location it carried."""
+        self.fill(fields)
+
+        def to_client(response):
+            return 300 <= response.status < 400 and (response.headers.get("location") or "").startswith(prefix)
         try:
-            self.page.wait_for_load_state("load", timeout=10000)
-        except Exception:
-            pass
+            with self.page.expect_response(to_client) as info:
+                self._button(None).click(no_wait_after=True)
+        except Exception as exc:
+            raise Failed("no redirect to %s (page %s: %s): %s" % (prefix, self.page.url, self.text(), exc))
+        return info.value.headers["location"]
 
     def text(self):
         try:
@@ -263,22 +285,24 @@ class Browser:
 
 def login_in_browser(b, url, args, run, create=False):
     b.page.goto(url)
+    b.page.wait_for_selector(LOGIN_FORM, state="attached")
     path = urllib.parse.urlsplit(b.page.url).path
+    csrf = b.page.locator("[name=csrf]").first.get_attribute("value")
+    run.check(bool(csrf), "the form carries a csrf field", url=b.page.url)
     if create:
         run.check(path.endswith("/register"), "prompt=create lands on MAS's /register page", url=b.page.url)
-        b.submit({"username": args.user, "password": args.password, "password_confirm": args.password})
+        b.submit({"username": args.user, "password": args.password, "password_confirm": args.password},
+                 then=CONSENT_FORM)
     else:
         run.check(path.endswith("/login"), "the authorization request lands on MAS's /login page", url=b.page.url)
-        csrf = b.page.locator("[name=csrf]").first.get_attribute("value")
-        run.check(bool(csrf), "the login form carries a csrf field")
-        b.submit({"username": args.user, "password": args.password})
-    run.step("browser login" if not create else "browser registration", page=b.page.url)
+        b.submit({"username": args.user, "password": args.password}, then=CONSENT_FORM)
+    run.step("browser login" if not create else "browser registration", page=urllib.parse.urlsplit(b.page.url).path)
 
 
 def consent_in_browser(b, run, redirect_prefix):
+    # The consent form is on the page (submit waited for it); its URL has committed.
     run.check("/consent/" in b.page.url, "after login MAS shows its consent page", url=b.page.url, text=b.text())
-    b.submit({})
-    loc = b.capture(redirect_prefix)
+    loc = b.submit_to_client({}, redirect_prefix)
     run.step("consent", redirect=loc.split("?")[0])
     return loc
 
@@ -314,7 +338,9 @@ def authorize(b, s, mas, client_id, redirect_uri, args, run, create=False):
 
 
 def exchange(o, mas, code, verifier, run):
+    SECRETS[0].add(code, verifier)
     token = o.fetch_token(mas["token_endpoint"], code=code, code_verifier=verifier)
+    SECRETS[0].add(token.get("access_token"), token.get("refresh_token"))
     run.check(token.get("token_type", "").lower() == "bearer" and token.get("access_token")
               and token.get("refresh_token"), "the token response", keys=sorted(token))
     run.step("token", expires_in=token.get("expires_in"), scope=token.get("scope"))
@@ -375,6 +401,7 @@ def mode_login(s, args, run, create=False):
     whoami(s, base, token["access_token"], run, user_id, device)
     sync(s, base, token["access_token"], run)
     new = o.refresh_token(mas["token_endpoint"], refresh_token=token["refresh_token"])
+    SECRETS[0].add(new.get("access_token"), new.get("refresh_token"))
     run.check(new["access_token"] != token["access_token"] and new.get("refresh_token")
               and new["refresh_token"] != token["refresh_token"], "refresh rotates both tokens")
     run.step("refresh", expires_in=new.get("expires_in"))
@@ -404,6 +431,7 @@ def mode_device(s, args, run):
     r = o.post(endpoint, data={"client_id": client_id, "scope": scope}, withhold_token=True, timeout=30)
     run.check(r.status_code == 200, "device authorization", status=r.status_code, body=r.text[:300])
     grant = r.json()
+    SECRETS[0].add(grant.get("device_code"))
     run.check(len(grant.get("user_code", "")) == 6 and grant.get("verification_uri", "").startswith(mas["issuer"]),
               "user_code and verification_uri", grant={k: v for k, v in grant.items() if k != "device_code"})
     run.step("device authorization", verification_uri=grant["verification_uri"], interval=grant.get("interval"),
@@ -419,18 +447,20 @@ def mode_device(s, args, run):
     b = Browser(args)
     try:
         b.page.goto(grant["verification_uri"])
-        b.submit({"code": grant["user_code"].lower()})
-        run.check("/login" in b.page.url or "/device/" in b.page.url, "a valid code leads on", url=b.page.url,
-                  text=b.text())
-        if "/login" in b.page.url:
-            b.submit({"username": args.user, "password": args.password})
+        b.page.wait_for_selector("form:has([name=csrf]):has([name=code])", state="attached")
+        b.submit({"code": grant["user_code"].lower()}, then=LOGIN_FORM + ", " + DEVICE_CONSENT_FORM)
+        if b.page.locator(LOGIN_FORM).count():
+            run.check("/login" in b.page.url, "a valid code leads to MAS's login", url=b.page.url)
+            b.submit({"username": args.user, "password": args.password}, then=DEVICE_CONSENT_FORM)
         run.check("/device/" in b.page.url, "MAS shows the device consent page", url=b.page.url, text=b.text())
-        b.submit({"confirm_device": "on"}, button="button[value=consent]")
-        run.step("device consent", page=b.page.url)
+        b.submit({"confirm_device": "on"}, then="body:not(:has(%s))" % DEVICE_CONSENT_FORM,
+                 button="button[value=consent]")
+        run.step("device consent", page=urllib.parse.urlsplit(b.page.url).path)
     finally:
         b.close()
     token = poll()
     run.check(isinstance(token, dict) and token.get("access_token"), "polling after consent", got=token)
+    SECRETS[0].add(token.get("access_token"), token.get("refresh_token"))
     run.check(poll() == "invalid_grant", "a device code is exchanged once")
     user_id = "@%s:%s" % (args.user, args.server_name)
     whoami(s, base, token["access_token"], run, user_id, device)
@@ -531,6 +561,7 @@ def parse_args(argv):
     p.add_argument("--client-uri", default="https://element.io/")
     p.add_argument("--resolve", action="append", default=[], help="host=ip, for names only Docker resolves")
     p.add_argument("--chromium", default="/usr/bin/chromium")
+    p.add_argument("--tokens-file", help="append every token obtained here (0600), for the caller's leak scan")
     p.add_argument("--timeout", type=int, default=150, help="seconds to wait for Synapse to refuse a dead token")
     p.add_argument("--ready-timeout", type=int, default=120, help="seconds to wait for the edge's certificates")
     a = p.parse_args(argv)
@@ -543,6 +574,7 @@ def parse_args(argv):
 def main(argv):
     args = parse_args(argv)
     _TIMEOUT[0] = args.timeout
+    SECRETS[0] = Secrets(args.tokens_file)
     install_resolver(args.resolve)
     run = Run(args.mode)
     s = http(args)
