@@ -124,7 +124,37 @@ def stage_config(src, args, image_root):
     db = config.get("database")
     if isinstance(db, dict) and "uri" not in db and "username" in db:
         config["database"] = {"uri": mas_database_uri(db)}
+    db_args = db.get("args") if isinstance(db, dict) else None
+    if isinstance(db_args, dict) and "passfile" in db_args and "password" not in db_args:
+        # The tool reads only database.args.password; libpq's passfile holds the same.
+        db_args["password"] = pgpass_password(db_args)
     return yaml.safe_dump(config)
+
+
+def pgpass_fields(line):
+    """A pgpass line's five fields: `:` separates, `\\` escapes `:` and itself."""
+    fields, cur, it = [], "", iter(line)
+    for c in it:
+        if c == "\\":
+            cur += next(it, "")
+        elif c == ":" and len(fields) < 4:
+            fields.append(cur)
+            cur = ""
+        else:
+            cur += c
+    return fields + [cur]
+
+
+def pgpass_password(args):
+    """The password libpq takes from args' passfile: the first line matching host, port,
+    database and user (`*` matches anything)."""
+    want = [str(args.get("host", "")), str(args.get("port", 5432)), str(args.get("dbname") or args.get("database", "")),
+            str(args.get("user", ""))]
+    for line in pathlib.Path(args["passfile"]).read_text().splitlines():
+        f = pgpass_fields(line)
+        if len(f) == 5 and all(a in ("*", b) for a, b in zip(f[:4], want)):
+            return f[4]
+    return None
 
 
 def mas_database_uri(db):
@@ -270,6 +300,9 @@ def check_against_tool(values, secrets, args, compared):
             fails.append(f"{p}: ess-migration-tool carries it, the export does not")
             continue
         a, b = resolve(values, secrets, mref), resolve(theirs, their_secrets, tref)
+        if p == "/matrixAuthenticationService/postgres/password" and b is not None:
+            # ess-migration-tool 0.2 takes urlparse's password, still percent-encoded.
+            b = urllib.parse.unquote(b)
         compared.append(p)
         if (a or "").strip() != (b or "").strip():
             fails.append(f"{p}: the export's value differs from ess-migration-tool's")
