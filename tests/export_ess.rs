@@ -8,9 +8,6 @@
 //! key: same key id, an existing user logs in with the old password, and the
 //! media archive holds the media store's files.
 
-// (b) and (c) are switched off until they pass (see their `cfg(any())`), which leaves
-// some of their helpers unused.
-#![allow(dead_code, unused_imports)]
 mod common;
 
 use std::collections::BTreeMap;
@@ -20,7 +17,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use common::stack::{Stack, text};
-use common::{Docker, Root, docker, docker_ok, http, images_with_standin, mas_images, psql, python, repo, wait_for};
+use common::{
+    Docker, Root, docker, docker_ok, external_pg, http, images_with_standin, mas_images, psql, python, repo, wait_for,
+};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -53,24 +52,32 @@ fn container_file(container: &str, path: &str, to: &Path) -> PathBuf {
     to.to_path_buf()
 }
 
-/// ess_validate.py on an export, with the generated configs for the comparison.
-fn validate(s: &Stack, out: &Path, mas: bool) {
+/// ess_validate.py on an export, with the generated configs for the comparison;
+/// `given` maps a /run/secrets/ name to the user's own file it is mounted from. The
+/// settings whose values were compared with ess-migration-tool's.
+fn validate(s: &Stack, out: &Path, mas: bool, given: &[(&str, &Path)]) -> Vec<String> {
     let tmp = tempfile::tempdir().unwrap();
     let hs = container_file(&s.container("synapse"), "/etc/synapse/homeserver.yaml", &tmp.path().join("hs.yaml"));
     let (schema, secrets) = (schema().display().to_string(), s.root.join("secrets").display().to_string());
     let (out_s, hs_s) = (out.display().to_string(), hs.display().to_string());
-    let mut args = vec![out_s.as_str(), "--schema", &schema, "--synapse-config", &hs_s, "--secrets-dir", &secrets];
-    let mas_s;
+    let mut args: Vec<String> =
+        [out_s.as_str(), "--schema", &schema, "--synapse-config", &hs_s, "--secrets-dir", &secrets]
+            .map(String::from)
+            .to_vec();
     if mas {
         let m = container_file(&s.container("mas"), "/etc/mas/config.yaml", &tmp.path().join("mas.yaml"));
-        mas_s = m.display().to_string();
-        args.extend(["--mas-config", mas_s.as_str()]);
+        args.extend(["--mas-config".to_string(), m.display().to_string()]);
     }
+    for (name, file) in given {
+        args.extend(["--secret-file".to_string(), format!("{name}={}", file.display())]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let r = python::run_script("ess_validate.py", &args);
     assert!(r.success && r.json["ok"] == true, "ess_validate: {}\n{}", r.json, r.stderr);
     for check in ["schema", "kubernetes", "references", "ess-migration-tool"] {
         assert_eq!(r.json["checks"][check], "ok", "{check}: {}", r.json);
     }
+    r.json["compared"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
 }
 
 /// Secret name → key → value, decoded from secrets.yaml (JSON documents after `---`).
@@ -345,9 +352,6 @@ fn validate_without_mas(s: &Stack, out: &Path) {
     assert!(r.success && r.json["ok"] == true, "ess_validate: {}\n{}", r.json, r.stderr);
 }
 
-// Not run yet (`cfg(any())` is never true): the export of this configuration does not
-// yet pass its own checks (the generic worker count is not in the values (synapse.workers.generic)) — see the closing note of the session that added it.
-#[cfg(any())]
 #[test]
 fn mas_with_workers_provider_and_smtp_exports() {
     let images = images_with_standin();
@@ -375,12 +379,23 @@ client_secret_file = \"{g}/dex\"\ntoken_endpoint_auth_method = \"client_secret_b
     assert!(out.status.success(), "register-user: {}{}", text(&out.stdout), text(&out.stderr));
 
     let (out, _) = export(&s, "ess-b", &["--mas-host", "auth.test.local"]);
-    // ess-migration-tool refuses masctl's MAS config.yaml in quiet mode (it asks for the
-    // image-internal files it names: templates, policy, assets); until that is mapped, only
-    // homeserver.yaml is compared with it here.
-    validate(&s, &out, false);
+    let compared =
+        validate(&s, &out, true, &[("mas-smtp-password", &files.join("smtp")), ("mas-provider-0", &files.join("dex"))]);
+    for c in [
+        "/synapse/signingKey",
+        "/matrixAuthenticationService/encryptionSecret",
+        "/matrixAuthenticationService/synapseSharedSecret",
+        "/matrixAuthenticationService/privateKeys/rsa",
+        "matrixAuthenticationService.additional:email.password",
+        "matrixAuthenticationService.additional:upstream_oauth2.providers.0.client_secret",
+    ] {
+        assert!(compared.iter().any(|x| x == c), "{c} not compared with ess-migration-tool: {compared:?}");
+    }
     let v = values(&out);
-    assert_eq!(v.pointer("/synapse/workers/generic/replicas"), Some(&Value::from(1)), "{v}");
+    // The chart has no generic worker: its request groups go to the chart's types.
+    for t in ["synchrotron", "client-reader", "event-creator", "federation-reader", "federation-inbound"] {
+        assert_eq!(v.pointer(&format!("/synapse/workers/{t}/replicas")), Some(&Value::from(1)), "{t}: {v}");
+    }
     assert_eq!(v.pointer("/matrixAuthenticationService/ingress/host").and_then(Value::as_str), Some("auth.test.local"));
     let secrets = exported_secrets(&out);
     let all: String = secrets.values().flat_map(|m| m.values().cloned()).collect();
@@ -411,53 +426,15 @@ client_secret_file = \"{g}/dex\"\ntoken_endpoint_auth_method = \"client_secret_b
     load_and_compare(&s, &pg, &quiet, "mas", "matrixauthenticationservice", "matrixauthenticationservice_user");
 }
 
-fn password(tag: &str) -> String {
-    let mut b = [0u8; 12];
-    std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b)).unwrap();
-    format!("{tag}-{}", hex::encode(b))
-}
-
-// Not run yet (`cfg(any())` is never true): the export of this configuration does not
-// yet pass its own checks (ess-migration-tool wants synapse.postgres.password, which the external export leaves to its Secret) — see the closing note of the session that added it.
-#[cfg(any())]
 #[test]
 fn an_external_postgres_exports_only_the_media() {
     let images = images_with_standin();
     let mut d = Docker::new("essc");
-    let net = d.network();
-    let pg_image = Root::new().load("postgres");
-    let db = d.run("db", &["--network", &net, &pg_image]);
-    wait_for("the external Postgres", Duration::from_secs(60), || {
-        docker(&["exec", &db, "pg_isready", "-q", "-h", "/run/postgresql", "-U", "postgres"])
-            .status
-            .success()
-            .then_some(())
-    });
-    let (syn_pw, mas_pw) = (password("syn"), password("mas"));
-    for (role, database, pw) in [("syn_owner", "synapse_db", &syn_pw), ("auth_owner", "auth_db", &mas_pw)] {
-        psql(&db, "postgres", &format!("CREATE ROLE {role} LOGIN PASSWORD '{pw}'"));
-        psql(
-            &db,
-            "postgres",
-            &format!(
-                "CREATE DATABASE {database} OWNER {role} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
-            ),
-        );
-    }
+    let pg = external_pg::start(&mut d);
+    let (syn_pw, mas_pw) = (pg.synapse_password.clone(), pg.mas_password.clone());
     let s = Stack::with_images("essc", images.path().to_path_buf());
-    let pw_dir = s.root.join("db-passwords");
-    std::fs::create_dir(&pw_dir).unwrap();
-    for (name, pw) in [("synapse", &syn_pw), ("mas", &mas_pw)] {
-        std::fs::write(pw_dir.join(name), format!("{pw}\n")).unwrap();
-        std::fs::set_permissions(pw_dir.join(name), std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
-    s.write_config(&format!(
-        "{}[mas]\nenabled = true\n[postgres.external]\nhost = \"{db}\"\nnetwork = \"{net}\"\n\
-synapse = {{ database = \"synapse_db\", user = \"syn_owner\", password_file = \"{p}/synapse\" }}\n\
-mas = {{ database = \"auth_db\", user = \"auth_owner\", password_file = \"{p}/mas\" }}\n",
-        mas_images(),
-        p = pw_dir.display()
-    ));
+    let external = pg.config(&s.root.join("db-passwords"));
+    s.write_config(&format!("{}[mas]\nenabled = true\n{external}", mas_images()));
     s.up();
     s.wait_serving();
 
@@ -468,10 +445,16 @@ mas = {{ database = \"auth_db\", user = \"auth_owner\", password_file = \"{p}/ma
     assert!(!s.root.join("ess-x").exists(), "nothing written");
 
     let (out, printed) = export(&s, "ess-c", &["--postgres", "external"]);
-    // ess-migration-tool refuses masctl's MAS config.yaml in quiet mode (it asks for the
-    // image-internal files it names: templates, policy, assets); until that is mapped, only
-    // homeserver.yaml is compared with it here.
-    validate(&s, &out, false);
+    // The services' copies of the external passwords, mounted at the names the configs use.
+    let secrets = s.root.join("secrets");
+    let given = [
+        ("synapse-pgpass", secrets.join("external-synapse-pgpass")),
+        ("mas-db-password", secrets.join("external-mas-db-password")),
+    ];
+    let compared = validate(&s, &out, true, &given.iter().map(|(n, p)| (*n, p.as_path())).collect::<Vec<_>>());
+    for c in ["/synapse/postgres/password", "/matrixAuthenticationService/postgres/password"] {
+        assert!(compared.iter().any(|x| x == c), "{c} not compared with ess-migration-tool: {compared:?}");
+    }
     let names: Vec<String> = std::fs::read_dir(out.join("data"))
         .unwrap()
         .flatten()

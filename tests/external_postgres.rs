@@ -1,68 +1,26 @@
-//! A stack on a Postgres server masctl did not make: a plain `docker run` of
+//! A stack on a Postgres server masctl did not make (tests/common/external_pg.rs:
 //! masctl's Postgres image on a network the test made, with the roles and
-//! databases its administrator would create. Switch, register a user, log in,
+//! databases its administrator would create). Switch, register a user, log in,
 //! doctor, back up — on a real systemd host with real Synapse (and MAS: the
 //! stand-in, or the real mas-cli with `MASCTL_TEST_MAS_DIST`).
 
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::time::Duration;
 
 use common::stack::{Stack, text};
-use common::{Docker, Root, docker, docker_ok, grep_tree, images_with_standin, mas_images, psql, wait_for};
-
-/// A password an administrator might pick, with the characters a pgpass file
-/// must escape.
-fn password(tag: &str) -> String {
-    let mut b = [0u8; 12];
-    std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b)).unwrap();
-    format!("{tag}:p\\w-{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>())
-}
+use common::{Docker, docker, docker_ok, external_pg, grep_tree, images_with_standin, mas_images, psql};
 
 #[test]
 fn a_stack_on_an_external_postgres() {
     let images = images_with_standin();
     // Dropped last: the stack leaves the network before it and the server go.
     let mut d = Docker::new("extpg");
-    let net = d.network();
-    let pg_image = Root::new().load("postgres");
-    let db = d.run("db", &["--network", &net, &pg_image]);
-    wait_for("the external Postgres to accept connections", Duration::from_secs(60), || {
-        docker(&["exec", &db, "pg_isready", "-q", "-h", "/run/postgresql", "-U", "postgres"])
-            .status
-            .success()
-            .then_some(())
-    });
-
-    // What the server's administrator does: a role and a database for each, as
-    // Synapse requires them (UTF8, C locale); the stack gets no superuser.
-    let (syn_pw, mas_pw) = (password("syn"), password("mas"));
-    for (role, database, pw) in [("syn_owner", "synapse_db", &syn_pw), ("auth_owner", "auth_db", &mas_pw)] {
-        psql(&db, "postgres", &format!("CREATE ROLE {role} LOGIN PASSWORD '{pw}'"));
-        psql(
-            &db,
-            "postgres",
-            &format!(
-                "CREATE DATABASE {database} OWNER {role} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
-            ),
-        );
-    }
+    let pg = external_pg::start(&mut d);
+    let (db, syn_pw, mas_pw) = (pg.container.clone(), pg.synapse_password.clone(), pg.mas_password.clone());
 
     let s = Stack::with_images("extpg", images.path().to_path_buf());
-    let pw_dir = s.root.join("db-passwords");
-    std::fs::create_dir(&pw_dir).unwrap();
-    for (name, pw) in [("synapse", &syn_pw), ("mas", &mas_pw)] {
-        let f = pw_dir.join(name);
-        std::fs::write(&f, format!("{pw}\n")).unwrap();
-        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
-    let external = format!(
-        "[postgres.external]\nhost = \"{db}\"\nnetwork = \"{net}\"\n\
-synapse = {{ database = \"synapse_db\", user = \"syn_owner\", password_file = \"{0}/synapse\" }}\n\
-mas = {{ database = \"auth_db\", user = \"auth_owner\", password_file = \"{0}/mas\" }}\n",
-        pw_dir.display()
-    );
+    let external = pg.config(&s.root.join("db-passwords"));
     s.write_config(&format!("{}[mas]\nenabled = true\n{external}", mas_images()));
     let up = s.try_up();
     assert!(up.status.success(), "masctl try:\n{}{}", text(&up.stdout), text(&up.stderr));

@@ -2,6 +2,7 @@
 //! root with a shared input cache, the real Docker engine, and bounded waits.
 #![allow(dead_code)]
 
+pub mod external_pg;
 pub mod http;
 pub mod python;
 pub mod stack;

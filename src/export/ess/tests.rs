@@ -65,6 +65,9 @@ fn cases() -> Vec<Case> {
                 ("/synapse/media/maxUploadSize", json!("100M")),
                 ("/synapse/workers/synchrotron/replicas", json!(2)),
                 ("/synapse/workers/user-dir/replicas", json!(1)),
+                // the generic worker's duties, synchrotron excepted (it has its own)
+                ("/synapse/workers/client-reader/replicas", json!(1)),
+                ("/synapse/workers/federation-reader/replicas", json!(1)),
                 ("/postgres/essPasswords/matrixAuthenticationService/secretKey", json!("matrixAuthenticationService")),
             ],
             credentials: vec![
