@@ -474,6 +474,15 @@ choose another instance name"
         Ok(self.exec_in(container, cmd, &[], ExecOutput::Forward).await?.0)
     }
 
+    /// One SQL statement as the superuser over the socket of the Postgres in
+    /// `container` (unaligned rows, no psqlrc); its exit code and output.
+    pub async fn psql(&self, container: &str, db: &str, sql: &str) -> Result<(i64, String)> {
+        let cmd =
+            ["psql", "-X", "-h", "/run/postgresql", "-U", "postgres", "-d", db, "-v", "ON_ERROR_STOP=1", "-tAqc", sql]
+                .map(String::from);
+        self.exec_in(container, &cmd, &[], ExecOutput::Capture).await
+    }
+
     /// Runs a command in the container with extra environment; returns its exit code
     /// and, with [`ExecOutput::Capture`], its output.
     pub async fn exec_in(

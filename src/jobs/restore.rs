@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::{JobContext, JobSpec, backup};
 use crate::activate::{Activator, unit_dir};
-use crate::docker::{Engine, ExecOutput, OneShot};
+use crate::docker::{Engine, OneShot};
 use crate::generation::generations::{self, Generations};
 use crate::generation::layout::Layout;
 use crate::service::Service;
@@ -227,12 +227,7 @@ pub async fn start_current(ctx: &JobContext<'_>, timeout: Duration) -> Result<()
 
 /// One SQL statement as the superuser over the Postgres container's socket; its rows.
 pub async fn query(ctx: &JobContext<'_>, db: &str, sql: &str) -> Result<String> {
-    let engine = Engine::connect().await?;
-    let cmd: Vec<String> =
-        ["psql", "-h", "/run/postgresql", "-U", "postgres", "-d", db, "-v", "ON_ERROR_STOP=1", "-tAqc", sql]
-            .map(String::from)
-            .to_vec();
-    let (code, out) = engine.exec_in(&pg_host(ctx), &cmd, &[], ExecOutput::Capture).await?;
+    let (code, out) = Engine::connect().await?.psql(&pg_host(ctx), db, sql).await?;
     if code != 0 {
         bail!("query on {db} failed: {}", out.trim());
     }

@@ -341,9 +341,7 @@ nothing was changed (start it with `masctl rollback --to` the current generation
     }
 
     async fn psql(&self, container: &str, db: &str, sql: &str) -> Result<String> {
-        let cmd =
-            ["psql", "-X", "-h", "/run/postgresql", "-U", "postgres", "-d", db, "-tAc", sql].map(String::from).to_vec();
-        let (code, out) = self.engine.exec_in(container, &cmd, &[], ExecOutput::Capture).await?;
+        let (code, out) = self.engine.psql(container, db, sql).await?;
         if code != 0 {
             bail!("psql in {container} ({db}) failed: {}", tail(&out, 5));
         }

@@ -9,7 +9,7 @@ use super::switch_backups::{self, PreSwitch};
 use crate::activate::handover::{self, Facts, Verdict};
 use crate::activate::{Activator, Plan, unit_dir};
 use crate::context::{ConfiguredContext, Context};
-use crate::docker::{Engine, ExecOutput};
+use crate::docker::Engine;
 use crate::generation::generations::{self, Generation, Generations};
 use crate::generation::layout::Layout;
 use crate::generation::manifest::Manifest;
@@ -66,23 +66,20 @@ async fn guard_handover(
 /// How many users Synapse's database holds (0 when it has no database or schema
 /// yet); `None` when Postgres does not answer.
 async fn synapse_users(engine: &Engine, postgres: &str) -> Option<u64> {
-    let psql = |db: &str, sql: &str| -> Vec<String> {
-        ["psql", "-h", "/run/postgresql", "-U", "postgres", "-d", db, "-tAc", sql].map(String::from).to_vec()
-    };
-    let ask = |cmd: Vec<String>| async move {
-        match engine.exec_in(postgres, &cmd, &[], ExecOutput::Capture).await {
+    let ask = |db: &'static str, sql: &'static str| async move {
+        match engine.psql(postgres, db, sql).await {
             Ok((0, out)) => out.trim().parse::<u64>().ok(),
             _ => None,
         }
     };
-    if ask(psql("postgres", "SELECT count(*) FROM pg_database WHERE datname = 'synapse'")).await? == 0 {
+    if ask("postgres", "SELECT count(*) FROM pg_database WHERE datname = 'synapse'").await? == 0 {
         return Some(0);
     }
     // query_to_xml runs the count only when the table exists (a plain subquery
     // would fail to plan without it).
     let count = "SELECT CASE WHEN to_regclass('public.users') IS NULL THEN 0 ELSE \
 (xpath('/row/c/text()', query_to_xml('SELECT count(*) AS c FROM users', false, true, '')))[1]::text::bigint END";
-    ask(psql("synapse", count)).await
+    ask("synapse", count).await
 }
 
 /// How `masctl switch` was asked to switch.
