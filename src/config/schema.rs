@@ -456,6 +456,10 @@ pub struct Mas {
     /// has run; then set this to false and switch.
     #[serde(default = "off")]
     pub migration_in_progress: Spanned<bool>,
+    /// Sign-in by QR code (MSC4108): Synapse's rendezvous endpoint and MAS's
+    /// device-code grant, on as in Element's chart.
+    #[serde(default = "on", skip_serializing_if = "is_on")]
+    pub qr_login: Spanned<bool>,
     #[serde(default)]
     pub email: Email,
     #[serde(default)]
@@ -471,6 +475,13 @@ pub struct Mas {
 fn off() -> Spanned<bool> {
     Spanned::new(0..0, false)
 }
+fn on() -> Spanned<bool> {
+    Spanned::new(0..0, true)
+}
+/// The default left out of the generation's manifest (its hash stays as it was).
+fn is_on(b: &Spanned<bool>) -> bool {
+    *b.get_ref()
+}
 fn default_prefix() -> Spanned<String> {
     s("/auth")
 }
@@ -482,6 +493,7 @@ impl Default for Mas {
             hostname: None,
             path_prefix: default_prefix(),
             migration_in_progress: off(),
+            qr_login: on(),
             email: Email::default(),
             upstream_oauth2: UpstreamOauth2::default(),
             account: BTreeMap::new(),
@@ -581,6 +593,11 @@ impl Config {
     /// routes go to MAS.
     pub fn mas_delegating(&self) -> bool {
         self.mas_enabled() && !*self.mas.migration_in_progress.get_ref()
+    }
+
+    /// QR-code login is served: it needs Synapse delegating to MAS.
+    pub fn qr_login(&self) -> bool {
+        self.mas_delegating() && *self.mas.qr_login.get_ref()
     }
 
     /// The pepper and the rest of `password_config` come from `secrets/` (imported).

@@ -467,7 +467,33 @@ secrets/synapse-password-config.yaml (Synapse would let one replace the other); 
     validate_appservices(c, &k)?;
     validate_workers(c, &k)?;
     validate_mas(c, &k)?;
+    validate_qr_login(c, &k)?;
     validate_edge(c, &k)
+}
+
+/// What `mas.qr_login` turns on must not be turned off (or made to conflict)
+/// through the `extra` tables.
+fn validate_qr_login(c: &Config, k: &Checker) -> Result<()> {
+    if !c.qr_login() {
+        return Ok(());
+    }
+    let grant = c.mas.extra.get_ref().get("oauth").and_then(|o| o.get("device_code_grant_enabled"));
+    if grant.is_some_and(|g| g.as_bool() != Some(true)) {
+        return Err(k.err(
+            k.doc.value_span(&["mas", "extra", "oauth", "device_code_grant_enabled"]),
+            "mas.extra.oauth.device_code_grant_enabled: QR-code login (mas.qr_login, on by default) ends in \
+MAS's device-code grant; remove this key or set mas.qr_login = false",
+        ));
+    }
+    let xf = c.synapse.extra.get_ref().get("experimental_features");
+    if xf.and_then(|x| x.get("msc4108_delegation_endpoint")).is_some() {
+        return Err(k.err(
+            k.doc.value_span(&["synapse", "extra", "experimental_features", "msc4108_delegation_endpoint"]),
+            "synapse.extra.experimental_features.msc4108_delegation_endpoint: Synapse refuses it together with \
+its own rendezvous, which mas.qr_login (on by default) turns on; remove this key or set mas.qr_login = false",
+        ));
+    }
+    Ok(())
 }
 
 fn validate_appservices(c: &Config, k: &Checker) -> Result<()> {
@@ -1040,6 +1066,31 @@ https = \"127.0.0.1:8443\"\nnetworks = [\"fed-1\"]\nexpose_admin = true\n"
             ("server_name = \"e.com\\u007f\"\n", "m.toml:1:15:", "U+007F"),
         ];
         assert_refused(&cases);
+    }
+
+    #[test]
+    fn qr_login_conflicts_are_located() {
+        let mas = "server_name = \"e.com\"\n[mas]\nenabled = true\n";
+        let cases = [
+            (
+                format!("{mas}[mas.extra.oauth]\ndevice_code_grant_enabled = false\n"),
+                "m.toml:5:29:",
+                "mas.qr_login = false",
+            ),
+            (
+                format!("{mas}[synapse.extra.experimental_features]\nmsc4108_delegation_endpoint = \"https://x\"\n"),
+                "m.toml:5:31:",
+                "msc4108_delegation_endpoint",
+            ),
+        ];
+        assert_refused(&cases);
+        for ok in [
+            format!("{mas}qr_login = false\n[mas.extra.oauth]\ndevice_code_grant_enabled = false\n"),
+            format!("{mas}migration_in_progress = true\n[mas.extra.oauth]\ndevice_code_grant_enabled = false\n"),
+            format!("{mas}[mas.extra.oauth]\ndevice_code_grant_enabled = true\n"),
+        ] {
+            check(&ok).unwrap();
+        }
     }
 
     #[test]

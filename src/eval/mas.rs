@@ -155,6 +155,10 @@ pub fn config(c: &Config) -> Result<Value> {
     if !c.mas.account.is_empty() {
         cfg["account"] = serde_json::to_value(&c.mas.account)?;
     }
+    if c.qr_login() {
+        // A QR-code login ends in the device-code grant (MSC4108).
+        cfg["oauth"] = json!({"device_code_grant_enabled": true});
+    }
     let extra = serde_json::to_value(c.mas.extra.get_ref()).context("mas.extra")?;
     if let (Some(obj), Value::Object(extra)) = (cfg.as_object_mut(), extra) {
         for (k, v) in extra {

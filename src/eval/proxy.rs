@@ -35,6 +35,14 @@ const CERT_IN: &str = "/etc/proxy-tls/cert.pem";
 const KEY_IN: &str = "/etc/proxy-tls/key.pem";
 const ACME_CA_IN: &str = "/etc/proxy-acme/ca.pem";
 /// The health probe's hops through each TLS listener (from 127.0.0.1 only).
+/// Browsers' preflight for the QR-login rendezvous (MSC4108), which Synapse does
+/// not answer on `/_synapse/client/rendezvous`; the rest goes to Synapse.
+const RENDEZVOUS_PREFLIGHT: &str = "\t@rendezvous_preflight {\n\t\tmethod OPTIONS\n\t\tpath \
+/_matrix/client/unstable/org.matrix.msc4108/rendezvous /_synapse/client/rendezvous/*\n\t}\n";
+const RENDEZVOUS_CORS: &str = "header Access-Control-Allow-Origin *\n\t\t\theader Access-Control-Allow-Methods \
+\"GET, HEAD, POST, PUT, DELETE, OPTIONS\"\n\t\t\theader Access-Control-Allow-Headers \
+\"Origin, Content-Type, Accept, If-Match, If-None-Match\"\n\t\t\theader Access-Control-Expose-Headers \
+\"Synapse-Trace-Id, Server, ETag\"\n\t\t\trespond 204";
 const HOP_PATH: &str = "/_masctl/edge-health/";
 
 /// What a site block serves.
@@ -124,6 +132,10 @@ impl Render<'_> {
         if roles.mas {
             matchers.push_str(&format!("\t@mas path {prefix} {prefix}/*\n"));
             handle("@mas", &self.upstream(&self.mas));
+        }
+        if roles.matrix && c.qr_login() {
+            matchers.push_str(RENDEZVOUS_PREFLIGHT);
+            handle("@rendezvous_preflight", RENDEZVOUS_CORS);
         }
         if roles.matrix && c.mas_delegating() {
             matchers.push_str("\t@compat path_regexp ^/_matrix/client/[^/]+/(login|logout|refresh)\n");
@@ -370,6 +382,22 @@ mod tests {
         assert!(migrating.contains("@mas path /auth /auth/*"));
         let prefix = caddyfile(&config("[mas]\nenabled = true\npath_prefix = \"/account\"\n"));
         assert!(prefix.contains("@mas path /account /account/*"));
+    }
+
+    #[test]
+    fn rendezvous_preflight_only_with_qr_login() {
+        // (config, the preflight handle is there)
+        let cases = [
+            ("[mas]\nenabled = true\n", true),
+            ("[mas]\nenabled = true\nqr_login = false\n", false),
+            ("[mas]\nenabled = true\nmigration_in_progress = true\n", false),
+            ("", false),
+        ];
+        for (extra, want) in cases {
+            let conf = caddyfile(&config(extra));
+            assert_eq!(conf.contains("handle @rendezvous_preflight {"), want, "{extra}: {conf}");
+            assert_eq!(conf.contains("path /_matrix/client/unstable/org.matrix.msc4108/rendezvous"), want);
+        }
     }
 
     #[test]

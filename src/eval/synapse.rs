@@ -52,6 +52,9 @@ pub fn homeserver(c: &Config) -> Result<Value> {
             }),
         );
     }
+    if c.qr_login() {
+        experimental(&mut hs)["msc4108_enabled"] = json!(true);
+    }
     if c.workers_on() {
         super::workers::share(c, &mut hs);
     }
@@ -120,12 +123,18 @@ fn appservices(c: &Config, hs: &mut Value) {
         hs["app_service_config_files"] = json!(files);
     }
     if c.synapse.encrypted_bridges {
-        if !hs.get("experimental_features").is_some_and(Value::is_object) {
-            hs["experimental_features"] = json!({});
-        }
-        hs["experimental_features"]["msc3202_transaction_extensions"] = json!(true);
-        hs["experimental_features"]["msc2409_to_device_messages_enabled"] = json!(true);
+        let xf = experimental(hs);
+        xf["msc3202_transaction_extensions"] = json!(true);
+        xf["msc2409_to_device_messages_enabled"] = json!(true);
     }
+}
+
+/// `experimental_features`, made an object if `extra` did not give one.
+fn experimental(hs: &mut Value) -> &mut Value {
+    if !hs.get("experimental_features").is_some_and(Value::is_object) {
+        hs["experimental_features"] = json!({});
+    }
+    &mut hs["experimental_features"]
 }
 
 fn log_config(level: &str) -> Value {
@@ -218,6 +227,26 @@ mod tests {
     use super::*;
     use crate::appservice::{Loaded, registration};
     use std::path::Path;
+
+    #[test]
+    fn qr_login_turns_on_the_rendezvous() {
+        // (config, msc4108_enabled, MAS's device-code grant rendered)
+        let cases = [
+            ("[mas]\nenabled = true\n", Some(true)),
+            ("[mas]\nenabled = true\nqr_login = false\n", None),
+            ("[mas]\nenabled = true\nmigration_in_progress = true\n", None),
+            ("", None),
+        ];
+        for (extra, want) in cases {
+            let c = crate::config::parse(Path::new("m.toml"), &format!("server_name = \"e.com\"\n{extra}")).unwrap();
+            let hs = homeserver(&c).unwrap();
+            assert_eq!(hs["experimental_features"]["msc4108_enabled"].as_bool(), want, "{extra}");
+            if c.mas_enabled() {
+                let grant = &super::super::mas::config(&c).unwrap()["oauth"]["device_code_grant_enabled"];
+                assert_eq!(grant.as_bool(), want, "{extra}");
+            }
+        }
+    }
 
     #[test]
     fn appservices_render_into_homeserver_yaml_and_mounts() {

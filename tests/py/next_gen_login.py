@@ -12,8 +12,9 @@ Modes:
   login     discovery, registration, authorization code + PKCE S256 in the browser,
             token, whoami, /sync, refresh, revocation, the old token refused
   register  the same with prompt=create: a new account made on MAS's /register page
-  device    the device authorization grant (RFC 8628): the browser types the user
-            code at /link and consents
+  device    QR login's rendezvous (MSC4108) created and read back through the edge,
+            then the device authorization grant (RFC 8628): the browser types the
+            user code at /link and consents
   negative  refusals: a registration MAS's policy refuses, a wrong PKCE verifier,
             a reused code, a revoked token
 """
@@ -418,9 +419,31 @@ def mode_login(s, args, run, create=False):
     run.step("refresh after revocation", error="invalid_grant")
 
 
+# ---- QR-code login's rendezvous (MSC4108) ---------------------------------------------
+def rendezvous(s, base, run):
+    """Creates a rendezvous session through the edge and reads it back, as the two
+    devices of a QR-code login do; a browser's preflight is answered too."""
+    create = base + "_matrix/client/unstable/org.matrix.msc4108/rendezvous"
+    payload = "masctl-rendezvous-" + generate_token(16)
+    r = s.post(create, data=payload, headers={"Content-Type": "text/plain"}, timeout=30)
+    run.check(r.status_code == 201, "rendezvous session created", status=r.status_code, body=r.text[:300])
+    url = r.json().get("url", "")
+    run.check(url.startswith(base + "_synapse/client/rendezvous/"), "rendezvous URL on the public base", url=url)
+    got = s.get(url, timeout=30)
+    run.check(got.status_code == 200 and got.text == payload and got.headers.get("ETag"),
+              "rendezvous session read back", status=got.status_code, body=got.text[:100])
+    pre = s.options(url, headers={"Origin": "https://app.example.org", "Access-Control-Request-Method": "PUT"},
+                    timeout=30)
+    run.check(pre.status_code == 204 and pre.headers.get("Access-Control-Allow-Origin") == "*"
+              and "ETag" in pre.headers.get("Access-Control-Expose-Headers", ""), "rendezvous preflight",
+              status=pre.status_code, headers=dict(pre.headers))
+    run.step("rendezvous", url=url.split("/rendezvous/")[0] + "/rendezvous/…", etag=got.headers.get("ETag"))
+
+
 # ---- the device authorization grant ------------------------------------------------
 def mode_device(s, args, run):
     base, mas = discover(s, args, run)
+    rendezvous(s, base, run)
     endpoint = mas.get("device_authorization_endpoint")
     run.check(bool(endpoint) and DEVICE_GRANT in mas.get("grant_types_supported", []),
               "the device grant is advertised", endpoint=endpoint)
