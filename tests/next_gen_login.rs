@@ -131,6 +131,11 @@ fn drive(mode: &str, r: &Run) -> serde_json::Value {
     for r in &resolve {
         args.extend(["--resolve", r]);
     }
+    // A real mas-cli built here runs the permissive policy stub (MAS's real policy
+    // needs opa): the refusals only that policy makes are the stand-in's to show.
+    if std::env::var_os("MASCTL_TEST_MAS_DIST").is_some() {
+        args.push("--policy-stub");
+    }
     let script = common::repo().join("tests/py/next_gen_login.py");
     let mut child = std::process::Command::new(venv().join("bin/python"))
         .arg(script)
