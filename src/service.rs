@@ -120,6 +120,64 @@ impl Borrow<str> for Service {
     }
 }
 
+/// A database Postgres holds for the stack; its name is also its owning role's
+/// (and, on an external server, the key of its login in the manifest). On disk it
+/// is that lower-case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Database {
+    Synapse,
+    Mas,
+}
+
+impl Database {
+    pub const ALL: [Database; 2] = [Database::Synapse, Database::Mas];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Database::Synapse => "synapse",
+            Database::Mas => "mas",
+        }
+    }
+
+    /// The service whose database it is.
+    pub const fn service(self) -> Service {
+        match self {
+            Database::Synapse => Service::Synapse,
+            Database::Mas => Service::Mas,
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Database> {
+        Database::ALL.into_iter().find(|d| d.name() == s)
+    }
+}
+
+/// `synapse, mas`: databases as messages list them.
+pub fn names(dbs: &[Database]) -> String {
+    dbs.iter().map(|d| d.name()).collect::<Vec<_>>().join(", ")
+}
+
+impl fmt::Display for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+// By name, as for `Service`: maps keyed by database keep the key order of the
+// string-keyed maps in manifests already on disk.
+impl Ord for Database {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.name().cmp(other.name())
+    }
+}
+
+impl PartialOrd for Database {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 /// What a Synapse worker does: which requests the edge sends it, or which of the
 /// main process's duties it takes over. In `masctl.toml`, unit and container names
 /// it is spelled in kebab case (`federation-sender`).

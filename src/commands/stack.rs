@@ -53,7 +53,12 @@ pub async fn rollback(
         return Ok(());
     }
     if let Some(r) = &done.restored {
-        println!("restored {} from backup {} (taken before generation {})", r.databases.join(", "), r.set, done.from);
+        println!(
+            "restored {} from backup {} (taken before generation {})",
+            crate::service::names(&r.databases),
+            r.set,
+            done.from
+        );
         if let Some(b) = &r.backup_before {
             println!("the state before is in backup {b} — `masctl restore {b}` brings it back");
         }

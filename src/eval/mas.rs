@@ -114,7 +114,7 @@ fn providers(c: &Config) -> Vec<Value> {
 
 pub fn config(c: &Config) -> Result<Value> {
     let instance = c.instance.get_ref();
-    let db = super::postgres::conn(c, "mas");
+    let db = super::postgres::conn(c, crate::service::Database::Mas);
     let mut cfg = json!({
         "http": http(c),
         "templates": {

@@ -140,7 +140,7 @@ pub fn evaluate(inp: &Inputs) -> Result<Evaluated> {
         units: unit_hashes,
         refs: entries.iter().map(|e| e.path(inp.layout)).collect(),
         client_url: client_url(c),
-        databases: postgres::databases(c).iter().map(|d| d.to_string()).collect(),
+        databases: postgres::databases(c),
         mas: MasState {
             enabled: c.mas_enabled(),
             delegating: c.mas_delegating(),
@@ -216,6 +216,7 @@ fn client_url(c: &Config) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::service::Database;
     use std::path::Path;
 
     fn eval(text: &str, synapse_image: &str) -> Evaluated {
@@ -308,9 +309,14 @@ mod tests {
     fn manifest_says_how_mas_figures() {
         let img = format!("sha256:{}", "2".repeat(64));
         let cases = [
-            ("", vec!["synapse"], false, false),
-            ("[mas]\nenabled = true\nmigration_in_progress = true\n", vec!["synapse", "mas"], true, false),
-            ("[mas]\nenabled = true\n", vec!["synapse", "mas"], true, true),
+            ("", vec![Database::Synapse], false, false),
+            (
+                "[mas]\nenabled = true\nmigration_in_progress = true\n",
+                vec![Database::Synapse, Database::Mas],
+                true,
+                false,
+            ),
+            ("[mas]\nenabled = true\n", vec![Database::Synapse, Database::Mas], true, true),
         ];
         for (extra, dbs, enabled, delegating) in cases {
             let m = eval_with_mas(&format!("{BASE}{extra}"), &img).manifest;
@@ -416,7 +422,7 @@ mas = {{ database = \"auth\", user = \"auth_user\", password_file = \"/etc/pw/au
         let ext = e.manifest.external_postgres.as_ref().expect("recorded for jobs");
         assert_eq!((ext.host.as_str(), ext.port, ext.network.as_deref()), ("db.internal", 6432, Some("dbnet")));
         assert_eq!(
-            ext.databases["mas"],
+            ext.databases[&Database::Mas],
             crate::generation::manifest::DbLogin { database: "auth".into(), user: "auth_user".into() }
         );
         // The bundled stack's manifest has no such key (same bytes as before).

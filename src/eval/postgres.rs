@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use super::{Entry, Inputs};
 use crate::config::Config;
 use crate::generation::layout::Layout;
-use crate::service::Service;
+use crate::service::{Database, Service};
 use crate::spec::{Bind, DataDir, Health, ServiceSpec};
 
 const SERVICE: Service = Service::Postgres;
@@ -16,7 +16,8 @@ const UID: u32 = SERVICE.uid();
 /// sets the role's password from a mounted secret. Runs as the superuser over the
 /// local socket after every start; the password is read server-side, so it is never
 /// in a command line or a log.
-pub fn init_sql(name: &str) -> String {
+pub fn init_sql(db: Database) -> String {
+    let name = db.name();
     format!(
         r#"SELECT 'CREATE ROLE {name} LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{name}')\gexec
 DO $$ BEGIN
@@ -51,13 +52,13 @@ pub fn major_from_env(env: &[String]) -> Option<u32> {
 }
 
 /// The databases the stack needs: Synapse's, and MAS's when it is enabled.
-pub fn databases(c: &Config) -> Vec<&'static str> {
-    if c.mas_enabled() { vec!["synapse", "mas"] } else { vec!["synapse"] }
+pub fn databases(c: &Config) -> Vec<Database> {
+    if c.mas_enabled() { vec![Database::Synapse, Database::Mas] } else { vec![Database::Synapse] }
 }
 
 pub fn config_entry(c: &Config) -> Entry {
     let mut e = Entry::new("postgres-config");
-    let sql: String = databases(c).iter().map(|d| init_sql(d)).collect();
+    let sql: String = databases(c).into_iter().map(init_sql).collect();
     e.add("init.sql", format!("\\set ON_ERROR_STOP on\n{sql}"));
     e
 }
@@ -120,9 +121,9 @@ pub struct Conn {
 
 /// The bundled server's container, or the external server with the database and
 /// role its administrator made.
-pub fn conn(c: &Config, db: &str) -> Conn {
+pub fn conn(c: &Config, db: Database) -> Conn {
     let ext = c.postgres_external();
-    let login = ext.and_then(|e| if db == "mas" { e.mas.as_ref() } else { Some(&e.synapse) });
+    let login = ext.and_then(|e| if db == Database::Mas { e.mas.as_ref() } else { Some(&e.synapse) });
     match (ext, login) {
         (Some(e), Some(l)) => Conn {
             host: e.host.get_ref().clone(),
@@ -130,7 +131,12 @@ pub fn conn(c: &Config, db: &str) -> Conn {
             database: l.get_ref().database.get_ref().clone(),
             user: l.get_ref().user.get_ref().clone(),
         },
-        _ => Conn { host: SERVICE.container(c.instance.get_ref()), port: 5432, database: db.into(), user: db.into() },
+        _ => Conn {
+            host: SERVICE.container(c.instance.get_ref()),
+            port: 5432,
+            database: db.name().into(),
+            user: db.name().into(),
+        },
     }
 }
 
@@ -141,7 +147,7 @@ pub fn external(c: &Config) -> Option<crate::generation::manifest::ExternalPostg
         .into_iter()
         .map(|db| {
             let Conn { database, user, .. } = conn(c, db);
-            (db.to_string(), crate::generation::manifest::DbLogin { database, user })
+            (db, crate::generation::manifest::DbLogin { database, user })
         })
         .collect();
     Some(crate::generation::manifest::ExternalPostgres {

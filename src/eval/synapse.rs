@@ -9,7 +9,7 @@ use super::yaml::render;
 use super::{Entry, Inputs};
 use crate::config::Config;
 use crate::secrets::SYNAPSE_PASSWORD_CONFIG;
-use crate::service::Service;
+use crate::service::{Database, Service};
 use crate::spec::{Bind, DataDir, Health, Port, ServiceSpec};
 
 const SERVICE: Service = Service::Synapse;
@@ -64,7 +64,7 @@ pub fn homeserver(c: &Config) -> Result<Value> {
 /// Synapse's own config without MAS: what it runs before the migration, and what
 /// `syn2mas` reads (it needs the pre-MAS password and SSO settings).
 pub fn homeserver_pre_mas(c: &Config) -> Result<Value> {
-    let db = super::postgres::conn(c, "synapse");
+    let db = super::postgres::conn(c, Database::Synapse);
     let mut hs = json!({
         "server_name": c.server_name.get_ref(),
         "public_baseurl": format!("https://{}/", c.matrix_hostname()),

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::service::{Service, Unit, Worker};
+use crate::service::{Database, Service, Unit, Worker};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -30,7 +30,7 @@ pub struct Manifest {
     pub client_url: String,
     /// The databases Postgres holds for the stack (what a backup dumps).
     #[serde(default)]
-    pub databases: Vec<String>,
+    pub databases: Vec<Database>,
     #[serde(default)]
     pub mas: MasState,
     /// Where the databases are when Postgres is not masctl's (absent otherwise).
@@ -46,7 +46,7 @@ pub struct ExternalPostgres {
     /// The Docker network to join to reach `host`.
     pub network: Option<String>,
     /// Database as masctl names it (`synapse`, `mas`) → where it is on the server.
-    pub databases: BTreeMap<String, DbLogin>,
+    pub databases: BTreeMap<Database, DbLogin>,
 }
 
 /// A database on an external server and the role that owns it.
@@ -159,7 +159,7 @@ mod tests {
             units: [("masctl-synapse.service".to_string(), unit_hash.to_string())].into(),
             refs: vec![],
             client_url: String::new(),
-            databases: vec!["synapse".into()],
+            databases: vec![Database::Synapse],
             mas: Default::default(),
             external_postgres: None,
         };

@@ -11,7 +11,7 @@ use crate::docker::OneShot;
 use crate::generation::generations;
 use crate::generation::layout::Layout;
 use crate::generation::manifest::Manifest;
-use crate::service::Service;
+use crate::service::{Database, Service};
 use crate::spec::Bind;
 use crate::systemd::Systemd;
 use crate::timestamp;
@@ -21,7 +21,7 @@ const POSTGRES: Service = Service::Postgres;
 /// Dump, check the archive lists, restore into a scratch database, drop it. Runs in
 /// the Postgres image (dash, pg_dump, pg_restore, psql); the password comes from a
 /// mounted pgpass file, never the command line.
-fn script(host: &str, db: &str, file: &str) -> String {
+fn script(host: &str, db: Database, file: &str) -> String {
     format!(
         "set -e\n\
 pg_dump -h {host} -U postgres -Fc -f /backups/{file}.tmp {db}\n\
@@ -43,7 +43,7 @@ fn external_script(
     host: &str,
     port: u16,
     login: &crate::generation::manifest::DbLogin,
-    db: &str,
+    db: Database,
     file: &str,
 ) -> String {
     let (database, user) = (&login.database, &login.user);
@@ -77,14 +77,14 @@ pub async fn manual(layout: &Layout) -> Result<Vec<PathBuf>> {
 pub async fn run(layout: &Layout, systemd: &Systemd, manifest: &Manifest, label: &str) -> Result<Vec<PathBuf>> {
     // One stamp for every database: the dumps of one run form a set (`masctl restore`).
     let stamp = timestamp::compact(SystemTime::now());
-    let dest = Destination { dir: layout.backups(), name: &|db: &str| format!("{db}-{stamp}-{label}.dump") };
+    let dest = Destination { dir: layout.backups(), name: &|db: Database| format!("{db}-{stamp}-{label}.dump") };
     dump_into(layout, systemd, manifest, &dest).await
 }
 
 /// Where verified dumps go: a directory and each database's file name in it.
 pub struct Destination<'a> {
     pub dir: PathBuf,
-    pub name: &'a dyn Fn(&str) -> String,
+    pub name: &'a dyn Fn(Database) -> String,
 }
 
 /// Dumps each database into `dest` (made 0700, owned by Postgres's user, so the
@@ -101,7 +101,7 @@ pub async fn dump_into(
     std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
     let mut made = Vec::new();
     for db in &manifest.databases {
-        made.push(dump_one(layout, systemd, manifest, dir, db, &(dest.name)(db)).await?);
+        made.push(dump_one(layout, systemd, manifest, dir, *db, &(dest.name)(*db)).await?);
     }
     Ok(made)
 }
@@ -111,14 +111,14 @@ async fn dump_one(
     systemd: &Systemd,
     manifest: &Manifest,
     dir: &Path,
-    db: &str,
+    db: Database,
     file: &str,
 ) -> Result<PathBuf> {
     let host = POSTGRES.container(&manifest.instance);
     let ext = manifest.external_postgres.as_ref();
     let (script, pgpass) = match ext {
         Some(e) => {
-            let login = e.databases.get(db).with_context(|| format!("the manifest has no login for {db}"))?;
+            let login = e.databases.get(&db).with_context(|| format!("the manifest has no login for {db}"))?;
             (external_script(&e.host, e.port, login, db, file), crate::secrets::EXTERNAL_PGPASS)
         }
         None => (script(&host, db, file), "postgres-superuser-pgpass"),

@@ -149,7 +149,7 @@ async fn database(ctx: &JobContext<'_>) -> Result<Vec<Finding>> {
     let Some(image) = ctx.manifest.images.get(&Service::Postgres) else { return Ok(vec![]) };
     let (host, port, user, db, pgpass) = match &ctx.manifest.external_postgres {
         Some(e) => {
-            let Some(l) = e.databases.get("synapse") else { return Ok(vec![]) };
+            let Some(l) = e.databases.get(&crate::service::Database::Synapse) else { return Ok(vec![]) };
             (e.host.clone(), e.port, l.user.clone(), l.database.clone(), crate::secrets::EXTERNAL_PGPASS)
         }
         None => (

@@ -16,7 +16,7 @@ use crate::activate::{Activator, unit_dir};
 use crate::docker::{Engine, OneShot};
 use crate::generation::generations::{self, Generations};
 use crate::generation::layout::Layout;
-use crate::service::Service;
+use crate::service::{self, Database, Service};
 use crate::spec::Bind;
 use crate::ui;
 
@@ -30,15 +30,16 @@ pub struct BackupSet {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Dump {
-    pub database: String,
+    pub database: Database,
     pub file: String,
 }
 
-/// `synapse-20260804T100000Z-manual.dump` → `("synapse", "20260804T100000Z-manual")`.
-fn split_name(name: &str) -> Option<(&str, &str)> {
+/// `synapse-20260804T100000Z-manual.dump` → `(Synapse, "20260804T100000Z-manual")`;
+/// None for a file that is not a dump of one of the stack's databases.
+fn split_name(name: &str) -> Option<(Database, &str)> {
     let stem = name.strip_suffix(".dump")?;
     let (db, id) = stem.split_once('-')?;
-    (!db.is_empty() && id.len() > 16).then_some((db, id))
+    (id.len() > 16).then_some((Database::parse(db)?, id))
 }
 
 /// Backup files grouped into sets, oldest first.
@@ -46,7 +47,7 @@ pub fn sets(files: &[String]) -> Vec<BackupSet> {
     let mut out: Vec<BackupSet> = Vec::new();
     for f in files {
         let Some((db, id)) = split_name(f) else { continue };
-        let dump = Dump { database: db.to_string(), file: f.clone() };
+        let dump = Dump { database: db, file: f.clone() };
         match out.iter_mut().find(|s| s.id == id) {
             Some(s) => s.dumps.push(dump),
             None => out.push(BackupSet { id: id.to_string(), dumps: vec![dump] }),
@@ -58,11 +59,11 @@ pub fn sets(files: &[String]) -> Vec<BackupSet> {
 
 /// The set to restore: the one named (by its id, one of its files, or a path to
 /// one), else the newest that holds every database of the generation.
-pub fn pick<'a>(sets: &'a [BackupSet], wanted: Option<&str>, databases: &[String]) -> Result<&'a BackupSet> {
-    let complete = |s: &BackupSet| databases.iter().all(|d| s.dumps.iter().any(|x| &x.database == d));
+pub fn pick<'a>(sets: &'a [BackupSet], wanted: Option<&str>, databases: &[Database]) -> Result<&'a BackupSet> {
+    let complete = |s: &BackupSet| databases.iter().all(|d| s.dumps.iter().any(|x| x.database == *d));
     let Some(w) = wanted else {
         return sets.iter().rev().find(|s| complete(s)).with_context(|| {
-            format!("no backup set holds every database ({}): run `masctl backup` first", databases.join(", "))
+            format!("no backup set holds every database ({}): run `masctl backup` first", service::names(databases))
         });
     };
     let name = Path::new(w).file_name().map_or(w.to_string(), |n| n.to_string_lossy().into_owned());
@@ -71,13 +72,13 @@ pub fn pick<'a>(sets: &'a [BackupSet], wanted: Option<&str>, databases: &[String
         .find(|s| s.id == name || s.dumps.iter().any(|d| d.file == name))
         .with_context(|| format!("no backup {w:?} in the backups directory (see `masctl backups`)"))?;
     if let Some(d) = set.dumps.iter().find(|d| !databases.contains(&d.database)) {
-        bail!("backup {} holds database {:?}, which the current generation does not run", set.id, d.database);
+        bail!("backup {} holds database {:?}, which the current generation does not run", set.id, d.database.name());
     }
     Ok(set)
 }
 
 /// Where a database is loaded before it replaces the live one.
-pub fn scratch(db: &str) -> String {
+pub fn scratch(db: Database) -> String {
     format!("masctl_load_{db}")
 }
 
@@ -94,7 +95,7 @@ pub enum Load<'a> {
 
 /// The job's shell script: (re)create the scratch database owned by the database's
 /// own role, then load it as that role, so the service owns every table.
-fn load_script(host: &str, db: &str, load: Load) -> String {
+fn load_script(host: &str, db: Database, load: Load) -> String {
     let s = scratch(db);
     let psql = format!("psql -q -v ON_ERROR_STOP=1 -h {host} -U postgres");
     let mut out = format!(
@@ -134,7 +135,7 @@ fn pg_host(ctx: &JobContext) -> String {
 }
 
 /// Loads into `db`'s scratch database, as a transient unit; `dir` is mounted at `/in`.
-pub async fn load(ctx: &JobContext<'_>, db: &str, dir: &Path, load: Load<'_>) -> Result<()> {
+pub async fn load(ctx: &JobContext<'_>, db: Database, dir: &Path, load: Load<'_>) -> Result<()> {
     let job = postgres_job(ctx, load_script(&pg_host(ctx), db, load), vec![Bind::ro(dir, "/in")]);
     let (code, _) = ctx.run(&format!("masctl load of {db}"), JobSpec::new("load", job)).await?;
     if code != 0 {
@@ -144,15 +145,15 @@ pub async fn load(ctx: &JobContext<'_>, db: &str, dir: &Path, load: Load<'_>) ->
     Ok(())
 }
 
-pub async fn drop_scratch(ctx: &JobContext<'_>, db: &str) -> Result<()> {
+pub async fn drop_scratch(ctx: &JobContext<'_>, db: Database) -> Result<()> {
     query(ctx, "postgres", &format!("DROP DATABASE IF EXISTS {}", scratch(db))).await.map(|_| ())
 }
 
 /// The script that puts the scratch databases in place of the live ones: renames in
 /// one transaction (all or nothing), then the old ones dropped.
-fn swap_script(host: &str, dbs: &[String]) -> String {
+fn swap_script(host: &str, dbs: &[Database]) -> String {
     let psql = format!("psql -q -v ON_ERROR_STOP=1 -h {host} -U postgres -d postgres");
-    let names: Vec<String> = dbs.iter().flat_map(|d| [format!("'{d}'"), format!("'{}'", scratch(d))]).collect();
+    let names: Vec<String> = dbs.iter().flat_map(|d| [format!("'{d}'"), format!("'{}'", scratch(*d))]).collect();
     let mut s = format!(
         "set -e\n{psql} -c \"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname IN ({}) \
 AND pid <> pg_backend_pid()\" > /dev/null\n",
@@ -165,7 +166,7 @@ AND pid <> pg_backend_pid()\" > /dev/null\n",
     for d in dbs {
         s.push_str(&format!(
             " -c 'ALTER DATABASE {d} RENAME TO masctl_old_{d}' -c 'ALTER DATABASE {} RENAME TO {d}'",
-            scratch(d)
+            scratch(*d)
         ));
     }
     s.push('\n');
@@ -175,34 +176,20 @@ AND pid <> pg_backend_pid()\" > /dev/null\n",
     s
 }
 
-/// The units that use a database.
-pub fn users_of(db: &str) -> Vec<Service> {
-    match db {
-        "synapse" => vec![Service::Synapse],
-        "mas" => vec![Service::Mas],
-        _ => vec![Service::Synapse, Service::Mas],
-    }
-}
-
 /// Stops what uses `dbs` and swaps the scratch databases in, as one transient unit
 /// (it starts the services again if the swap fails). Returns the units stopped.
-pub async fn swap_in(ctx: &JobContext<'_>, dbs: &[String]) -> Result<Vec<String>> {
+pub async fn swap_in(ctx: &JobContext<'_>, dbs: &[Database]) -> Result<Vec<String>> {
     let mut stop: Vec<String> = Vec::new();
-    for d in dbs {
-        for s in users_of(d) {
-            if !ctx.manifest.services.contains_key(&s) {
-                continue;
-            }
-            // Synapse's workers use its database too.
-            let units = if s == Service::Synapse { ctx.manifest.synapse_units() } else { vec![s.unit_name()] };
-            for u in units {
-                if !stop.contains(&u) {
-                    stop.push(u);
-                }
+    for s in dbs.iter().map(|d| d.service()).filter(|s| ctx.manifest.services.contains_key(s)) {
+        // Synapse's workers use its database too.
+        let units = if s == Service::Synapse { ctx.manifest.synapse_units() } else { vec![s.unit_name()] };
+        for u in units {
+            if !stop.contains(&u) {
+                stop.push(u);
             }
         }
     }
-    ui::step(format!("stopping {} and swapping in {}", stop.join(", "), dbs.join(", ")));
+    ui::step(format!("stopping {} and swapping in {}", stop.join(", "), service::names(dbs)));
     let mut spec = JobSpec::new("swap", postgres_job(ctx, swap_script(&pg_host(ctx), dbs), vec![]));
     spec.stop_before = stop.clone();
     spec.start_on_failure = stop.clone();
@@ -317,10 +304,10 @@ pub async fn mas_migrations(ctx: &JobContext<'_>, db: &str) -> Result<Vec<i64>> 
 }
 
 /// Checks a loaded scratch database against what the running images serve.
-pub async fn check_scratch(ctx: &JobContext<'_>, db: &str, synapse_image_version: Option<u32>) -> Result<String> {
+pub async fn check_scratch(ctx: &JobContext<'_>, db: Database, synapse_image_version: Option<u32>) -> Result<String> {
     let s = scratch(db);
     match db {
-        "synapse" => {
+        Database::Synapse => {
             let schema = synapse_schema(ctx, &s).await?.with_context(|| {
                 format!("the {db} dump has no Synapse schema (no schema_version table): is it a Synapse database?")
             })?;
@@ -328,9 +315,9 @@ pub async fn check_scratch(ctx: &JobContext<'_>, db: &str, synapse_image_version
             synapse_servable(schema, image).map_err(|e| anyhow::anyhow!("refusing the {db} dump: {e}"))?;
             Ok(format!("Synapse schema {}", schema.version))
         }
-        "mas" => {
+        Database::Mas => {
             let dump = mas_migrations(ctx, &s).await?;
-            let unknown = mas_unknown(&dump, &mas_migrations(ctx, "mas").await?);
+            let unknown = mas_unknown(&dump, &mas_migrations(ctx, db.name()).await?);
             if !unknown.is_empty() {
                 bail!(
                     "refusing the {db} dump: it has MAS migrations the running MAS image does not know ({}): it was \
@@ -340,26 +327,25 @@ written by a newer MAS",
             }
             Ok(format!("MAS migration {}", dump.last().copied().unwrap_or(0)))
         }
-        _ => Ok(String::new()),
     }
 }
 
 /// Loads every dump of `set` into its scratch database and checks it against what
 /// `synapse_image` serves; on any failure drops every scratch database again.
 pub async fn load_set(ctx: &JobContext<'_>, set: &BackupSet, synapse_image: Option<&str>) -> Result<Vec<RestoredDb>> {
-    let synapse_version = match (set.dumps.iter().any(|d| d.database == "synapse"), synapse_image) {
+    let synapse_version = match (set.dumps.iter().any(|d| d.database == Database::Synapse), synapse_image) {
         (true, Some(image)) => Some(image_synapse_schema(ctx.layout, image).await?),
         _ => None,
     };
     let mut done = Vec::new();
     for d in &set.dumps {
         ui::step(format!("loading {} into a scratch database", d.file));
-        load(ctx, &d.database, &ctx.layout.backups(), Load::Custom(&format!("/in/{}", d.file))).await?;
-        match check_scratch(ctx, &d.database, synapse_version).await {
-            Ok(schema) => done.push(RestoredDb { database: d.database.clone(), file: d.file.clone(), schema }),
+        load(ctx, d.database, &ctx.layout.backups(), Load::Custom(&format!("/in/{}", d.file))).await?;
+        match check_scratch(ctx, d.database, synapse_version).await {
+            Ok(schema) => done.push(RestoredDb { database: d.database, file: d.file.clone(), schema }),
             Err(e) => {
                 for x in &set.dumps {
-                    let _ = drop_scratch(ctx, &x.database).await;
+                    let _ = drop_scratch(ctx, x.database).await;
                 }
                 return Err(e);
             }
@@ -381,7 +367,7 @@ pub struct Restored {
 
 #[derive(Debug, Serialize)]
 pub struct RestoredDb {
-    pub database: String,
+    pub database: Database,
     pub file: String,
     pub schema: String,
 }
@@ -406,7 +392,7 @@ pub async fn run(layout: &Layout, wanted: Option<&str>, timeout: Duration) -> Re
     let before = backup::first(&ctx, "pre-restore", "restore").await?;
     let synapse_image = ctx.manifest.images.get(&Service::Synapse).cloned();
     let done = load_set(&ctx, &set, synapse_image.as_deref()).await?;
-    let dbs: Vec<String> = set.dumps.iter().map(|d| d.database.clone()).collect();
+    let dbs: Vec<Database> = set.dumps.iter().map(|d| d.database).collect();
     let stopped = swap_in(&ctx, &dbs).await?;
     ui::step("starting the stack");
     start_current(&ctx, timeout).await?;
@@ -444,10 +430,10 @@ mod tests {
             "synapse-20260804T100000Z-manual.dump",
             "synapse-20260805T090000Z-manual.dump",
         ]));
-        let both = names(&["synapse", "mas"]);
-        let one = names(&["synapse"]);
+        let both = vec![Database::Synapse, Database::Mas];
+        let one = vec![Database::Synapse];
         // (wanted, databases, Ok(id) or Err(fragment))
-        type Case<'a> = (Option<&'a str>, &'a Vec<String>, Result<&'a str, &'a str>);
+        type Case<'a> = (Option<&'a str>, &'a Vec<Database>, Result<&'a str, &'a str>);
         let cases: [Case; 6] = [
             (None, &one, Ok("20260805T090000Z-manual")),
             (None, &both, Ok("20260804T100000Z-manual")),
@@ -484,12 +470,12 @@ mod tests {
 
     #[test]
     fn scripts_load_as_the_databases_role_and_swap_in_one_transaction() {
-        let l = load_script("pg", "synapse", Load::Custom("/in/x.dump"));
+        let l = load_script("pg", Database::Synapse, Load::Custom("/in/x.dump"));
         assert!(l.contains("CREATE DATABASE masctl_load_synapse OWNER synapse"), "{l}");
         assert!(l.contains("--role=synapse --exit-on-error"), "{l}");
-        let p = load_script("pg", "synapse", Load::Plain { prelude: "/in/p.sql", dump: "/in/d.sql" });
+        let p = load_script("pg", Database::Synapse, Load::Plain { prelude: "/in/p.sql", dump: "/in/d.sql" });
         assert!(p.contains("-1 -f /in/p.sql -f /in/d.sql"), "{p}");
-        let s = swap_script("pg", &names(&["synapse", "mas"]));
+        let s = swap_script("pg", &[Database::Synapse, Database::Mas]);
         let tx = s.lines().find(|l| l.contains(" -1 ")).unwrap();
         for part in ["synapse RENAME TO masctl_old_synapse", "masctl_load_mas RENAME TO mas"] {
             assert!(tx.contains(part), "{tx}");

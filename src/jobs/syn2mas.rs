@@ -7,7 +7,7 @@ use super::{JobContext, JobSpec, backup};
 use crate::docker::OneShot;
 use crate::generation::generations;
 use crate::generation::layout::Layout;
-use crate::service::Service;
+use crate::service::{Database, Service};
 use crate::spec::Bind;
 use crate::{secrets, ui};
 
@@ -95,7 +95,8 @@ fn syn2mas_job(ctx: &JobContext) -> Result<(OneShot, Vec<String>)> {
     let mas = ctx.mas_spec()?;
     let mut job = ctx.mas_job(&mas, &[]);
     // Synapse's role on an external server is the one its administrator made.
-    let (pgpass, user) = match ctx.manifest.external_postgres.as_ref().and_then(|e| e.databases.get("synapse")) {
+    let (pgpass, user) = match ctx.manifest.external_postgres.as_ref().and_then(|e| e.databases.get(&Database::Synapse))
+    {
         Some(login) => (secrets::EXTERNAL_MAS_SYNAPSE_PGPASS, login.user.as_str()),
         None => ("mas-synapse-pgpass", "synapse"),
     };

@@ -15,7 +15,7 @@ use crate::generation::layout::Layout;
 use crate::generation::manifest::Manifest;
 use crate::jobs::restore::{self, BackupSet, SynapseSchema};
 use crate::jobs::{JobContext, backup};
-use crate::service::Service;
+use crate::service::{self, Database, Service};
 use crate::{fsutil, ui};
 
 /// Services whose image change may migrate a database.
@@ -135,11 +135,11 @@ database, neither `rollback --restore-data` nor the automatic rollback can bring
         }
     };
     rec.set = set_of(&files);
-    if ctx.manifest.databases.iter().any(|d| d == "synapse") {
-        rec.synapse_schema = restore::synapse_schema(&ctx, "synapse").await?;
+    if ctx.manifest.databases.contains(&Database::Synapse) {
+        rec.synapse_schema = restore::synapse_schema(&ctx, Database::Synapse.name()).await?;
     }
-    if ctx.manifest.databases.iter().any(|d| d == "mas") {
-        rec.mas_migrations = restore::mas_migrations(&ctx, "mas").await?;
+    if ctx.manifest.databases.contains(&Database::Mas) {
+        rec.mas_migrations = restore::mas_migrations(&ctx, Database::Mas.name()).await?;
     }
     Ok(Some(rec))
 }
@@ -150,15 +150,15 @@ pub async fn unservable(ctx: &JobContext<'_>, rec: &PreSwitch, old: &Manifest) -
     let mut why = Vec::new();
     if rec.services.contains(&Service::Synapse)
         && let (Some(image), Some(live)) =
-            (old.images.get(&Service::Synapse), restore::synapse_schema(ctx, "synapse").await?)
+            (old.images.get(&Service::Synapse), restore::synapse_schema(ctx, Database::Synapse.name()).await?)
     {
         let version = restore::image_synapse_schema(ctx.layout, image).await?;
         if let Err(e) = restore::synapse_servable(live, version) {
             why.push(format!("the synapse database: {e}"));
         }
     }
-    if rec.services.contains(&Service::Mas) && old.databases.iter().any(|d| d == "mas") {
-        let live = restore::mas_migrations(ctx, "mas").await?;
+    if rec.services.contains(&Service::Mas) && old.databases.contains(&Database::Mas) {
+        let live = restore::mas_migrations(ctx, Database::Mas.name()).await?;
         let new = restore::mas_unknown(&live, &rec.mas_migrations);
         if !new.is_empty() && rec.set.is_some() {
             why.push(format!(
@@ -197,7 +197,7 @@ pub struct DataRestored {
     pub set: String,
     /// The backup of the state it replaced.
     pub backup_before: Option<String>,
-    pub databases: Vec<String>,
+    pub databases: Vec<Database>,
 }
 
 /// Restores the set `rec` names into the live databases, checked against `old`'s
@@ -222,7 +222,7 @@ pub async fn restore_before(
         Err(e) => return Err(e),
     };
     let done = restore::load_set(ctx, &set, old.images.get(&Service::Synapse).map(String::as_str)).await?;
-    let dbs: Vec<String> = done.iter().map(|d| d.database.clone()).collect();
+    let dbs: Vec<Database> = done.iter().map(|d| d.database).collect();
     restore::swap_in(ctx, &dbs).await?;
     Ok(DataRestored { set: set.id, backup_before: before, databases: dbs })
 }
@@ -249,7 +249,7 @@ pub async fn before_automatic_rollback(
     ui::warn(format!("generation {} cannot run on the data generation {} migrated: {why}", prev.number, failed.number));
     let r = restore_before(&ctx, rec, &old, false).await?;
     let kept = r.backup_before.as_deref().map_or(String::new(), |b| format!("; the migrated state is in backup {b}"));
-    let note = format!("restored backup {} of {} taken before the switch{kept}", r.set, r.databases.join(", "));
+    let note = format!("restored backup {} of {} taken before the switch{kept}", r.set, service::names(&r.databases));
     ui::step(&note);
     Ok(Some(note))
 }

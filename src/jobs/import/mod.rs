@@ -24,7 +24,7 @@ use crate::docker::{Engine, OneShot};
 use crate::generation::generations;
 use crate::generation::layout::Layout;
 use crate::secrets::{self, MAS_PEPPER, MAS_SYNAPSE_PASSWORD_CONFIG, SYNAPSE_PASSWORD_CONFIG};
-use crate::service::Service;
+use crate::service::{Database, Service};
 use crate::spec::Bind;
 use crate::{timestamp, ui};
 
@@ -263,7 +263,7 @@ async fn load_database(ctx: &JobContext<'_>, layout: &Layout, g: &Gathered, src:
         Kind::Custom => {
             let dir = workdir(&staging, Service::Postgres.uid())?;
             copy_file(src, &dir.path().join("synapse.dump"), Service::Postgres.uid(), "staging the dump")?;
-            restore::load(ctx, "synapse", dir.path(), Load::Custom("/in/synapse.dump")).await
+            restore::load(ctx, Database::Synapse, dir.path(), Load::Custom("/in/synapse.dump")).await
         }
         Kind::Plain => {
             let dir = workdir(&staging, Service::Postgres.uid())?;
@@ -277,7 +277,7 @@ async fn load_database(ctx: &JobContext<'_>, layout: &Layout, g: &Gathered, src:
             }
             restore::load(
                 ctx,
-                "synapse",
+                Database::Synapse,
                 dir.path(),
                 Load::Plain { prelude: "/in/prelude.sql", dump: "/in/synapse.sql" },
             )
@@ -304,12 +304,12 @@ async fn load_sqlite(ctx: &JobContext<'_>, layout: &Layout, g: &Gathered, src: &
         "signing_key_path": "/in/signing.key", "media_store_path": "/in/media",
         "database": {"name": "psycopg2", "args": {
             "host": Service::Postgres.container(&ctx.manifest.instance), "port": 5432, "user": "synapse",
-            "dbname": restore::scratch("synapse"), "passfile": "/run/secrets/synapse-pgpass",
+            "dbname": restore::scratch(Database::Synapse), "passfile": "/run/secrets/synapse-pgpass",
             "cp_min": 1, "cp_max": 4}},
     });
     fs::write(dir.path().join("port.yaml"), port.to_string())?;
     std::os::unix::fs::chown(dir.path().join("port.yaml"), Some(SYNAPSE.uid()), None)?;
-    restore::load(ctx, "synapse", dir.path(), Load::Empty).await?;
+    restore::load(ctx, Database::Synapse, dir.path(), Load::Empty).await?;
     let synapse = ctx.spec(SYNAPSE)?;
     let job = OneShot {
         image: synapse.image.clone(),
@@ -331,7 +331,7 @@ async fn load_sqlite(ctx: &JobContext<'_>, layout: &Layout, g: &Gathered, src: &
     };
     let (code, _) = ctx.run("masctl import: synapse_port_db", JobSpec::new("port-db", job)).await?;
     if code != 0 {
-        let _ = restore::drop_scratch(ctx, "synapse").await;
+        let _ = restore::drop_scratch(ctx, Database::Synapse).await;
         bail!("synapse_port_db failed (exit {code}); see its output above — the live database is untouched");
     }
     Ok(())
@@ -368,14 +368,14 @@ async fn load_and_check(ctx: &JobContext<'_>, layout: &Layout, g: &Gathered, src
     ui::step(format!("loading the {:?} database into a scratch database", g.kind));
     load_database(ctx, layout, g, src).await?;
     let image_version = restore::image_synapse_schema(layout, &ctx.manifest.images[&SYNAPSE]).await?;
-    let schema = match restore::check_scratch(ctx, "synapse", Some(image_version)).await {
+    let schema = match restore::check_scratch(ctx, Database::Synapse, Some(image_version)).await {
         Ok(s) => s,
         Err(e) => {
-            let _ = restore::drop_scratch(ctx, "synapse").await;
+            let _ = restore::drop_scratch(ctx, Database::Synapse).await;
             return Err(e);
         }
     };
-    let users = count_users(ctx, &restore::scratch("synapse")).await?;
+    let users = count_users(ctx, &restore::scratch(Database::Synapse)).await?;
     ui::step(format!("{schema}, {users} user(s)"));
     Ok((schema, users))
 }
@@ -413,7 +413,7 @@ do so (a verified backup is taken first)"
     ui::step(format!("copying media from {}", g.media.display()));
     let (media_files, media_bytes) = copy_tree(&g.media, &incoming, SYNAPSE.uid())?;
 
-    restore::swap_in(&ctx, &["synapse".to_string()]).await?;
+    restore::swap_in(&ctx, &[Database::Synapse]).await?;
     let mut kept = Vec::new();
     let live_media = data.join("media");
     if live_media.exists() {

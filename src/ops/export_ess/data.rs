@@ -11,7 +11,7 @@ use crate::docker::OneShot;
 use crate::export::ess::input::DbSchema;
 use crate::jobs::backup::{self, Destination};
 use crate::jobs::{JobContext, JobSpec};
-use crate::service::Service;
+use crate::service::{Database, Service};
 
 /// `schema <version> compat <compat>` as the job prints it.
 pub fn parse_schema(out: &str) -> Option<DbSchema> {
@@ -30,7 +30,7 @@ pub async fn schema(ctx: &JobContext<'_>) -> Result<Option<DbSchema>> {
     let m = &ctx.manifest;
     let (host, port, db, user, pgpass) = match &m.external_postgres {
         Some(e) => {
-            let l = e.databases.get("synapse").context("the manifest has no login for synapse")?;
+            let l = e.databases.get(&Database::Synapse).context("the manifest has no login for synapse")?;
             (e.host.clone(), e.port, l.database.clone(), l.user.clone(), crate::secrets::EXTERNAL_PGPASS)
         }
         None => (
@@ -61,7 +61,7 @@ LEFT JOIN schema_compat_version c ON true";
 /// handed back to root, who owns the rest of the export.
 pub async fn dumps(ctx: &JobContext<'_>, data: &Path) -> Result<Vec<PathBuf>> {
     // masctl's names (`synapse`, `mas`): RUNBOOK.md restores them under the chart's.
-    let name = |db: &str| format!("{db}.dump");
+    let name = |db: Database| format!("{db}.dump");
     let dest = Destination { dir: data.to_path_buf(), name: &name };
     let files = backup::dump_into(ctx.layout, &ctx.systemd, &ctx.manifest, &dest).await?;
     for p in files.iter().map(PathBuf::as_path).chain([data]) {
