@@ -23,6 +23,7 @@ mod supervision;
 mod systemd;
 mod timestamp;
 mod ui;
+mod unit_name;
 
 use std::process::ExitCode;
 

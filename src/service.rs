@@ -10,6 +10,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::unit_name::UnitName;
+
 /// On disk (manifests, spec files) a service is its lower-case name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -36,8 +38,8 @@ impl Service {
         }
     }
 
-    pub fn unit_name(self) -> String {
-        format!("masctl-{}.service", self.name())
+    pub fn unit_name(self) -> UnitName {
+        UnitName::service(self.name())
     }
 
     pub fn container(self, instance: &str) -> String {
@@ -322,8 +324,8 @@ impl Unit {
         }
     }
 
-    pub fn unit_name(self) -> String {
-        format!("masctl-{}.service", self.name())
+    pub fn unit_name(self) -> UnitName {
+        UnitName::service(&self.name())
     }
 
     pub fn container(self, instance: &str) -> String {
@@ -411,5 +413,11 @@ mod tests {
         let m: BTreeMap<Service, String> = serde_json::from_str(text).unwrap();
         assert_eq!(m["proxy"], "c");
         assert_eq!(serde_json::to_string(&m).unwrap(), text);
+        let dbs = r#"{"mas":"a","synapse":"b"}"#;
+        let m: BTreeMap<Database, String> = serde_json::from_str(dbs).unwrap();
+        assert_eq!(serde_json::to_string(&m).unwrap(), dbs);
+        let list = vec![Database::Synapse, Database::Mas];
+        assert_eq!(serde_json::to_string(&list).unwrap(), r#"["synapse","mas"]"#);
+        assert_eq!(names(&list), "synapse, mas");
     }
 }

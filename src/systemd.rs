@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::unit_name::UnitName;
 use anyhow::{Context, Result};
 use futures_util::StreamExt;
 use zbus::proxy::CacheProperties;
@@ -194,7 +195,7 @@ impl Systemd {
 
     /// Submits every operation and waits for each job's `JobRemoved`, matched by job
     /// path. Returns (unit, op, result) in submission order.
-    pub async fn run_jobs(&self, ops: &[(Op, String)], limit: Duration) -> Result<Vec<(String, Op, JobResult)>> {
+    pub async fn run_jobs(&self, ops: &[(Op, UnitName)], limit: Duration) -> Result<Vec<(UnitName, Op, JobResult)>> {
         // The stream exists before the first job, so no result can slip past.
         let mut removed = self.manager.receive_job_removed().await?;
         let mut pending: BTreeMap<String, usize> = BTreeMap::new();

@@ -14,12 +14,12 @@ use anyhow::Result;
 use futures_util::future::try_join_all;
 
 use crate::docker::Engine;
-use crate::eval::TARGET;
 use crate::generation::generations::{Generation, Generations, replace_symlink};
 use crate::generation::layout::Layout;
 use crate::generation::manifest::Manifest;
 use crate::spec::read_spec;
 use crate::systemd::{ActiveState, Op, Systemd, last_log_lines};
+use crate::unit_name::UnitName;
 use crate::{fsutil, ui};
 
 pub use plan::{Plan, plan};
@@ -51,15 +51,15 @@ pub struct Activator<'a> {
 /// What went wrong when a generation did not come up.
 #[derive(Debug)]
 pub struct Failure {
-    pub units: Vec<String>,
+    pub units: Vec<UnitName>,
     pub logs: String,
 }
 
-fn read_pending(layout: &Layout) -> BTreeSet<String> {
+fn read_pending(layout: &Layout) -> BTreeSet<UnitName> {
     fs::read(layout.pending()).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
 }
 
-fn write_pending(layout: &Layout, units: &BTreeSet<String>) -> Result<()> {
+fn write_pending(layout: &Layout, units: &BTreeSet<UnitName>) -> Result<()> {
     fsutil::write_atomic(&layout.pending(), &serde_json::to_vec(units)?, 0o644)
 }
 
@@ -118,11 +118,11 @@ impl Activator<'_> {
         let unit_ok = manifest.units.keys().all(|u| {
             let want = fs::read(target.target.join("units").join(u)).ok();
             let (drop_in, text) = self.timeout_drop_in(u);
-            let drop_in_ok = u.ends_with(".target") || fs::read(drop_in).ok() == Some(text.into_bytes());
+            let drop_in_ok = u.is_target() || fs::read(drop_in).ok() == Some(text.into_bytes());
             want.is_some() && fs::read(self.unit_dir.join(u)).ok() == want && drop_in_ok
         });
-        let wants = self.unit_dir.join("multi-user.target.wants").join(TARGET);
-        unit_ok && fs::read_link(wants).ok() == Some(PathBuf::from("..").join(TARGET))
+        let wants = self.unit_dir.join("multi-user.target.wants").join(UnitName::TARGET);
+        unit_ok && fs::read_link(wants).ok() == Some(PathBuf::from("..").join(UnitName::TARGET))
     }
 
     /// Writes every unit of the generation into the unit directory as a real file,
@@ -139,7 +139,7 @@ impl Activator<'_> {
             if !same {
                 fsutil::write_atomic(&dest, &text, 0o644)?;
             }
-            if !unit.ends_with(".target") {
+            if !unit.is_target() {
                 let (path, text) = self.timeout_drop_in(unit);
                 if fs::read(&path).ok() != Some(text.clone().into_bytes()) {
                     fs::create_dir_all(path.parent().expect("in a directory"))?;
@@ -149,8 +149,8 @@ impl Activator<'_> {
         }
         let wants = self.unit_dir.join("multi-user.target.wants");
         fs::create_dir_all(&wants)?;
-        let link = wants.join(TARGET);
-        let target = PathBuf::from("..").join(TARGET);
+        let link = wants.join(UnitName::TARGET);
+        let target = PathBuf::from("..").join(UnitName::TARGET);
         if fs::read_link(&link).ok().as_deref() != Some(target.as_path()) {
             replace_symlink(&target, &link)?;
         }
@@ -169,8 +169,8 @@ impl Activator<'_> {
         let already_current = gens.current()?.is_some_and(|c| c.number == target.number);
         if plan.is_noop() && already_current && self.units_in_place(target, &manifest) {
             // Nothing to stop, flip or reload: only make sure everything runs.
-            let starts = vec![(Op::Start, TARGET.to_string())];
-            let services: Vec<String> = manifest.units.keys().filter(|u| !u.ends_with(".target")).cloned().collect();
+            let starts = vec![(Op::Start, UnitName::target())];
+            let services: Vec<UnitName> = manifest.units.keys().filter(|u| !u.is_target()).cloned().collect();
             let failed = self.start_and_gate(&starts, &services, &manifest).await?;
             if !failed.is_empty() {
                 let logs = failure_logs(&failed);
@@ -193,7 +193,7 @@ impl Activator<'_> {
         self.write_units(target, &manifest)?;
         gens.set_current(target)?;
         failpoint("after-flip");
-        let services: Vec<String> = manifest.units.keys().filter(|u| !u.ends_with(".target")).cloned().collect();
+        let services: Vec<UnitName> = manifest.units.keys().filter(|u| !u.is_target()).cloned().collect();
         // From here on the new generation is current: any error is a failed
         // generation, so the caller can roll back, not an abort that leaves it half up.
         let sp = ui::spinner(&format!("starting generation {} and waiting for health", target.number));
@@ -215,7 +215,7 @@ impl Activator<'_> {
 
     /// Stops what the plan stops or restarts; a unit that fails to stop is only a warning.
     async fn stop_units(&self, plan: &Plan) -> Result<()> {
-        let stops: Vec<(Op, String)> = plan.stop.iter().chain(&plan.restart).map(|u| (Op::Stop, u.clone())).collect();
+        let stops: Vec<(Op, UnitName)> = plan.stop.iter().chain(&plan.restart).map(|u| (Op::Stop, u.clone())).collect();
         if !stops.is_empty() {
             let sp = ui::spinner(&format!("stopping {}", stops.len()));
             let res = self.systemd.run_jobs(&stops, Duration::from_secs(300)).await?;
@@ -232,18 +232,18 @@ impl Activator<'_> {
     async fn start_after_flip(
         &self,
         plan: &Plan,
-        pending: &BTreeSet<String>,
-        services: &[String],
+        pending: &BTreeSet<UnitName>,
+        services: &[UnitName],
         manifest: &Manifest,
-    ) -> Result<Vec<String>> {
+    ) -> Result<Vec<UnitName>> {
         for unit in &plan.stop {
             let _ = fs::remove_file(self.unit_dir.join(unit));
             let _ = fs::remove_dir_all(self.unit_dir.join(format!("{unit}.d")));
         }
         self.systemd.reload().await?;
         failpoint("after-reload");
-        let mut starts: Vec<(Op, String)> = pending.iter().map(|u| (Op::Start, u.clone())).collect();
-        starts.push((Op::Start, TARGET.to_string()));
+        let mut starts: Vec<(Op, UnitName)> = pending.iter().map(|u| (Op::Start, u.clone())).collect();
+        starts.push((Op::Start, UnitName::target()));
         for (_, unit) in &starts {
             self.systemd.reset_failed(unit).await;
         }
@@ -254,11 +254,11 @@ impl Activator<'_> {
     /// has failed (including "restarting after a crash"), or the timeout passes.
     async fn start_and_gate(
         &self,
-        starts: &[(Op, String)],
-        services: &[String],
+        starts: &[(Op, UnitName)],
+        services: &[UnitName],
         manifest: &Manifest,
-    ) -> Result<Vec<String>> {
-        let mut failed: BTreeSet<String> = BTreeSet::new();
+    ) -> Result<Vec<UnitName>> {
+        let mut failed: BTreeSet<UnitName> = BTreeSet::new();
         // systemd's own start timeout (the drop-in) ends a start job first; the
         // margin only covers its stop.
         let jobs = self.systemd.run_jobs(starts, self.timeout + Duration::from_secs(15));
@@ -309,7 +309,7 @@ impl Activator<'_> {
 
     /// The health gate: the units whose container does not run the generation's
     /// image or is not healthy.
-    async fn health_gate(&self, manifest: &Manifest) -> Result<Vec<String>> {
+    async fn health_gate(&self, manifest: &Manifest) -> Result<Vec<UnitName>> {
         let checks = try_join_all(manifest.units().into_iter().map(|(unit, spec_path)| async move {
             let spec = read_spec(spec_path)?;
             let st = crate::supervision::health::service_state(self.engine, &spec).await?;
@@ -330,7 +330,7 @@ impl Activator<'_> {
     }
 }
 
-fn failure_logs(units: &[String]) -> String {
+fn failure_logs(units: &[UnitName]) -> String {
     units
         .iter()
         .map(|u| format!("--- last log lines of {u} ---\n{}", last_log_lines(u, 15)))

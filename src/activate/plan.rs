@@ -5,15 +5,17 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use crate::unit_name::UnitName;
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Plan {
     /// Units the new generation no longer has.
-    pub stop: Vec<String>,
+    pub stop: Vec<UnitName>,
     /// Changed units: stopped before the flip, started after it.
-    pub restart: Vec<String>,
+    pub restart: Vec<UnitName>,
     /// New units.
-    pub start: Vec<String>,
-    pub unchanged: Vec<String>,
+    pub start: Vec<UnitName>,
+    pub unchanged: Vec<UnitName>,
 }
 
 impl Plan {
@@ -22,7 +24,7 @@ impl Plan {
     }
 
     /// Units to start once the new generation is current.
-    pub fn to_start(&self) -> Vec<String> {
+    pub fn to_start(&self) -> Vec<UnitName> {
         self.restart.iter().chain(&self.start).cloned().collect()
     }
 
@@ -48,8 +50,8 @@ impl Plan {
 
 /// `old`/`new`: unit file name → content hash; targets are handled by the caller.
 /// `pending`: units an interrupted switch had still to (re)start.
-pub fn plan(old: &BTreeMap<String, String>, new: &BTreeMap<String, String>, pending: &BTreeSet<String>) -> Plan {
-    let service = |u: &String| !u.ends_with(".target");
+pub fn plan(old: &BTreeMap<UnitName, String>, new: &BTreeMap<UnitName, String>, pending: &BTreeSet<UnitName>) -> Plan {
+    let service = |u: &UnitName| !u.is_target();
     let mut p = Plan::default();
     for (unit, _) in old.iter().filter(|(u, _)| service(u)) {
         if !new.contains_key(unit) {
@@ -70,15 +72,15 @@ pub fn plan(old: &BTreeMap<String, String>, new: &BTreeMap<String, String>, pend
 mod tests {
     use super::*;
 
-    fn m(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    fn m(pairs: &[(&str, &str)]) -> BTreeMap<UnitName, String> {
+        pairs.iter().map(|(a, b)| (UnitName::from(*a), b.to_string())).collect()
     }
 
     #[test]
     fn plan_table() {
         let none = BTreeSet::new();
         let pg_syn = m(&[("pg.service", "1"), ("syn.service", "1"), ("masctl.target", "t")]);
-        type Case = (BTreeMap<String, String>, BTreeMap<String, String>, BTreeSet<String>, Plan);
+        type Case = (BTreeMap<UnitName, String>, BTreeMap<UnitName, String>, BTreeSet<UnitName>, Plan);
         let cases: Vec<Case> = vec![
             (
                 BTreeMap::new(),
@@ -117,7 +119,7 @@ mod tests {
             (
                 pg_syn.clone(),
                 pg_syn.clone(),
-                ["syn.service".to_string()].into(),
+                [UnitName::from("syn.service")].into(),
                 Plan {
                     restart: vec!["syn.service".into()],
                     unchanged: vec!["pg.service".into()],

@@ -32,7 +32,7 @@ use crate::spec::ServiceSpec;
 
 use crate::generation::manifest::{Manifest, MasState};
 pub use mas::cli as mas_cli;
-pub use units::{START_TIMEOUT_SECS, TARGET};
+pub use units::START_TIMEOUT_SECS;
 
 /// A store entry: a directory of files, named by the hash of its contents.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,6 +217,7 @@ fn client_url(c: &Config) -> String {
 mod tests {
     use super::*;
     use crate::service::Database;
+    use crate::unit_name::UnitName;
     use std::path::Path;
 
     fn eval(text: &str, synapse_image: &str) -> Evaluated {
@@ -293,7 +294,7 @@ mod tests {
             assert!(!text.contains(word), "{word} in a stack without workers");
         }
         let on = eval_with_mas(&format!("{BASE}[synapse.workers]\npreset = \"one-of-each\"\n"), &img);
-        let units: Vec<&String> = on.manifest.units.keys().collect();
+        let units: Vec<&UnitName> = on.manifest.units.keys().collect();
         for u in ["masctl-redis.service", "masctl-synapse-generic-1.service", "masctl-synapse-background-1.service"] {
             assert!(units.iter().any(|x| *x == u), "{u} in {units:?}");
         }

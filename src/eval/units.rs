@@ -3,10 +3,10 @@
 use super::Inputs;
 use crate::service::{Service, Unit};
 use crate::spec::ServiceSpec;
+use crate::unit_name::UnitName;
 
 const SERVICE_TEMPLATE: &str = include_str!("../../units/masctl-service.service");
 const TARGET_TEMPLATE: &str = include_str!("../../units/masctl.target");
-pub const TARGET: &str = "masctl.target";
 
 /// How long a unit may take to start and become healthy: the unit files' own
 /// `TimeoutStartSec=` (what a boot uses) and the default `--timeout` of a switch,
@@ -55,7 +55,7 @@ fn needs(unit: Unit, workers_on: bool) -> Vec<Service> {
 }
 
 /// `(spec, unit, spec entry path)` → unit files, and the target that wants them all.
-pub fn render(inp: &Inputs, specs: &[(ServiceSpec, Unit, String)]) -> Vec<(String, String)> {
+pub fn render(inp: &Inputs, specs: &[(ServiceSpec, Unit, String)]) -> Vec<(UnitName, String)> {
     let mut out = Vec::new();
     let workers_on = inp.config.workers_on();
     for (spec, unit, spec_path) in specs {
@@ -76,8 +76,8 @@ pub fn render(inp: &Inputs, specs: &[(ServiceSpec, Unit, String)]) -> Vec<(Strin
             .replace("@STOP_TIMEOUT@", &(spec.stop_timeout_secs + 15).to_string());
         out.push((unit.unit_name(), text));
     }
-    let wants: Vec<String> = specs.iter().map(|(_, u, _)| u.unit_name()).collect();
-    out.push((TARGET.to_string(), body(TARGET_TEMPLATE).replace("@WANTS@", &wants.join(" "))));
+    let wants: Vec<UnitName> = specs.iter().map(|(_, u, _)| u.unit_name()).collect();
+    out.push((UnitName::target(), body(TARGET_TEMPLATE).replace("@WANTS@", &wants.join(" "))));
     out
 }
 

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::service::{Database, Service, Unit, Worker};
+use crate::unit_name::UnitName;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -23,7 +24,7 @@ pub struct Manifest {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub workers: BTreeMap<Worker, String>,
     /// unit file name → content hash.
-    pub units: BTreeMap<String, String>,
+    pub units: BTreeMap<UnitName, String>,
     /// Every store path this generation keeps alive (for gc).
     pub refs: Vec<String>,
     /// Where clients reach Synapse on the host.
@@ -106,7 +107,7 @@ impl Manifest {
 
     /// The unit names of Synapse's processes, the main one first: what must stop
     /// for a job that needs Synapse's database to itself.
-    pub fn synapse_units(&self) -> Vec<String> {
+    pub fn synapse_units(&self) -> Vec<UnitName> {
         self.units().into_iter().filter(|(u, _)| u.service == Service::Synapse).map(|(u, _)| u.unit_name()).collect()
     }
 
@@ -120,7 +121,7 @@ impl Manifest {
     pub fn diff(&self, other: &Manifest) -> Vec<String> {
         let (a, b) = (self, other);
         let mut out = Vec::new();
-        let units: BTreeSet<&String> = a.units.keys().chain(b.units.keys()).collect();
+        let units: BTreeSet<&UnitName> = a.units.keys().chain(b.units.keys()).collect();
         for u in units {
             match (a.units.get(u), b.units.get(u)) {
                 (Some(x), Some(y)) if x != y => out.push(format!("unit changed: {u}")),
@@ -156,7 +157,7 @@ mod tests {
             images: [(Service::Synapse, img.to_string())].into(),
             services: BTreeMap::new(),
             workers: BTreeMap::new(),
-            units: [("masctl-synapse.service".to_string(), unit_hash.to_string())].into(),
+            units: [(UnitName::service("synapse"), unit_hash.to_string())].into(),
             refs: vec![],
             client_url: String::new(),
             databases: vec![Database::Synapse],

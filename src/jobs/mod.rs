@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::docker::{Engine, OneShot};
 use crate::generation::layout::Layout;
 use crate::systemd::{Op, Systemd};
+use crate::unit_name::UnitName;
 
 pub use context::JobContext;
 
@@ -46,10 +47,10 @@ pub struct JobSpec {
     pub container: OneShot,
     /// Units stopped (and waited for) before the container runs.
     #[serde(default)]
-    pub stop_before: Vec<String>,
+    pub stop_before: Vec<UnitName>,
     /// Units started again when the job fails.
     #[serde(default)]
-    pub start_on_failure: Vec<String>,
+    pub start_on_failure: Vec<UnitName>,
     /// (from, to) renamed when the job succeeds.
     #[serde(default)]
     pub rename_on_success: Vec<(String, String)>,
@@ -83,12 +84,12 @@ fn jobs_dir(layout: &Layout) -> PathBuf {
     layout.root().join("jobs")
 }
 
-async fn units(op: Op, units: &[String]) -> Result<bool> {
+async fn units(op: Op, units: &[UnitName]) -> Result<bool> {
     if units.is_empty() {
         return Ok(true);
     }
     let systemd = Systemd::connect().await?;
-    let ops: Vec<(Op, String)> = units.iter().map(|u| (op, u.clone())).collect();
+    let ops: Vec<(Op, UnitName)> = units.iter().map(|u| (op, u.clone())).collect();
     let res = systemd.run_jobs(&ops, std::time::Duration::from_secs(300)).await?;
     Ok(res.iter().all(|(_, _, r)| !r.failed()))
 }
@@ -149,7 +150,7 @@ pub async fn run(layout: &Layout, systemd: &Systemd, description: &str, spec: Jo
     let dir = jobs_dir(layout);
     std::fs::create_dir_all(&dir)?;
     let id = hex::encode(crate::secrets::random_bytes::<4>()?);
-    let unit = format!("masctl-job-{kind}-{id}.service");
+    let unit = UnitName::transient(&kind, &id);
     let spec_path = dir.join(format!("{kind}-{id}.json"));
     crate::fsutil::write_atomic(&spec_path, &serde_json::to_vec_pretty(&spec)?, 0o600)?;
 

@@ -19,6 +19,7 @@ use crate::generation::layout::Layout;
 use crate::service::{self, Database, Service};
 use crate::spec::Bind;
 use crate::ui;
+use crate::unit_name::UnitName;
 
 /// The dumps of one `masctl backup` run (they share a time stamp and a label).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -178,8 +179,8 @@ AND pid <> pg_backend_pid()\" > /dev/null\n",
 
 /// Stops what uses `dbs` and swaps the scratch databases in, as one transient unit
 /// (it starts the services again if the swap fails). Returns the units stopped.
-pub async fn swap_in(ctx: &JobContext<'_>, dbs: &[Database]) -> Result<Vec<String>> {
-    let mut stop: Vec<String> = Vec::new();
+pub async fn swap_in(ctx: &JobContext<'_>, dbs: &[Database]) -> Result<Vec<UnitName>> {
+    let mut stop: Vec<UnitName> = Vec::new();
     for s in dbs.iter().map(|d| d.service()).filter(|s| ctx.manifest.services.contains_key(s)) {
         // Synapse's workers use its database too.
         let units = if s == Service::Synapse { ctx.manifest.synapse_units() } else { vec![s.unit_name()] };
@@ -361,7 +362,7 @@ pub struct Restored {
     /// The backup of the state before the restore.
     pub backup_before: Vec<PathBuf>,
     pub databases: Vec<RestoredDb>,
-    pub stopped: Vec<String>,
+    pub stopped: Vec<UnitName>,
     pub generation: u32,
 }
 

@@ -28,6 +28,7 @@ use crate::service::Service;
 use crate::spec::{Bind, ServiceSpec, read_spec};
 use crate::systemd::{Op, Systemd};
 use crate::ui;
+use crate::unit_name::UnitName;
 
 const POSTGRES: Service = Service::Postgres;
 
@@ -174,7 +175,7 @@ nothing was changed (start it with `masctl rollback --to` the current generation
         let writers = self.running_writers(&systemd).await?;
         if !writers.is_empty() {
             ui::step(format!("stopping {} so nothing writes during the copy", writers.join(", ")));
-            let stops: Vec<(Op, String)> = writers.iter().map(|u| (Op::Stop, u.clone())).collect();
+            let stops: Vec<(Op, UnitName)> = writers.iter().map(|u| (Op::Stop, u.clone())).collect();
             systemd.run_jobs(&stops, Duration::from_secs(300)).await?;
         }
         let partial = PathBuf::from(format!("{}.partial", self.to_cluster.dir.display()));
@@ -203,7 +204,7 @@ nothing was changed (start it with `masctl rollback --to` the current generation
                 // Only what this upgrade made goes; the old cluster was never written.
                 let _ = std::fs::remove_dir_all(&partial);
                 if !writers.is_empty() {
-                    let starts: Vec<(Op, String)> = writers.iter().map(|u| (Op::Start, u.clone())).collect();
+                    let starts: Vec<(Op, UnitName)> = writers.iter().map(|u| (Op::Start, u.clone())).collect();
                     let _ = systemd.run_jobs(&starts, Duration::from_secs(300)).await;
                 }
                 Err(e.context("the Postgres upgrade failed; the current generation runs on as it was"))
@@ -213,7 +214,7 @@ nothing was changed (start it with `masctl rollback --to` the current generation
 
     /// The current generation's units that write to Postgres and are running:
     /// Synapse's processes (workers too) and MAS.
-    async fn running_writers(&self, systemd: &Systemd) -> Result<Vec<String>> {
+    async fn running_writers(&self, systemd: &Systemd) -> Result<Vec<UnitName>> {
         let mut out = Vec::new();
         let mut units = self.from_manifest.synapse_units();
         units.push(Service::Mas.unit_name());
