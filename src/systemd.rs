@@ -107,6 +107,54 @@ impl std::fmt::Display for ActiveState {
     }
 }
 
+/// A unit's `SubState`, as systemd spells it: the states masctl acts on (a
+/// service's), and any other as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubState {
+    Running,
+    /// Crashed and waiting to be started again (`Restart=`): down, however active
+    /// systemd still calls it.
+    AutoRestart,
+    Start,
+    Exited,
+    Dead,
+    Failed,
+    /// `stop-sigterm`, `reload`, a target's `active`, or whatever a later systemd adds.
+    Other(String),
+}
+
+impl SubState {
+    fn parse(s: &str) -> SubState {
+        match s {
+            "running" => SubState::Running,
+            "auto-restart" => SubState::AutoRestart,
+            "start" => SubState::Start,
+            "exited" => SubState::Exited,
+            "dead" => SubState::Dead,
+            "failed" => SubState::Failed,
+            other => SubState::Other(other.to_string()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            SubState::Running => "running",
+            SubState::AutoRestart => "auto-restart",
+            SubState::Start => "start",
+            SubState::Exited => "exited",
+            SubState::Dead => "dead",
+            SubState::Failed => "failed",
+            SubState::Other(s) => s,
+        }
+    }
+}
+
+impl std::fmt::Display for SubState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// How a job ended, from its `JobRemoved` signal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobResult {
@@ -159,7 +207,7 @@ pub struct UnitState {
     pub name: String,
     pub load_state: String,
     pub active_state: ActiveState,
-    pub sub_state: String,
+    pub sub_state: SubState,
     pub invocation_id: String,
 }
 
@@ -278,7 +326,7 @@ impl Systemd {
             name: name.to_string(),
             load_state: unit.load_state().await?,
             active_state: ActiveState::parse(&unit.active_state().await?),
-            sub_state: unit.sub_state().await?,
+            sub_state: SubState::parse(&unit.sub_state().await?),
             invocation_id: hex::encode(unit.invocation_id().await.unwrap_or_default()),
         })
     }
@@ -292,5 +340,19 @@ pub fn last_log_lines(unit: &str, lines: usize) -> String {
     match out {
         Ok(o) => String::from_utf8_lossy(&o.stdout).into_owned(),
         Err(e) => format!("(journalctl unavailable: {e})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sub_states_keep_systemds_spelling() {
+        for s in ["running", "auto-restart", "start", "exited", "dead", "failed", "stop-sigterm"] {
+            assert_eq!(SubState::parse(s).as_str(), s);
+        }
+        assert_eq!(SubState::parse("auto-restart"), SubState::AutoRestart);
+        assert_eq!(SubState::parse("stop-sigterm"), SubState::Other("stop-sigterm".into()));
     }
 }

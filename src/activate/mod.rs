@@ -18,7 +18,7 @@ use crate::generation::generations::{Generation, Generations, replace_symlink};
 use crate::generation::layout::Layout;
 use crate::generation::manifest::Manifest;
 use crate::spec::read_spec;
-use crate::systemd::{ActiveState, Op, Systemd, last_log_lines};
+use crate::systemd::{ActiveState, Op, SubState, Systemd, last_log_lines};
 use crate::unit_name::UnitName;
 use crate::{fsutil, ui};
 
@@ -271,7 +271,7 @@ impl Activator<'_> {
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {
                     for u in services {
                         let s = self.systemd.unit_state(u).await?;
-                        if s.active_state == ActiveState::Failed || s.sub_state == "auto-restart" {
+                        if s.active_state == ActiveState::Failed || s.sub_state == SubState::AutoRestart {
                             failed.insert(u.clone());
                         }
                     }

@@ -60,7 +60,7 @@ pub async fn status(ctx: &Context) -> Result<Option<StatusReport>> {
             name: s.name,
             load_state: s.load_state,
             active_state: s.active_state.to_string(),
-            sub_state: s.sub_state,
+            sub_state: s.sub_state.to_string(),
         });
     }
     let mut containers = Vec::new();
