@@ -11,7 +11,6 @@ mod validate;
 
 pub use password_files::read_password;
 pub use schema::*;
-pub use validate::parse_publish;
 
 use std::path::Path;
 

@@ -11,6 +11,46 @@ fn s(v: &str) -> Spanned<String> {
     Spanned::new(0..0, v.to_string())
 }
 
+fn publish(v: &str) -> Spanned<Publish> {
+    Spanned::new(0..0, Publish::from(v.to_string()))
+}
+
+/// Where a listener is published on the host, `IP:PORT` or `PORT` (then on
+/// loopback): parsed once, when the config is read; validation refuses one that
+/// does not parse, so after it [`Publish::addr`] is always there. It serializes as
+/// written, so generation hashes keep their bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(from = "String", into = "String")]
+pub struct Publish {
+    text: String,
+    addr: Option<(String, u16)>,
+}
+
+impl Publish {
+    /// As written in the config.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// `(ip, port)`; None when it does not parse (validation refuses it).
+    pub fn addr(&self) -> Option<(String, u16)> {
+        self.addr.clone()
+    }
+}
+
+impl From<String> for Publish {
+    fn from(text: String) -> Publish {
+        let addr = super::validate::parse_publish(&text);
+        Publish { text, addr }
+    }
+}
+
+impl From<Publish> for String {
+    fn from(p: Publish) -> String {
+        p.text
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -344,11 +384,11 @@ impl Default for Synapse {
 pub struct Ports {
     /// Where Synapse's client listener is published on the host: `IP:PORT` or `PORT`.
     #[serde(default = "default_synapse_port")]
-    pub synapse: Spanned<String>,
+    pub synapse: Spanned<Publish>,
 }
 
-fn default_synapse_port() -> Spanned<String> {
-    s("127.0.0.1:8008")
+fn default_synapse_port() -> Spanned<Publish> {
+    publish("127.0.0.1:8008")
 }
 
 impl Default for Ports {
@@ -392,11 +432,11 @@ pub struct Edge {
     pub trust: Option<Spanned<String>>,
     /// Where the TLS edge's listeners are published on the host: `IP:PORT` or `PORT`.
     #[serde(default = "default_http")]
-    pub http: Spanned<String>,
+    pub http: Spanned<Publish>,
     #[serde(default = "default_https")]
-    pub https: Spanned<String>,
+    pub https: Spanned<Publish>,
     #[serde(default = "default_federation")]
-    pub federation: Spanned<String>,
+    pub federation: Spanned<Publish>,
     /// Serve Synapse's admin API (`/_synapse/admin`) on the public listeners
     /// [default: only with `tls = "plain"`, whose port is loopback by default].
     pub expose_admin: Option<Spanned<bool>>,
@@ -412,14 +452,14 @@ fn plain() -> Spanned<TlsMode> {
 fn default_acme_directory() -> Spanned<String> {
     s(LETS_ENCRYPT)
 }
-fn default_http() -> Spanned<String> {
-    s("0.0.0.0:80")
+fn default_http() -> Spanned<Publish> {
+    publish("0.0.0.0:80")
 }
-fn default_https() -> Spanned<String> {
-    s("0.0.0.0:443")
+fn default_https() -> Spanned<Publish> {
+    publish("0.0.0.0:443")
 }
-fn default_federation() -> Spanned<String> {
-    s("0.0.0.0:8448")
+fn default_federation() -> Spanned<Publish> {
+    publish("0.0.0.0:8448")
 }
 
 impl Default for Edge {
@@ -668,6 +708,6 @@ impl Config {
 
     /// `(ip, port)` for the published Synapse listener.
     pub fn synapse_publish(&self) -> (String, u16) {
-        super::validate::parse_publish(self.ports.synapse.get_ref()).unwrap_or(("127.0.0.1".into(), 8008))
+        self.ports.synapse.get_ref().addr().unwrap_or(("127.0.0.1".into(), 8008))
     }
 }

@@ -458,10 +458,10 @@ pub fn validate(c: &Config, path: &Path, text: &str) -> Result<()> {
 secrets/synapse-password-config.yaml (Synapse would let one replace the other); edit that file",
         ));
     }
-    if parse_publish(c.ports.synapse.get_ref()).is_none() {
+    if c.ports.synapse.get_ref().addr().is_none() {
         return Err(k.err(
             c.ports.synapse.span(),
-            format!("ports.synapse {:?} is not IP:PORT or PORT (1-65535)", c.ports.synapse.get_ref()),
+            format!("ports.synapse {:?} is not IP:PORT or PORT (1-65535)", c.ports.synapse.get_ref().text()),
         ));
     }
     validate_appservices(c, &k)?;
@@ -663,8 +663,8 @@ fn validate_workers(c: &Config, k: &Checker) -> Result<()> {
 fn validate_edge(c: &Config, k: &Checker) -> Result<()> {
     let e = &c.edge;
     for (name, v) in [("edge.http", &e.http), ("edge.https", &e.https), ("edge.federation", &e.federation)] {
-        if parse_publish(v.get_ref()).is_none() {
-            return Err(k.err(v.span(), format!("{name} {:?} is not IP:PORT or PORT (1-65535)", v.get_ref())));
+        if v.get_ref().addr().is_none() {
+            return Err(k.err(v.span(), format!("{name} {:?} is not IP:PORT or PORT (1-65535)", v.get_ref().text())));
         }
     }
     k.spanned("edge.acme_directory", &e.acme_directory, acme_directory)?;

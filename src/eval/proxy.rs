@@ -276,8 +276,8 @@ pub fn config_entry(c: &Config) -> Entry {
     e
 }
 
-fn publish(s: &str) -> (String, u16) {
-    crate::config::parse_publish(s).unwrap_or(("127.0.0.1".into(), 0))
+fn publish(p: &crate::config::Publish) -> (String, u16) {
+    p.addr().unwrap_or(("127.0.0.1".into(), 0))
 }
 
 /// What the edge publishes: Synapse's port in plain mode, else HTTP, HTTPS and federation.
