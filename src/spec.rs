@@ -152,10 +152,16 @@ impl Bind {
     pub fn secret(host: impl AsRef<Path>, name: &str) -> Bind {
         Bind::ro(host, format!("{SECRETS_IN}/{name}"))
     }
-    /// The same path on both sides.
-    pub fn same(path: impl AsRef<Path>, read_only: bool) -> Bind {
+    /// The same path on both sides, read-only.
+    pub fn same_ro(path: impl AsRef<Path>) -> Bind {
         let p = path.as_ref();
-        Bind { read_only, ..Bind::ro(p, p.display().to_string()) }
+        Bind::ro(p, p.display().to_string())
+    }
+
+    /// The same path on both sides, writable.
+    pub fn same_rw(path: impl AsRef<Path>) -> Bind {
+        let p = path.as_ref();
+        Bind::rw(p, p.display().to_string())
     }
 }
 
@@ -202,7 +208,7 @@ mod tests {
             (Bind::ro("/c", "/etc/mas"), "/c:/etc/mas:ro"),
             (Bind::rw("/r/data/synapse", "/data"), "/r/data/synapse:/data"),
             (Bind::secret("/r/secrets/x", "x"), "/r/secrets/x:/run/secrets/x:ro"),
-            (Bind::same("/nix/store", true), "/nix/store:/nix/store:ro"),
+            (Bind::same_ro("/nix/store"), "/nix/store:/nix/store:ro"),
         ];
         for (bind, want) in cases {
             let json = serde_json::to_string(&bind).unwrap();

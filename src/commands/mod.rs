@@ -25,7 +25,8 @@ pub async fn run(cli: Cli) -> Result<()> {
             stack::switch(&Context::with_config(g)?, opts).await
         }
         Command::Rollback { to, timeout, force, restore_data, json } => {
-            stack::rollback(&Context::for_state(g)?, to, secs(timeout), force, restore_data, json).await
+            let opts = crate::ops::switch::RollbackOptions { to, timeout: secs(timeout), force, restore_data };
+            stack::rollback(&Context::for_state(g)?, opts, json).await
         }
         Command::Status { json } => stack::status(&Context::for_state(g)?, json).await,
         Command::Generations { json } => stack::generations(&Context::for_state(g)?, json),

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Result;
 
 use crate::context::{ConfiguredContext, Context};
-use crate::ops::switch::{SwitchOptions, Switched};
+use crate::ops::switch::{RollbackOptions, SwitchOptions, Switched};
 use crate::ops::{gc as gc_op, history, status as status_op, switch as switch_op};
 use crate::{timestamp, ui};
 
@@ -36,18 +36,11 @@ pub async fn switch(ctx: &ConfiguredContext, opts: SwitchOptions) -> Result<()> 
     Ok(())
 }
 
-pub async fn rollback(
-    ctx: &Context,
-    to: Option<u32>,
-    timeout: Duration,
-    force: bool,
-    restore_data: bool,
-    json: bool,
-) -> Result<()> {
+pub async fn rollback(ctx: &Context, opts: RollbackOptions, json: bool) -> Result<()> {
     if json {
         crate::jobs::output_to_stderr();
     }
-    let done = switch_op::rollback(ctx, to, timeout, force, restore_data).await?;
+    let done = switch_op::rollback(ctx, opts).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&done)?);
         return Ok(());

@@ -67,12 +67,19 @@ pub struct Registration {
     pub emails: Vec<String>,
 }
 
-/// Why a registration stopped, in words a person can act on. `created`: the user
-/// exists already (a later step failed).
-fn explain(e: anyhow::Error, username: &str, created: bool) -> anyhow::Error {
+/// How far a registration got when it stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Creating,
+    /// The user exists already (a later step failed).
+    Created,
+}
+
+/// Why a registration stopped, in words a person can act on.
+fn explain(e: anyhow::Error, username: &str, stage: Stage) -> anyhow::Error {
     let titles = e.downcast_ref::<ApiError>().map(|a| a.titles.join(": ")).unwrap_or_default();
     let said = |needle: &str| titles.contains(needle);
-    if created {
+    if stage == Stage::Created {
         let why = if said("too weak") { "MAS refused the password as too weak".to_string() } else { format!("{e:#}") };
         return anyhow::anyhow!(
             "{why}; {username} was created but has no password yet: set one with `masctl user set-password {username}`"
@@ -95,11 +102,11 @@ pub async fn register(layout: &Layout, r: Registration) -> Result<User> {
         if admin.user_by_username(&r.username)?.is_some() {
             bail!("{} already exists in MAS; nothing was changed", r.username);
         }
-        let user = admin.add_user(&r.username).map_err(|e| explain(e, &r.username, false))?;
-        admin.set_password(&user.id, &r.password).map_err(|e| explain(e, &r.username, true))?;
+        let user = admin.add_user(&r.username).map_err(|e| explain(e, &r.username, Stage::Creating))?;
+        admin.set_password(&user.id, &r.password).map_err(|e| explain(e, &r.username, Stage::Created))?;
         let mut user = user;
         if r.admin {
-            user = admin.set_admin(&user.id, true).map_err(|e| explain(e, &r.username, true))?;
+            user = admin.set_admin(&user.id, true).map_err(|e| explain(e, &r.username, Stage::Created))?;
         }
         for email in &r.emails {
             admin.add_email(&user.id, email).with_context(|| format!("adding {email} to {}", r.username))?;

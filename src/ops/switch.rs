@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 
 use super::build;
-use super::switch_backups::{self, PreSwitch};
+use super::switch_backups::{self, IfNoBackup, PreSwitch};
 use crate::activate::handover::{self, Facts, Verdict};
 use crate::activate::{Activator, Plan, unit_dir};
 use crate::context::{ConfiguredContext, Context};
@@ -149,17 +149,25 @@ pub struct RolledBack {
     pub restored: Option<switch_backups::DataRestored>,
 }
 
+/// How `masctl rollback` was asked to roll back.
+#[derive(Debug, Clone, Copy)]
+pub struct RollbackOptions {
+    /// The generation to go back to [default: the one before the current].
+    pub to: Option<u32>,
+    /// How long the health gate waits.
+    pub timeout: Duration,
+    /// Roll back although the handover guard refuses (it warns instead).
+    pub force: bool,
+    /// Restore the backup taken before the switch into the current generation.
+    pub restore_data: bool,
+}
+
 /// Switches back to generation `to` (default: the one before the current). Across
 /// a switch that changed a stateful image, warns that the databases may be newer
 /// than the old images and refuses when the old Synapse cannot serve them; with
 /// `restore_data`, restores the backup taken before that switch first.
-pub async fn rollback(
-    ctx: &Context,
-    to: Option<u32>,
-    timeout: Duration,
-    force: bool,
-    restore_data: bool,
-) -> Result<RolledBack> {
+pub async fn rollback(ctx: &Context, opts: RollbackOptions) -> Result<RolledBack> {
+    let RollbackOptions { to, timeout, force, restore_data } = opts;
     let layout = &ctx.layout;
     let _lock = generations::lock(layout, "rollback")?;
     let gens = Generations::new(layout);
@@ -219,7 +227,7 @@ async fn data_for_rollback(
     let old = target.manifest()?;
     if restore {
         ctx.require_active(&[Service::Postgres], Duration::from_secs(60)).await?;
-        return Ok(Some(switch_backups::restore_before(&ctx, &rec, &old, true).await?));
+        return Ok(Some(switch_backups::restore_before(&ctx, &rec, &old, IfNoBackup::Refuse).await?));
     }
     let services: Vec<String> = rec.services.iter().map(|s| s.to_string()).collect();
     let hint = match &rec.set {

@@ -200,6 +200,16 @@ pub struct DataRestored {
     pub databases: Vec<Database>,
 }
 
+/// What restoring does when the backup of the state it replaces fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfNoBackup {
+    /// No backup, no restore (a rollback asked for by hand).
+    Refuse,
+    /// Restore all the same, with a warning (an automatic rollback, which must
+    /// bring the old generation up).
+    RestoreAnyway,
+}
+
 /// Restores the set `rec` names into the live databases, checked against `old`'s
 /// Synapse image: backs up the current state first (as `label`; with
 /// `require_backup`, no backup means no restore), loads the set into scratch
@@ -209,13 +219,13 @@ pub async fn restore_before(
     ctx: &JobContext<'_>,
     rec: &PreSwitch,
     old: &Manifest,
-    require_backup: bool,
+    if_no_backup: IfNoBackup,
 ) -> Result<DataRestored> {
     let set = recorded_set(ctx.layout, rec)?;
     ui::step(format!("restoring backup set {} (taken before generation {})", set.id, rec.generation));
     let before = match backup::first(ctx, "pre-restore", "restore").await {
         Ok(files) => set_of(&files),
-        Err(e) if !require_backup => {
+        Err(e) if if_no_backup == IfNoBackup::RestoreAnyway => {
             ui::warn(format!("{e:#}; restoring all the same, the failed upgrade's data is not kept"));
             None
         }
@@ -247,7 +257,7 @@ pub async fn before_automatic_rollback(
     ctx.require_active(&[Service::Postgres], std::time::Duration::from_secs(60)).await?;
     let Some(why) = unservable(&ctx, rec, &old).await? else { return Ok(None) };
     ui::warn(format!("generation {} cannot run on the data generation {} migrated: {why}", prev.number, failed.number));
-    let r = restore_before(&ctx, rec, &old, false).await?;
+    let r = restore_before(&ctx, rec, &old, IfNoBackup::RestoreAnyway).await?;
     let kept = r.backup_before.as_deref().map_or(String::new(), |b| format!("; the migrated state is in backup {b}"));
     let note = format!("restored backup {} of {} taken before the switch{kept}", r.set, service::names(&r.databases));
     ui::step(&note);

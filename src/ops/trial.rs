@@ -201,16 +201,16 @@ async fn ensure_host(engine: &Engine, host: &str, image: &str, layout: &Layout, 
     let (socket_dir, socket_name) = engine_socket()?;
     let config_dir = config_path.parent().context("config directory")?;
     let mut binds = vec![
-        Bind::same("/sys/fs/cgroup", false),
-        Bind::same(layout.root(), false),
+        Bind::same_rw("/sys/fs/cgroup"),
+        Bind::same_rw(layout.root()),
         Bind::ro(bin_dir, BIN_DIR_IN_HOST),
         Bind::ro(images_dir, IMAGES_IN_HOST),
         Bind::ro(config_dir, CONFIG_DIR_IN_HOST),
     ];
     if !cache.starts_with(layout.root()) {
-        binds.push(Bind::same(cache, false));
+        binds.push(Bind::same_rw(cache));
     }
-    binds.extend(inputs.iter().map(|d| Bind::same(d, true)));
+    binds.extend(inputs.iter().map(Bind::same_ro));
     engine
         .start_systemd_host(&SystemdHost {
             name: host.to_string(),
