@@ -26,30 +26,25 @@ pub struct Lock {
     pub wheels: Vec<WheelPin>,
 }
 
+/// A pinned package file: a Debian package or a Python wheel (the two have the same
+/// fields, and one type keeps them so).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-pub struct DebPin {
+pub struct PackagePin {
     pub name: String,
     pub version: String,
+    /// A deb's architecture; for a wheel `any` when it is pure Python, else the CPU
+    /// it is built for (`x86_64`).
     pub architecture: String,
-    /// Relative to a Debian mirror root, e.g. `pool/main/g/glibc/libc6_…_amd64.deb`.
+    /// A deb's: relative to a Debian mirror root, e.g. `pool/main/g/glibc/libc6_…_amd64.deb`;
+    /// a wheel's: relative to a PEP 503 simple index, `<project>/<file name>`.
     pub path: String,
     pub sha256: String,
     pub size: u64,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct WheelPin {
-    pub name: String,
-    pub version: String,
-    /// `any` for pure-Python wheels, else the CPU the wheel is built for (`x86_64`).
-    pub architecture: String,
-    /// Relative to a PEP 503 simple index: `<project>/<file name>`.
-    pub path: String,
-    pub sha256: String,
-    pub size: u64,
-}
+pub type DebPin = PackagePin;
+pub type WheelPin = PackagePin;
 
 /// One input to fetch, whatever its ecosystem.
 #[derive(Debug, Clone, PartialEq, Eq)]
