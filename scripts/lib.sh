@@ -134,6 +134,16 @@ baseline_dump_restore() {
     echo "$ms"
 }
 
+# A plain `pg_dump -Fc DB` of Postgres container PG into FILE (its output streamed
+# out of the container, as masctl's own dumps are written to a mounted directory),
+# nothing else; FILE removed after; prints its ms.
+baseline_dump() {
+    local pg=$1 db=$2 file=$3 ms
+    ms=$(time_ms sh -c "docker exec $pg pg_dump -h /run/postgresql -U postgres -Fc $db > $file") || return
+    rm -f "$file"
+    echo "$ms"
+}
+
 # Measurements 1 and 2 of the backup benches: the baseline (baseline_dump_restore
 # PG DB OWNER) and `masctl backup` in the stack; sets BASE_MS and BACKUP_MS.
 backup_vs_baseline() {

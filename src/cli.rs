@@ -270,7 +270,8 @@ pub enum ExportCommand {
     /// serving; RUNBOOK.md says how to install, load the data and move DNS.
     ///
     /// Refused, with nothing written: a non-empty --out, a Synapse database newer
-    /// than the chart's Synapse serves, ACME TLS without --cert-issuer.
+    /// than the chart's Synapse serves, ACME TLS without --cert-issuer, values the
+    /// --chart checkout's values.schema.json refuses.
     Ess(ExportEss),
 }
 
@@ -297,6 +298,11 @@ pub struct ExportEss {
     /// it has one, else auth.<server_name>)
     #[arg(long)]
     pub mas_host: Option<String>,
+    /// A checkout of the matrix-stack chart (ess-helm/charts/matrix-stack at the
+    /// release tag): the values must pass its values.schema.json (Draft 2020-12)
+    /// before anything is written
+    #[arg(long, value_name = "DIR")]
+    pub chart: Option<std::path::PathBuf>,
     /// Print the report as JSON
     #[arg(long)]
     pub json: bool,

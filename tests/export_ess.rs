@@ -6,7 +6,9 @@
 //! dumps into a fresh Postgres 17 under the chart's names and compare every
 //! table, and (a) runs Synapse on the loaded database with the exported signing
 //! key: same key id, an existing user logs in with the old password, and the
-//! media archive holds the media store's files.
+//! media archive holds the media store's files. (a) also exports with `--chart`
+//! (the fixture chart in tests/fixtures/ess-chart): it passes the chart's schema,
+//! and a schema that requires more refuses it with nothing written.
 
 mod common;
 
@@ -30,6 +32,22 @@ fn schema() -> PathBuf {
     let p = repo().join("../shared/reference/ess-values.schema.json");
     assert!(p.exists(), "{} is missing (the shared references beside the clone)", p.display());
     p
+}
+
+/// The fixture chart (tests/fixtures/ess-chart: a Chart.yaml and the chart's
+/// values.schema.json) copied under the stack's root, where masctl in the host sees
+/// it; with `require`, its schema also requires that top-level key.
+fn fixture_chart(s: &Stack, name: &str, require: Option<&str>) -> PathBuf {
+    let (from, to) = (repo().join("tests/fixtures/ess-chart"), s.root.join(name));
+    std::fs::create_dir_all(&to).unwrap();
+    std::fs::copy(from.join("Chart.yaml"), to.join("Chart.yaml")).unwrap();
+    let mut schema: Value =
+        serde_json::from_str(&std::fs::read_to_string(from.join("values.schema.json")).unwrap()).unwrap();
+    if let Some(key) = require {
+        schema["required"] = serde_json::json!([key]);
+    }
+    std::fs::write(to.join("values.schema.json"), schema.to_string()).unwrap();
+    to
 }
 
 /// `masctl export ess` inside the host; its output (the export must succeed).
@@ -295,9 +313,35 @@ fn default_stack_exports_and_the_handoff_serves() {
     assert!(text(&o.stderr).contains("not empty"), "{}", text(&o.stderr));
     assert_eq!(std::fs::read_dir(&busy).unwrap().count(), 1);
 
-    // Quiet source: what the dumps hold is what the tables hold afterwards.
+    // --chart: not a chart, and a chart whose schema refuses the values: refused,
+    // the path and the rule named, nothing written.
+    let refused_out = s.root.join("ess-refused");
+    let not_chart = s.root.join("no-chart");
+    std::fs::create_dir(&not_chart).unwrap();
+    let strict = fixture_chart(&s, "chart-strict", Some("masctlFixtureRequired"));
+    for (chart, says) in [
+        (&not_chart, vec!["no Chart.yaml"]),
+        (&strict, vec!["values.yaml at $:", "`required`", "masctlFixtureRequired", "nothing written"]),
+    ] {
+        let o = s.masctl(&[
+            "export",
+            "ess",
+            "--out",
+            &refused_out.display().to_string(),
+            "--chart",
+            &chart.display().to_string(),
+        ]);
+        let err = text(&o.stderr);
+        assert!(!o.status.success(), "--chart {}: exported", chart.display());
+        assert!(says.iter().all(|w| err.contains(w)), "--chart {}: {err}", chart.display());
+        assert!(!refused_out.exists(), "--chart {}: wrote {}", chart.display(), refused_out.display());
+    }
+
+    // Quiet source: what the dumps hold is what the tables hold afterwards. The
+    // export passes the chart's own schema (--chart).
     docker_ok(&["exec", &s.host(), "systemctl", "stop", "masctl-synapse.service"]);
-    let (out, printed) = export(&s, "ess-a", &[]);
+    let chart = fixture_chart(&s, "chart", None).display().to_string();
+    let (out, printed) = export(&s, "ess-a", &["--chart", &chart]);
     for f in ["values.yaml", "secrets.yaml", "RUNBOOK.md", "report.txt", "report.json", "data/synapse.dump"] {
         assert!(out.join(f).exists(), "{f} missing");
     }

@@ -15,6 +15,7 @@ pub async fn ess(ctx: &ConfiguredContext, a: ExportEss) -> Result<()> {
         external_postgres: a.postgres == PostgresChoice::External,
         cert_issuer: a.cert_issuer,
         mas_host: a.mas_host,
+        chart: a.chart,
     };
     if a.json {
         // stdout is the JSON alone; the jobs' output goes to stderr.

@@ -3,6 +3,7 @@
 //! reads masctl's rendered configs, secrets and database schema into an
 //! [`Input`] and writes what [`export`] returns.
 
+pub mod chart_schema;
 pub mod fragment;
 pub mod input;
 pub mod keys;

@@ -19,6 +19,8 @@ pub struct Options {
     pub external_postgres: bool,
     pub cert_issuer: Option<String>,
     pub mas_host: Option<String>,
+    /// A checkout of the chart whose values.schema.json the values must pass.
+    pub chart: Option<std::path::PathBuf>,
 }
 
 /// `cluster:NAME` → a ClusterIssuer, `NAME` → an Issuer in the namespace.

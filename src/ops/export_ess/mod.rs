@@ -2,6 +2,7 @@
 //! for Element's ESS Helm chart. The pure mapping is `export::ess`; this reads
 //! what it needs (config, secrets, the database schema) and writes the directory.
 
+pub mod chart;
 pub mod data;
 pub mod input;
 
@@ -38,6 +39,7 @@ fn check_out(out: &Path) -> Result<()> {
 
 pub async fn export(ctx: &ConfiguredContext, o: &Options) -> Result<Outcome> {
     check_out(&o.out)?;
+    let chart = o.chart.as_deref().map(chart::load).transpose()?;
     let c = ctx.config();
     let _lock = generations::lock(&ctx.layout, "export")?;
     let jobs = JobContext::load(&ctx.layout).await?;
@@ -46,6 +48,9 @@ pub async fn export(ctx: &ConfiguredContext, o: &Options) -> Result<Outcome> {
     let input = input::build(c, &ctx.layout, o, schema, c.images.synapse.get_ref())?;
     let export = ess::export(&input)
         .map_err(|r| anyhow::anyhow!("{}", r.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")))?;
+    if let Some(schema) = &chart {
+        check_values(schema, &export.values)?;
+    }
     std::fs::create_dir_all(&o.out).with_context(|| format!("creating {}", o.out.display()))?;
     std::fs::set_permissions(&o.out, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
     let mut files = write_texts(&o.out, &input.namespace, &export)?;
@@ -60,6 +65,16 @@ pub async fn export(ctx: &ConfiguredContext, o: &Options) -> Result<Outcome> {
     let media_files = data::media(&ctx.layout.data_dir(Service::Synapse).join("media"), &data)?;
     files.extend([data.join("media.tar"), data.join("media.sha256")]);
     Ok(Outcome { out: o.out.clone(), files, report: export.report, media_files })
+}
+
+/// Refuses values the chart's own schema refuses, naming every broken rule.
+fn check_values(schema: &ess::chart_schema::Validator, values: &serde_json::Value) -> Result<()> {
+    let bad = ess::chart_schema::check(schema, values);
+    if bad.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = bad.iter().map(ToString::to_string).collect();
+    bail!("the chart's values.schema.json refuses the export (nothing written):\n{}", lines.join("\n"))
 }
 
 fn write_texts(out: &Path, namespace: &str, e: &ess::Export) -> Result<Vec<PathBuf>> {
