@@ -28,7 +28,7 @@ pg_dump -h {host} -U postgres -Fc -f /backups/{file}.tmp {db}\n\
 pg_restore --list /backups/{file}.tmp > /dev/null\n\
 psql -q -h {host} -U postgres -d postgres -c 'DROP DATABASE IF EXISTS masctl_verify' \
 -c \"CREATE DATABASE masctl_verify TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'\"\n\
-pg_restore -h {host} -U postgres -d masctl_verify --no-owner --exit-on-error /backups/{file}.tmp\n\
+pg_restore -h {host} -U postgres -d masctl_verify --no-owner --exit-on-error -j 2 /backups/{file}.tmp\n\
 psql -q -h {host} -U postgres -d postgres -c 'DROP DATABASE masctl_verify'\n\
 echo verified {file}\n"
     )
@@ -57,7 +57,7 @@ pg_ctl -D \"$v\" -l \"$v/log\" -w -o \"-c listen_addresses= -k /tmp -c fsync=off
 || {{ while read -r l; do echo \"$l\"; done < \"$v/log\"; exit 1; }}\n\
 psql -q -h /tmp -U postgres -d postgres \
 -c \"CREATE DATABASE masctl_verify TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'\"\n\
-pg_restore -h /tmp -U postgres -d masctl_verify --no-owner --no-privileges --exit-on-error /backups/{file}.tmp\n\
+pg_restore -h /tmp -U postgres -d masctl_verify --no-owner --no-privileges --exit-on-error -j 2 /backups/{file}.tmp\n\
 echo verified {file}\n"
     )
 }
