@@ -156,7 +156,7 @@ async fn database(ctx: &JobContext<'_>) -> Result<Vec<Finding>> {
             Service::Postgres.container(&ctx.manifest.instance),
             5432,
             "postgres".into(),
-            "synapse".into(),
+            crate::service::Database::Synapse.name().into(),
             "postgres-superuser-pgpass",
         ),
     };

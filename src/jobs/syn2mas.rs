@@ -98,7 +98,7 @@ fn syn2mas_job(ctx: &JobContext) -> Result<(OneShot, Vec<String>)> {
     let (pgpass, user) = match ctx.manifest.external_postgres.as_ref().and_then(|e| e.databases.get(&Database::Synapse))
     {
         Some(login) => (secrets::EXTERNAL_MAS_SYNAPSE_PGPASS, login.user.as_str()),
-        None => ("mas-synapse-pgpass", "synapse"),
+        None => ("mas-synapse-pgpass", Database::Synapse.name()),
     };
     job.binds.push(Bind::ro(layout.secret(pgpass), SYN2MAS_PGPASS));
     job.env.extend(syn2mas_env(user));

@@ -303,7 +303,7 @@ async fn load_sqlite(ctx: &JobContext<'_>, layout: &Layout, g: &Gathered, src: &
         "server_name": g.settings.server_name, "report_stats": false,
         "signing_key_path": "/in/signing.key", "media_store_path": "/in/media",
         "database": {"name": "psycopg2", "args": {
-            "host": Service::Postgres.container(&ctx.manifest.instance), "port": 5432, "user": "synapse",
+            "host": Service::Postgres.container(&ctx.manifest.instance), "port": 5432, "user": Database::Synapse.name(),
             "dbname": restore::scratch(Database::Synapse), "passfile": "/run/secrets/synapse-pgpass",
             "cp_min": 1, "cp_max": 4}},
     });
@@ -394,7 +394,7 @@ pub async fn run(layout: &Layout, server_name: &str, src: &Source, opts: Options
         g.key_id,
         g.media.display()
     ));
-    let existing = count_users(&ctx, "synapse").await?;
+    let existing = count_users(&ctx, Database::Synapse.name()).await?;
     if existing > 0 && !opts.replace {
         bail!(
             "this stack's Synapse already has {existing} user(s): importing would replace them; pass --replace to \

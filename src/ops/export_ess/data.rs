@@ -36,7 +36,7 @@ pub async fn schema(ctx: &JobContext<'_>) -> Result<Option<DbSchema>> {
         None => (
             Service::Postgres.container(&m.instance),
             5432,
-            "synapse".into(),
+            Database::Synapse.name().into(),
             "postgres".into(),
             "postgres-superuser-pgpass",
         ),
