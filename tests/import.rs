@@ -44,6 +44,10 @@ struct Facts {
     keys: Value,
 }
 
+/// A bridge's registration on the source (no URL: nothing to push to).
+const REGISTRATION: &str = "id: telegram\nurl: null\nas_token: src-as-token-3f9d1c\nhs_token: src-hs-token-8e27aa\n\
+sender_localpart: telegrambot\nnamespaces:\n  users:\n    - {exclusive: true, regex: '@telegram_.*:test\\.local$'}\n";
+
 /// A Synapse run without masctl, in the playbook's layout under `dir`:
 /// `synapse/config` is its `/data`, `synapse/storage` its `/matrix-media-store-parent`.
 struct Source {
@@ -57,7 +61,8 @@ impl Source {
         self.dir.join("synapse/config")
     }
 
-    fn start(d: &mut Docker, dir: &Path, image: &str, database: &str, network: Option<&str>) -> Source {
+    /// `bridge`: with a bridge's registration, as the playbook lays it out.
+    fn start(d: &mut Docker, dir: &Path, image: &str, database: &str, network: Option<&str>, bridge: bool) -> Source {
         let config = dir.join("synapse/config");
         std::fs::create_dir_all(&config).unwrap();
         std::fs::create_dir_all(dir.join("synapse/storage")).unwrap();
@@ -70,8 +75,15 @@ macaroon_secret_key: src-macaroon-0b1e\nform_secret: src-form-77a2\nregistration
 password_config:\n  pepper: {PEPPER}\n\
 enable_registration: false\nregistration_requires_token: true\ntrusted_key_servers: []\n\
 rc_login: {{address: {{per_second: 1000, burst_count: 1000}}, account: {{per_second: 1000, burst_count: 1000}}}}\n\
-rc_message: {{per_second: 1000, burst_count: 1000}}\n"
+rc_message: {{per_second: 1000, burst_count: 1000}}\n{}",
+            if bridge { "app_service_config_files: [/matrix-mautrix-telegram-registration.yaml]\n" } else { "" }
         );
+        // A bridge's registration where the playbook keeps it, mounted as it mounts it.
+        let reg_dir = dir.join("mautrix-telegram/config");
+        std::fs::create_dir_all(&reg_dir).unwrap();
+        std::fs::write(reg_dir.join("registration.yaml"), REGISTRATION).unwrap();
+        let reg_mount =
+            format!("{}:/matrix-mautrix-telegram-registration.yaml:ro", reg_dir.join("registration.yaml").display());
         std::fs::write(config.join("homeserver.yaml"), hs).unwrap();
         assert!(Command::new("chown").args(["-R", "991:991"]).arg(dir).status().unwrap().success());
         let data = format!("{}:/data", config.display());
@@ -82,12 +94,14 @@ rc_message: {{per_second: 1000, burst_count: 1000}}\n"
             "--read-only",
             "-v",
             &data,
+            "-v",
+            &reg_mount,
             image,
             "--config-path",
             "/data/homeserver.yaml",
             "--generate-keys",
         ]);
-        let mut args = vec!["-v", &data, "-v", &storage, "-p", "127.0.0.1::8008"];
+        let mut args = vec!["-v", &data, "-v", &storage, "-v", &reg_mount, "-p", "127.0.0.1::8008"];
         if let Some(n) = network {
             args.extend(["--network", n]);
         }
@@ -236,7 +250,7 @@ fn import_from_a_playbook_host_restore_round_trip_and_mas() {
     let db = format!(
         "{{name: psycopg2, args: {{user: postgres, password: source-pg-password, dbname: synapse, host: {pg}, cp_min: 1, cp_max: 4}}}}"
     );
-    let source = Source::start(&mut d, &src_dir, &synapse_image(), &db, Some(&network));
+    let source = Source::start(&mut d, &src_dir, &synapse_image(), &db, Some(&network), true);
     let facts = source.populate();
     source.stop();
     let dump = src_dir.join("synapse.dump");
@@ -289,11 +303,20 @@ fn import_from_a_playbook_host_restore_round_trip_and_mas() {
         "{written}"
     );
     check_imported(&s, &facts);
+    // The bridge's registration, found where the playbook keeps it, loaded by Synapse.
+    let reg_path = src_dir.join("mautrix-telegram/config/registration.yaml").display().to_string();
+    assert!(written.contains(&format!("appservices = [{{ path = \"{reg_path}\" }}]")), "{written}");
+    let files = s.served_config()["app_service_config_files"].clone();
+    assert!(files.as_array().is_some_and(|f| f.len() == 1 && f[0].as_str().unwrap().contains("/telegram.")), "{files}");
 
     // Secrets: 0600 files, never in the store.
     for name in ["synapse-password-config.yaml", "mas-pepper", "synapse-signing.key"] {
         let meta = std::fs::metadata(s.root.join("secrets").join(name)).unwrap();
         assert_eq!(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777, 0o600, "{name}");
+    }
+    for secret in [PEPPER, "src-as-token-3f9d1c", "src-hs-token-8e27aa"] {
+        let grep = Command::new("grep").args(["-rl", secret]).arg(s.root.join("store")).output().unwrap();
+        assert!(grep.stdout.is_empty(), "a secret is in the store: {}", text(&grep.stdout));
     }
     let grep = Command::new("grep").args(["-rl", PEPPER]).arg(s.root.join("store")).output().unwrap();
     assert!(grep.stdout.is_empty(), "the pepper is in the store: {}", text(&grep.stdout));
@@ -348,7 +371,7 @@ fn import_from_sqlite_then_mas() {
     let mut d = Docker::new("import-sqlite");
     let src_dir = s.root.join("source");
     let db = "{name: sqlite3, args: {database: /data/homeserver.db}}";
-    let source = Source::start(&mut d, &src_dir, &synapse_image(), db, None);
+    let source = Source::start(&mut d, &src_dir, &synapse_image(), db, None, false);
     let facts = source.populate();
     // synapse_port_db refuses a database with background updates still pending.
     let pending = "import sqlite3; print(sqlite3.connect('/data/homeserver.db').execute('SELECT count(*) FROM background_updates').fetchone()[0])";

@@ -50,6 +50,7 @@ pub async fn import_synapse(g: &Global, a: ImportSynapse) -> Result<()> {
             signing_key: None,
             media: None,
             mounts: vec![],
+            playbook: None,
         },
     };
     src.signing_key = a.signing_key.clone().or(src.signing_key);

@@ -171,8 +171,15 @@ pub fn config(c: &Config) -> Result<Value> {
 pub fn config_entry(c: &Config) -> Result<Entry> {
     let mut e = Entry::new("mas-config");
     e.add("config.yaml", render(&config(c)?)?);
-    // What syn2mas reads: Synapse's config from before MAS took over logins.
-    e.add("synapse-pre-mas.yaml", render(&synapse::homeserver_pre_mas(c)?)?);
+    // What syn2mas reads: Synapse's config from before MAS took over logins —
+    // without the appservice registrations. syn2mas has no use for them, and their
+    // file names change with their content: a bridge's edited registration would
+    // change MAS's config entry and restart MAS.
+    let mut pre_mas = synapse::homeserver_pre_mas(c)?;
+    if let Some(o) = pre_mas.as_object_mut() {
+        o.remove("app_service_config_files");
+    }
+    e.add("synapse-pre-mas.yaml", render(&pre_mas)?);
     Ok(e)
 }
 

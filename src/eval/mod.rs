@@ -327,6 +327,49 @@ mod tests {
         }
     }
 
+    #[test]
+    fn synapse_keeps_its_bridges_networks_when_the_edge_adapts_it() {
+        // (config, networks Synapse joins): the edge's networks add to the bridges'.
+        let img = format!("sha256:{}", "2".repeat(64));
+        let bridge = "[[synapse.appservices]]\npath = \"/b/tg.yaml\"\nnetwork = \"bridges\"\n";
+        let cases: [(String, &[&str]); 3] = [
+            (bridge.to_string(), &["bridges"]),
+            (format!("{bridge}[mas]\nenabled = true\n"), &["bridges"]),
+            (
+                format!("[edge]\nnetworks = [\"fed\", \"bridges\"]\n{bridge}[mas]\nenabled = true\n"),
+                &["bridges", "fed"],
+            ),
+        ];
+        for (extra, want) in cases {
+            let e = eval_with_mas(&format!("{BASE}{extra}"), &img);
+            let entry = e.entries.iter().find(|x| x.name == "service-synapse").unwrap();
+            let spec: ServiceSpec = serde_json::from_slice(&entry.files["spec.json"]).unwrap();
+            assert_eq!(spec.extra_networks, want.to_vec(), "{extra}");
+        }
+    }
+
+    #[test]
+    fn an_edited_registration_changes_synapses_config_only() {
+        use crate::appservice::{Loaded, registration};
+        let text = format!("{BASE}[[synapse.appservices]]\npath = \"/b/tg.yaml\"\n[mas]\nenabled = true\n");
+        let entries = |body: &str| {
+            let mut c = crate::config::parse(Path::new("m.toml"), &text).unwrap();
+            c.registrations.push(Loaded::new("/b/tg.yaml".into(), body.into(), registration::parse(body).unwrap()));
+            let images: BTreeMap<Service, String> =
+                Service::ALL.into_iter().map(|s| (s, format!("sha256:{}", "1".repeat(64)))).collect();
+            let layout = Layout::new("/var/lib/masctl");
+            let inp = Inputs { config: &c, images: &images, layout: &layout, masctl: "/usr/bin/masctl", pg_major: 15 };
+            let e = evaluate(&inp).unwrap();
+            e.entries.iter().map(|x| (x.name.clone(), x.files.clone())).collect::<BTreeMap<_, _>>()
+        };
+        let body = "id: tg\nurl: null\nas_token: A\nhs_token: H\nsender_localpart: tgbot\nnamespaces: {}\n";
+        let (before, after) = (entries(body), entries(&format!("{body}rate_limited: false\n")));
+        let changed = |k: &str| before[k] != after[k];
+        assert!(changed("synapse-config"));
+        // MAS's copy of Synapse's config leaves the registrations out: MAS keeps running.
+        assert!(!changed("mas-config") && !changed("service-mas"));
+    }
+
     fn eval_with_mas(text: &str, synapse_image: &str) -> Evaluated {
         let config = crate::config::parse(Path::new("m.toml"), text).unwrap();
         let images: BTreeMap<Service, String> = [Service::Postgres, Service::Mas, Service::Proxy, Service::Redis]

@@ -350,10 +350,15 @@ pub fn adapt_mas(c: &Config, spec: &mut ServiceSpec) {
     }
 }
 
-/// What Synapse needs of the edge: the trusted roots, and the extra networks.
+/// What Synapse needs of the edge: the trusted roots, and the extra networks —
+/// added to the ones Synapse joins already (its appservices' networks).
 pub fn adapt_synapse(c: &Config, spec: &mut ServiceSpec) {
     spec.binds.extend(trust_bind(c));
-    spec.extra_networks = networks(c);
+    for n in networks(c) {
+        if !spec.extra_networks.contains(&n) {
+            spec.extra_networks.push(n);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -39,6 +39,9 @@ pub struct Source {
     pub media: Option<PathBuf>,
     /// (path inside the source's Synapse container, path on this host)
     pub mounts: Vec<(String, PathBuf)>,
+    /// The playbook's base directory (`--from-playbook`), where its bridges keep
+    /// their registrations.
+    pub playbook: Option<PathBuf>,
 }
 
 impl Source {
@@ -52,6 +55,7 @@ impl Source {
             signing_key: None,
             media: None,
             mounts: vec![("/data".into(), config), ("/matrix-media-store-parent".into(), dir.join("synapse/storage"))],
+            playbook: Some(dir.to_path_buf()),
         }
     }
 }
@@ -218,8 +222,12 @@ async fn gather(layout: &Layout, ctx: &JobContext<'_>, server_name: &str, src: &
         .iter()
         .find(|(_, host)| *host == config_dir)
         .map_or(config_dir.display().to_string(), |(inside, _)| inside.clone());
-    let s = settings::settings(&hs, server_name, &inside_dir)
+    let mut s = settings::settings(&hs, server_name, &inside_dir)
         .map_err(|e| anyhow::anyhow!("{}: {e}", src.homeserver.display()))?;
+    let registrations = locate_registrations(&hs, src, &config_dir)?;
+    if !registrations.is_empty() {
+        s.config.push(settings::appservices_change(&registrations));
+    }
     let resolve = |p: &str| settings::resolve(p, &src.mounts, &config_dir);
     let key_path = src.signing_key.clone().unwrap_or_else(|| resolve(&s.signing_key_path));
     let signing_key = fs::read_to_string(&key_path)
@@ -249,6 +257,27 @@ async fn gather(layout: &Layout, ctx: &JobContext<'_>, server_name: &str, src: &
         bail!("the media store {} is not a directory (pass --media DIR)", media.display());
     }
     Ok(Gathered { kind, settings: s, signing_key, key_id, secrets: found, media })
+}
+
+/// The appservice registrations the source's Synapse loads, on this host. They
+/// stay where they are (the bridges keep using them); masctl.toml names them.
+fn locate_registrations(hs: &Value, src: &Source, config_dir: &Path) -> Result<Vec<PathBuf>> {
+    let listed = settings::registration_files(hs).map_err(|e| anyhow::anyhow!("{}: {e}", src.homeserver.display()))?;
+    let mut found = Vec::new();
+    for l in listed {
+        let candidates = settings::registration_candidates(&l, &src.mounts, config_dir, src.playbook.as_deref());
+        let Some(p) = candidates.iter().find(|p| p.is_file()) else {
+            let tried = candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+            bail!(
+                "{}: app_service_config_files names {l}, which is not at {tried}; copy it there or list it under \
+[[synapse.appservices]] yourself",
+                src.homeserver.display()
+            );
+        };
+        ui::step(format!("appservice registration {l}: {}", p.display()));
+        found.push(p.clone());
+    }
+    Ok(found)
 }
 
 /// Who reads each imported secret.

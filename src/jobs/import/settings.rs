@@ -126,6 +126,56 @@ pub fn resolve(path: &str, mounts: &[(String, PathBuf)], config_dir: &Path) -> P
     if p.is_absolute() { p.to_path_buf() } else { config_dir.join(p) }
 }
 
+/// The registrations the source's Synapse loads (`app_service_config_files`), as
+/// its config names them, in its order.
+pub fn registration_files(hs: &Value) -> Result<Vec<String>> {
+    match hs.get("app_service_config_files") {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(String::from)
+                    .ok_or_else(|| anyhow::anyhow!("app_service_config_files: {v} is not a path"))
+            })
+            .collect(),
+        Some(v) => bail!("app_service_config_files is {v}, not a list of paths"),
+    }
+}
+
+/// Where a registration the source lists may be on this host, most likely first:
+/// through the source container's mounts, and on a playbook host also where the
+/// playbook keeps it. The playbook mounts `<dir>/<bridge>/config/registration.yaml`
+/// (older roles: `bridge/` or the bridge's base directory) into Synapse's
+/// container as `/matrix-<bridge>-registration.yaml`.
+pub fn registration_candidates(
+    listed: &str,
+    mounts: &[(String, PathBuf)],
+    config_dir: &Path,
+    playbook: Option<&Path>,
+) -> Vec<PathBuf> {
+    let mut out = vec![resolve(listed, mounts, config_dir)];
+    let bridge = Path::new(listed)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("matrix-"))
+        .and_then(|n| n.strip_suffix("-registration.yaml"))
+        .filter(|b| !b.is_empty() && !b.contains(".."));
+    if let (Some(dir), Some(bridge)) = (playbook, bridge) {
+        for sub in ["config", "bridge", ""] {
+            out.push(dir.join(bridge).join(sub).join("registration.yaml"));
+        }
+    }
+    out
+}
+
+/// The masctl.toml change naming the registrations: `synapse.appservices`, an
+/// array of `{path}` tables (as `[[synapse.appservices]]` would write them).
+pub fn appservices_change(paths: &[PathBuf]) -> (Vec<String>, Value) {
+    let list = paths.iter().map(|p| serde_json::json!({"path": p.display().to_string()})).collect();
+    (key(&["synapse", "appservices"]), Value::Array(list))
+}
+
 /// A signing key file: one or more `ed25519 <id> <unpadded base64 seed>` lines.
 pub fn check_signing_key(text: &str) -> Result<String> {
     let first = text.lines().map(str::trim).find(|l| !l.is_empty());
@@ -198,6 +248,46 @@ pub fn apply(text: &str, changes: &[(Vec<String>, Value)]) -> Result<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn playbook_registrations_are_found_where_the_playbook_keeps_them() {
+        let mounts = vec![("/data".to_string(), PathBuf::from("/matrix/synapse/config"))];
+        let pb = Some(Path::new("/matrix"));
+        // (listed in app_service_config_files, playbook?, candidates)
+        let cases: [(&str, Option<&Path>, &[&str]); 4] = [
+            (
+                "/matrix-mautrix-telegram-registration.yaml",
+                pb,
+                &[
+                    "/matrix-mautrix-telegram-registration.yaml",
+                    "/matrix/mautrix-telegram/config/registration.yaml",
+                    "/matrix/mautrix-telegram/bridge/registration.yaml",
+                    "/matrix/mautrix-telegram/registration.yaml",
+                ],
+            ),
+            ("/data/hookshot.yaml", pb, &["/matrix/synapse/config/hookshot.yaml"]),
+            ("/matrix-mautrix-telegram-registration.yaml", None, &["/matrix-mautrix-telegram-registration.yaml"]),
+            ("bot.yaml", pb, &["/etc/synapse/bot.yaml"]),
+        ];
+        for (listed, playbook, want) in cases {
+            let got = registration_candidates(listed, &mounts, Path::new("/etc/synapse"), playbook);
+            let want: Vec<PathBuf> = want.iter().map(PathBuf::from).collect();
+            assert_eq!(got, want, "{listed}");
+        }
+    }
+
+    #[test]
+    fn registration_files_are_read_as_synapse_lists_them() {
+        let ok = json!({"app_service_config_files": ["/a.yaml", "/b.yaml"]});
+        assert_eq!(registration_files(&ok).unwrap(), ["/a.yaml", "/b.yaml"]);
+        assert!(registration_files(&json!({})).unwrap().is_empty());
+        assert!(registration_files(&json!({"app_service_config_files": null})).unwrap().is_empty());
+        assert!(registration_files(&json!({"app_service_config_files": "/a.yaml"})).is_err());
+        assert!(registration_files(&json!({"app_service_config_files": [1]})).is_err());
+        let text = apply("", &[appservices_change(&[PathBuf::from("/matrix/tg/config/registration.yaml")])]).unwrap();
+        let t: toml::Table = text.parse().unwrap();
+        assert_eq!(t["synapse"]["appservices"][0]["path"].as_str(), Some("/matrix/tg/config/registration.yaml"));
+    }
 
     #[test]
     fn carries_secrets_and_registration_settings() {
