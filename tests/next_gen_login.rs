@@ -138,6 +138,7 @@ fn doctor_walks_the_client_path(s: &Stack, net: &str, trust: &Path) {
     docker_ok(&["exec", &s.host(), "sh", "-c", &format!("echo '{hosts}' >> /etc/hosts")]);
     let (lines, walk, ok) = doctor_walk(s);
     let joined = lines.join("\n");
+    println!("doctor:\n{joined}");
     assert!(ok, "{joined}");
     // well-known, auth_metadata (stable, unstable), discovery, login, logout, refresh,
     // trusted proxies, rendezvous, TLS.
@@ -163,6 +164,7 @@ fn doctor_walks_the_client_path(s: &Stack, net: &str, trust: &Path) {
     assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
     let (lines, walk, ok) = doctor_walk(s);
     let joined = lines.join("\n");
+    println!("doctor, self-signed edge:\n{joined}");
     assert!(!ok, "{joined}");
     let bad: Vec<&String> = lines.iter().filter(|l| l.starts_with('❌')).collect();
     assert_eq!(bad.len(), 2, "one line per hostname: {joined}");
