@@ -78,22 +78,101 @@ fn set_mode(p: &Path, mode: u32) {
 }
 
 /// The stack's config: MAS on, password registration open (for `prompt=create`),
-/// the edge on Pebble's network.
+/// the edge on Pebble's network, its certificates from Pebble.
 fn config(s: &Stack, net: &str, ca: &Path) -> String {
+    let acme = format!(
+        "tls = \"acme\"\nacme_email = \"admin@{}\"\nacme_directory = \"https://pebble:14000/dir\"\n\
+acme_directory_ca = \"{}/pebble.pem\"\n",
+        s.server_name,
+        ca.display()
+    );
+    config_with_tls(net, ca, &acme)
+}
+
+/// The same stack with the edge's TLS settings `tls` (the `[edge]` lines).
+fn config_with_tls(net: &str, ca: &Path, tls: &str) -> String {
     let port = || format!("127.0.0.1:{}", free_port());
     format!(
         "{images}[mas]\nenabled = true\n[mas.account]\npassword_registration_enabled = true\n\
 password_registration_email_required = false\n\
-[edge]\ntls = \"acme\"\nacme_email = \"admin@{sn}\"\nacme_directory = \"https://pebble:14000/dir\"\n\
-acme_directory_ca = \"{ca}/pebble.pem\"\ntrust = \"{ca}/pebble-root.pem\"\nnetworks = [\"{net}\"]\n\
+[edge]\n{tls}trust = \"{ca}/pebble-root.pem\"\nnetworks = [\"{net}\"]\n\
 http = \"{}\"\nhttps = \"{}\"\nfederation = \"{}\"\n",
         port(),
         port(),
         port(),
         images = mas_images(),
-        sn = s.server_name,
         ca = ca.display(),
     )
+}
+
+/// The walk's lines of `masctl doctor` (text) and of `doctor --json`, and whether
+/// doctor succeeded.
+fn doctor_walk(s: &Stack) -> (Vec<String>, Vec<serde_json::Value>, bool) {
+    let out = s.masctl(&["doctor"]);
+    let stdout = text(&out.stdout);
+    let lines = stdout.lines().filter(|l| l.contains("client path: ")).map(str::to_string).collect();
+    let json = s.masctl(&["doctor", "--json"]);
+    let out_json = text(&json.stdout);
+    // Should a job's own output come first on stdout, the JSON report is last.
+    let report = out_json.rfind("\n[\n").map_or(out_json.as_str(), |i| &out_json[i + 1..]);
+    let findings: Vec<serde_json::Value> = serde_json::from_str(report).unwrap_or_else(|e| panic!("{e}: {report}"));
+    let walk = findings
+        .into_iter()
+        .filter(|f| f["message"].as_str().is_some_and(|m| m.starts_with("client path: ")))
+        .collect();
+    assert_eq!(out.status.success(), json.status.success(), "{stdout}\n{report}");
+    (lines, walk, out.status.success())
+}
+
+/// `masctl doctor` walks the client's path over the public names (which the host
+/// resolves to the edge, as DNS would): every step ✅; then, with the edge serving
+/// a self-signed certificate, the chain's ❌ line for each hostname.
+fn doctor_walks_the_client_path(s: &Stack, net: &str, trust: &Path) {
+    let ip = docker_ok(&[
+        "inspect",
+        "-f",
+        &format!("{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}", s.instance),
+        &s.container("proxy"),
+    ]);
+    let hosts = format!("{ip} {SERVER_NAME} matrix.{SERVER_NAME}");
+    docker_ok(&["exec", &s.host(), "sh", "-c", &format!("echo '{hosts}' >> /etc/hosts")]);
+    let (lines, walk, ok) = doctor_walk(s);
+    let joined = lines.join("\n");
+    println!("doctor:\n{joined}");
+    assert!(ok, "{joined}");
+    // well-known, auth_metadata (stable, unstable), discovery, login, logout, refresh,
+    // trusted proxies, rendezvous, TLS.
+    assert_eq!(lines.len(), 10, "{joined}");
+    assert!(lines.iter().all(|l| l.starts_with('✅')), "{joined}");
+    assert_eq!(walk.len(), lines.len(), "{walk:?}");
+    assert!(walk.iter().all(|f| f["level"] == "ok"), "{walk:?}");
+    for step in
+        [&format!("issuer {ISSUER} = mas.public_base"), "v3/login is answered by MAS", "QR-code login can start"]
+    {
+        assert!(joined.contains(step), "{step:?} in {joined}");
+    }
+
+    let k = rcgen::generate_simple_self_signed(vec![SERVER_NAME.to_string(), format!("matrix.{SERVER_NAME}")]).unwrap();
+    write(trust, "self-signed.pem", &k.cert.pem());
+    write(trust, "self-signed.key", &k.key_pair.serialize_pem());
+    let files = format!(
+        "tls = \"files\"\ncertificate = \"{0}/self-signed.pem\"\nkey = \"{0}/self-signed.key\"\n",
+        trust.display()
+    );
+    s.write_config(&config_with_tls(net, trust, &files));
+    let out = s.masctl(&["switch"]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    let (lines, walk, ok) = doctor_walk(s);
+    let joined = lines.join("\n");
+    println!("doctor, self-signed edge:\n{joined}");
+    assert!(!ok, "{joined}");
+    let bad: Vec<&String> = lines.iter().filter(|l| l.starts_with('❌')).collect();
+    assert_eq!(bad.len(), 2, "one line per hostname: {joined}");
+    for host in [SERVER_NAME.to_string(), format!("matrix.{SERVER_NAME}")] {
+        let line = bad.iter().find(|l| l.contains(&format!("https://{host}/"))).unwrap_or_else(|| panic!("{joined}"));
+        assert!(line.contains("certificate chain") && line.contains("pebble-root.pem"), "{line}");
+    }
+    assert_eq!(walk.iter().filter(|f| f["level"] == "error").count(), 2, "{walk:?}");
 }
 
 /// The files one driver run reads and writes: the user's password (read) and
@@ -273,4 +352,5 @@ fn element_x_signs_in_through_mas_over_tls() {
     println!("register: {result}");
     assert_no_leaks(&s, &carol);
     assert_no_leaks(&s, &bob);
+    doctor_walks_the_client_path(&s, &net, &trust);
 }

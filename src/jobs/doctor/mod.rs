@@ -1,10 +1,15 @@
 //! `masctl doctor`: units, containers and routes as masctl sees them, plus
 //! `mas-cli doctor`'s own verdict.
 
+mod client_fetch;
+mod client_path;
+mod finding;
+
 use std::time::Duration;
 
 use anyhow::Result;
-use serde::Serialize;
+
+pub use finding::{Finding, Level};
 
 use super::{JobContext, JobSpec};
 use crate::docker::Engine;
@@ -12,47 +17,6 @@ use crate::generation::layout::Layout;
 use crate::service::Service;
 use crate::spec::read_spec;
 use crate::systemd::ActiveState;
-
-/// How bad a finding is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Level {
-    Ok,
-    Warning,
-    Error,
-}
-
-impl Level {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::Ok => "ok",
-            Level::Warning => "warning",
-            Level::Error => "error",
-        }
-    }
-
-    /// The mark mas-cli prints for it (and doctor prints in its text output).
-    pub fn mark(self) -> &'static str {
-        match self {
-            Level::Ok => "✅",
-            Level::Warning => "⚠️",
-            Level::Error => "❌",
-        }
-    }
-}
-
-impl PartialEq<&str> for Level {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
-/// One line of a doctor report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Finding {
-    pub level: Level,
-    pub message: String,
-}
 
 /// `mas-cli doctor` always exits 0: its verdict is in the ✅/⚠️/❌ lines.
 pub fn parse_doctor(output: &str) -> Vec<Finding> {
@@ -96,6 +60,7 @@ pub async fn run(layout: &Layout) -> Result<Vec<Finding>> {
         }
     }
     findings.extend(proxy_routes(&ctx, &engine).await?);
+    findings.extend(client_path(&ctx, &engine).await?);
     findings.extend(database(&ctx).await?);
     if ctx.mas_enabled() {
         let mas = ctx.mas_spec()?;
@@ -137,6 +102,20 @@ async fn proxy_routes(ctx: &JobContext<'_>, engine: &Engine) -> Result<Vec<Findi
         }
     }
     Ok(findings)
+}
+
+/// The client's path over the public hostname (see `client_path`).
+async fn client_path(ctx: &JobContext<'_>, engine: &Engine) -> Result<Vec<Finding>> {
+    let m = &ctx.manifest;
+    let expect = client_path::Expect::from_generation(&m.server_name, &m.config, &m.mas);
+    let edge = match m.services.get(&Service::Proxy) {
+        Some(p) => {
+            let spec = read_spec(p)?;
+            engine.container_ip(&spec.container, &spec.network).await?.and_then(|ip| ip.parse().ok())
+        }
+        None => None,
+    };
+    tokio::task::spawn_blocking(move || client_fetch::walk(&expect, edge)).await?
 }
 
 /// The oldest Postgres the Synapse masctl builds runs on (its engine refuses older).
