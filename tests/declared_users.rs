@@ -24,6 +24,17 @@ fn users(bob_admin: bool) -> String {
     )
 }
 
+/// Puts back a config `masctl try --down` can load on the machine before the
+/// stack is dropped (the password files are paths inside the host only), even
+/// when the test fails. Declare it after the stack: it drops first.
+struct RestoreConfig<'a>(&'a Stack, String);
+
+impl Drop for RestoreConfig<'_> {
+    fn drop(&mut self) {
+        self.0.write_config(&self.1);
+    }
+}
+
 fn write_private(s: &Stack, name: &str, content: &str, mode: u32) {
     let p = s.config_dir.path().join(name);
     std::fs::write(&p, content).unwrap();
@@ -43,6 +54,7 @@ fn synapse_user(s: &Stack, admin: &http::Client, lp: &str) -> Value {
 fn declared_users_and_registration_tokens_without_mas() {
     let s = Stack::new("users");
     s.write_config(BASE);
+    let _restore = RestoreConfig(&s, BASE.to_string());
     s.up();
     s.wait_serving();
     write_private(&s, "alice.pw", &format!("{ALICE_PW}\n"), 0o600);
@@ -226,6 +238,7 @@ fn declared_users_and_registration_tokens_with_mas() {
     let s = Stack::with_images("usersmas", images.path().to_path_buf());
     let mas = format!("{}[mas]\nenabled = true\n", common::mas_images());
     s.write_config(&mas);
+    let _restore = RestoreConfig(&s, mas.clone());
     s.up();
     s.wait_serving();
     write_private(&s, "alice.pw", &format!("{ALICE_PW}\n"), 0o600);
