@@ -1,13 +1,10 @@
 //! Appservices (bridges and bots): registration files checked as Synapse would,
-//! and cross-checked with each other; the built-in double-puppet registration;
-//! registration tokens for both admin APIs. Pure: the config's edge reads the files.
+//! and cross-checked with each other; the built-in double-puppet registration.
+//! Pure: the config's edge reads the files.
 
 pub mod double_puppet;
 pub mod python_re;
 pub mod registration;
-// `masctl registration-token` (next) builds on it; its table tests run already.
-#[allow(dead_code)]
-pub mod registration_tokens;
 
 use std::path::PathBuf;
 

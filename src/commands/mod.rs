@@ -6,6 +6,7 @@ mod image;
 mod jobs;
 mod restore;
 mod stack;
+mod tokens;
 mod trial;
 mod users;
 
@@ -20,8 +21,14 @@ pub async fn run(cli: Cli) -> Result<()> {
     let g = &cli.global;
     let secs = Duration::from_secs;
     match cli.command {
-        Command::Switch { dry_run, timeout, force, no_backup } => {
-            let opts = crate::ops::switch::SwitchOptions { dry_run, timeout: secs(timeout), force, no_backup };
+        Command::Switch { dry_run, timeout, force, no_backup, reset_declared_passwords } => {
+            let opts = crate::ops::switch::SwitchOptions {
+                dry_run,
+                timeout: secs(timeout),
+                force,
+                no_backup,
+                reset_declared_passwords,
+            };
             stack::switch(&Context::with_config(g)?, opts).await
         }
         Command::Rollback { to, timeout, force, restore_data, json } => {
@@ -42,6 +49,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::RegisterUser { name, admin, emails, password_file } => {
             jobs::register_user(&Context::for_state(g)?, &name, admin, &emails, password_file.as_deref()).await
         }
+        Command::RegistrationToken(cmd) => tokens::run(&Context::for_state(g)?, cmd).await,
         Command::User { json, cmd } => users::run(&Context::for_state(g)?, cmd, json).await,
         Command::Doctor { json } => jobs::doctor(&Context::for_state(g)?, json).await,
         Command::Export(ExportCommand::Ess(args)) => export::ess(&Context::with_config(g)?, args).await,

@@ -61,9 +61,11 @@ pub async fn import_synapse(g: &Global, a: ImportSynapse) -> Result<()> {
     if a.write_config && !done.changes.is_empty() {
         import::write_config(&ctx.config_path, &done.changes)?;
         ui::step(format!("wrote the settings into {}; switching to it", ctx.config_path.display()));
-        if let Switched::Done { generation: n, .. } =
-            switch(&Context::with_config(g)?, SwitchOptions { dry_run: false, timeout, force: false, no_backup: false })
-                .await?
+        if let Switched::Done { generation: n, .. } = switch(
+            &Context::with_config(g)?,
+            SwitchOptions { dry_run: false, timeout, force: false, no_backup: false, reset_declared_passwords: false },
+        )
+        .await?
         {
             generation = Some(n);
         }

@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Result;
 
 use crate::context::{ConfiguredContext, Context};
+use crate::declared_users::Step;
 use crate::ops::switch::{RollbackOptions, SwitchOptions, Switched};
 use crate::ops::{gc as gc_op, history, status as status_op, switch as switch_op};
 use crate::{timestamp, ui};
@@ -16,15 +17,25 @@ fn short(hash: &str) -> &str {
 
 pub async fn switch(ctx: &ConfiguredContext, opts: SwitchOptions) -> Result<()> {
     match switch_op::switch(ctx, opts).await? {
-        Switched::Planned(plan) => {
+        Switched::Planned(plan, users) => {
             for line in plan.describe(true) {
                 println!("{}", ui::paint_line(&line));
             }
             if plan.is_noop() {
                 println!("no changes");
             }
+            match users {
+                Ok(steps) => steps.iter().for_each(|s| println!("{}", s.describe())),
+                Err(why) => ui::warn(format!("cannot tell which declared users exist: {why}")),
+            }
         }
-        Switched::Done { generation, changed, client_url } => {
+        Switched::Done { generation, changed, client_url, users } => {
+            for s in &users {
+                match s {
+                    Step::Drift { .. } => ui::warn(s.describe()),
+                    _ => ui::step(format!("{}: done", s.describe())),
+                }
+            }
             if changed {
                 ui::step(format!("switched to generation {generation}"));
             } else {

@@ -31,7 +31,11 @@ pub fn load(c: &Config, path: &Path, text: &str) -> Result<Vec<Loaded>> {
         loaded.push(Loaded::new(file, body, reg));
     }
     let reserved_ids: &[&str] = if c.synapse.double_puppet.enabled { &[double_puppet::ID] } else { &[] };
-    let reserved_lps = [double_puppet::SENDER_LOCALPART];
+    // A bot's sender_localpart must not be a declared user's (nor masctl's own):
+    // Synapse would hand the account to the appservice.
+    let declared = c.users.iter().map(|u| u.localpart.get_ref().as_str());
+    let reserved_lps: Vec<&str> =
+        [double_puppet::SENDER_LOCALPART, crate::declared_users::MASCTL_ADMIN].into_iter().chain(declared).collect();
     let all: Vec<_> = loaded.iter().map(|l| (l.path.clone(), l.reg.clone())).collect();
     cross_check(&all, reserved_ids, &reserved_lps).map_err(|(i, pos, msg)| located(&all[i].0, pos, msg))?;
     Ok(loaded)

@@ -39,6 +39,7 @@ pub fn load(path: &Path) -> Result<Config> {
     let mut config = parse(path, &text)?;
     tls_files::check(&config, path, &text)?;
     password_files::check(&config, path, &text)?;
+    password_files::check_users(&config, path, &text)?;
     config.registrations = appservice_files::load(&config, path, &text)?;
     Ok(config)
 }

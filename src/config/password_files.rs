@@ -50,6 +50,18 @@ pub fn check(c: &Config, path: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
+/// Every `[[users]]` password file can be read and is private; errors point at
+/// its `password_file`. The password itself is read again when a user is created.
+pub fn check_users(c: &Config, path: &Path, text: &str) -> Result<()> {
+    for u in &c.users {
+        let Some(f) = &u.password_file else { continue };
+        if let Err(why) = read_password(Path::new(f.get_ref())) {
+            return Err(at(path, text, f.span(), format!("users.password_file {} {why}", f.get_ref())));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -76,12 +76,35 @@ pub struct Config {
     pub mas: Mas,
     #[serde(default)]
     pub edge: Edge,
+    /// `[[users]]`: accounts a switch creates when they are missing. They are not
+    /// part of a generation (left out of the evaluated config): users live in the
+    /// databases, and a rollback does not remove one.
+    #[serde(default, skip_serializing)]
+    pub users: Vec<DeclaredUser>,
     /// Where the config was read from, for located errors found after parsing.
     #[serde(skip)]
     pub origin: Origin,
     /// `[[synapse.appservices]]`'s files as read and checked by `config::load`.
     #[serde(skip)]
     pub registrations: Vec<crate::appservice::Loaded>,
+}
+
+/// One `[[users]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeclaredUser {
+    /// The user ID's localpart (`alice` for `@alice:<server_name>`).
+    pub localpart: Spanned<String>,
+    /// A Synapse admin (without MAS) or a user who may request admin (with MAS).
+    #[serde(default)]
+    pub admin: bool,
+    /// A 0600 file holding the password, set when the user is created (again only
+    /// with `switch --reset-declared-passwords`). None: a bot with no password.
+    #[serde(default)]
+    pub password_file: Option<Spanned<String>>,
+    /// Verified email addresses (with MAS; Synapse's own registration cannot add them).
+    #[serde(default)]
+    pub emails: Vec<Spanned<String>>,
 }
 
 /// A config file's path and text.

@@ -465,6 +465,7 @@ secrets/synapse-password-config.yaml (Synapse would let one replace the other); 
         ));
     }
     validate_appservices(c, &k)?;
+    validate_users(c, &k)?;
     validate_workers(c, &k)?;
     validate_mas(c, &k)?;
     validate_qr_login(c, &k)?;
@@ -509,6 +510,32 @@ fn validate_appservices(c: &Config, k: &Checker) -> Result<()> {
             k.doc.key_span(&["synapse", "extra", "experimental_features", key]),
             format!("synapse.extra.experimental_features.{key}: set synapse.encrypted_bridges = true instead"),
         ));
+    }
+    Ok(())
+}
+
+/// `[[users]]`: localparts Synapse would register, each once, not masctl's own;
+/// emails as for MAS; password files named by a safe path (their mode and content
+/// are checked when the config is loaded).
+fn validate_users(c: &Config, k: &Checker) -> Result<()> {
+    use crate::declared_users::{MASCTL_ADMIN, localpart_problem};
+    for (i, u) in c.users.iter().enumerate() {
+        let lp = &u.localpart;
+        if let Some(why) = localpart_problem(lp.get_ref(), c.server_name.get_ref()) {
+            return Err(k.err(lp.span(), format!("users.localpart {:?} {why}", lp.get_ref())));
+        }
+        if lp.get_ref() == MASCTL_ADMIN {
+            return Err(k.err(lp.span(), format!("users.localpart {MASCTL_ADMIN:?} is masctl's own admin account")));
+        }
+        if c.users[..i].iter().any(|e| e.localpart.get_ref() == lp.get_ref()) {
+            return Err(k.err(lp.span(), format!("users.localpart {:?} is declared twice", lp.get_ref())));
+        }
+        if let Some(f) = &u.password_file {
+            k.spanned("users.password_file", f, safe_path)?;
+        }
+        for e in &u.emails {
+            k.spanned("users.emails", e, email_address)?;
+        }
     }
     Ok(())
 }
@@ -792,6 +819,24 @@ mod tests {
             assert!(e.starts_with(loc) && e.contains(what), "{text:?} gave {e}");
             assert!(!e.contains('\n'), "{e}");
         }
+    }
+
+    #[test]
+    fn declared_users_are_checked_with_a_location() {
+        let u = |body: &str| format!("server_name = \"e.com\"\n[[users]]\nlocalpart = \"alice\"\n[[users]]\n{body}\n");
+        let cases = [
+            (u("localpart = \"Bob\""), "m.toml:5:13:", "lower-case"),
+            (u("localpart = \"_b\""), "m.toml:5:13:", "begin with _"),
+            (u("localpart = \"42\""), "m.toml:5:13:", "all digits"),
+            (u("localpart = \"alice\""), "m.toml:5:13:", "declared twice"),
+            (u("localpart = \"masctl-admin\""), "m.toml:5:13:", "masctl's own"),
+            (u("localpart = \"b\"\nemails = [\"nope\"]"), "m.toml:6:11:", "not an email address"),
+            (u("localpart = \"b\"\npassword_file = \"rel/pw\""), "m.toml:6:17:", "users.password_file"),
+            (u("localpart = \"b\"\nadmin = \"yes\""), "m.toml:6:9:", "bool"),
+            (u("localpart = \"b\"\nname = \"B\""), "m.toml:6:1:", "unknown field"),
+        ];
+        assert_refused(&cases);
+        check(&u("localpart = \"bot\"\nadmin = false\nemails = [\"b@e.com\"]")).unwrap();
     }
 
     #[test]

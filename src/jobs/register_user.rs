@@ -93,7 +93,7 @@ pub async fn run(layout: &Layout, new: &NewUser<'_>) -> Result<()> {
 
 /// Synapse's shared-secret registration, in a one-off Synapse container; the
 /// password reaches it in a file. Returns the job's exit code and output.
-async fn register_with_synapse(
+pub async fn register_with_synapse(
     ctx: &JobContext<'_>,
     user: &str,
     password: String,

@@ -139,7 +139,16 @@ impl Admin {
     }
 
     fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Value)> {
-        let url = format!("{}/api/admin/v1{path}", self.base);
+        self.call_at(method, &format!("/api/admin/v1{path}"), body)
+    }
+
+    /// A request a pure builder made (its path from the server's root).
+    pub fn send(&self, r: &crate::registration_tokens::Request) -> Result<Value> {
+        Ok(self.call_at(r.method, &r.path, r.body.as_ref())?.1)
+    }
+
+    fn call_at(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Value)> {
+        let url = format!("{}{path}", self.base);
         let auth = format!("Bearer {}", self.token);
         let resp = match (method, body) {
             ("GET", _) => self.agent.get(&url).header("Authorization", &auth).call(),

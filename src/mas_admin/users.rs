@@ -42,7 +42,7 @@ async fn endpoint(layout: &Layout) -> Result<Endpoint> {
 }
 
 /// Runs `f` with an admin session, off the async runtime (the HTTP client blocks).
-async fn with_admin<T: Send + 'static>(
+pub async fn with_admin<T: Send + 'static>(
     layout: &Layout,
     f: impl FnOnce(&Admin) -> Result<T> + Send + 'static,
 ) -> Result<T> {

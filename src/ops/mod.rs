@@ -4,12 +4,14 @@
 
 pub mod background_updates;
 pub mod build;
+pub mod declared_users;
 pub mod export_ess;
 pub mod gc;
 pub mod history;
 pub mod image;
 pub mod logs;
 pub mod pg_upgrade;
+pub mod registration_tokens;
 pub mod status;
 pub mod switch;
 pub mod switch_backups;

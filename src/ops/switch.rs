@@ -4,11 +4,12 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 
-use super::build;
 use super::switch_backups::{self, IfNoBackup, PreSwitch};
+use super::{build, declared_users};
 use crate::activate::handover::{self, Facts, Verdict};
 use crate::activate::{Activator, Plan, unit_dir};
 use crate::context::{ConfiguredContext, Context};
+use crate::declared_users::Step;
 use crate::docker::Engine;
 use crate::generation::generations::{self, Generation, Generations};
 use crate::generation::layout::Layout;
@@ -20,13 +21,16 @@ use crate::systemd::Systemd;
 use crate::ui;
 
 pub enum Switched {
-    /// `--dry-run`: what a switch would do.
-    Planned(Plan),
+    /// `--dry-run`: what a switch would do, and what it would do for `[[users]]`
+    /// (`None`: it cannot tell, the reason given).
+    Planned(Plan, std::result::Result<Vec<Step>, String>),
     Done {
         generation: u32,
         /// Whether anything was stopped, started or restarted.
         changed: bool,
         client_url: String,
+        /// What was done (or reported) for `[[users]]`.
+        users: Vec<Step>,
     },
 }
 
@@ -94,12 +98,14 @@ pub struct SwitchOptions {
     pub force: bool,
     /// Skip the backup before a stateful image changes (a warning instead).
     pub no_backup: bool,
+    /// Set existing declared users' passwords from their password files again.
+    pub reset_declared_passwords: bool,
 }
 
 /// Builds the configured generation and activates it (rolling back if it fails).
 /// A change of a stateful image takes a verified backup first, unless `no_backup`.
 pub async fn switch(ctx: &ConfiguredContext, opts: SwitchOptions) -> Result<Switched> {
-    let SwitchOptions { dry_run, timeout, force, no_backup } = opts;
+    let SwitchOptions { dry_run, timeout, force, no_backup, .. } = opts;
     let layout = &ctx.layout;
     let c = ctx.config();
     build::check_images(c, &ctx.images)?;
@@ -120,7 +126,8 @@ pub async fn switch(ctx: &ConfiguredContext, opts: SwitchOptions) -> Result<Swit
     let systemd = Systemd::connect().await?;
     let a = Activator { layout, systemd: &systemd, engine: &engine, unit_dir: unit_dir(), timeout };
     if dry_run {
-        return Ok(Switched::Planned(a.plan_for(&manifest)?));
+        let users = preview_users(ctx, &engine, current.as_ref(), &manifest, opts.reset_declared_passwords).await;
+        return Ok(Switched::Planned(a.plan_for(&manifest)?, users.map_err(|e| format!("{e:#}"))));
     }
     let pre = match &current {
         Some(c) if c.target != store_path => {
@@ -137,7 +144,38 @@ pub async fn switch(ctx: &ConfiguredContext, opts: SwitchOptions) -> Result<Swit
         switch_backups::save(layout, p)?;
     }
     let plan = switch_with_rollback(&a, &target, current.as_ref(), pre.as_ref()).await?;
-    Ok(Switched::Done { generation: target.number, changed: !plan.is_noop(), client_url: manifest.client_url })
+    let inputs = declared_users::inputs(c);
+    let delegating = manifest.mas.delegating;
+    let users = declared_users::ensure(layout, inputs, delegating, opts.reset_declared_passwords, true)
+        .await
+        .with_context(|| format!("generation {} is running, but creating the declared users failed", target.number))?;
+    Ok(Switched::Done { generation: target.number, changed: !plan.is_noop(), client_url: manifest.client_url, users })
+}
+
+/// What a switch would do for `[[users]]`, changing nothing: asked of the running
+/// generation when it handles logins as the new one will; else every declared user
+/// would be created (a server whose logins move has its users elsewhere).
+async fn preview_users(
+    ctx: &ConfiguredContext,
+    engine: &Engine,
+    current: Option<&Generation>,
+    to: &Manifest,
+    reset: bool,
+) -> Result<Vec<Step>> {
+    let inputs = declared_users::inputs(ctx.config());
+    let running = match current {
+        Some(g) => Some(g.manifest()?).filter(|m| m.mas.delegating == to.mas.delegating),
+        None => None,
+    };
+    let Some(m) = running else {
+        let none: Vec<_> = inputs.iter().map(|u| crate::declared_users::Step::Create(u.localpart.clone())).collect();
+        return Ok(none);
+    };
+    if m.mas.delegating {
+        return declared_users::ensure(&ctx.layout, inputs, true, reset, false).await;
+    }
+    let pg = m.services.get(&Service::Postgres).context("no Postgres of masctl's own: cannot read Synapse's users")?;
+    declared_users::preview_from_synapse_db(engine, &read_spec(pg)?.container, &m.server_name, &inputs, reset).await
 }
 
 /// What a rollback did.

@@ -16,8 +16,9 @@ pub struct NewToken {
     pub expires_at_ms: Option<i64>,
 }
 
-/// A token as either API reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A token as either API reports it (printed by `list`, as MAS's own admin
+/// API shows tokens to whoever may manage them).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Token {
     /// MAS's ULID; Synapse names tokens by themselves.
     pub id: String,
