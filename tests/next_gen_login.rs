@@ -350,6 +350,12 @@ fn element_x_signs_in_through_mas_over_tls() {
     let carol = Run { user: "carol", password_file: &carol_password, ..bob };
     let result = drive("register", &carol);
     println!("register: {result}");
+    // The display name given on MAS's registration step reached Synapse's profile.
+    let pg = s.container("postgres");
+    wait_for("carol's display name in Synapse", Duration::from_secs(60), || {
+        let q = format!("SELECT displayname FROM profiles WHERE full_user_id = '@carol:{SERVER_NAME}'");
+        (common::psql(&pg, "synapse", &q).trim() == "Display carol").then_some(())
+    });
     assert_no_leaks(&s, &carol);
     assert_no_leaks(&s, &bob);
     doctor_walks_the_client_path(&s, &net, &trust);

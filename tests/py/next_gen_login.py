@@ -48,7 +48,9 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first
 # on these, never on the URL, which lags the content while a redirect commits.
 LOGIN_FORM = "form:has([name=csrf]):has([name=password])"
 CONSENT_FORM = ("form:has([name=csrf]):not(:has([name=password])):not(:has([name=username]))"
-                ":not(:has([name=code])):not(:has([name=confirm_device]))")
+                ":not(:has([name=code])):not(:has([name=confirm_device])):not(:has([name=action]))")
+# MAS's registration step after the password form (register/steps/{id}/display-name)
+DISPLAY_NAME_FORM = "form:has([name=csrf]):has([name=display_name])"
 DEVICE_CONSENT_FORM = "form:has([name=csrf]):has([name=confirm_device])"
 
 
@@ -291,9 +293,13 @@ def login_in_browser(b, url, args, run, create=False):
     csrf = b.page.locator("[name=csrf]").first.get_attribute("value")
     run.check(bool(csrf), "the form carries a csrf field", url=b.page.url)
     if create:
-        run.check(path.endswith("/register"), "prompt=create lands on MAS's /register page", url=b.page.url)
+        # MAS's /register sends a password-only server straight to /register/password.
+        run.check(path.endswith("/register/password"), "prompt=create lands on MAS's password registration page",
+                  url=b.page.url)
         b.submit({"username": args.user, "password": args.password, "password_confirm": args.password},
-                 then=CONSENT_FORM)
+                 then=DISPLAY_NAME_FORM)
+        run.check("/register/steps/" in b.page.url, "registration asks for a display name next", url=b.page.url)
+        b.submit({"display_name": "Display " + args.user}, then=CONSENT_FORM)
     else:
         run.check(path.endswith("/login"), "the authorization request lands on MAS's /login page", url=b.page.url)
         b.submit({"username": args.user, "password": args.password}, then=CONSENT_FORM)
