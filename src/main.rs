@@ -1,6 +1,7 @@
 //! masctl: a Matrix homeserver stack (Postgres, Synapse, MAS) deployed the NixOS way.
 
 mod activate;
+mod admin_http;
 mod appservice;
 mod cli;
 mod commands;

@@ -6,12 +6,12 @@
 //! The API is served on MAS's internal listener (the instance's Docker network),
 //! never through the public proxy.
 
-use std::time::Duration;
-
 use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+
+use crate::admin_http::{agent, path_segment};
 
 /// The scope MAS's policy grants only to clients listed in `admin_clients`.
 pub const ADMIN_SCOPE: &str = "urn:mas:admin";
@@ -78,31 +78,11 @@ pub fn basic_auth(client_id: &str, secret: &str) -> String {
 }
 
 /// A URL path segment: a username may hold `/`, `=` or `+`.
-fn path_segment(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(b as char),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
 /// An authenticated admin API session.
 pub struct Admin {
     base: String,
     token: String,
     agent: ureq::Agent,
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(30)))
-        // Error bodies carry MAS's reason: read them instead of failing early.
-        .http_status_as_error(false)
-        .build()
-        .into()
 }
 
 fn read(mut resp: ureq::http::Response<ureq::Body>) -> Result<(u16, String)> {
@@ -280,14 +260,5 @@ mod tests {
         let h = basic_auth("01KMASCT1ADM1NC11ENT000000", "00ff");
         let raw = base64::engine::general_purpose::STANDARD.decode(h.strip_prefix("Basic ").unwrap()).unwrap();
         assert_eq!(String::from_utf8(raw).unwrap(), "01KMASCT1ADM1NC11ENT000000:00ff");
-    }
-
-    #[test]
-    fn path_segments_are_escaped() {
-        for (raw, want) in
-            [("alice", "alice"), ("a/b", "a%2Fb"), ("x=y+z", "x%3Dy%2Bz"), ("urn:mas:admin", "urn%3Amas%3Aadmin")]
-        {
-            assert_eq!(path_segment(raw), want);
-        }
     }
 }

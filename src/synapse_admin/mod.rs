@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use serde_json::{Value, json};
 
+use crate::admin_http::{agent, path_segment};
 use crate::declared_users::{Existing, MASCTL_ADMIN};
 use crate::docker::Engine;
 use crate::generation::layout::Layout;
@@ -56,14 +57,7 @@ pub struct Session {
 
 /// `alice` → `@alice:example.com`, escaped for a URL path (`@` `:` `/` `=`).
 fn user_path(localpart: &str, server_name: &str) -> String {
-    let mut out = String::new();
-    for b in format!("@{localpart}:{server_name}").bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(b as char),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
+    path_segment(&format!("@{localpart}:{server_name}"))
 }
 
 impl Session {
@@ -193,18 +187,13 @@ pub async fn connect(layout: &Layout) -> Result<Session> {
     let password = ensure_account(&ctx).await?;
     let token_file = layout.secret(TOKEN_SECRET);
     let token = std::fs::read_to_string(&token_file).ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
-    let agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(30)))
-        .http_status_as_error(false)
-        .build()
-        .into();
     Ok(Session {
         base: format!("http://{ip}:8008"),
         server_name: ctx.manifest.server_name.clone(),
         password,
         token,
         token_file,
-        agent,
+        agent: agent(),
     })
 }
 
