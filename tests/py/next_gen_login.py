@@ -235,6 +235,16 @@ class Browser:
         self.page = self.ctx.new_page()
         self.page.set_default_timeout(30000)
 
+    def goto(self, url):
+        """page.goto, again when Chromium aborts it because the host's interfaces
+        changed under it (other tests' Docker networks coming and going)."""
+        for attempt in range(3):
+            try:
+                return self.page.goto(url)
+            except Exception as exc:
+                if "ERR_NETWORK_CHANGED" not in str(exc) or attempt == 2:
+                    raise
+
     def fill(self, fields):
         for name, value in fields.items():
             loc = self.page.locator("[name=%s]" % name)
@@ -287,7 +297,7 @@ class Browser:
 
 
 def login_in_browser(b, url, args, run, create=False):
-    b.page.goto(url)
+    b.goto(url)
     b.page.wait_for_selector(LOGIN_FORM, state="attached")
     path = urllib.parse.urlsplit(b.page.url).path
     csrf = b.page.locator("[name=csrf]").first.get_attribute("value")
@@ -475,7 +485,7 @@ def mode_device(s, args, run):
     run.step("poll before consent", error="authorization_pending")
     b = Browser(args)
     try:
-        b.page.goto(grant["verification_uri"])
+        b.goto(grant["verification_uri"])
         b.page.wait_for_selector("form:has([name=csrf]):has([name=code])", state="attached")
         b.submit({"code": grant["user_code"].lower()}, then=LOGIN_FORM + ", " + DEVICE_CONSENT_FORM)
         if b.page.locator(LOGIN_FORM).count():
