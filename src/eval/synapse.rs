@@ -70,10 +70,16 @@ pub fn homeserver_pre_mas(c: &Config) -> Result<Value> {
         "public_baseurl": format!("https://{}/", c.matrix_hostname()),
         "report_stats": false,
         "enable_registration": c.synapse.enable_registration,
-        "listeners": [{
-            "port": 8008, "type": "http", "tls": false, "bind_addresses": ["0.0.0.0"], "x_forwarded": true,
-            "resources": [{"names": ["client", "federation"], "compress": false}],
-        }],
+        "listeners": [
+            {
+                "port": 8008, "type": "http", "tls": false, "bind_addresses": ["0.0.0.0"], "x_forwarded": true,
+                "resources": [{"names": ["client", "federation"], "compress": false}],
+            },
+            {
+                "port": ADMIN_PORT, "type": "http", "tls": false, "bind_addresses": ["0.0.0.0"], "tag": ADMIN_TAG,
+                "resources": [{"names": ["client"], "compress": false}],
+            },
+        ],
         "database": {
             "name": "psycopg2",
             "args": {
@@ -137,13 +143,27 @@ fn experimental(hs: &mut Value) -> &mut Value {
     &mut hs["experimental_features"]
 }
 
+/// The port masctl's own admin calls use (never published, not behind the edge),
+/// and its listener's tag, which names its access logger.
+pub const ADMIN_PORT: u16 = 8009;
+const ADMIN_TAG: &str = "masctl-admin";
+
+/// Two loggers stay at WARNING whatever the level, because at INFO they write
+/// secrets: `synapse.handlers.auth` logs the credentials a registration completed
+/// with (a registration token among them), and the admin listener's access log
+/// the URL of a token's revocation, which holds the token.
 fn log_config(level: &str) -> Value {
+    let quiet = json!({"level": "WARNING"});
     json!({
         "version": 1,
         "formatters": {"plain": {"format": "%(levelname)s %(name)s %(request)s %(message)s"}},
         "filters": {"context": {"()": "synapse.logging.context.LoggingContextFilter", "request": ""}},
         "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["context"], "stream": "ext://sys.stdout"}},
-        "loggers": {"synapse.storage.SQL": {"level": "INFO"}},
+        "loggers": {
+            "synapse.storage.SQL": {"level": "INFO"},
+            "synapse.handlers.auth": quiet,
+            format!("synapse.access.http.{ADMIN_TAG}"): quiet,
+        },
         "root": {"level": level, "handlers": ["console"]},
         "disable_existing_loggers": false,
     })
@@ -246,6 +266,22 @@ mod tests {
                 assert_eq!(grant.as_bool(), want, "{extra}");
             }
         }
+    }
+
+    #[test]
+    fn loggers_that_write_secrets_stay_at_warning() {
+        // (synapse.log_level, root level)
+        for (level, root) in [("DEBUG", "DEBUG"), ("INFO", "INFO"), ("WARNING", "WARNING")] {
+            let log = log_config(level);
+            assert_eq!(log["root"]["level"], root);
+            for quiet in ["synapse.handlers.auth", "synapse.access.http.masctl-admin"] {
+                assert_eq!(log["loggers"][quiet]["level"], "WARNING", "{quiet} at {level}");
+            }
+        }
+        let c = crate::config::parse(Path::new("m.toml"), "server_name = \"e.com\"\n").unwrap();
+        let hs = homeserver(&c).unwrap();
+        let admin = hs["listeners"].as_array().unwrap().iter().find(|l| l["tag"] == ADMIN_TAG).unwrap();
+        assert_eq!((admin["port"].as_u64(), admin["x_forwarded"].as_bool()), (Some(ADMIN_PORT.into()), None));
     }
 
     #[test]

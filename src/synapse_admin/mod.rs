@@ -188,7 +188,7 @@ pub async fn connect(layout: &Layout) -> Result<Session> {
     let token_file = layout.secret(TOKEN_SECRET);
     let token = std::fs::read_to_string(&token_file).ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
     Ok(Session {
-        base: format!("http://{ip}:8008"),
+        base: format!("http://{ip}:{}", crate::eval::synapse::ADMIN_PORT),
         server_name: ctx.manifest.server_name.clone(),
         password,
         token,
