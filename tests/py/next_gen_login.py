@@ -261,12 +261,23 @@ class Browser:
     def submit(self, fields, then, button=None):
         """Fills and submits the page's form, then waits for the next page's
         content (`then`, a selector, or any of a comma-separated list)."""
-        self.fill(fields)
-        self._button(button).click()
-        try:
-            self.page.wait_for_selector(then, state="attached")
-        except Exception as exc:
-            raise Failed("after submitting, no %r (page %s: %s): %s" % (then, self.page.url, self.text(), exc))
+        for attempt in range(3):
+            self.fill(fields)
+            self._button(button).click()
+            try:
+                self.page.wait_for_selector(then, state="attached")
+                return
+            except Exception as exc:
+                if not self._network_changed() or attempt == 2:
+                    raise Failed("after submitting, no %r (page %s: %s): %s" % (then, self.page.url, self.text(), exc))
+            # Chromium aborted the POST as the host's interfaces changed: back to
+            # the form (or past it, if the POST had landed) and submit it again.
+            self.page.go_back()
+            if self.page.locator(then).count():
+                return
+
+    def _network_changed(self):
+        return self.page.url.startswith("chrome-error:") and "ERR_NETWORK_CHANGED" in self.text()
 
     def submit_to_client(self, fields, prefix):
         """Submits a form whose answer redirects to the client's redirect URI (a
