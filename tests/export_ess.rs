@@ -1,5 +1,7 @@
 //! `masctl export ess` of running stacks: (a) the default stack, (b) MAS with
-//! workers, an upstream provider and SMTP, (c) an external Postgres. Each export
+//! workers, an upstream provider and SMTP, a bridge's registration on its Docker
+//! network, double puppeting, encrypted bridges and a declared user, (c) an
+//! external Postgres. Each export
 //! is checked offline by tests/py/ess_validate.py (the chart's values schema,
 //! kubernetes-validate on every Secret, every Secret reference, Element's
 //! ess-migration-tool on masctl's generated configs); (a) and (b) also load their
@@ -396,10 +398,54 @@ fn validate_without_mas(s: &Stack, out: &Path) {
     assert!(r.success && r.json["ok"] == true, "ess_validate: {}\n{}", r.json, r.stderr);
 }
 
+/// A bridge's registration as its generator writes it (tokens random), in `dir`
+/// (under the state root: the host sees it at the same path).
+fn bridge_registration(dir: &Path, url: &str) -> (PathBuf, [String; 2]) {
+    let token = || {
+        let mut b = [0u8; 24];
+        getrandom::fill(&mut b).unwrap();
+        hex::encode(b)
+    };
+    let tokens = [token(), token()];
+    let reg = serde_json::json!({
+        "id": "testbridge", "url": url, "as_token": tokens[0], "hs_token": tokens[1],
+        "sender_localpart": "bridgebot", "rate_limited": false, "org.matrix.msc3202": true,
+        "namespaces": {"users": [{"exclusive": true, "regex": "@puppet_.*:test\\.local$"}], "aliases": [], "rooms": []},
+    });
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("testbridge.yaml");
+    std::fs::write(&path, serde_json::to_string_pretty(&reg).unwrap()).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    (path, tokens)
+}
+
+/// values.yaml's `synapse.appservices` against the registrations Synapse loads (its
+/// homeserver.yaml's `app_service_config_files`, read in its container): the same
+/// files, byte for byte, in the same order.
+fn registrations_match_synapse(s: &Stack, out: &Path) {
+    let synapse = s.container("synapse");
+    let hs: Value =
+        serde_yaml_ng_free(&docker_ok(&["exec", &synapse, "cat", "/etc/synapse/homeserver.yaml"]));
+    let files: Vec<&str> = hs["app_service_config_files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+    let listed = values(out)["synapse"]["appservices"].as_array().cloned().unwrap_or_default();
+    assert_eq!(listed.len(), files.len(), "{listed:?} vs {files:?}");
+    let secrets = exported_secrets(out);
+    for (r, file) in listed.iter().zip(&files) {
+        let got = docker_ok(&["exec", &synapse, "cat", file]);
+        let (name, key) = (r["secret"].as_str().unwrap(), r["secretKey"].as_str().unwrap());
+        assert_eq!(secrets[name][key], got, "{name}/{key} is not {file} as Synapse has it");
+    }
+}
+
 #[test]
 fn mas_with_workers_provider_and_smtp_exports() {
     let images = images_with_standin();
+    // Declared first, dropped last: the stack goes down before the bridge's network.
+    let mut d = Docker::new("essb");
+    let net = d.network();
     let s = Stack::with_images("essb", images.path().to_path_buf());
+    let bridge_url = "http://essb-bridge:29317";
+    let (registration, bridge_tokens) = bridge_registration(&s.root.join("bridges"), bridge_url);
     let files = s.root.join("given");
     std::fs::create_dir(&files).unwrap();
     for (f, v) in [("dex", "dex-client-secret-1"), ("smtp", "smtp-password-1")] {
@@ -409,12 +455,16 @@ fn mas_with_workers_provider_and_smtp_exports() {
         std::os::unix::fs::chown(files.join(f), Some(65532), Some(65532)).unwrap();
     }
     s.write_config(&format!(
-        "{}[synapse.workers.counts]\ngeneric = 1\n[mas]\nenabled = true\n\
+        "{}[synapse]\nencrypted_bridges = true\n[synapse.double_puppet]\nenabled = true\n\
+[[synapse.appservices]]\npath = \"{}\"\nnetwork = \"{net}\"\n\
+[synapse.workers.counts]\ngeneric = 1\n[mas]\nenabled = true\n\
 [mas.email]\ntransport = \"smtp\"\nfrom = \"Matrix <matrix@test.local>\"\nhostname = \"mail.test.local\"\nport = 587\n\
 mode = \"starttls\"\nusername = \"matrix\"\npassword_file = \"{g}/smtp\"\n\
 [[mas.upstream_oauth2.providers]]\nid = \"{ULID}\"\nissuer = \"https://dex.test.local/\"\nclient_id = \"mas\"\n\
-client_secret_file = \"{g}/dex\"\ntoken_endpoint_auth_method = \"client_secret_basic\"\nscope = \"openid email\"\n",
+client_secret_file = \"{g}/dex\"\ntoken_endpoint_auth_method = \"client_secret_basic\"\nscope = \"openid email\"\n\
+[[users]]\nlocalpart = \"carol\"\n",
         mas_images(),
+        registration.display(),
         g = files.display()
     ));
     s.up();
@@ -422,7 +472,7 @@ client_secret_file = \"{g}/dex\"\ntoken_endpoint_auth_method = \"client_secret_b
     let out = s.masctl_stdin("bob-password-1\n", &["register-user", "bob"]);
     assert!(out.status.success(), "register-user: {}{}", text(&out.stdout), text(&out.stderr));
 
-    let (out, _) = export(&s, "ess-b", &["--mas-host", "auth.test.local"]);
+    let (out, printed) = export(&s, "ess-b", &["--mas-host", "auth.test.local"]);
     let compared =
         validate(&s, &out, true, &[("mas-smtp-password", &files.join("smtp")), ("mas-provider-0", &files.join("dex"))]);
     for c in [
@@ -452,9 +502,8 @@ client_secret_file = \"{g}/dex\"\ntoken_endpoint_auth_method = \"client_secret_b
         !values_text.contains("dex-client-secret-1") && !values_text.contains("smtp-password-1"),
         "no credential inline"
     );
+    bridges_carried(&s, &out, &printed, &bridge_tokens, &net, bridge_url);
 
-    let mut d = Docker::new("essb");
-    let net = d.network();
     let pg = chart_postgres(&mut d, &net);
     // Synapse and MAS stopped: the sources stay as the dumps saw them.
     docker_ok(&["exec", &s.host(), "systemctl", "stop", "masctl.target"]);
@@ -468,6 +517,45 @@ client_secret_file = \"{g}/dex\"\ntoken_endpoint_auth_method = \"client_secret_b
     let (quiet, _) = export(&s, "ess-b2", &["--mas-host", "auth.test.local"]);
     load_and_compare(&s, &pg, &quiet, "synapse", "synapse", "synapse_user");
     load_and_compare(&s, &pg, &quiet, "mas", "matrixauthenticationservice", "matrixauthenticationservice_user");
+    // The declared user is a row of the dump: it exists in the cluster's database.
+    let carol = psql(&pg, "matrixauthenticationservice", "SELECT count(*) FROM users WHERE username = 'carol'");
+    assert_eq!(carol.trim(), "1", "the declared user carol is in the loaded MAS database");
+}
+
+/// (b)'s bridge, double puppet and declared user in the export: the registrations
+/// are Secrets equal to Synapse's files, no token outside secrets.yaml, encrypted
+/// bridges' features in `additional`, the bridge's Docker URL and the declared user
+/// named in the report, the runbook's steps for both.
+fn bridges_carried(s: &Stack, out: &Path, printed: &str, tokens: &[String], net: &str, url: &str) {
+    registrations_match_synapse(s, out);
+    let v = values(out);
+    assert_eq!(v.pointer("/synapse/appservices").and_then(Value::as_array).map(Vec::len), Some(2), "{v}");
+    let dp = std::fs::read_to_string(s.root.join("secrets/double-puppet-as-token")).unwrap();
+    let values_text = std::fs::read_to_string(out.join("values.yaml")).unwrap();
+    let journal = docker_ok(&["exec", &s.host(), "journalctl", "--no-pager", "-o", "cat"]);
+    for t in tokens.iter().map(String::as_str).chain([dp.trim()]) {
+        assert!(!values_text.contains(t) && !printed.contains(t), "a registration token outside secrets.yaml");
+        assert!(!journal.contains(t), "a registration token in the journal");
+    }
+    let inline = v.pointer("/synapse/additional/masctl/config").and_then(Value::as_str).unwrap();
+    let inline: Value = serde_json::from_str(inline).unwrap();
+    for f in ["msc3202_transaction_extensions", "msc2409_to_device_messages_enabled"] {
+        assert_eq!(inline["experimental_features"][f], true, "{f}: {inline}");
+    }
+    assert!(inline.get("app_service_config_files").is_none(), "masctl's registration paths are not the chart's");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let detail = |setting: &str| {
+        let f = report.as_array().unwrap().iter().find(|f| f["setting"] == setting);
+        f.unwrap_or_else(|| panic!("the report does not name {setting}: {report}"))["detail"].as_str().unwrap().to_string()
+    };
+    let d = detail("[[synapse.appservices]] \"testbridge\" url");
+    assert!(d.contains(url) && d.contains(net) && d.contains("deploy the bridge in the cluster"), "{d}");
+    assert!(detail("[[users]] localpart = \"carol\"").contains("exists already"));
+    assert!(printed.contains("testbridge") && printed.contains("carol"), "the report is printed:\n{printed}");
+    let runbook = std::fs::read_to_string(out.join("RUNBOOK.md")).unwrap();
+    for says in ["## Bridges", "--from-file=testbridge.yaml", "mas-cli manage register-user", "@carol:"] {
+        assert!(runbook.contains(says), "RUNBOOK.md lacks {says}");
+    }
 }
 
 #[test]

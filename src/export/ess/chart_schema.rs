@@ -116,9 +116,15 @@ mod tests {
     }
 
     #[test]
-    fn the_three_fixture_exports_pass_the_charts_schema() {
+    fn the_fixture_exports_pass_the_charts_schema() {
         let v = compile(&schema()).unwrap();
-        for input in [fixtures::default_stack(), fixtures::mas_workers_provider_smtp(), fixtures::external_postgres()] {
+        let inputs = [
+            fixtures::default_stack(),
+            fixtures::mas_workers_provider_smtp(),
+            fixtures::external_postgres(),
+            fixtures::bridges(),
+        ];
+        for input in inputs {
             let e = export(&input).unwrap();
             assert_eq!(check(&v, &e.values), vec![], "{}", input.release);
         }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use super::input::{Database, DbSchema, Input, Issuer, PostgresTarget, Tls};
+use super::input::{Appservice, Database, DbSchema, DeclaredUser, Input, Issuer, PostgresTarget, Tls};
 
 fn secrets(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs.iter().map(|(k, v)| (k.to_string(), format!("{v}\n"))).collect()
@@ -53,6 +53,8 @@ pub fn default_stack() -> Input {
         secrets: s,
         synapse_schema: Some(DbSchema { version: 92, compat_version: Some(84) }),
         synapse_version: "1.163.2".into(),
+        appservices: vec![],
+        declared_users: vec![],
     }
 }
 
@@ -91,6 +93,45 @@ pub fn mas_workers_provider_smtp() -> Input {
         "upstream_oauth2": {"providers": [{"id": "01H", "issuer": "https://idp", "client_id": "c",
                              "client_secret_file": "/run/secrets/mas-provider-0"}]},
     }));
+    i
+}
+
+/// A bridge's registration as its generator writes it (YAML), tokens inline.
+pub const BRIDGE_REGISTRATION: &str = "id: telegram\nurl: http://mautrix-telegram:29317\n\
+as_token: bridge-as-1\nhs_token: bridge-hs-1\nsender_localpart: telegrambot\n\
+namespaces:\n  users:\n  - exclusive: true\n    regex: '@telegram_.*:example\\.org$'\n";
+
+/// (b) with two bridges (one on its Docker network, one on the host's bridge),
+/// the double puppet, encrypted bridges and declared users.
+pub fn bridges() -> Input {
+    let mut i = mas_workers_provider_smtp();
+    let dp = r#"{"id": "double-puppet", "url": null, "as_token": "dp-as-1", "hs_token": "dp-hs-1"}"#;
+    let reg = |id: &str, text: &str, url: Option<&str>, network: Option<&str>, builtin| Appservice {
+        id: id.into(),
+        text: text.into(),
+        url: url.map(Into::into),
+        network: network.map(Into::into),
+        builtin,
+    };
+    i.appservices = vec![
+        reg("telegram", BRIDGE_REGISTRATION, Some("http://mautrix-telegram:29317"), Some("bridges"), false),
+        reg("hooks", "id: hooks\nas_token: hk-as-1\n", Some("http://172.17.0.1:9000"), None, false),
+        reg("double-puppet", dp, None, None, true),
+    ];
+    i.secrets.extend(secrets(&[("double-puppet-as-token", "dp-as-1"), ("double-puppet-hs-token", "dp-hs-1")]));
+    let hs = i.homeserver.as_object_mut().unwrap();
+    hs.insert(
+        "app_service_config_files".into(),
+        json!(["/run/secrets/appservices/telegram.0123456789ab.yaml", "/run/secrets/appservices/double-puppet.yaml"]),
+    );
+    hs.insert(
+        "experimental_features".into(),
+        json!({"msc3202_transaction_extensions": true, "msc2409_to_device_messages_enabled": true}),
+    );
+    i.declared_users = vec![
+        DeclaredUser { localpart: "alice".into(), admin: true, emails: vec!["alice@example.org".into()] },
+        DeclaredUser { localpart: "bot".into(), admin: false, emails: vec![] },
+    ];
     i
 }
 

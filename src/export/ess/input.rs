@@ -53,6 +53,35 @@ pub struct DbSchema {
     pub compat_version: Option<u32>,
 }
 
+/// One appservice registration Synapse loads, as Synapse got it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Appservice {
+    pub id: String,
+    /// The registration file's text (holds the as_token and hs_token).
+    pub text: String,
+    /// Where Synapse pushes to it; `None` for a registration without a URL.
+    pub url: Option<String>,
+    /// The Docker network Synapse joins to reach it (`[[synapse.appservices]] network`).
+    pub network: Option<String>,
+    /// masctl's built-in double-puppet registration.
+    pub builtin: bool,
+}
+
+impl std::fmt::Debug for Appservice {
+    // No token in test output or logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Appservice({}, {:?}, {:?})", self.id, self.url, self.network)
+    }
+}
+
+/// One `[[users]]` entry: masctl creates it at a switch; the chart has no such list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeclaredUser {
+    pub localpart: String,
+    pub admin: bool,
+    pub emails: Vec<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Input {
     pub release: String,
@@ -86,6 +115,9 @@ pub struct Input {
     pub synapse_schema: Option<DbSchema>,
     /// The Synapse release masctl runs (for messages).
     pub synapse_version: String,
+    /// The registrations Synapse loads, in its order (the double puppet last).
+    pub appservices: Vec<Appservice>,
+    pub declared_users: Vec<DeclaredUser>,
 }
 
 impl Input {

@@ -3,6 +3,7 @@
 //! reads masctl's rendered configs, secrets and database schema into an
 //! [`Input`] and writes what [`export`] returns.
 
+pub mod appservices;
 pub mod chart_schema;
 pub mod fragment;
 pub mod input;
@@ -13,6 +14,7 @@ pub mod report;
 pub mod runbook;
 pub mod secrets;
 pub mod synapse;
+pub mod users;
 pub mod values;
 pub mod workers;
 

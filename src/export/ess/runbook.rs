@@ -42,7 +42,9 @@ pub fn render(input: &Input, findings: &[Finding]) -> String {
     }
     media(&mut out, &c);
     scale_up(&mut out, &c);
+    out.push_str(&super::appservices::runbook(input, &super::secrets::SecretSet::new(c.rel)));
     dns(&mut out, input);
+    out.push_str(&super::users::runbook(input));
     back(&mut out, &c);
     let _ = write!(out, "## What does not carry over\n\n```\n{}```\n", report::to_text(findings));
     out

@@ -28,6 +28,8 @@ pub enum Part {
     Mas,
     Postgres,
     Tls,
+    /// The appservice registrations (bridges' and the double puppet's).
+    Appservices,
 }
 
 impl Part {
@@ -37,6 +39,7 @@ impl Part {
             Part::Mas => "mas",
             Part::Postgres => "postgres",
             Part::Tls => "tls",
+            Part::Appservices => "appservices",
         }
     }
 }

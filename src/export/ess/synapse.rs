@@ -10,7 +10,10 @@ use super::secrets::{Part, SecretSet};
 
 /// Keys the chart renders itself (configs/synapse/synapse-04-homeserver-overrides
 /// and -05-process-specific at 26.8.1); a user's value for one is overridden.
-pub const CHART_OWNED: [&str; 31] = [
+/// Not `experimental_features`: the chart merges maps, so masctl's (QR login,
+/// `encrypted_bridges`' MSC3202 and MSC2409, the user's) carry in `additional`
+/// beside the chart's own.
+pub const CHART_OWNED: [&str; 30] = [
     "server_name",
     "public_baseurl",
     "signing_key_path",
@@ -24,7 +27,6 @@ pub const CHART_OWNED: [&str; 31] = [
     "database",
     "ip_range_blacklist",
     "matrix_authentication_service",
-    "experimental_features",
     "matrix_rtc",
     "notify_appservices_from_worker",
     "app_service_config_files",

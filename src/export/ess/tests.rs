@@ -96,6 +96,27 @@ fn cases() -> Vec<Case> {
             credentials: vec![("/synapse/postgres/password", "ext-syn-1")],
             findings: vec!["postgres.external.host"],
         },
+        Case {
+            name: "bridges, double puppet, declared users",
+            input: fixtures::bridges(),
+            values: vec![
+                ("/synapse/appservices/0/secret", json!("ess-masctl-appservices")),
+                ("/synapse/appservices/0/secretKey", json!("telegram.yaml")),
+                ("/synapse/appservices/1/secretKey", json!("hooks.yaml")),
+                ("/synapse/appservices/2/secretKey", json!("double-puppet.yaml")),
+            ],
+            credentials: vec![
+                ("/synapse/appservices/0", fixtures::BRIDGE_REGISTRATION.trim_end()),
+                ("/synapse/appservices/1", "id: hooks\nas_token: hk-as-1"),
+            ],
+            findings: vec![
+                "[[synapse.appservices]] \"telegram\" url",
+                "[[synapse.appservices]] \"hooks\" url",
+                "synapse.double_puppet",
+                "[[users]] localpart = \"alice\"",
+                "[[users]] localpart = \"bot\"",
+            ],
+        },
     ]
 }
 
@@ -149,6 +170,55 @@ fn secrets_in_mas_fragments_stay_in_secrets() {
     assert_eq!(inline["enable_registration"], false);
     assert!(e.runbook.contains("--set synapse.workers.synchrotron.replicas=0"));
     assert!(e.runbook.contains("matrixauthenticationservice_user"));
+}
+
+#[test]
+fn bridges_carry_as_secrets_and_their_urls_are_reported() {
+    let input = fixtures::bridges();
+    let e = export(&input).unwrap();
+    let syn = &e.values["synapse"];
+    assert_eq!(syn["appservices"].as_array().map(Vec::len), Some(3));
+    // The registrations are Secrets, never inline; no token anywhere but secrets.yaml.
+    let printed = [e.values.to_string(), super::report::to_text(&e.report), e.runbook.clone()];
+    for token in ["bridge-as-1", "bridge-hs-1", "hk-as-1", "dp-as-1", "dp-hs-1"] {
+        assert!(printed.iter().all(|t| !t.contains(token)), "{token} outside secrets.yaml");
+    }
+    assert!(e.secrets.render("ess").contains("\"telegram.yaml\""));
+    assert_eq!(e.secrets.get("ess-masctl-appservices", "double-puppet.yaml"), Some(input.appservices[2].text.as_str()));
+    // masctl's registration paths do not exist in the chart's pods: it mounts its own.
+    let inline: Value = serde_json::from_str(syn["additional"]["masctl"]["config"].as_str().unwrap()).unwrap();
+    assert!(inline.get("app_service_config_files").is_none());
+    // encrypted_bridges' features carry in `additional` (the chart merges maps).
+    assert_eq!(inline["experimental_features"]["msc3202_transaction_extensions"], true);
+    assert_eq!(inline["experimental_features"]["msc2409_to_device_messages_enabled"], true);
+    let detail = |s: &str| e.report.iter().find(|f| f.setting == s).map(|f| format!("{:?}", f.reason)).unwrap();
+    let cases = [
+        ("[[synapse.appservices]] \"telegram\" url", "Docker network bridges"),
+        ("[[synapse.appservices]] \"hooks\" url", "Docker bridge"),
+        ("[[users]] localpart = \"alice\"", "dumps of Synapse's and MAS's databases"),
+    ];
+    for (setting, says) in cases {
+        let d = detail(setting);
+        assert!(d.contains(says) && (setting.contains("users") || d.contains("deploy the bridge")), "{setting}: {d}");
+    }
+    for says in ["## Bridges", "--from-file=telegram.yaml --from-file=hooks.yaml --from-file=double-puppet.yaml"] {
+        assert!(e.runbook.contains(says), "{says}");
+    }
+    assert!(e.runbook.contains("mas-cli manage register-user") && e.runbook.contains("@alice:example.org (admin)"));
+    // Without MAS the declared users are made with Synapse's own tool.
+    let mut i = fixtures::default_stack();
+    i.declared_users = input.declared_users.clone();
+    let plain = export(&i).unwrap();
+    assert!(plain.runbook.contains("register_new_matrix_user -c /conf/homeserver.yaml"));
+    assert!(plain.values["synapse"].get("appservices").is_none());
+    assert!(!plain.runbook.contains("## Bridges"));
+    // A user's own experimental feature carries too, no longer reported as chart-owned.
+    let mut i = fixtures::default_stack();
+    i.homeserver["experimental_features"] = json!({"msc3266_enabled": true});
+    i.synapse_extra_keys = vec!["experimental_features".into()];
+    let e = export(&i).unwrap();
+    assert!(e.values["synapse"]["additional"]["masctl"]["config"].as_str().unwrap().contains("msc3266_enabled"));
+    assert!(!e.report.iter().any(|f| f.setting.contains("experimental_features")));
 }
 
 #[test]

@@ -6,13 +6,18 @@ use super::input::{Database, Input, Issuer, PostgresTarget, Tls};
 use super::refuse::Refusal;
 use super::report::{self, Finding, Reason};
 use super::secrets::{Part, SecretSet};
-use super::{mas, synapse, workers};
+use super::{appservices, mas, synapse, workers};
 
 /// The values, filling `secrets` and `report` on the way.
 pub fn build(input: &Input, secrets: &mut SecretSet, report: &mut Vec<Finding>) -> Result<Value, Vec<Refusal>> {
     report.extend(report::community_limits());
     let mut syn = synapse::section(input, secrets, report);
     syn.insert("ingress".into(), json!({"host": input.matrix_host}));
+    let regs = appservices::section(input, secrets, report);
+    if !regs.is_empty() {
+        syn.insert("appservices".into(), Value::Array(regs));
+    }
+    report.extend(super::users::findings(input));
     let w = workers::map(&input.workers, &input.worker_extra_kinds, report);
     if !w.is_empty() {
         syn.insert("workers".into(), Value::Object(w));

@@ -7,7 +7,7 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::config::{Config, ExternalDatabase, TlsMode};
 use crate::eval;
-use crate::export::ess::input::{Database, DbSchema, Input, Issuer, PostgresTarget, Tls};
+use crate::export::ess::input::{Appservice, Database, DbSchema, DeclaredUser, Input, Issuer, PostgresTarget, Tls};
 use crate::generation::layout::Layout;
 
 /// What the user chose on the command line.
@@ -69,7 +69,49 @@ pub fn build(c: &Config, layout: &Layout, o: &Options, schema: Option<DbSchema>,
         secrets,
         synapse_schema: schema,
         synapse_version: synapse.to_string(),
+        appservices: appservices(c, layout)?,
+        declared_users: c
+            .users
+            .iter()
+            .map(|u| DeclaredUser {
+                localpart: u.localpart.get_ref().clone(),
+                admin: u.admin,
+                emails: u.emails.iter().map(|e| e.get_ref().clone()).collect(),
+            })
+            .collect(),
     })
+}
+
+/// The registrations as Synapse loads them: the bridges' as read with the config
+/// (the bytes a switch copies into `secrets/appservices/`), then the double
+/// puppet's from there (a switch writes it).
+fn appservices(c: &Config, layout: &Layout) -> Result<Vec<Appservice>> {
+    let mut out: Vec<Appservice> = c
+        .registrations
+        .iter()
+        .zip(&c.synapse.appservices)
+        .map(|(l, a)| Appservice {
+            id: l.id().to_string(),
+            text: l.text.clone(),
+            url: l.reg.url.clone(),
+            network: a.network.as_ref().map(|n| n.get_ref().clone()),
+            builtin: false,
+        })
+        .collect();
+    if c.synapse.double_puppet.enabled {
+        let dp = crate::appservice::double_puppet::FILE;
+        let path = layout.secret(&format!("appservices/{dp}"));
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {} (run `masctl switch` once with [synapse.double_puppet])", path.display()))?;
+        out.push(Appservice {
+            id: crate::appservice::double_puppet::ID.to_string(),
+            text,
+            url: None,
+            network: None,
+            builtin: true,
+        });
+    }
+    Ok(out)
 }
 
 fn tls(c: &Config, o: &Options) -> Result<Tls> {
