@@ -424,9 +424,9 @@ fn bridge_registration(dir: &Path, url: &str) -> (PathBuf, [String; 2]) {
 /// files, byte for byte, in the same order.
 fn registrations_match_synapse(s: &Stack, out: &Path) {
     let synapse = s.container("synapse");
-    let hs: Value =
-        serde_yaml_ng_free(&docker_ok(&["exec", &synapse, "cat", "/etc/synapse/homeserver.yaml"]));
-    let files: Vec<&str> = hs["app_service_config_files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+    let hs: Value = serde_yaml_ng_free(&docker_ok(&["exec", &synapse, "cat", "/etc/synapse/homeserver.yaml"]));
+    let files: Vec<&str> =
+        hs["app_service_config_files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
     let listed = values(out)["synapse"]["appservices"].as_array().cloned().unwrap_or_default();
     assert_eq!(listed.len(), files.len(), "{listed:?} vs {files:?}");
     let secrets = exported_secrets(out);
@@ -546,7 +546,10 @@ fn bridges_carried(s: &Stack, out: &Path, printed: &str, tokens: &[String], net:
     let report: Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     let detail = |setting: &str| {
         let f = report.as_array().unwrap().iter().find(|f| f["setting"] == setting);
-        f.unwrap_or_else(|| panic!("the report does not name {setting}: {report}"))["detail"].as_str().unwrap().to_string()
+        f.unwrap_or_else(|| panic!("the report does not name {setting}: {report}"))["detail"]
+            .as_str()
+            .unwrap()
+            .to_string()
     };
     let d = detail("[[synapse.appservices]] \"testbridge\" url");
     assert!(d.contains(url) && d.contains(net) && d.contains("deploy the bridge in the cluster"), "{d}");

@@ -113,12 +113,8 @@ pub fn reach(url: &str, network: Option<&str>) -> Reach {
     .to_ascii_lowercase();
     if let Ok(ip) = host.parse::<std::net::IpAddr>() {
         return match ip {
-            std::net::IpAddr::V4(v4) if v4.is_loopback() || v4.is_private() || v4.is_link_local() => {
-                Reach::HostBridge
-            }
-            std::net::IpAddr::V6(v6) if v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00 => {
-                Reach::HostBridge
-            }
+            std::net::IpAddr::V4(v4) if v4.is_loopback() || v4.is_private() || v4.is_link_local() => Reach::HostBridge,
+            std::net::IpAddr::V6(v6) if v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00 => Reach::HostBridge,
             _ => Reach::Elsewhere,
         };
     }

@@ -101,8 +101,9 @@ fn appservices(c: &Config, layout: &Layout) -> Result<Vec<Appservice>> {
     if c.synapse.double_puppet.enabled {
         let dp = crate::appservice::double_puppet::FILE;
         let path = layout.secret(&format!("appservices/{dp}"));
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {} (run `masctl switch` once with [synapse.double_puppet])", path.display()))?;
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!("reading {} (run `masctl switch` once with [synapse.double_puppet])", path.display())
+        })?;
         out.push(Appservice {
             id: crate::appservice::double_puppet::ID.to_string(),
             text,
