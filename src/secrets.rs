@@ -79,6 +79,9 @@ pub const SPECS: [Spec; 17] = [
 pub const SYNAPSE_PASSWORD_CONFIG: &str = "synapse-password-config.yaml";
 pub const MAS_SYNAPSE_PASSWORD_CONFIG: &str = "mas-synapse-password-config.yaml";
 pub const MAS_PEPPER: &str = "mas-pepper";
+/// MAS's copy of `[mas.email] password_file` (the user's file is 0600 and theirs;
+/// MAS reads as its own uid).
+pub const MAS_SMTP_PASSWORD: &str = "mas-smtp-password";
 
 /// Copies of an external Postgres's passwords (`[postgres.external]`), each owned
 /// by the service that reads it: Synapse's pgpass, MAS's password, syn2mas's
@@ -140,6 +143,27 @@ pub fn ensure_external(layout: &Layout, c: &crate::config::Config) -> Result<Vec
     }
     crate::fsutil::fsync_dir(&dir)?;
     Ok(written)
+}
+
+/// Writes MAS's copy of the SMTP password from `[mas.email] password_file` when it
+/// differs (a changed password reaches MAS at the next switch). Returns whether
+/// it was written.
+pub fn ensure_smtp(layout: &Layout, c: &crate::config::Config) -> Result<bool> {
+    let e = &c.mas.email;
+    let Some(f) = e.password_file.as_ref().filter(|_| c.mas_enabled() && e.transport.get_ref() == "smtp") else {
+        return Ok(false);
+    };
+    let pw = crate::config::read_password(Path::new(f.get_ref()))
+        .map_err(|why| anyhow::anyhow!("mas.email.password_file {} {why}", f.get_ref()))?;
+    let path = layout.secret(MAS_SMTP_PASSWORD);
+    if fs::read_to_string(&path).is_ok_and(|old| old == pw) {
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
+        std::os::unix::fs::chown(&path, Some(MAS_UID), Some(MAS_UID))?;
+        return Ok(false);
+    }
+    write_secret(&path, &pw, MAS_UID).with_context(|| format!("writing secret {MAS_SMTP_PASSWORD}"))?;
+    crate::fsutil::fsync_dir(&layout.secrets())?;
+    Ok(true)
 }
 
 pub fn random_bytes<const N: usize>() -> Result<[u8; N]> {

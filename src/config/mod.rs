@@ -40,6 +40,7 @@ pub fn load(path: &Path) -> Result<Config> {
     tls_files::check(&config, path, &text)?;
     password_files::check(&config, path, &text)?;
     password_files::check_users(&config, path, &text)?;
+    password_files::check_smtp(&config, path, &text)?;
     config.registrations = appservice_files::load(&config, path, &text)?;
     Ok(config)
 }

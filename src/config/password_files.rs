@@ -62,6 +62,19 @@ pub fn check_users(c: &Config, path: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
+/// `[mas.email] password_file` can be read and is private (only with MAS on and
+/// SMTP chosen: otherwise masctl does not hand it to MAS).
+pub fn check_smtp(c: &Config, path: &Path, text: &str) -> Result<()> {
+    let e = &c.mas.email;
+    if !*c.mas.enabled.get_ref() || e.transport.get_ref() != "smtp" {
+        return Ok(());
+    }
+    let Some(f) = &e.password_file else { return Ok(()) };
+    read_password(Path::new(f.get_ref()))
+        .map(|_| ())
+        .map_err(|why| at(path, text, f.span(), format!("mas.email.password_file {} {why}", f.get_ref())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

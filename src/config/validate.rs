@@ -743,6 +743,19 @@ fn validate_edge(c: &Config, k: &Checker) -> Result<()> {
     Ok(())
 }
 
+/// MAS logs in to the SMTP server with both or neither (`email.rs`: a username
+/// without a password, or the reverse, stops MAS at start-up).
+fn smtp_credentials(e: &super::Email, k: &Checker) -> Result<()> {
+    match (&e.username, &e.password_file) {
+        (Some(_), None) => Err(k.err(
+            k.doc.value_span(&["mas", "email", "username"]),
+            "mas.email.username needs password_file (a 0600 file holding the SMTP password)",
+        )),
+        (None, Some(f)) => Err(k.err(f.span(), "mas.email.password_file needs a username to log in with")),
+        _ => Ok(()),
+    }
+}
+
 fn validate_mas(c: &Config, k: &Checker) -> Result<()> {
     let m = &c.mas;
     if let Some(h) = &m.hostname {
@@ -767,6 +780,7 @@ fn validate_mas(c: &Config, k: &Checker) -> Result<()> {
     if let Some(f) = &e.password_file {
         k.spanned("mas.email.password_file", f, safe_path)?;
     }
+    smtp_credentials(e, k)?;
     for key in m.account.keys() {
         let field = ["mas", "account", key.as_str()];
         let verdict = ok_if(
@@ -923,6 +937,16 @@ hostname = \"mail.e.com\"\nmode = \"starttls\"\n{provider}synapse_idp_id = \"oid
             (format!("{base}path_prefix = \"/_matrix/x\"\n"), "m.toml:4:15:", "shadow"),
             (format!("{base}[mas.email]\ntransport = \"smtp\"\n"), "m.toml:5:13:", "hostname"),
             (format!("{base}[mas.email]\ntransport = \"pigeon\"\n"), "m.toml:5:13:", "pigeon"),
+            (
+                format!("{base}[mas.email]\ntransport = \"smtp\"\nhostname = \"m.e.com\"\nusername = \"mas\"\n"),
+                "m.toml:7:12:",
+                "needs password_file",
+            ),
+            (
+                format!("{base}[mas.email]\ntransport = \"smtp\"\nhostname = \"m.e.com\"\npassword_file = \"/p\"\n"),
+                "m.toml:7:17:",
+                "needs a username",
+            ),
             (format!("{base}{}", provider.replace("TNF", "TNI")), "m.toml:5:6:", "ULID"),
             (format!("{base}{provider}client_secret_file = \"rel\"\n"), "m.toml:8:22:", "absolute"),
         ];

@@ -8,7 +8,7 @@ use super::synapse;
 use super::yaml::render;
 use super::{Entry, Inputs};
 use crate::config::Config;
-use crate::secrets::MAS_PEPPER;
+use crate::secrets::{MAS_PEPPER, MAS_SMTP_PASSWORD};
 use crate::service::Service;
 use crate::spec::{Bind, Health, HttpProbe, ServiceSpec};
 
@@ -44,7 +44,7 @@ fn email(c: &Config) -> Value {
             }
             if let Some(u) = &e.username {
                 v["username"] = json!(u);
-                v["password_file"] = json!("/run/secrets/mas-smtp-password");
+                v["password_file"] = json!(format!("/run/secrets/{MAS_SMTP_PASSWORD}"));
             }
             v
         }
@@ -199,10 +199,8 @@ pub fn secret_binds(inp: &Inputs) -> Vec<Bind> {
     if c.imported_password_config() {
         binds.push(l.secret_bind(MAS_PEPPER));
     }
-    if c.mas.email.username.is_some()
-        && let Some(f) = &c.mas.email.password_file
-    {
-        binds.push(Bind::secret(f.get_ref(), "mas-smtp-password"));
+    if c.mas.email.transport.get_ref() == "smtp" && c.mas.email.password_file.is_some() {
+        binds.push(l.secret_bind(MAS_SMTP_PASSWORD));
     }
     for (i, p) in c.mas.upstream_oauth2.providers.iter().enumerate() {
         if let Some(f) = &p.client_secret_file {

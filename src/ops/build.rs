@@ -100,6 +100,9 @@ pub async fn build(ctx: &ConfiguredContext, engine: &Engine) -> Result<(PathBuf,
     if !copied.is_empty() {
         ui::step(format!("external Postgres passwords copied for the services: {}", copied.join(", ")));
     }
+    if secrets::ensure_smtp(layout, c)? {
+        ui::step(format!("SMTP password copied for MAS: secrets/{}", secrets::MAS_SMTP_PASSWORD));
+    }
     let registrations = secrets::ensure_appservices(layout, c)?;
     if !registrations.is_empty() {
         ui::step(format!("appservice registrations copied for Synapse: {}", registrations.join(", ")));
