@@ -399,6 +399,11 @@ pub enum UserCommand {
         #[arg(long)]
         password_file: Option<PathBuf>,
     },
+    /// Give a user a verified email address through MAS's admin API, for when
+    /// MAS's mail cannot reach them (an address they have already is kept)
+    AddEmail { name: String, email: String },
+    /// The same as add-email, under the name of mas-cli's `manage verify-email`
+    VerifyEmail { name: String, email: String },
     /// Let a user request admin rights (or, with --revoke, no longer)
     SetAdmin {
         name: String,

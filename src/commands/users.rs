@@ -48,6 +48,9 @@ pub async fn run(ctx: &Context, cmd: UserCommand, json: bool) -> Result<()> {
             let pw = read_password(password_file.as_deref())?;
             (users::set_password(layout, name(&n), pw).await?, "password set")
         }
+        UserCommand::AddEmail { name: n, email } | UserCommand::VerifyEmail { name: n, email } => {
+            return print_email(users::add_email(layout, name(&n), email).await?, json);
+        }
         UserCommand::SetAdmin { name: n, revoke } => {
             let what = if revoke { "may no longer request admin" } else { "may request admin" };
             (users::set_admin(layout, name(&n), !revoke).await?, what)
@@ -57,6 +60,17 @@ pub async fn run(ctx: &Context, cmd: UserCommand, json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&user)?);
     } else {
         print_user(&user, what);
+    }
+    Ok(())
+}
+
+fn print_email(r: users::EmailAdded, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else if r.added {
+        ui::step(format!("{}: {} added, verified", r.user.username, r.email.email));
+    } else {
+        ui::step(format!("{}: already has {} (verified); nothing was changed", r.user.username, r.email.email));
     }
     Ok(())
 }

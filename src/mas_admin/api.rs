@@ -71,6 +71,32 @@ pub fn parse_user(resource: &Value) -> Result<User> {
     })
 }
 
+/// One of a user's email addresses (`user-email` resource). The admin API adds
+/// them verified; MAS keeps no unverified ones in this list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserEmail {
+    pub id: String,
+    pub user_id: String,
+    pub email: String,
+    pub created_at: Option<String>,
+}
+
+pub fn parse_user_email(resource: &Value) -> Result<UserEmail> {
+    let a = &resource["attributes"];
+    let text = |v: &Value| v.as_str().map(String::from);
+    Ok(UserEmail {
+        id: text(&resource["id"]).context("a user email without an id")?,
+        user_id: text(&a["user_id"]).context("a user email without a user_id")?,
+        email: text(&a["email"]).context("a user email without an address")?,
+        created_at: text(&a["created_at"]),
+    })
+}
+
+/// The entry of `emails` for `address`: MAS compares addresses without case.
+pub fn find_email<'a>(emails: &'a [UserEmail], address: &str) -> Option<&'a UserEmail> {
+    emails.iter().find(|e| e.email.eq_ignore_ascii_case(address))
+}
+
 /// `Basic base64(id:secret)`. MAS compares both parts byte for byte, without the
 /// form-decoding RFC 6749 §2.3.1 describes: they go as they are (a ULID and hex).
 pub fn basic_auth(client_id: &str, secret: &str) -> String {
@@ -172,9 +198,16 @@ impl Admin {
         parse_user(&v["data"])
     }
 
-    pub fn add_email(&self, id: &str, email: &str) -> Result<()> {
-        self.call("POST", "/user-emails", Some(&json!({"user_id": id, "email": email})))?;
-        Ok(())
+    pub fn add_email(&self, id: &str, email: &str) -> Result<UserEmail> {
+        let (_, v) = self.call("POST", "/user-emails", Some(&json!({"user_id": id, "email": email})))?;
+        parse_user_email(&v["data"])
+    }
+
+    /// The user's addresses (a user has a handful: one page of 100 is all of them).
+    pub fn user_emails(&self, user_id: &str) -> Result<Vec<UserEmail>> {
+        let path = format!("/user-emails?filter[user]={}&page[first]=100", path_segment(user_id));
+        let (_, v) = self.call("GET", &path, None)?;
+        v["data"].as_array().map_or(Ok(vec![]), |a| a.iter().map(parse_user_email).collect())
     }
 
     /// `lock`, `unlock`, `deactivate` or `reactivate`. Deactivating never asks
@@ -242,6 +275,20 @@ mod tests {
         ];
         for (body, want) in cases {
             assert_eq!(error_titles(body), want, "{body}");
+        }
+    }
+
+    #[test]
+    fn user_email_resource_and_lookup() {
+        let r = json!({"type": "user-email", "id": "01E", "attributes":
+            {"user_id": "01U", "email": "Alice@Example.com", "created_at": "2026-01-01T00:00:00Z"}});
+        let e = parse_user_email(&r).unwrap();
+        assert_eq!((e.id.as_str(), e.user_id.as_str(), e.email.as_str()), ("01E", "01U", "Alice@Example.com"));
+        assert!(parse_user_email(&json!({"id": "x", "attributes": {"user_id": "u"}})).is_err());
+        let all = vec![e];
+        // (address asked for, found)
+        for (asked, found) in [("alice@example.com", true), ("ALICE@EXAMPLE.COM", true), ("bob@example.com", false)] {
+            assert_eq!(find_email(&all, asked).is_some(), found, "{asked}");
         }
     }
 

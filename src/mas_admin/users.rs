@@ -6,7 +6,7 @@
 
 use anyhow::{Context as _, Result, bail};
 
-use super::api::{Admin, ApiError, User, UserAction};
+use super::api::{Admin, ApiError, User, UserAction, UserEmail, find_email};
 use crate::docker::Engine;
 use crate::eval::mas::{ADMIN_CLIENT_ID, ADMIN_CLIENT_SECRET, INTERNAL_PORT};
 use crate::generation::generations::Generations;
@@ -144,6 +144,40 @@ pub async fn set_password(layout: &Layout, username: String, password: String) -
             if weak { anyhow::anyhow!("MAS refused the password as too weak; nothing was changed") } else { e }
         })?;
         Ok(u)
+    })
+    .await
+}
+
+/// What `add_email` did: the address is the user's, verified, either way.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EmailAdded {
+    pub user: User,
+    pub email: UserEmail,
+    /// False when the user had the address already (nothing was changed).
+    pub added: bool,
+}
+
+/// Why MAS refused an address, in words a person can act on.
+fn explain_email(e: anyhow::Error, username: &str, address: &str) -> anyhow::Error {
+    let Some(a) = e.downcast_ref::<ApiError>() else { return e };
+    match a.status {
+        409 => anyhow::anyhow!("{address} is already the address of another MAS user; nothing was changed"),
+        400 => anyhow::anyhow!("MAS refused {address:?} for {username} ({}); nothing was changed", a.titles.join(": ")),
+        _ => e,
+    }
+}
+
+/// Gives `username` the verified address `address` through the admin API (for
+/// when MAS's mail cannot reach them); an address the user has already is left as it is.
+pub async fn add_email(layout: &Layout, username: String, address: String) -> Result<EmailAdded> {
+    with_admin(layout, move |admin| {
+        let user = find(admin, &username)?;
+        let emails = admin.user_emails(&user.id)?;
+        if let Some(e) = find_email(&emails, &address) {
+            return Ok(EmailAdded { user, email: e.clone(), added: false });
+        }
+        let email = admin.add_email(&user.id, &address).map_err(|e| explain_email(e, &username, &address))?;
+        Ok(EmailAdded { user, email, added: true })
     })
     .await
 }
