@@ -4,6 +4,7 @@
 mod client_fetch;
 mod client_path;
 mod finding;
+mod smtp;
 
 use std::time::Duration;
 
@@ -62,6 +63,7 @@ pub async fn run(layout: &Layout) -> Result<Vec<Finding>> {
     findings.extend(proxy_routes(&ctx, &engine).await?);
     findings.extend(client_path(&ctx, &engine).await?);
     findings.extend(database(&ctx).await?);
+    findings.extend(smtp(&ctx).await?);
     if ctx.mas_enabled() {
         let mas = ctx.mas_spec()?;
         let job = JobSpec::new("doctor", ctx.mas_job(&mas, &["doctor".to_string()]));
@@ -116,6 +118,22 @@ async fn client_path(ctx: &JobContext<'_>, engine: &Engine) -> Result<Vec<Findin
         None => None,
     };
     tokio::task::spawn_blocking(move || client_fetch::walk(&expect, edge)).await?
+}
+
+/// MAS's SMTP server, from MAS's network with its mounts and environment (see `smtp`).
+async fn smtp(ctx: &JobContext<'_>) -> Result<Vec<Finding>> {
+    if !ctx.mas_enabled() {
+        return Ok(vec![]);
+    }
+    let Some(target) = smtp::Target::from_config(&ctx.manifest.config) else { return Ok(vec![]) };
+    let (Some(python), mas) = (ctx.manifest.images.get(&Service::Synapse), ctx.mas_spec()?) else { return Ok(vec![]) };
+    let mut cmd = vec!["-c".to_string(), smtp::PROBE.to_string()];
+    cmd.extend(target.args());
+    let mut job = crate::docker::OneShot::like(&mas, cmd, Some(ctx.manifest.instance.clone()));
+    job.image = python.clone();
+    job.entrypoint = Some(vec!["python3".into()]);
+    let (_, out) = ctx.run("masctl doctor: SMTP", JobSpec::new("doctor-smtp", job)).await?;
+    Ok(smtp::findings(&target, &out))
 }
 
 /// The oldest Postgres the Synapse masctl builds runs on (its engine refuses older).
