@@ -268,10 +268,24 @@ def cmd_register_email(page, args):
     page.locator("form button[type=submit]").first.click()
     page.wait_for_url(re.compile(r"/verify-email"))
     code = code_in(next_mail(page, args.maildir, before, args.email))
+    # A wrong code first: MAS shows the form again, no step further.
+    wrong = "%06d" % ((int(code) + 1) % 1_000_000)
+    page.fill("input[name=code]", wrong)
+    page.locator("form button[type=submit]").first.click()
+    page.wait_for_load_state()
+    if "/verify-email" not in page.url or not page.locator("input[name=code]").count():
+        raise RuntimeError(f"a wrong code was not refused: {page.url}")
     page.fill("input[name=code]", code)
     page.locator("form button[type=submit]").first.click()
     page.wait_for_url(lambda url: "/verify-email" not in url)
-    return {"code": code, "landed": page.url}
+    # MAS's next step asks for a display name; then the registration finishes.
+    display = None
+    if "/register/steps/" in page.url and page.locator("input[name=display_name]").count():
+        display = f"Display {args.username}"
+        page.fill("input[name=display_name]", display)
+        page.locator("form:has([name=display_name]) button[type=submit]").first.click()
+        page.wait_for_url(lambda url: "/register/" not in url)
+    return {"code": code, "wrong_code_refused": True, "display_name": display, "landed": page.url}
 
 
 def cmd_recover(page, args):
