@@ -44,6 +44,7 @@ import time
 import urllib.parse
 import urllib.request
 
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
@@ -254,19 +255,38 @@ def code_in(msg):
     return m.group(1)
 
 
+def submit_registration(page, args, password):
+    """The password registration form, up to /verify-email. A submission Chromium
+    aborts with ERR_NETWORK_CHANGED (other tests' Docker networks changing the
+    host's interfaces) is made again from the start, up to three times; any other
+    page fails. Returns the mails there were before the submission that got through."""
+    for attempt in range(3):
+        before = mails(args.maildir)
+        page.goto(f"{args.mas}/register/password")
+        page.fill("input[name=username]", args.username)
+        page.fill("input[name=email]", args.email)
+        page.fill("input[name=password]", password)
+        page.fill("input[name=password_confirm]", password)
+        terms = page.locator("input[name=accept_terms]")
+        if terms.count():
+            terms.check()
+        page.locator("form button[type=submit]").first.click()
+        try:
+            page.wait_for_url(lambda url: "/verify-email" in url or url.startswith("chrome-error:"))
+        except PlaywrightTimeout:
+            pass
+        if "/verify-email" in page.url:
+            return before
+        # Say what MAS showed instead (a refused form stays on /register/password).
+        body = " ".join(page.inner_text("body").split())[:400]
+        if "ERR_NETWORK_CHANGED" not in body or attempt == 2:
+            raise RuntimeError(f"registration did not reach verify-email: {page.url}: {body}")
+    raise AssertionError("unreachable")
+
+
 def cmd_register_email(page, args):
-    before = mails(args.maildir)
     password = read_secret(args.password_file)
-    page.goto(f"{args.mas}/register/password")
-    page.fill("input[name=username]", args.username)
-    page.fill("input[name=email]", args.email)
-    page.fill("input[name=password]", password)
-    page.fill("input[name=password_confirm]", password)
-    terms = page.locator("input[name=accept_terms]")
-    if terms.count():
-        terms.check()
-    page.locator("form button[type=submit]").first.click()
-    page.wait_for_url(re.compile(r"/verify-email"))
+    before = submit_registration(page, args, password)
     code = code_in(next_mail(page, args.maildir, before, args.email))
     # A wrong code first: MAS shows the form again, no step further.
     wrong = "%06d" % ((int(code) + 1) % 1_000_000)
