@@ -318,8 +318,19 @@ def cmd_recover(page, args):
     link = re.search(r"https?://\S+/account/password/recovery\?ticket=[A-Za-z0-9]+", text_of(msg))
     if not link:
         raise RuntimeError(f"no recovery link in the mail {msg['Subject']!r}")
+    # MAS's recovery page is its account app (JavaScript): say what it logged or
+    # failed to fetch when the form does not appear.
+    trouble = []
+    page.on("console", lambda m: trouble.append(f"console {m.type}: {m.text}"))
+    page.on("requestfailed", lambda r: trouble.append(f"failed {r.url}: {r.failure}"))
+    page.on("response", lambda r: r.status >= 400 and trouble.append(f"{r.status} {r.url}"))
     page.goto(link.group(0))
     password = read_secret(args.new_password_file)
+    try:
+        page.wait_for_selector("input[name=new_password]")
+    except PlaywrightTimeout:
+        body = " ".join(page.inner_text("body").split())[:400]
+        raise RuntimeError(f"no new-password form at {page.url}: {body!r}; {trouble[:12]}") from None
     page.fill("input[name=new_password]", password)
     page.fill("input[name=new_password_again]", password)
     page.locator("form button[type=submit]").first.click()
