@@ -302,6 +302,10 @@ fn the_configs_the_project_writes_are_accepted() {
     let dir = tempfile::tempdir().unwrap();
     let images = images_with_standin(dir.path());
     let stack_root = "/var/tmp/masctl-stack-Ab3xYz";
+    // The SMTP password is read at load, so it must exist and be private.
+    let smtp_password = dir.path().join("smtp-password");
+    std::fs::write(&smtp_password, "s3cret\n").unwrap();
+    std::fs::set_permissions(&smtp_password, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     // What tests/common/stack.rs writes, with the extras tests/switch.rs and tests/mas.rs add.
     let stack = |extra: &str| {
         format!(
@@ -316,12 +320,13 @@ synapse = \"127.0.0.1:40123\"\n{extra}[synapse.extra.rc_login.address]\nper_seco
 [synapse]\nlog_level = \"WARNING\"\n[synapse.extra]\nmax_upload_size = \"50M\"\n[synapse.extra.password_config]\npepper = \"p\"\n\
 [ports]\nsynapse = \"[::1]:8448\"\n[mas]\nenabled = true\nhostname = \"auth.example.com\"\npath_prefix = \"/account/mas\"\n\
 [mas.email]\ntransport = \"smtp\"\nfrom = \"\\\"Example Auth\\\" <auth@example.com>\"\nhostname = \"mail.example.com\"\n\
-port = 587\nmode = \"starttls\"\nusername = \"auth@example.com\"\npassword_file = \"/etc/masctl/smtp-password\"\n\
+port = 587\nmode = \"starttls\"\nusername = \"auth@example.com\"\npassword_file = \"{}\"\n\
 [mas.account]\npassword_registration_enabled = false\n[mas.extra.branding]\nservice_name = \"Example\"\n\
 [[mas.upstream_oauth2.providers]]\nid = \"{ULID}\"\nsynapse_idp_id = \"oidc-dex\"\nissuer = \"https://dex.example.com:8443/dex\"\n\
 client_id = \"mas-client_1\"\nclient_secret_file = \"/etc/masctl/dex-secret\"\ntoken_endpoint_auth_method = \"client_secret_post\"\n\
 scope = \"openid profile email\"\n",
-        dir.path().join("root").display()
+        dir.path().join("root").display(),
+        smtp_password.display()
     );
     let configs: Vec<(&str, String)> = vec![
         ("masctl.example.toml", std::fs::read_to_string(repo().join("masctl.example.toml")).unwrap()),
