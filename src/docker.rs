@@ -15,8 +15,9 @@ use bollard::models::{
     PortBinding,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ImportImageOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, DownloadFromContainerOptionsBuilder,
+    ImportImageOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
+    StopContainerOptionsBuilder,
 };
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -36,6 +37,38 @@ pub struct ImageState {
     pub id: String,
     pub layers: Vec<String>,
     pub repo_digests: Vec<String>,
+}
+
+enum Entry {
+    File(Vec<u8>),
+    Link(String),
+    Other,
+}
+
+/// The first member of a tar archive (what Docker's archive API sends for one path).
+fn first_entry(archive: &[u8]) -> Result<Entry> {
+    let mut tar = tar::Archive::new(archive);
+    let Some(entry) = tar.entries()?.next() else { return Ok(Entry::Other) };
+    let mut entry = entry?;
+    let kind = entry.header().entry_type();
+    if kind.is_file() {
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data)?;
+        return Ok(Entry::File(data));
+    }
+    match entry.link_name()? {
+        Some(target) if kind.is_symlink() => Ok(Entry::Link(target.display().to_string())),
+        _ => Ok(Entry::Other),
+    }
+}
+
+/// Where a symbolic link at `path` pointing at `target` leads.
+fn resolve_link(path: &str, target: &str) -> String {
+    if target.starts_with('/') {
+        return target.to_string();
+    }
+    let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+    format!("{dir}/{target}")
 }
 
 fn is_not_found(e: &bollard::errors::Error) -> bool {
@@ -378,6 +411,47 @@ choose another instance name"
         self.docker.create_container(Some(opts), body).await.with_context(|| format!("creating {name}"))?;
         self.docker.start_container(name, None).await.with_context(|| format!("starting {name}"))?;
         Ok(())
+    }
+
+    /// A file of `image`'s filesystem (following symlinks), read from a container
+    /// that is created and never started; None when the image has no such file.
+    pub async fn file_in_image(&self, image: &str, path: &str) -> Result<Option<Vec<u8>>> {
+        let name = format!("masctl-read-{}", hex::encode(crate::secrets::random_bytes::<6>()?));
+        let body = ContainerCreateBody {
+            image: Some(image.to_string()),
+            // Never run: only there because an image without a command cannot be created.
+            entrypoint: Some(vec!["/masctl-never-runs".into()]),
+            network_disabled: Some(true),
+            ..Default::default()
+        };
+        let opts = CreateContainerOptionsBuilder::default().name(&name).build();
+        self.docker.create_container(Some(opts), body).await.with_context(|| format!("reading {path} of {image}"))?;
+        let got = self.file_in_container(&name, path).await;
+        self.remove_container(&name).await?;
+        got.with_context(|| format!("reading {path} of {image}"))
+    }
+
+    async fn file_in_container(&self, container: &str, path: &str) -> Result<Option<Vec<u8>>> {
+        let mut path = path.to_string();
+        // A few links at most (Debian's bundle is a file; other images link it).
+        for _ in 0..8 {
+            let opts = DownloadFromContainerOptionsBuilder::default().path(&path).build();
+            let mut stream = self.docker.download_from_container(container, Some(opts));
+            let mut archive = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                match chunk {
+                    Ok(b) => archive.extend_from_slice(&b),
+                    Err(e) if is_not_found(&e) => return Ok(None),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            match first_entry(&archive)? {
+                Entry::File(data) => return Ok(Some(data)),
+                Entry::Link(target) => path = resolve_link(&path, &target),
+                Entry::Other => return Ok(None),
+            }
+        }
+        bail!("{path}: too many symbolic links")
     }
 
     pub async fn remove_container(&self, name: &str) -> Result<()> {

@@ -3,6 +3,7 @@
 mod activate;
 mod admin_http;
 mod appservice;
+mod ca_bundle;
 mod cli;
 mod commands;
 mod config;

@@ -153,15 +153,53 @@ pub fn ensure_smtp(layout: &Layout, c: &crate::config::Config) -> Result<bool> {
     let Some(f) = e.password_file.as_ref().filter(|_| c.mas_enabled() && e.transport.get_ref() == "smtp") else {
         return Ok(false);
     };
-    let pw = crate::config::read_password(Path::new(f.get_ref()))
-        .map_err(|why| anyhow::anyhow!("mas.email.password_file {} {why}", f.get_ref()))?;
-    let path = layout.secret(MAS_SMTP_PASSWORD);
-    if fs::read_to_string(&path).is_ok_and(|old| old == pw) {
+    copy_secret(layout, "mas.email.password_file", f.get_ref(), MAS_SMTP_PASSWORD, MAS_UID)
+}
+
+/// Where MAS reads upstream provider `i`'s client secret (under /run/secrets).
+pub fn mas_provider_secret(i: usize) -> String {
+    format!("mas-provider-{i}")
+}
+
+/// Where Synapse reads its own OIDC provider `i`'s client secret (under /run/secrets).
+pub fn synapse_oidc_secret(i: usize) -> String {
+    format!("synapse-oidc-{i}")
+}
+
+/// The OAuth client secrets the config names, copied into masctl's secrets for the
+/// service that uses them (its own uid, 0600); the names of those that changed.
+pub fn ensure_client_secrets(layout: &Layout, c: &crate::config::Config) -> Result<Vec<String>> {
+    let mut changed = Vec::new();
+    if c.mas_enabled() {
+        for (i, p) in c.mas.upstream_oauth2.providers.iter().enumerate() {
+            let Some(f) = &p.client_secret_file else { continue };
+            let name = mas_provider_secret(i);
+            if copy_secret(layout, "mas.upstream_oauth2.providers.client_secret_file", f.get_ref(), &name, MAS_UID)? {
+                changed.push(name);
+            }
+        }
+    }
+    for (i, p) in c.synapse.oidc_providers.iter().enumerate() {
+        let name = synapse_oidc_secret(i);
+        let f = p.client_secret_file.get_ref();
+        if copy_secret(layout, "synapse.oidc_providers.client_secret_file", f, &name, SYNAPSE_UID)? {
+            changed.push(name);
+        }
+    }
+    Ok(changed)
+}
+
+/// A one-line secret the user keeps in `src` (checked when the config was loaded),
+/// as masctl's `name` owned by `uid`; true when it was written anew.
+fn copy_secret(layout: &Layout, what: &str, src: &str, name: &str, uid: u32) -> Result<bool> {
+    let value = crate::config::read_password(Path::new(src)).map_err(|why| anyhow::anyhow!("{what} {src} {why}"))?;
+    let path = layout.secret(name);
+    if fs::read_to_string(&path).is_ok_and(|old| old == value) {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
-        std::os::unix::fs::chown(&path, Some(MAS_UID), Some(MAS_UID))?;
+        std::os::unix::fs::chown(&path, Some(uid), Some(uid))?;
         return Ok(false);
     }
-    write_secret(&path, &pw, MAS_UID).with_context(|| format!("writing secret {MAS_SMTP_PASSWORD}"))?;
+    write_secret(&path, &value, uid).with_context(|| format!("writing secret {name}"))?;
     crate::fsutil::fsync_dir(&layout.secrets())?;
     Ok(true)
 }

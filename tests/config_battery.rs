@@ -18,6 +18,13 @@ client_id = \"mas\"\n{extra}"
     )
 }
 
+fn synapse_oidc(idp_id: &str, issuer: &str) -> String {
+    format!(
+        "[[synapse.oidc_providers]]\nidp_id = \"{idp_id}\"\nissuer = \"{issuer}\"\nclient_id = \"synapse\"\n\
+client_secret_file = \"/nonexistent/secret\"\n"
+    )
+}
+
 /// (what, config with `@ROOT@` for the state root, `line:column` of the refusal).
 fn broken() -> Vec<(&'static str, String, &'static str)> {
     let h = |body: &str| format!("{H}{body}");
@@ -117,6 +124,25 @@ fn broken() -> Vec<(&'static str, String, &'static str)> {
         ("client_secret_file relative", provider("client_secret_file = \"dex\"\n"), "7:22"),
         ("client_secret_file with :", provider("client_secret_file = \"/etc/dex:/x\"\n"), "7:22"),
         ("issuer not a URL", provider("").replace("https://dex.example.com/", "dex.example.com"), "5:10"),
+        ("extra_ca missing", h("[edge]\nextra_ca = [\"/nonexistent/ca.pem\"]\n"), "4:13"),
+        ("extra_ca with trust", h("[edge]\ntrust = \"/etc/r.pem\"\nextra_ca = [\"/etc/ca.pem\"]\n"), "5:13"),
+        ("synapse oidc issuer not https", h(&synapse_oidc("idp", "http://idp.example.com/")), "5:10"),
+        (
+            "synapse oidc idp_id twice",
+            h(&format!(
+                "{}{}",
+                synapse_oidc("idp", "https://a.example.com/"),
+                synapse_oidc("idp", "https://b.example.com/")
+            )),
+            "9:10",
+        ),
+        ("synapse oidc secret missing", h(&synapse_oidc("idp", "https://idp.example.com/")), "7:22"),
+        ("issuer not https", provider("").replace("https://dex", "http://dex"), "5:10"),
+        (
+            "claims action unknown",
+            provider("[mas.upstream_oauth2.providers.claims_imports]\nlocalpart = { action = \"take\" }\n"),
+            "8:24",
+        ),
         ("issuer with a space", provider("").replace("dex.example.com/", "dex.example.com/a b"), "5:10"),
         ("client_id with a quote", provider("").replace("\"mas\"", "\"m'a\\\"s\""), "6:13"),
         ("synapse_idp_id not oidc-…", provider("synapse_idp_id = \"dex\"\n"), "7:18"),
@@ -306,6 +332,10 @@ fn the_configs_the_project_writes_are_accepted() {
     let smtp_password = dir.path().join("smtp-password");
     std::fs::write(&smtp_password, "s3cret\n").unwrap();
     std::fs::set_permissions(&smtp_password, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    // So is the provider's client secret.
+    let dex_secret = dir.path().join("dex-secret");
+    std::fs::write(&dex_secret, "d3x\n").unwrap();
+    std::fs::set_permissions(&dex_secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     // What tests/common/stack.rs writes, with the extras tests/switch.rs and tests/mas.rs add.
     let stack = |extra: &str| {
         format!(
@@ -323,10 +353,11 @@ synapse = \"127.0.0.1:40123\"\n{extra}[synapse.extra.rc_login.address]\nper_seco
 port = 587\nmode = \"starttls\"\nusername = \"auth@example.com\"\npassword_file = \"{}\"\n\
 [mas.account]\npassword_registration_enabled = false\n[mas.extra.branding]\nservice_name = \"Example\"\n\
 [[mas.upstream_oauth2.providers]]\nid = \"{ULID}\"\nsynapse_idp_id = \"oidc-dex\"\nissuer = \"https://dex.example.com:8443/dex\"\n\
-client_id = \"mas-client_1\"\nclient_secret_file = \"/etc/masctl/dex-secret\"\ntoken_endpoint_auth_method = \"client_secret_post\"\n\
+client_id = \"mas-client_1\"\nclient_secret_file = \"{}\"\ntoken_endpoint_auth_method = \"client_secret_post\"\n\
 scope = \"openid profile email\"\n",
         dir.path().join("root").display(),
-        smtp_password.display()
+        smtp_password.display(),
+        dex_secret.display()
     );
     let configs: Vec<(&str, String)> = vec![
         ("masctl.example.toml", std::fs::read_to_string(repo().join("masctl.example.toml")).unwrap()),

@@ -38,9 +38,11 @@ pub fn load(path: &Path) -> Result<Config> {
     let text = std::fs::read_to_string(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
     let mut config = parse(path, &text)?;
     tls_files::check(&config, path, &text)?;
+    tls_files::check_extra_ca(&config, path, &text)?;
     password_files::check(&config, path, &text)?;
     password_files::check_users(&config, path, &text)?;
     password_files::check_smtp(&config, path, &text)?;
+    password_files::check_client_secrets(&config, path, &text)?;
     config.registrations = appservice_files::load(&config, path, &text)?;
     Ok(config)
 }

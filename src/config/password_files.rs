@@ -75,6 +75,20 @@ pub fn check_smtp(c: &Config, path: &Path, text: &str) -> Result<()> {
         .map_err(|why| at(path, text, f.span(), format!("mas.email.password_file {} {why}", f.get_ref())))
 }
 
+/// Every OAuth client secret file — MAS's upstream providers (with MAS on) and
+/// Synapse's own OIDC providers — can be read and is private.
+pub fn check_client_secrets(c: &Config, path: &Path, text: &str) -> Result<()> {
+    let mas = c.mas.upstream_oauth2.providers.iter().filter(|_| *c.mas.enabled.get_ref());
+    let mas = mas.filter_map(|p| p.client_secret_file.as_ref().map(|f| ("mas.upstream_oauth2.providers", f)));
+    let synapse = c.synapse.oidc_providers.iter().map(|p| ("synapse.oidc_providers", &p.client_secret_file));
+    for (what, f) in mas.chain(synapse) {
+        if let Err(why) = read_password(Path::new(f.get_ref())) {
+            return Err(at(path, text, f.span(), format!("{what}.client_secret_file {} {why}", f.get_ref())));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

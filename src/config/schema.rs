@@ -266,6 +266,9 @@ pub struct Synapse {
     /// their local users.
     #[serde(default, skip_serializing_if = "DoublePuppet::is_off")]
     pub double_puppet: DoublePuppet,
+    /// Synapse's own single sign-on, as a host has it before MAS.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub oidc_providers: Vec<SynapseOidc>,
 }
 
 /// One bridge's (or bot's) registration file.
@@ -398,6 +401,7 @@ impl Default for Synapse {
             appservices: Vec::new(),
             encrypted_bridges: false,
             double_puppet: DoublePuppet::default(),
+            oidc_providers: Vec::new(),
         }
     }
 }
@@ -453,6 +457,10 @@ pub struct Edge {
     /// PEM roots Synapse's federation client and MAS trust instead of the system's
     /// (a private CA; tests).
     pub trust: Option<Spanned<String>>,
+    /// PEM CA files MAS and Synapse trust in addition to their image's public roots
+    /// (an identity provider or mail server behind an internal CA).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_ca: Vec<Spanned<String>>,
     /// Where the TLS edge's listeners are published on the host: `IP:PORT` or `PORT`.
     #[serde(default = "default_http")]
     pub http: Spanned<Publish>,
@@ -495,6 +503,7 @@ impl Default for Edge {
             certificate: None,
             key: None,
             trust: None,
+            extra_ca: Vec::new(),
             http: default_http(),
             https: default_https(),
             federation: default_federation(),
@@ -625,6 +634,66 @@ pub struct Provider {
     pub token_endpoint_auth_method: String,
     #[serde(default = "default_scope")]
     pub scope: String,
+    /// The name on MAS's login button ("Continue with …").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub human_name: Option<String>,
+    /// Which claims become the account's localpart, display name and email.
+    #[serde(default, skip_serializing_if = "ClaimsImports::is_empty")]
+    pub claims_imports: ClaimsImports,
+}
+
+/// MAS's `claims_imports`: for each attribute, what to do with the claim its template renders.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimsImports {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub localpart: Option<ClaimImport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub displayname: Option<ClaimImport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<ClaimImport>,
+}
+
+impl ClaimsImports {
+    pub fn is_empty(&self) -> bool {
+        self == &ClaimsImports::default()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimImport {
+    /// `ignore`, `suggest`, `force` or `require`.
+    pub action: Spanned<String>,
+    /// A Jinja template over the provider's claims, e.g. `{{ user.preferred_username }}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+}
+
+/// One of Synapse's own `oidc_providers` (before a migration to MAS).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SynapseOidc {
+    /// Synapse records its users under `oidc-<idp_id>`: MAS's `synapse_idp_id` must say that.
+    pub idp_id: Spanned<String>,
+    pub idp_name: Option<String>,
+    pub issuer: Spanned<String>,
+    pub client_id: String,
+    /// A 0600 file holding the client secret; copied into Synapse's own secrets.
+    pub client_secret_file: Spanned<String>,
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+    #[serde(default = "default_localpart_template")]
+    pub localpart_template: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name_template: Option<String>,
+}
+
+fn default_scopes() -> Vec<String> {
+    vec!["openid".into(), "profile".into()]
+}
+fn default_localpart_template() -> String {
+    "{{ user.preferred_username }}".into()
 }
 
 fn default_auth_method() -> String {

@@ -43,6 +43,17 @@ pub fn check(c: &Config, path: &Path, text: &str) -> Result<()> {
         .map_err(|why| at(path, text, cert.span(), format!("edge.certificate {} {why}", cert.get_ref())))
 }
 
+/// Each `[edge] extra_ca` file can be read and holds PEM certificates; errors
+/// point at the file's entry. Read again when a generation is built.
+pub fn check_extra_ca(c: &Config, path: &Path, text: &str) -> Result<()> {
+    for f in &c.edge.extra_ca {
+        let located = |why: String| at(path, text, f.span(), format!("edge.extra_ca {} {why}", f.get_ref()));
+        let pem = std::fs::read_to_string(f.get_ref()).map_err(|e| located(format!("cannot be read ({e})")))?;
+        crate::ca_bundle::certificates(&pem).map_err(|e| located(e.to_string()))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

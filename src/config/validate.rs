@@ -219,8 +219,9 @@ pub fn mailbox(s: &str) -> Verdict {
 
 /// An OpenID issuer: `https://host[:port][/path]`.
 pub fn issuer(s: &str) -> Verdict {
-    let rest = s.strip_prefix("https://").or_else(|| s.strip_prefix("http://"));
-    let Some(rest) = rest else { return Err("must be an https:// URL".into()) };
+    // MAS and Synapse fetch discovery and keys from it: plain HTTP would let anyone
+    // on the path sign people in.
+    let Some(rest) = s.strip_prefix("https://") else { return Err("must be an https:// URL".into()) };
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     host_port(authority)?;
     match path.chars().find(|&c| !(c.is_ascii_alphanumeric() || "/._~-%".contains(c))) {
@@ -243,6 +244,19 @@ pub fn synapse_idp_id(s: &str) -> Verdict {
         || s.strip_prefix("oidc-")
             .is_some_and(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || "._~-".contains(c)));
     ok_if(ok, "must be oidc or oidc-<idp_id> (letters, digits and ._~-)")
+}
+
+/// Synapse's own `idp_id`: what follows `oidc-` in its users' records.
+pub fn synapse_own_idp_id(s: &str) -> Verdict {
+    ok_if(
+        !s.is_empty() && s.len() <= 250 && s.chars().all(|c| c.is_ascii_alphanumeric() || "._~-".contains(c)),
+        "is not an idp_id (letters, digits and ._~-)",
+    )
+}
+
+/// What MAS does with a claim: `claims_imports.<attribute>.action`.
+pub fn claim_action(s: &str) -> Verdict {
+    one_of(s, &["ignore", "suggest", "force", "require"])
 }
 
 /// OAuth scopes: space-separated tokens of visible ASCII without `"` and `\`.
@@ -468,6 +482,7 @@ secrets/synapse-password-config.yaml (Synapse would let one replace the other); 
     validate_users(c, &k)?;
     validate_workers(c, &k)?;
     validate_mas(c, &k)?;
+    validate_synapse_oidc(c, &k)?;
     validate_qr_login(c, &k)?;
     validate_edge(c, &k)
 }
@@ -708,6 +723,13 @@ fn validate_edge(c: &Config, k: &Checker) -> Result<()> {
             k.spanned(name, f, safe_path)?;
         }
     }
+    for f in &e.extra_ca {
+        k.spanned("edge.extra_ca", f, safe_path)?;
+        if e.trust.is_some() {
+            let msg = "edge.extra_ca: edge.trust already replaces the roots MAS and Synapse trust; use one of the two";
+            return Err(k.err(f.span(), msg));
+        }
+    }
     for n in &e.networks {
         k.spanned("edge.networks", n, network_name)?;
         if n.get_ref() == c.instance.get_ref() {
@@ -811,6 +833,38 @@ fn validate_mas(c: &Config, k: &Checker) -> Result<()> {
         k.plain(&field("scope"), &p.scope, scope)?;
         if let Some(f) = &p.client_secret_file {
             k.spanned(&field("client_secret_file").join("."), f, safe_path)?;
+        }
+        let imports = &p.claims_imports;
+        for (name, import) in
+            [("localpart", &imports.localpart), ("displayname", &imports.displayname), ("email", &imports.email)]
+        {
+            if let Some(import) = import {
+                let what = format!("mas.upstream_oauth2.providers.claims_imports.{name}.action");
+                k.spanned(&what, &import.action, claim_action)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `[[synapse.oidc_providers]]`: Synapse's own single sign-on, before MAS takes over.
+fn validate_synapse_oidc(c: &Config, k: &Checker) -> Result<()> {
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, p) in c.synapse.oidc_providers.iter().enumerate() {
+        k.spanned("synapse.oidc_providers.idp_id", &p.idp_id, synapse_own_idp_id)?;
+        if !seen.insert(p.idp_id.get_ref().clone()) {
+            return Err(
+                k.err(p.idp_id.span(), format!("synapse.oidc_providers idp_id {} is used twice", p.idp_id.get_ref()))
+            );
+        }
+        k.spanned("synapse.oidc_providers.issuer", &p.issuer, issuer)?;
+        let i = i.to_string();
+        k.plain(&["synapse", "oidc_providers", i.as_str(), "client_id"], &p.client_id, client_id)?;
+        k.spanned("synapse.oidc_providers.client_secret_file", &p.client_secret_file, safe_path)?;
+        if c.mas_delegating() {
+            let msg = "synapse.oidc_providers: MAS signs people in now (mas.enabled without migration_in_progress); \
+remove Synapse's own providers: MAS's [[mas.upstream_oauth2.providers]] take over their users";
+            return Err(k.err(p.idp_id.span(), msg));
         }
     }
     Ok(())
@@ -1078,8 +1132,16 @@ https = \"127.0.0.1:8443\"\nnetworks = [\"fed-1\"]\nexpose_admin = true\n"
             (
                 "issuer",
                 super::issuer,
-                &["https://dex.e.com/", "https://e.com:8443/realms/x", "http://localhost:5556/dex"],
-                &["dex.e.com", "ftp://e.com/", "https://", "https://e.com/a b", "https://e.com/\"", "https://e com/"],
+                &["https://dex.e.com/", "https://e.com:8443/realms/x", "https://localhost:5556/dex"],
+                &[
+                    "http://localhost:5556/dex",
+                    "dex.e.com",
+                    "ftp://e.com/",
+                    "https://",
+                    "https://e.com/a b",
+                    "https://e.com/\"",
+                    "https://e com/",
+                ],
             ),
             (
                 "client_id",

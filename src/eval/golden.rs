@@ -31,7 +31,14 @@ fn hash(text: &str, pg_major: u32) -> String {
         .map(|(i, s)| (s, format!("sha256:{}", i.to_string().repeat(64))))
         .collect();
     let layout = Layout::new(config.state_root.get_ref());
-    let inputs = Inputs { config: &config, images: &images, layout: &layout, masctl: "/usr/bin/masctl", pg_major };
+    let inputs = Inputs {
+        config: &config,
+        images: &images,
+        layout: &layout,
+        masctl: "/usr/bin/masctl",
+        pg_major,
+        ca_bundles: &BTreeMap::new(),
+    };
     evaluate(&inputs).unwrap().entries.last().unwrap().hash()
 }
 

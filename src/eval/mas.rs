@@ -105,11 +105,32 @@ fn providers(c: &Config) -> Vec<Value> {
                 v["synapse_idp_id"] = json!(idp);
             }
             if p.client_secret_file.is_some() {
-                v["client_secret_file"] = json!(format!("/run/secrets/mas-provider-{i}"));
+                v["client_secret_file"] = json!(format!("/run/secrets/{}", crate::secrets::mas_provider_secret(i)));
+            }
+            if let Some(name) = &p.human_name {
+                v["human_name"] = json!(name);
+            }
+            if !p.claims_imports.is_empty() {
+                v["claims_imports"] = claims_imports(&p.claims_imports);
             }
             v
         })
         .collect()
+}
+
+/// `claims_imports` as MAS reads it: only the attributes the config sets.
+fn claims_imports(ci: &crate::config::ClaimsImports) -> Value {
+    let mut out = serde_json::Map::new();
+    for (name, import) in [("localpart", &ci.localpart), ("displayname", &ci.displayname), ("email", &ci.email)] {
+        if let Some(import) = import {
+            let mut v = json!({"action": import.action.get_ref()});
+            if let Some(t) = &import.template {
+                v["template"] = json!(t);
+            }
+            out.insert(name.into(), v);
+        }
+    }
+    Value::Object(out)
 }
 
 pub fn config(c: &Config) -> Result<Value> {
@@ -203,8 +224,8 @@ pub fn secret_binds(inp: &Inputs) -> Vec<Bind> {
         binds.push(l.secret_bind(MAS_SMTP_PASSWORD));
     }
     for (i, p) in c.mas.upstream_oauth2.providers.iter().enumerate() {
-        if let Some(f) = &p.client_secret_file {
-            binds.push(Bind::secret(f.get_ref(), &format!("mas-provider-{i}")));
+        if p.client_secret_file.is_some() {
+            binds.push(l.secret_bind(&crate::secrets::mas_provider_secret(i)));
         }
     }
     binds

@@ -5,9 +5,6 @@
 //! files) and a spec entry (the container to run), and the generation entry itself
 //! (units + manifest) that refers to them by path.
 
-// Not used by the pipeline yet (issue 19: the [trust] setting); its table tests run.
-#[cfg_attr(not(test), allow(dead_code))]
-mod ca_bundle;
 #[cfg(test)]
 mod golden;
 pub mod mas;
@@ -80,6 +77,8 @@ pub struct Inputs<'a> {
     pub masctl: &'a str,
     /// The Postgres major version of the Postgres image (where its cluster lives).
     pub pg_major: u32,
+    /// With `[edge] extra_ca`: MAS's and Synapse's image roots plus the user's CAs.
+    pub ca_bundles: &'a BTreeMap<Service, String>,
 }
 
 pub struct Evaluated {
@@ -171,14 +170,22 @@ fn configured(inp: &Inputs) -> Result<Vec<(Entry, ServiceSpec, Unit)>> {
         configured.push((redis_conf, redis, Service::Redis.into()));
     }
     if c.mas_enabled() {
-        let mas_conf = mas::config_entry(c)?;
+        let mut mas_conf = mas::config_entry(c)?;
+        let bundled = trust::add_bundle(inp, Service::Mas, &mut mas_conf);
         let mut mas = mas::spec(inp, &mas_conf.path(inp.layout));
+        if bundled {
+            trust::use_bundle(&mut mas, "/etc/mas");
+        }
         proxy::adapt_mas(c, &mut mas);
         postgres::adapt_client(c, inp.layout, &mut mas);
         configured.push((mas_conf, mas, Service::Mas.into()));
     }
-    let syn_conf = synapse::config_entry(c)?;
+    let mut syn_conf = synapse::config_entry(c)?;
+    let bundled = trust::add_bundle(inp, Service::Synapse, &mut syn_conf);
     let mut syn = synapse::spec(inp, &syn_conf.path(inp.layout));
+    if bundled {
+        trust::use_bundle(&mut syn, "/etc/synapse");
+    }
     proxy::adapt_synapse(c, &mut syn);
     postgres::adapt_client(c, inp.layout, &mut syn);
     workers::adapt_main(inp, &mut syn);
@@ -226,8 +233,15 @@ mod tests {
             [(Service::Postgres, format!("sha256:{}", "1".repeat(64))), (Service::Synapse, synapse_image.to_string())]
                 .into();
         let layout = Layout::new("/var/lib/masctl");
-        evaluate(&Inputs { config: &config, images: &images, layout: &layout, masctl: "/usr/bin/masctl", pg_major: 15 })
-            .unwrap()
+        evaluate(&Inputs {
+            config: &config,
+            images: &images,
+            layout: &layout,
+            masctl: "/usr/bin/masctl",
+            pg_major: 15,
+            ca_bundles: &BTreeMap::new(),
+        })
+        .unwrap()
     }
 
     const BASE: &str = "server_name = \"example.com\"\n";
@@ -268,10 +282,17 @@ mod tests {
             .collect();
         let layout = Layout::new("/var/lib/masctl");
         let units = |pg_major| {
-            evaluate(&Inputs { config: &config, images: &images, layout: &layout, masctl: "/m", pg_major })
-                .unwrap()
-                .manifest
-                .units
+            evaluate(&Inputs {
+                config: &config,
+                images: &images,
+                layout: &layout,
+                masctl: "/m",
+                pg_major,
+                ca_bundles: &BTreeMap::new(),
+            })
+            .unwrap()
+            .manifest
+            .units
         };
         let (a, b, c) = (units(15), units(17), units(17));
         assert_eq!(b, c);
@@ -358,7 +379,14 @@ mod tests {
             let images: BTreeMap<Service, String> =
                 Service::ALL.into_iter().map(|s| (s, format!("sha256:{}", "1".repeat(64)))).collect();
             let layout = Layout::new("/var/lib/masctl");
-            let inp = Inputs { config: &c, images: &images, layout: &layout, masctl: "/usr/bin/masctl", pg_major: 15 };
+            let inp = Inputs {
+                config: &c,
+                images: &images,
+                layout: &layout,
+                masctl: "/usr/bin/masctl",
+                pg_major: 15,
+                ca_bundles: &BTreeMap::new(),
+            };
             let e = evaluate(&inp).unwrap();
             e.entries.iter().map(|x| (x.name.clone(), x.files.clone())).collect::<BTreeMap<_, _>>()
         };
@@ -378,8 +406,15 @@ mod tests {
             .chain([(Service::Synapse, synapse_image.to_string())])
             .collect();
         let layout = Layout::new("/var/lib/masctl");
-        evaluate(&Inputs { config: &config, images: &images, layout: &layout, masctl: "/usr/bin/masctl", pg_major: 15 })
-            .unwrap()
+        evaluate(&Inputs {
+            config: &config,
+            images: &images,
+            layout: &layout,
+            masctl: "/usr/bin/masctl",
+            pg_major: 15,
+            ca_bundles: &BTreeMap::new(),
+        })
+        .unwrap()
     }
 
     #[test]

@@ -99,6 +99,9 @@ pub fn homeserver_pre_mas(c: &Config) -> Result<Value> {
         // A private CA (tests): federation trusts it instead of the system roots.
         hs["federation_custom_ca_list"] = json!([TRUST_IN]);
     }
+    if !c.synapse.oidc_providers.is_empty() {
+        hs["oidc_providers"] = oidc_providers(c);
+    }
     let extra = serde_json::to_value(c.synapse.extra.get_ref()).context("synapse.extra")?;
     if let (Some(obj), Value::Object(extra)) = (hs.as_object_mut(), extra) {
         for (k, v) in extra {
@@ -107,6 +110,29 @@ pub fn homeserver_pre_mas(c: &Config) -> Result<Value> {
     }
     appservices(c, &mut hs);
     Ok(hs)
+}
+
+/// Synapse's own `oidc_providers`, each client secret read from masctl's copy.
+fn oidc_providers(c: &Config) -> Value {
+    let providers = c.synapse.oidc_providers.iter().enumerate().map(|(i, p)| {
+        let mut mapping = json!({"localpart_template": p.localpart_template});
+        if let Some(t) = &p.display_name_template {
+            mapping["display_name_template"] = json!(t);
+        }
+        let mut v = json!({
+            "idp_id": p.idp_id.get_ref(),
+            "issuer": p.issuer.get_ref(),
+            "client_id": p.client_id,
+            "client_secret_path": format!("/run/secrets/{}", crate::secrets::synapse_oidc_secret(i)),
+            "scopes": p.scopes,
+            "user_mapping_provider": {"config": mapping},
+        });
+        if let Some(name) = &p.idp_name {
+            v["idp_name"] = json!(name);
+        }
+        v
+    });
+    Value::Array(providers.collect())
 }
 
 /// Where Synapse reads the appservice registrations (`secrets/appservices/` on the host).
@@ -199,6 +225,7 @@ pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
     for (host, inside) in registration_mounts(c) {
         binds.push(Bind::ro(l.secret(&host), inside));
     }
+    binds.extend((0..c.synapse.oidc_providers.len()).map(|i| secret(&crate::secrets::synapse_oidc_secret(i))));
     let mut cmd = vec!["--config-path".to_string(), "/etc/synapse/homeserver.yaml".into()];
     if c.mas_delegating() {
         binds.push(secret("synapse-mas-secret"));

@@ -103,6 +103,10 @@ pub async fn build(ctx: &ConfiguredContext, engine: &Engine) -> Result<(PathBuf,
     if secrets::ensure_smtp(layout, c)? {
         ui::step(format!("SMTP password copied for MAS: secrets/{}", secrets::MAS_SMTP_PASSWORD));
     }
+    let clients = secrets::ensure_client_secrets(layout, c)?;
+    if !clients.is_empty() {
+        ui::step(format!("OAuth client secrets copied for their services: {}", clients.join(", ")));
+    }
     let registrations = secrets::ensure_appservices(layout, c)?;
     if !registrations.is_empty() {
         ui::step(format!("appservice registrations copied for Synapse: {}", registrations.join(", ")));
@@ -113,7 +117,15 @@ pub async fn build(ctx: &ConfiguredContext, engine: &Engine) -> Result<(PathBuf,
         Some(image) => postgres_major(c, engine, image).await?,
         None => eval::postgres::FIRST_MAJOR,
     };
-    let ev = eval::evaluate(&Inputs { config: c, images: &images, layout, masctl: &exe, pg_major })?;
+    let ca_bundles = ca_bundles(c, engine, &images).await?;
+    let ev = eval::evaluate(&Inputs {
+        config: c,
+        images: &images,
+        layout,
+        masctl: &exe,
+        pg_major,
+        ca_bundles: &ca_bundles,
+    })?;
     let store = Store::new(layout.store());
     let mut last = PathBuf::new();
     for entry in &ev.entries {
@@ -129,6 +141,42 @@ pub async fn build(ctx: &ConfiguredContext, engine: &Engine) -> Result<(PathBuf,
         })?;
     }
     Ok((last, ev.manifest))
+}
+
+/// Where Debian-based and distroless images keep their public roots.
+const IMAGE_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// With `[edge] extra_ca`: for MAS and Synapse, their image's public roots followed
+/// by the user's CAs (SSL_CERT_FILE replaces the whole bundle, so both are needed).
+async fn ca_bundles(
+    c: &Config,
+    engine: &Engine,
+    images: &BTreeMap<Service, String>,
+) -> Result<BTreeMap<Service, String>> {
+    let mut out = BTreeMap::new();
+    if c.edge.extra_ca.is_empty() {
+        return Ok(out);
+    }
+    let mut user = Vec::new();
+    for f in &c.edge.extra_ca {
+        let pem = std::fs::read_to_string(f.get_ref())
+            .map_err(|e| c.at(f.span(), format!("edge.extra_ca {} cannot be read ({e})", f.get_ref())))?;
+        user.push(pem);
+    }
+    let user: Vec<&str> = user.iter().map(String::as_str).collect();
+    for service in [Service::Mas, Service::Synapse] {
+        let Some(image) = images.get(&service).filter(|_| c.runs(service)) else { continue };
+        let roots = engine.file_in_image(image, IMAGE_ROOTS).await?.ok_or_else(|| {
+            anyhow::anyhow!("images.{service}: the image has no {IMAGE_ROOTS} to add edge.extra_ca to")
+        })?;
+        let roots = String::from_utf8_lossy(&roots);
+        let bundle = crate::ca_bundle::combined(&roots, &user).map_err(|e| {
+            let f = &c.edge.extra_ca[0];
+            c.at(f.span(), format!("edge.extra_ca: {service}'s roots with these CAs: {e}"))
+        })?;
+        out.insert(service, bundle);
+    }
+    Ok(out)
 }
 
 /// The Postgres major version the configured Postgres image runs; an image that

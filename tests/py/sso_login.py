@@ -16,6 +16,11 @@ never from argv or the environment:
   mas       --auth-url URL --redirect-uri URI --provider NAME --user U --password-file F
             MAS login page → the provider's button → IdP → MAS's registration
             (imported localpart, display name, email) → MAS consent → redirect_uri?code=…
+  mas-session --mas ISSUER --provider NAME --user U --password-file F
+            a Matrix client's sign-in through MAS and the provider: MAS's discovery,
+            dynamic registration of a native public client, authorization code +
+            PKCE S256 in the browser (as `mas`), the token exchange; prints the
+            access token, its device and what MAS's registration page imported
   synapse   --synapse URL --idp-id ID --user U --password-file F [--localpart L]
             Synapse's /login/sso/redirect/oidc-<ID> → IdP → (username picker) →
             loginToken → m.login.token; prints user_id, device_id
@@ -29,18 +34,23 @@ Docker network, which the host's resolver does not know), --screenshots DIR.
 """
 
 import argparse
+import base64
 import contextlib
 import email
 import email.policy
+import hashlib
 import json
 import os
 import re
 import secrets
 import shutil
+import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -194,6 +204,62 @@ def cmd_mas(page, args):
             "imported": imported}
 
 
+API_SCOPE = "urn:matrix:org.matrix.msc2967.client:api:*"
+DEVICE_SCOPE = "urn:matrix:org.matrix.msc2967.client:device:"
+
+
+def install_resolver(resolve):
+    """`--resolve HOST=IP` for this script's own HTTP requests (urllib)."""
+    mapping = dict(r.split("=", 1) for r in resolve)
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, *a, **kw):
+        return real(mapping.get(host, host), *a, **kw)
+    socket.getaddrinfo = getaddrinfo
+
+
+def fetch_json(args, url, data=None, form=None):
+    """GET (or POST JSON `data` / a `form`) over TLS verified against the test CA only."""
+    ctx = ssl.create_default_context(cafile=args.ca)
+    headers, body = {"Accept": "application/json"}, None
+    if data is not None:
+        headers["Content-Type"], body = "application/json", json.dumps(data).encode()
+    elif form is not None:
+        headers["Content-Type"], body = "application/x-www-form-urlencoded", urllib.parse.urlencode(form).encode()
+    req = urllib.request.Request(url, data=body, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=30, context=ctx) as r:
+            return json.load(r)
+    except urllib.error.HTTPError as e:
+        raise RuntimeError(f"{url}: {e.code} {e.read()[:300]!r}") from None
+
+
+def cmd_mas_session(page, args):
+    meta = fetch_json(args, args.mas.rstrip("/") + "/.well-known/openid-configuration")
+    redirect = "http://127.0.0.1/callback"
+    client = fetch_json(args, meta["registration_endpoint"], data={
+        "application_type": "native", "client_name": "masctl sso test", "client_uri": args.client_uri,
+        "redirect_uris": [redirect], "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"], "token_endpoint_auth_method": "none"})
+    device = "".join(secrets.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") for _ in range(12))
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    state = secrets.token_urlsafe(12)
+    q = urllib.parse.urlencode({"response_type": "code", "client_id": client["client_id"], "redirect_uri": redirect,
+                                "scope": f"openid {API_SCOPE} {DEVICE_SCOPE}{device}", "state": state,
+                                "code_challenge": challenge, "code_challenge_method": "S256"})
+    sub = argparse.Namespace(auth_url=f"{meta['authorization_endpoint']}?{q}", redirect_uri=redirect,
+                             provider=args.provider, user=args.user, password_file=args.password_file)
+    got = cmd_mas(page, sub)
+    if got["state"] != state or not got["code"]:
+        raise RuntimeError(f"MAS's redirect: {got['redirect']}")
+    token = fetch_json(args, meta["token_endpoint"], form={
+        "grant_type": "authorization_code", "code": got["code"], "redirect_uri": redirect,
+        "client_id": client["client_id"], "code_verifier": verifier})
+    return {"access_token": token["access_token"], "device_id": device, "imported": got["imported"],
+            "landed_on_link_page": bool(got["imported"])}
+
+
 def synapse_pick_username(page, localpart):
     """Synapse's username picker (only when its mapping gives no localpart)."""
     page.fill("input[name=username]", localpart)
@@ -220,7 +286,8 @@ def cmd_synapse(page, args):
     body = json.dumps({"type": "m.login.token", "token": token}).encode()
     req = urllib.request.Request(f"{args.synapse}/_matrix/client/v3/login", data=body,
                                  headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as r:
+    ctx = ssl.create_default_context(cafile=args.ca)
+    with urllib.request.urlopen(req, timeout=10, context=ctx) as r:
         login = json.load(r)
     return {"user_id": login["user_id"], "device_id": login["device_id"], "access_token": login["access_token"]}
 
@@ -338,7 +405,7 @@ def cmd_recover(page, args):
     return {"link_host": urllib.parse.urlsplit(link.group(0)).netloc, "landed": page.url}
 
 
-COMMANDS = {"idp": cmd_idp, "mas": cmd_mas, "synapse": cmd_synapse, "register-email": cmd_register_email,
+COMMANDS = {"idp": cmd_idp, "mas": cmd_mas, "mas-session": cmd_mas_session, "synapse": cmd_synapse, "register-email": cmd_register_email,
             "recover": cmd_recover}
 
 
@@ -354,6 +421,10 @@ def parse_args(argv):
     s = sub.add_parser("mas")
     for a in ("--auth-url", "--redirect-uri", "--provider", "--user", "--password-file"):
         s.add_argument(a, required=True)
+    s = sub.add_parser("mas-session")
+    for a in ("--mas", "--provider", "--user", "--password-file"):
+        s.add_argument(a, required=True)
+    s.add_argument("--client-uri", default="https://client.masctl-test.org/")
     s = sub.add_parser("synapse")
     for a in ("--synapse", "--idp-id", "--user", "--password-file"):
         s.add_argument(a, required=True)
@@ -369,6 +440,7 @@ def parse_args(argv):
 
 def main(argv):
     args = parse_args(argv)
+    install_resolver(args.resolve)
     with browser(args) as page:
         result = COMMANDS[args.command](page, args)
         shot(page, args, args.command)
