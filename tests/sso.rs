@@ -352,11 +352,19 @@ fn mas_session(s: &Stack, files: &Path, idp: &Idp, secrets: &[&str]) -> (String,
     (token, device, got)
 }
 
+/// doctor's ❌ lines, for a failure's message.
+fn doctor_errors(s: &Stack) -> String {
+    let out = text(&s.masctl(&["doctor"]).stdout);
+    out.lines().filter(|l| l.starts_with('❌')).collect::<Vec<_>>().join("\n")
+}
+
 /// doctor's line for the provider (text, JSON finding) and whether doctor succeeded.
 fn doctor_provider(s: &Stack) -> (String, serde_json::Value, bool) {
     let out = s.masctl(&["doctor"]);
     let stdout = text(&out.stdout);
-    let line = stdout.lines().find(|l| l.contains("idp:8443")).unwrap_or_else(|| panic!("no provider line:\n{stdout}"));
+    // doctor's own lines (the probe's output is shown above them).
+    let finding_line = |l: &&str| l.contains("idp:8443") && (l.starts_with('✅') || l.starts_with('❌'));
+    let line = stdout.lines().find(finding_line).unwrap_or_else(|| panic!("no provider line:\n{stdout}"));
     let json = text(&s.masctl(&["doctor", "--json"]).stdout);
     let report = json.rfind("\n[\n").map_or(json.as_str(), |i| &json[i + 1..]);
     let findings: Vec<serde_json::Value> = serde_json::from_str(report).unwrap_or_else(|e| panic!("{e}: {report}"));
@@ -415,7 +423,7 @@ fn mas_signs_in_through_a_real_openid_provider() {
 
     let (line, finding, ok) = doctor_provider(&s);
     println!("doctor: {line}");
-    assert!(ok && line.starts_with('✅') && finding["level"] == "ok", "{line}\n{finding}");
+    assert!(ok && line.starts_with('✅') && finding["level"] == "ok", "{line}\n{finding}\n{}", doctor_errors(&s));
 
     // A new account from the claims, then a working Matrix session.
     let (token, device, got) = mas_session(&s, &files, &idp, &secrets);

@@ -11,8 +11,6 @@ pub mod mas_cli;
 pub mod register_user;
 pub mod restore;
 pub mod syn2mas;
-// Not called by `syn2mas check` yet (issue 19); its table tests run.
-#[cfg_attr(not(test), allow(dead_code))]
 mod syn2mas_providers;
 
 use std::io::{BufRead, BufReader, Write};

@@ -3,6 +3,7 @@
 
 use anyhow::{Context as _, Result, bail};
 
+use super::syn2mas_providers::{MasProvider, unmapped};
 use super::{JobContext, JobSpec, backup};
 use crate::docker::OneShot;
 use crate::generation::generations;
@@ -52,6 +53,7 @@ and migration_in_progress = true, then `masctl switch`",
             ctx.number
         );
     }
+    check_providers(&ctx).await?;
     let (mut job, synapse_configs) = syn2mas_job(&ctx)?;
     let args = |rest: &[&str]| -> Vec<String> {
         let mut v = vec!["syn2mas".to_string()];
@@ -86,6 +88,29 @@ and migration_in_progress = true, then `masctl switch`",
             migrate(&ctx, job).await
         }
     }
+}
+
+/// Refuses (before syn2mas runs) when Synapse signs users in through a provider no
+/// MAS provider maps with `synapse_idp_id`: syn2mas would stop half-way on them.
+async fn check_providers(ctx: &JobContext<'_>) -> Result<()> {
+    let sql = "SELECT auth_provider, count(*) FROM user_external_ids GROUP BY auth_provider ORDER BY auth_provider";
+    let rows = super::restore::query(ctx, Database::Synapse.name(), sql).await?;
+    let recorded: Vec<(&str, u64)> =
+        rows.lines().filter_map(|l| l.rsplit_once('|')).map(|(p, n)| (p, n.trim().parse().unwrap_or(0))).collect();
+    let list = ctx.manifest.config["mas"]["upstream_oauth2"]["providers"].as_array().cloned().unwrap_or_default();
+    let mas: Vec<MasProvider> = list
+        .iter()
+        .map(|p| MasProvider { id: p["id"].as_str().unwrap_or(""), synapse_idp_id: p["synapse_idp_id"].as_str() })
+        .collect();
+    let missing = unmapped(&recorded, &mas);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let why: Vec<String> = missing.iter().map(|m| m.to_string()).collect();
+    bail!(
+        "{}: give a [[mas.upstream_oauth2.providers]] entry that synapse_idp_id, then `masctl switch`; nothing was migrated",
+        why.join("; ")
+    )
 }
 
 /// The MAS container syn2mas runs in, with Synapse's database password and

@@ -5,6 +5,8 @@
 
 /// The `auth_provider` Synapse stores for an `oidc_providers` entry: `oidc-<idp_id>`,
 /// or plain `oidc` for a missing `idp_id`, an `idp_id` of `oidc` and legacy `oidc_config`.
+// The rule the check relies on, pinned by its table test.
+#[cfg(test)]
 pub fn synapse_auth_provider(idp_id: Option<&str>) -> String {
     match idp_id {
         None | Some("oidc") => "oidc".to_string(),
@@ -32,7 +34,7 @@ impl std::fmt::Display for Unmapped {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "Synapse signs {} user(s) in through provider {:?}, which no [[mas.providers]] entry has as synapse_idp_id",
+            "Synapse signs {} user(s) in through provider {:?}, which no [[mas.upstream_oauth2.providers]] entry has as synapse_idp_id",
             self.users, self.synapse
         )?;
         if let Some(h) = &self.hint {

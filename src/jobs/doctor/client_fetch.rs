@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -48,13 +49,26 @@ impl Resolver for EdgeResolver {
     }
 }
 
-fn roots(trust: Option<&str>) -> Result<RootCerts> {
-    let Some(t) = trust else { return Ok(RootCerts::PlatformVerifier) };
-    let pem = std::fs::read(t).with_context(|| format!("reading [edge] trust {t}"))?;
+/// Where Debian keeps the system's roots (read with `[edge] extra_ca`, since the
+/// platform verifier takes no extra roots).
+const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+fn roots(e: &Expect) -> Result<RootCerts> {
+    let files: Vec<(&str, &str)> = match (&e.trust, e.extra_ca.is_empty()) {
+        (Some(t), _) => vec![("[edge] trust", t.as_str())],
+        (None, true) => return Ok(RootCerts::PlatformVerifier),
+        (None, false) => {
+            let system = Some(("the system's roots", SYSTEM_ROOTS)).filter(|_| Path::new(SYSTEM_ROOTS).exists());
+            system.into_iter().chain(e.extra_ca.iter().map(|f| ("[edge] extra_ca", f.as_str()))).collect()
+        }
+    };
     let mut certs = Vec::new();
-    for item in ureq::tls::parse_pem(&pem) {
-        if let PemItem::Certificate(c) = item.with_context(|| format!("[edge] trust {t}"))? {
-            certs.push(c);
+    for (what, f) in files {
+        let pem = std::fs::read(f).with_context(|| format!("reading {what} {f}"))?;
+        for item in ureq::tls::parse_pem(&pem) {
+            if let PemItem::Certificate(c) = item.with_context(|| format!("{what} {f}"))? {
+                certs.push(c);
+            }
         }
     }
     Ok(RootCerts::new_with_certs(&certs))
@@ -62,7 +76,7 @@ fn roots(trust: Option<&str>) -> Result<RootCerts> {
 
 fn agent(e: &Expect, edge: Option<IpAddr>, fell_back: Arc<Mutex<BTreeSet<String>>>) -> Result<ureq::Agent> {
     let config = ureq::Agent::config_builder()
-        .tls_config(TlsConfig::builder().root_certs(roots(e.trust.as_deref())?).build())
+        .tls_config(TlsConfig::builder().root_certs(roots(e)?).build())
         .timeout_global(Some(Duration::from_secs(15)))
         // A refusal's status and body are what the walk reads.
         .http_status_as_error(false)

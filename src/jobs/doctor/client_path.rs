@@ -57,6 +57,8 @@ pub struct Expect {
     pub plain: bool,
     /// `[edge] trust`: the roots to verify chains with instead of the system's.
     pub trust: Option<String>,
+    /// `[edge] extra_ca`: CAs trusted besides the system's roots.
+    pub extra_ca: Vec<String>,
 }
 
 fn host_only(h: &str) -> String {
@@ -95,6 +97,7 @@ impl Expect {
             hostnames,
             plain: config["edge"]["tls"].as_str().unwrap_or("plain") == "plain",
             trust: s(&config["edge"]["trust"]),
+            extra_ca: config["edge"]["extra_ca"].as_array().into_iter().flatten().filter_map(s).collect(),
         }
     }
 
@@ -464,7 +467,11 @@ qr_login = false";
 }
 
 fn tls(e: &Expect, hosts: &[(String, Fetched)]) -> Vec<Finding> {
-    let roots = e.trust.as_ref().map_or("the system's roots".to_string(), |t| format!("[edge] trust {t}"));
+    let roots = match (&e.trust, e.extra_ca.is_empty()) {
+        (Some(t), _) => format!("[edge] trust {t}"),
+        (None, true) => "the system's roots".to_string(),
+        (None, false) => format!("the system's roots and [edge] extra_ca {}", e.extra_ca.join(", ")),
+    };
     let mut out = Vec::new();
     let mut good = Vec::new();
     for (host, f) in hosts {

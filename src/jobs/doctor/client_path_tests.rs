@@ -10,6 +10,7 @@ fn expect() -> Expect {
         hostnames: vec!["matrix.b.test".into(), "b.test".into()],
         plain: false,
         trust: Some("/etc/ca.pem".into()),
+        extra_ca: vec![],
     }
 }
 

@@ -4,6 +4,7 @@
 mod client_fetch;
 mod client_path;
 mod finding;
+mod providers;
 mod smtp;
 
 use std::time::Duration;
@@ -64,6 +65,7 @@ pub async fn run(layout: &Layout) -> Result<Vec<Finding>> {
     findings.extend(client_path(&ctx, &engine).await?);
     findings.extend(database(&ctx).await?);
     findings.extend(smtp(&ctx).await?);
+    findings.extend(upstream_providers(&ctx).await?);
     if ctx.mas_enabled() {
         let mas = ctx.mas_spec()?;
         let job = JobSpec::new("doctor", ctx.mas_job(&mas, &["doctor".to_string()]));
@@ -134,6 +136,25 @@ async fn smtp(ctx: &JobContext<'_>) -> Result<Vec<Finding>> {
     job.entrypoint = Some(vec!["python3".into()]);
     let (_, out) = ctx.run("masctl doctor: SMTP", JobSpec::new("doctor-smtp", job)).await?;
     Ok(smtp::findings(&target, &out))
+}
+
+/// MAS's upstream OAuth 2.0 providers, from MAS's network with its mounts and
+/// environment (see `providers`).
+async fn upstream_providers(ctx: &JobContext<'_>) -> Result<Vec<Finding>> {
+    if !ctx.mas_enabled() {
+        return Ok(vec![]);
+    }
+    let list = providers::from_config(&ctx.manifest.config);
+    let (Some(python), false) = (ctx.manifest.images.get(&Service::Synapse), list.is_empty()) else {
+        return Ok(vec![]);
+    };
+    let mut cmd = vec!["-c".to_string(), providers::PROBE.to_string()];
+    cmd.extend(providers::args(&list));
+    let mut job = crate::docker::OneShot::like(&ctx.mas_spec()?, cmd, Some(ctx.manifest.instance.clone()));
+    job.image = python.clone();
+    job.entrypoint = Some(vec!["python3".into()]);
+    let (_, out) = ctx.run("masctl doctor: upstream providers", JobSpec::new("doctor-oidc", job)).await?;
+    Ok(providers::findings(&list, &out))
 }
 
 /// The oldest Postgres the Synapse masctl builds runs on (its engine refuses older).

@@ -209,6 +209,8 @@ struct Gathered {
     key_id: String,
     /// (secret name, content)
     secrets: Vec<(&'static str, String)>,
+    /// Synapse's own OIDC client secrets: (file under secrets/, content).
+    oidc_secrets: Vec<(String, String)>,
     media: PathBuf,
 }
 
@@ -229,6 +231,22 @@ async fn gather(layout: &Layout, ctx: &JobContext<'_>, server_name: &str, src: &
         s.config.push(settings::appservices_change(&registrations));
     }
     let resolve = |p: &str| settings::resolve(p, &src.mounts, &config_dir);
+    let oidc = settings::oidc_providers(&hs).map_err(|e| anyhow::anyhow!("{}: {e}", src.homeserver.display()))?;
+    let mut oidc_secrets = Vec::new();
+    let mut oidc_files = Vec::new();
+    for p in oidc {
+        let value = match &p.secret {
+            SecretValue::Inline(v) => v.clone(),
+            SecretValue::File(f) => fs::read_to_string(resolve(f))
+                .with_context(|| format!("cannot read oidc_providers {}'s client secret {f}", p.idp_id))?,
+        };
+        let name = format!("imported-oidc-{}", p.idp_id);
+        oidc_files.push((p, layout.secret(&name)));
+        oidc_secrets.push((name, value.trim().to_string()));
+    }
+    if !oidc_files.is_empty() {
+        s.config.push(settings::oidc_change(&oidc_files));
+    }
     let key_path = src.signing_key.clone().unwrap_or_else(|| resolve(&s.signing_key_path));
     let signing_key = fs::read_to_string(&key_path)
         .with_context(|| format!("cannot read the signing key {} (pass --signing-key FILE)", key_path.display()))?;
@@ -256,7 +274,7 @@ async fn gather(layout: &Layout, ctx: &JobContext<'_>, server_name: &str, src: &
     if !media.is_dir() {
         bail!("the media store {} is not a directory (pass --media DIR)", media.display());
     }
-    Ok(Gathered { kind, settings: s, signing_key, key_id, secrets: found, media })
+    Ok(Gathered { kind, settings: s, signing_key, key_id, secrets: found, oidc_secrets, media })
 }
 
 /// The appservice registrations the source's Synapse loads, on this host. They
@@ -282,6 +300,9 @@ fn locate_registrations(hs: &Value, src: &Source, config_dir: &Path) -> Result<V
 
 /// Who reads each imported secret.
 fn owner(name: &str) -> u32 {
+    if name.starts_with("imported-") {
+        return 0;
+    }
     if name.starts_with("mas-") { Service::Mas.uid() } else { SYNAPSE.uid() }
 }
 
@@ -479,6 +500,8 @@ fn install_secrets(layout: &Layout, g: &Gathered, stamp: &str) -> Result<(Vec<St
     let mut written = vec!["synapse-signing.key".to_string()];
     let mut all: Vec<(&str, String)> = vec![("synapse-signing.key", g.signing_key.clone())];
     all.extend(g.secrets.iter().map(|(n, v)| (*n, v.clone())));
+    // masctl's own inputs (root's, as a client_secret_file you write would be).
+    all.extend(g.oidc_secrets.iter().map(|(n, v)| (n.as_str(), v.clone())));
     for (name, value) in &all {
         let path = layout.secret(name);
         if path.exists() {

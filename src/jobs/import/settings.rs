@@ -176,6 +176,70 @@ pub fn appservices_change(paths: &[PathBuf]) -> (Vec<String>, Value) {
     (key(&["synapse", "appservices"]), Value::Array(list))
 }
 
+/// One of the source's `oidc_providers`: its masctl.toml table (without
+/// `client_secret_file`, which the caller adds) and where its client secret is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OidcImport {
+    pub idp_id: String,
+    pub table: serde_json::Map<String, Value>,
+    pub secret: SecretValue,
+}
+
+/// The source's `oidc_providers` (Synapse's own single sign-on), as
+/// `[[synapse.oidc_providers]]` tables; refuses what masctl cannot carry.
+pub fn oidc_providers(hs: &Value) -> Result<Vec<OidcImport>> {
+    let Some(list) = hs.get("oidc_providers").and_then(Value::as_array) else { return Ok(vec![]) };
+    list.iter().map(oidc_provider).collect()
+}
+
+fn oidc_provider(p: &Value) -> Result<OidcImport> {
+    let str_of = |k: &str| p.get(k).and_then(Value::as_str).map(String::from);
+    // Synapse's default idp_id is "oidc" (recorded as plain `oidc`); it prefixes any other with `oidc-`.
+    let idp_id = str_of("idp_id").unwrap_or_else(|| "oidc".into());
+    let (Some(issuer), Some(client_id)) = (str_of("issuer"), str_of("client_id")) else {
+        bail!("oidc_providers {idp_id}: no issuer or client_id");
+    };
+    let secret = match (str_of("client_secret"), str_of("client_secret_path")) {
+        (Some(v), _) => SecretValue::Inline(v),
+        (None, Some(path)) => SecretValue::File(path),
+        (None, None) => bail!(
+            "oidc_providers {idp_id}: no client_secret or client_secret_path (a client_secret_jwt_key is not \
+carried over): add it to [[synapse.oidc_providers]] yourself"
+        ),
+    };
+    let mut table = serde_json::Map::new();
+    table.insert("idp_id".into(), Value::String(idp_id.clone()));
+    if let Some(name) = str_of("idp_name") {
+        table.insert("idp_name".into(), Value::String(name));
+    }
+    table.insert("issuer".into(), Value::String(issuer));
+    table.insert("client_id".into(), Value::String(client_id));
+    if let Some(scopes) = p.get("scopes").filter(|v| v.is_array()) {
+        table.insert("scopes".into(), scopes.clone());
+    }
+    let mapping = &p["user_mapping_provider"]["config"];
+    for (from, to) in [("localpart_template", "localpart_template"), ("display_name_template", "display_name_template")]
+    {
+        if let Some(t) = mapping.get(from).and_then(Value::as_str) {
+            table.insert(to.into(), Value::String(t.into()));
+        }
+    }
+    Ok(OidcImport { idp_id, table, secret })
+}
+
+/// The masctl.toml change naming Synapse's own providers, each with its secret's file.
+pub fn oidc_change(providers: &[(OidcImport, PathBuf)]) -> (Vec<String>, Value) {
+    let list = providers
+        .iter()
+        .map(|(p, secret)| {
+            let mut t = p.table.clone();
+            t.insert("client_secret_file".into(), Value::String(secret.display().to_string()));
+            Value::Object(t)
+        })
+        .collect();
+    (key(&["synapse", "oidc_providers"]), Value::Array(list))
+}
+
 /// A signing key file: one or more `ed25519 <id> <unpadded base64 seed>` lines.
 pub fn check_signing_key(text: &str) -> Result<String> {
     let first = text.lines().map(str::trim).find(|l| !l.is_empty());
@@ -359,6 +423,36 @@ mod tests {
         for (inside, host) in cases {
             assert_eq!(resolve(inside, &mounts, dir), PathBuf::from(host), "{inside}");
         }
+    }
+
+    #[test]
+    fn oidc_providers_carry_over_with_their_secrets() {
+        let hs = serde_json::json!({"oidc_providers": [
+            {"idp_id": "keycloak", "idp_name": "SSO", "issuer": "https://kc/realms/m", "client_id": "synapse",
+             "client_secret": "s3", "scopes": ["openid", "profile"],
+             "user_mapping_provider": {"config": {"localpart_template": "{{ user.preferred_username }}"}}},
+            {"issuer": "https://dex/", "client_id": "syn", "client_secret_path": "/data/dex.secret"},
+        ]});
+        let got = oidc_providers(&hs).unwrap();
+        assert_eq!(got[0].idp_id, "keycloak");
+        assert_eq!(got[0].secret, SecretValue::Inline("s3".into()));
+        assert_eq!(got[0].table["localpart_template"], "{{ user.preferred_username }}");
+        assert_eq!(got[1].idp_id, "oidc", "Synapse's default idp_id");
+        assert_eq!(got[1].secret, SecretValue::File("/data/dex.secret".into()));
+        let pairs: Vec<(OidcImport, PathBuf)> = got.into_iter().map(|p| (p, PathBuf::from("/s/x"))).collect();
+        let text = apply("", &[oidc_change(&pairs)]).unwrap();
+        let t: toml::Table = toml::from_str(&text).unwrap();
+        let first = &t["synapse"]["oidc_providers"][0];
+        assert_eq!(first["client_secret_file"].as_str(), Some("/s/x"), "{text}");
+        assert!(!text.contains("s3"), "the secret itself stays out of masctl.toml: {text}");
+        for (bad, why) in [
+            (serde_json::json!({"oidc_providers": [{"issuer": "https://a/"}]}), "no issuer or client_id"),
+            (serde_json::json!({"oidc_providers": [{"issuer": "https://a/", "client_id": "c"}]}), "no client_secret"),
+        ] {
+            let e = oidc_providers(&bad).unwrap_err().to_string();
+            assert!(e.contains(why), "{e}");
+        }
+        assert!(oidc_providers(&serde_json::json!({})).unwrap().is_empty());
     }
 
     #[test]
