@@ -22,7 +22,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::http::Client;
 use common::python::{executable, venv};
 use common::stack::{Stack, free_port, text};
 use common::{Docker, HARDENED, Root, docker, docker_ok, grep_tree, images_with_standin, mas_images, repo, wait_for};
@@ -374,8 +373,71 @@ fn doctor_provider(s: &Stack) -> (String, serde_json::Value, bool) {
 
 /// Alice's Matrix session with `token`: whoami names her (and the device from the
 /// scope), /sync answers.
-fn session_works(s: &Stack, token: &str, device: Option<&str>) -> Client {
-    let c = Client::new(&s.base_url(), token);
+/// The client-server API through the edge (`tls = "files"` publishes no plain
+/// port): curl resolves the public name to the proxy and trusts the test's CA; the
+/// token and bodies go in 0600 files, never on a command line.
+struct EdgeClient {
+    edge_ip: String,
+    ca: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl EdgeClient {
+    fn new(s: &Stack, files: &Path, token: Option<&str>) -> EdgeClient {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = token.map(|t| format!("Authorization: Bearer {t}\n")).unwrap_or_default();
+        write_private(&dir.path().join("headers"), &format!("Content-Type: application/json\n{auth}"));
+        EdgeClient { edge_ip: ip_on(&s.container("proxy"), &s.instance), ca: files.join("ca.pem"), dir }
+    }
+
+    /// The HTTP status and body of one call.
+    fn call(&self, method: &str, path: &str, body: Option<&serde_json::Value>) -> (u16, String) {
+        let host = format!("matrix.{SERVER_NAME}");
+        let mut cmd = Command::new("curl");
+        cmd.args(["-s", "--max-time", "30", "-w", "\n%{http_code}", "-X", method, "--cacert"]).arg(&self.ca);
+        cmd.args(["--resolve", &format!("{host}:443:{}", self.edge_ip), "-H"]);
+        cmd.arg(format!("@{}", self.dir.path().join("headers").display()));
+        if let Some(b) = body {
+            let f = self.dir.path().join("body.json");
+            write_private(&f, &b.to_string());
+            cmd.arg("--data-binary").arg(format!("@{}", f.display()));
+        }
+        let out = cmd.arg(format!("https://{host}{path}")).output().unwrap();
+        let all = text(&out.stdout);
+        let (body, status) = all.rsplit_once('\n').unwrap_or(("", &all));
+        (status.trim().parse().unwrap_or(0), body.to_string())
+    }
+
+    fn json(&self, method: &str, path: &str, body: Option<&serde_json::Value>) -> serde_json::Value {
+        let (status, text) = self.call(method, path, body);
+        assert_eq!(status, 200, "{method} {path}: {text}");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: {e}: {text}"))
+    }
+
+    fn get(&self, path: &str) -> serde_json::Value {
+        self.json("GET", path, None)
+    }
+
+    fn post(&self, path: &str, body: &serde_json::Value) -> serde_json::Value {
+        self.json("POST", path, Some(body))
+    }
+}
+
+fn write_private(p: &Path, data: &str) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(p).unwrap();
+    std::io::Write::write_all(&mut f, data.as_bytes()).unwrap();
+}
+
+/// Synapse answers `/versions` through the edge.
+fn wait_serving(s: &Stack, files: &Path) {
+    wait_for("Synapse to answer /versions through the edge", Duration::from_secs(120), || {
+        (EdgeClient::new(s, files, None).call("GET", "/_matrix/client/versions", None).0 == 200).then_some(())
+    });
+}
+
+fn session_works(s: &Stack, files: &Path, token: &str, device: Option<&str>) -> EdgeClient {
+    let c = EdgeClient::new(s, files, Some(token));
     let me = c.get("/_matrix/client/v3/account/whoami");
     assert_eq!(me["user_id"], format!("@alice:{SERVER_NAME}"), "{me}");
     if let Some(d) = device {
@@ -439,7 +501,7 @@ fn mas_signs_in_through_a_real_openid_provider() {
     wait_for("alice on Synapse with her display name", Duration::from_secs(60), || {
         (synapse_displayname(&s).trim() == "Alice Liddell").then_some(())
     });
-    session_works(&s, &token, Some(&device));
+    session_works(&s, &files, &token, Some(&device));
 
     // The IdP stopped: doctor's ❌ names the provider; started again: ✅.
     let generation = s.current();
@@ -473,7 +535,7 @@ fn synapse_sso_users_keep_their_matrix_id_through_syn2mas() {
     let idp = start_idp(&mut d, &s.instance, &files, (&mas_secret, &synapse_secret), "alice-idp-password-1");
     s.write_config(&before_mas(&synapse_oidc(&files)));
     s.masctl_ok(&["switch"]);
-    s.wait_serving();
+    wait_serving(&s, &files);
     let served = s.served_config();
     assert_eq!(served["oidc_providers"][0]["idp_id"], "idp", "{}", served["oidc_providers"]);
     assert_eq!(served["oidc_providers"][0]["issuer"], ISSUER, "{}", served["oidc_providers"]);
@@ -488,7 +550,7 @@ fn synapse_sso_users_keep_their_matrix_id_through_syn2mas() {
     let recorded =
         s.sql("synapse", "SELECT auth_provider || ' ' || external_id || ' ' || user_id FROM user_external_ids");
     assert_eq!(recorded.trim(), format!("oidc-idp {ALICE_SUB} @alice:{SERVER_NAME}"));
-    let before = session_works(&s, got["access_token"].as_str().unwrap(), None);
+    let before = session_works(&s, &files, got["access_token"].as_str().unwrap(), None);
     let room = before.post("/_matrix/client/v3/createRoom", &json!({"name": "before MAS"}));
     let room_id = room["room_id"].as_str().unwrap_or_else(|| panic!("{room}")).to_string();
     assert_secrets_nowhere(&s, &both, &both);
@@ -506,7 +568,7 @@ fn synapse_sso_users_keep_their_matrix_id_through_syn2mas() {
     };
     s.write_config(&migrating("idp"));
     s.masctl_ok(&["switch"]);
-    s.wait_serving();
+    wait_serving(&s, &files);
     let check = s.masctl(&["syn2mas", "check"]);
     let why = format!("{}{}", text(&check.stdout), text(&check.stderr));
     println!("syn2mas check, synapse_idp_id = \"idp\":\n{why}");
@@ -520,7 +582,7 @@ fn synapse_sso_users_keep_their_matrix_id_through_syn2mas() {
     // Fixed: check, migrate, flag off (Synapse's own SSO goes with it), switch.
     s.write_config(&migrating("oidc-idp"));
     s.masctl_ok(&["switch"]);
-    s.wait_serving();
+    wait_serving(&s, &files);
     let check = s.masctl(&["syn2mas", "check"]);
     assert!(check.status.success(), "{}{}", text(&check.stdout), text(&check.stderr));
     let migrate = s.masctl(&["syn2mas", "migrate"]);
@@ -533,12 +595,12 @@ fn synapse_sso_users_keep_their_matrix_id_through_syn2mas() {
         edge(&files)
     ));
     s.masctl_ok(&["switch"]);
-    s.wait_serving();
+    wait_serving(&s, &files);
 
     // Through MAS and the IdP: the same Matrix ID, still in her room.
     let (token, device, got) = mas_session(&s, &files, &idp, &both);
     assert_eq!(got["landed_on_link_page"], false, "the migrated link signs alice in, no new account: {got}");
-    let after = session_works(&s, &token, Some(&device));
+    let after = session_works(&s, &files, &token, Some(&device));
     let joined = after.get("/_matrix/client/v3/joined_rooms");
     assert!(joined["joined_rooms"].as_array().is_some_and(|r| r.iter().any(|x| x == &json!(room_id))), "{joined}");
     assert_eq!(s.sql("mas", "SELECT count(*) FROM users"), "1", "one MAS user, the migrated alice");
