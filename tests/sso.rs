@@ -553,10 +553,11 @@ fn synapse_sso_users_keep_their_matrix_id_through_syn2mas() {
     let before = session_works(&s, &files, got["access_token"].as_str().unwrap(), None);
     let room = before.post("/_matrix/client/v3/createRoom", &json!({"name": "before MAS"}));
     let room_id = room["room_id"].as_str().unwrap_or_else(|| panic!("{room}")).to_string();
-    assert_secrets_nowhere(&s, &both, &both);
+    assert_secrets_nowhere(&s, &both, &[synapse_secret.as_str()]);
 
-    // MAS with the migration flag and a synapse_idp_id without Synapse's prefix:
-    // syn2mas check refuses, naming both, and nothing migrates.
+    // MAS with the migration flag. A synapse_idp_id without Synapse's prefix is
+    // refused where the config says it; one for another provider passes the
+    // switch, and syn2mas check refuses naming both ids; nothing migrates.
     let migrating = |idp_id: &str| {
         format!(
             "{}[mas]\nenabled = true\nmigration_in_progress = true\n{}{}{}",
@@ -566,14 +567,21 @@ fn synapse_sso_users_keep_their_matrix_id_through_syn2mas() {
             edge(&files)
         )
     };
+    let generation = s.current();
     s.write_config(&migrating("idp"));
+    let refused = s.masctl(&["switch"]);
+    let why = text(&refused.stderr);
+    println!("switch, synapse_idp_id = \"idp\": {why}");
+    assert!(!refused.status.success() && why.contains("masctl.toml:") && why.contains("oidc-<idp_id>"), "{why}");
+    assert_eq!(s.current(), generation, "a refused config changes nothing");
+    s.write_config(&migrating("oidc-other"));
     s.masctl_ok(&["switch"]);
     wait_serving(&s, &files);
     let check = s.masctl(&["syn2mas", "check"]);
     let why = format!("{}{}", text(&check.stdout), text(&check.stderr));
-    println!("syn2mas check, synapse_idp_id = \"idp\":\n{why}");
+    println!("syn2mas check, synapse_idp_id = \"oidc-other\":\n{why}");
     assert!(!check.status.success(), "{why}");
-    for w in ["\"oidc-idp\"", "\"idp\"", "oidc- prefix", PROVIDER_ID] {
+    for w in ["\"oidc-idp\"", "they map \"oidc-other\"", "1 user(s)"] {
         assert!(why.contains(w), "{w:?} in {why}");
     }
     assert_eq!(s.sql("mas", "SELECT count(*) FROM users"), "0", "nothing migrated");

@@ -21,13 +21,13 @@ pub struct MasProvider<'a> {
     pub synapse_idp_id: Option<&'a str>,
 }
 
-/// One Synapse provider no MAS provider maps, with the nearest MAS candidate
-/// (whose `synapse_idp_id` lacks the `oidc-` prefix, the seed's classic mistake).
+/// One Synapse provider no MAS provider maps, with the ids MAS's providers do map
+/// (a typo or a different idp_id shows next to the recorded one).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unmapped {
     pub synapse: String,
     pub users: u64,
-    pub hint: Option<String>,
+    pub mapped: Vec<String>,
 }
 
 impl std::fmt::Display for Unmapped {
@@ -37,31 +37,23 @@ impl std::fmt::Display for Unmapped {
             "Synapse signs {} user(s) in through provider {:?}, which no [[mas.upstream_oauth2.providers]] entry has as synapse_idp_id",
             self.users, self.synapse
         )?;
-        if let Some(h) = &self.hint {
-            write!(f, " ({h})")?;
+        match self.mapped.as_slice() {
+            [] => write!(f, " (none has a synapse_idp_id)"),
+            ids => write!(f, " (they map {})", ids.iter().map(|i| format!("{i:?}")).collect::<Vec<_>>().join(", ")),
         }
-        Ok(())
     }
 }
 
 /// `recorded`: Synapse's distinct `auth_provider` values with their user counts.
 /// `oauth-delegated` (left by an earlier MAS) is not a provider and is skipped here.
 pub fn unmapped(recorded: &[(&str, u64)], mas: &[MasProvider<'_>]) -> Vec<Unmapped> {
+    let mapped: Vec<String> = mas.iter().filter_map(|m| m.synapse_idp_id.map(str::to_string)).collect();
     recorded
         .iter()
         .filter(|(p, _)| *p != "oauth-delegated")
-        .filter(|(p, _)| !mas.iter().any(|m| m.synapse_idp_id == Some(*p)))
-        .map(|(p, n)| Unmapped { synapse: p.to_string(), users: *n, hint: hint(p, mas) })
+        .filter(|(p, _)| !mapped.iter().any(|m| m == p))
+        .map(|(p, n)| Unmapped { synapse: p.to_string(), users: *n, mapped: mapped.clone() })
         .collect()
-}
-
-fn hint(synapse: &str, mas: &[MasProvider<'_>]) -> Option<String> {
-    let bare = synapse.strip_prefix("oidc-")?;
-    let m = mas.iter().find(|m| m.synapse_idp_id == Some(bare))?;
-    Some(format!(
-        "provider {} has synapse_idp_id {bare:?}: Synapse adds the oidc- prefix, so it must be {synapse:?}",
-        m.id
-    ))
 }
 
 #[cfg(test)]
@@ -81,12 +73,12 @@ mod tests {
     #[test]
     fn unmapped_table() {
         let kc = MasProvider { id: "01HFVBY12TMNTYTBV8W921M5FA", synapse_idp_id: Some("oidc-keycloak") };
-        let bare = MasProvider { id: "01HFVBY12TMNTYTBV8W921M5FB", synapse_idp_id: Some("keycloak") };
+        let other = MasProvider { id: "01HFVBY12TMNTYTBV8W921M5FB", synapse_idp_id: Some("oidc-gitlab") };
         let none = MasProvider { id: "01HFVBY12TMNTYTBV8W921M5FC", synapse_idp_id: None };
         let cases: Vec<Case> = vec![
             ("mapped", vec![("oidc-keycloak", 3)], vec![kc.clone()], vec![]),
             ("no users, nothing to map", vec![], vec![none.clone()], vec![]),
-            ("missing prefix", vec![("oidc-keycloak", 3)], vec![bare.clone()], vec!["oidc-keycloak"]),
+            ("a different id", vec![("oidc-keycloak", 3)], vec![other.clone()], vec!["oidc-keycloak"]),
             ("no provider at all", vec![("oidc", 1)], vec![], vec!["oidc"]),
             ("earlier MAS rows skipped", vec![("oauth-delegated", 5)], vec![], vec![]),
             ("one of two", vec![("oidc-keycloak", 1), ("oidc-gitlab", 2)], vec![kc], vec!["oidc-gitlab"]),
@@ -99,9 +91,9 @@ mod tests {
 
     #[test]
     fn refusal_names_both_sides() {
-        let bare = MasProvider { id: "01HFVBY12TMNTYTBV8W921M5FB", synapse_idp_id: Some("keycloak") };
-        let line = unmapped(&[("oidc-keycloak", 2)], &[bare])[0].to_string();
-        for needle in ["\"oidc-keycloak\"", "\"keycloak\"", "01HFVBY12TMNTYTBV8W921M5FB", "2 user(s)"] {
+        let other = MasProvider { id: "01HFVBY12TMNTYTBV8W921M5FB", synapse_idp_id: Some("oidc-gitlab") };
+        let line = unmapped(&[("oidc-keycloak", 2)], &[other])[0].to_string();
+        for needle in ["\"oidc-keycloak\"", "they map \"oidc-gitlab\"", "2 user(s)"] {
             assert!(line.contains(needle), "{needle} in {line}");
         }
     }
