@@ -238,11 +238,12 @@ class Browser:
     def goto(self, url):
         """page.goto, again when Chromium aborts it because the host's interfaces
         changed under it (other tests' Docker networks coming and going)."""
-        for attempt in range(3):
+        for attempt in range(5):
             try:
                 return self.page.goto(url)
             except Exception as exc:
-                if "ERR_NETWORK_CHANGED" not in str(exc) or attempt == 2:
+                aborted = "ERR_NETWORK_CHANGED" in str(exc) or 'another navigation to "chrome-error://' in str(exc)
+                if not aborted or attempt == 4:
                     raise
 
     def fill(self, fields):

@@ -63,6 +63,22 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "-
 TIMEOUT_MS = 30_000
 
 
+# What Chromium says when it aborts a navigation because the host's interfaces
+# changed under it (other tests' Docker networks and containers coming and going).
+NETWORK_CHANGED = ("ERR_NETWORK_CHANGED", 'another navigation to "chrome-error://')
+
+
+def goto(page, url, attempts=5):
+    """page.goto, made again when Chromium aborts it for a network change; any
+    other failure is raised at once."""
+    for attempt in range(attempts):
+        try:
+            return page.goto(url)
+        except Exception as exc:
+            if not any(n in str(exc) for n in NETWORK_CHANGED) or attempt == attempts - 1:
+                raise
+
+
 def read_secret(path):
     with open(path, encoding="utf-8") as f:
         return f.read().strip()
@@ -158,7 +174,7 @@ def cmd_idp(page, args):
     state = secrets.token_urlsafe(12)
     q = urllib.parse.urlencode({"client_id": args.client_id, "redirect_uri": args.redirect_uri,
                                 "response_type": "code", "scope": "openid email profile", "state": state})
-    page.goto(f"{args.issuer}/auth?{q}")
+    goto(page, f"{args.issuer}/auth?{q}")
     idp_sign_in(page, args.user, read_secret(args.password_file))
     url = wait_until(page, "the redirect to the client", lambda: seen and seen[0])
     got = query_of(url)
@@ -189,7 +205,7 @@ def mas_consent(page):
 
 def cmd_mas(page, args):
     seen = capture_redirect(page, args.redirect_uri)
-    page.goto(args.auth_url)
+    goto(page, args.auth_url)
     page.wait_for_url(re.compile(r"/login"))
     link = page.locator("a[href*='/upstream/authorize/']", has_text=args.provider)
     if not link.count():
@@ -270,7 +286,7 @@ def cmd_synapse(page, args):
     redirect = "http://client.invalid/done"
     seen = capture_redirect(page, redirect)
     q = urllib.parse.urlencode({"redirectUrl": redirect})
-    page.goto(f"{args.synapse}/_matrix/client/v3/login/sso/redirect/oidc-{args.idp_id}?{q}")
+    goto(page, f"{args.synapse}/_matrix/client/v3/login/sso/redirect/oidc-{args.idp_id}?{q}")
     idp_sign_in(page, args.user, read_secret(args.password_file))
     # Back at Synapse: maybe the picker, maybe the "continue to your client" page.
     page.wait_for_load_state()
@@ -329,7 +345,7 @@ def submit_registration(page, args, password):
     page fails. Returns the mails there were before the submission that got through."""
     for attempt in range(3):
         before = mails(args.maildir)
-        page.goto(f"{args.mas}/register/password")
+        goto(page, f"{args.mas}/register/password")
         page.fill("input[name=username]", args.username)
         page.fill("input[name=email]", args.email)
         page.fill("input[name=password]", password)
@@ -377,7 +393,7 @@ def cmd_register_email(page, args):
 
 def cmd_recover(page, args):
     before = mails(args.maildir)
-    page.goto(f"{args.mas}/recover")
+    goto(page, f"{args.mas}/recover")
     page.fill("input[name=email]", args.email)
     page.locator("form button[type=submit]").first.click()
     page.wait_for_load_state()
@@ -391,7 +407,7 @@ def cmd_recover(page, args):
     page.on("console", lambda m: trouble.append(f"console {m.type}: {m.text}"))
     page.on("requestfailed", lambda r: trouble.append(f"failed {r.url}: {r.failure}"))
     page.on("response", lambda r: r.status >= 400 and trouble.append(f"{r.status} {r.url}"))
-    page.goto(link.group(0))
+    goto(page, link.group(0))
     password = read_secret(args.new_password_file)
     try:
         page.wait_for_selector("input[name=new_password]")
