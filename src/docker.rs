@@ -416,7 +416,7 @@ choose another instance name"
     /// A file of `image`'s filesystem (following symlinks), read from a container
     /// that is created and never started; None when the image has no such file.
     pub async fn file_in_image(&self, image: &str, path: &str) -> Result<Option<Vec<u8>>> {
-        let name = format!("masctl-read-{}", hex::encode(crate::secrets::random_bytes::<6>()?));
+        let name = container_name("read")?;
         let body = ContainerCreateBody {
             image: Some(image.to_string()),
             // Never run: only there because an image without a command cannot be created.
@@ -636,9 +636,7 @@ impl Engine {
     /// [`Engine::run_once`], the container joining `networks` too (made by the
     /// user: an external Postgres's) when it has a network at all.
     pub async fn run_once_joining(&self, job: &OneShot, what: &str, networks: &[String]) -> Result<i64> {
-        let mut rnd = [0u8; 6];
-        getrandom::fill(&mut rnd).map_err(|e| anyhow::anyhow!("random name: {e}"))?;
-        let name = format!("masctl-{what}-{}", hex::encode(rnd));
+        let name = container_name(what)?;
         let body = ContainerCreateBody {
             image: Some(job.image.clone()),
             user: Some(job.user.clone()),
@@ -735,6 +733,13 @@ impl Engine {
             .with_context(|| format!("removing image {id}"))?;
         Ok(())
     }
+}
+
+/// A fresh name for a short-lived container: `masctl-<what>-<12 random hex digits>`.
+fn container_name(what: &str) -> Result<String> {
+    let mut rnd = [0u8; 6];
+    getrandom::fill(&mut rnd).map_err(|e| anyhow::anyhow!("random name: {e}"))?;
+    Ok(format!("masctl-{what}-{}", hex::encode(rnd)))
 }
 
 #[cfg(test)]
