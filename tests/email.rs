@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::python::{executable, venv};
+use common::python::{BrowserNet, executable};
 use common::stack::{Stack, free_port, text};
 use common::{Docker, HARDENED, Root, docker, docker_ok, grep_tree, images_with_standin, mas_images, repo, wait_for};
 
@@ -218,7 +218,9 @@ fn browser(s: &Stack, files: &Path, edge_ip: &str, password: &str, args: &[&str]
         all.extend(["--resolve".to_string(), format!("{h}={edge_ip}")]);
     }
     all.extend(args.iter().map(|a| a.to_string()));
-    let mut child = Command::new(venv().join("bin/python"))
+    let net = BrowserNet::join(&s.instance, &s.container("proxy"));
+    let mut child = net
+        .python()
         .arg(repo().join("tests/py/sso_login.py"))
         .args(&all)
         .stdout(std::process::Stdio::piped())

@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::python::{executable, venv};
+use common::python::{BrowserNet, executable};
 use common::stack::{Stack, free_port, text};
 use common::{Docker, HARDENED, Root, docker, docker_ok, images_with_standin, mas_images, wait_for};
 use serde_json::json;
@@ -183,6 +183,9 @@ struct Run<'a> {
     tokens_file: &'a Path,
     ca: &'a Path,
     edge_ip: &'a str,
+    /// The network the edge and the browser share, and the edge's container.
+    net: &'a str,
+    proxy: &'a str,
 }
 
 /// One driver run; panics with the driver's JSON when an assertion failed, or when
@@ -216,7 +219,9 @@ fn drive(mode: &str, r: &Run) -> serde_json::Value {
         args.push("--policy-stub");
     }
     let script = common::repo().join("tests/py/next_gen_login.py");
-    let mut child = std::process::Command::new(venv().join("bin/python"))
+    let net = BrowserNet::join(r.net, r.proxy);
+    let mut child = net
+        .python()
         .arg(script)
         .args(&args)
         .stdout(std::process::Stdio::piped())
@@ -334,10 +339,18 @@ fn element_x_signs_in_through_mas_over_tls() {
     let out = s.masctl_stdin("bob-password-1\n", &["register-user", "bob"]);
     assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
 
+    let proxy = s.container("proxy");
     let root = ca.path().join("pebble-root.pem");
     let tokens_file = secrets.path().join("tokens");
-    let bob =
-        Run { user: "bob", password_file: &password_file, tokens_file: &tokens_file, ca: &root, edge_ip: &edge_ip };
+    let bob = Run {
+        user: "bob",
+        password_file: &password_file,
+        tokens_file: &tokens_file,
+        ca: &root,
+        edge_ip: &edge_ip,
+        net: &net,
+        proxy: &proxy,
+    };
     for mode in ["login", "negative", "device"] {
         let result = drive(mode, &bob);
         println!("{mode}: {result}");

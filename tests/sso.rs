@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::python::{executable, venv};
+use common::python::{BrowserNet, executable};
 use common::stack::{Stack, free_port, text};
 use common::{Docker, HARDENED, Root, docker, docker_ok, grep_tree, images_with_standin, mas_images, repo, wait_for};
 use serde_json::json;
@@ -312,7 +312,9 @@ fn browser(s: &Stack, files: &Path, idp: &Idp, secrets: &[&str], args: &[&str]) 
     all.extend(["--screenshots".to_string(), s.root.join("screenshots").display().to_string()]);
     all.extend(args.iter().map(|a| a.to_string()));
     let needles: Vec<String> = secrets.iter().map(|s| s.to_string()).collect();
-    let mut child = Command::new(venv().join("bin/python"))
+    let net = BrowserNet::join(&s.instance, &s.container("proxy"));
+    let mut child = net
+        .python()
         .arg(repo().join("tests/py/sso_login.py"))
         .args(&all)
         .stdout(std::process::Stdio::piped())

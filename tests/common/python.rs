@@ -70,3 +70,54 @@ pub fn executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
 }
+
+/// A network namespace of its own on a Docker network, for a browser script.
+///
+/// Chromium aborts a page load (ERR_NETWORK_CHANGED) whenever the interfaces of
+/// its network namespace change, and on the host they change all the time: every
+/// test creates and removes Docker networks and containers. In a container's
+/// namespace there are only `lo` and its one interface on the stack's network,
+/// which is all the browser needs to reach the edge and the IdP.
+pub struct BrowserNet {
+    container: String,
+    netns: String,
+}
+
+impl BrowserNet {
+    /// Joins `network` with a holder container made from the image of `beside` (a
+    /// container already on it; every stack image has /bin/sh, which, reading an
+    /// open stdin, waits forever).
+    pub fn join(network: &str, beside: &str) -> BrowserNet {
+        let image = super::docker_ok(&["inspect", "-f", "{{.Image}}", beside]);
+        let container = format!("{network}-browser-{}", std::process::id());
+        let _ = super::docker(&["rm", "-f", &container]);
+        super::docker_ok(&[
+            "run",
+            "-d",
+            "-i",
+            "--network",
+            network,
+            "--name",
+            &container,
+            "--entrypoint",
+            "/bin/sh",
+            &image,
+        ]);
+        let pid = super::docker_ok(&["inspect", "-f", "{{.State.Pid}}", &container]);
+        assert!(pid.parse::<u32>().is_ok_and(|p| p > 0), "{container} has no process: {pid:?}");
+        BrowserNet { container, netns: format!("/proc/{pid}/ns/net") }
+    }
+
+    /// The venv's python, run inside this namespace.
+    pub fn python(&self) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net={}", self.netns)).arg("--").arg(venv().join("bin/python"));
+        cmd
+    }
+}
+
+impl Drop for BrowserNet {
+    fn drop(&mut self) {
+        let _ = super::docker(&["rm", "-f", &self.container]);
+    }
+}
