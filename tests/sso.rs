@@ -494,7 +494,11 @@ fn mas_signs_in_through_a_real_openid_provider() {
     println!("mas-session: imported {}", got["imported"]);
     assert_eq!(got["landed_on_link_page"], true, "a first sign-in creates the account: {got}");
     // `require`: MAS shows the Matrix ID it will create, read-only, and no username field.
-    assert_eq!(got["imported"]["mxid"], format!("@alice:{SERVER_NAME}"), "the localpart from preferred_username: {got}");
+    assert_eq!(
+        got["imported"]["mxid"],
+        format!("@alice:{SERVER_NAME}"),
+        "the localpart from preferred_username: {got}"
+    );
     assert!(got["imported"].get("username").is_none(), "a required localpart is not editable: {got}");
     assert_eq!(got["imported"]["display_name"], "Alice Liddell", "{got}");
     assert_eq!(got["imported"]["email"], "alice@sso.test", "{got}");
