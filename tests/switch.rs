@@ -15,7 +15,8 @@ fn units_active(status: &serde_json::Value) -> bool {
 
 fn containers_healthy(status: &serde_json::Value) -> bool {
     let cs = status["containers"].as_array().unwrap();
-    cs.len() == 2 && cs.iter().all(|c| c["health"] == "healthy" && c["image"].is_string())
+    // Postgres, Synapse and the edge in front of it (plain HTTP too).
+    cs.len() == 3 && cs.iter().all(|c| c["health"] == "healthy" && c["image"].is_string())
 }
 
 /// The secrets masctl generated, as strings that must never leak.
@@ -33,6 +34,41 @@ fn secret_values(s: &Stack) -> Vec<String> {
         out.push(secret);
     }
     out
+}
+
+/// One GET at a time, every 50 ms (bench/edge.sh's client), each allowed 35 s.
+struct Poller {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(usize, Vec<String>, Duration)>,
+}
+
+impl Poller {
+    fn start(url: String) -> Poller {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let agent = common::http::agent_with_timeout(Duration::from_secs(35));
+            let (mut ok, mut failed, mut longest) = (0, Vec::new(), Duration::ZERO);
+            while !flag.load(Ordering::Relaxed) {
+                let t = std::time::Instant::now();
+                match common::http::get_status(&agent, &url) {
+                    Ok(200) => ok += 1,
+                    other => failed.push(format!("{other:?}")),
+                }
+                longest = longest.max(t.elapsed());
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            (ok, failed, longest)
+        });
+        Poller { stop, thread }
+    }
+
+    /// How many polls were answered 200, what the others got, the longest wait.
+    fn stop(self) -> (usize, Vec<String>, Duration) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
 }
 
 #[test]
@@ -73,7 +109,7 @@ fn switch_lifecycle_change_noop_rollback_and_invalid_configs() {
     let logs = s.masctl_ok(&["logs", "synapse", "-n", "1000"]);
     assert!(logs.contains("is healthy"), "{logs}");
     let unknown = s.masctl(&["logs", "nonexistent"]);
-    assert!(!unknown.status.success() && text(&unknown.stderr).contains("known: postgres, synapse"));
+    assert!(!unknown.status.success() && text(&unknown.stderr).contains("known: postgres, proxy, synapse"));
 
     // A no-op switch restarts nothing and makes no generation.
     let (pg0, syn0) = (s.started_at("postgres"), s.started_at("synapse"));
@@ -87,8 +123,15 @@ fn switch_lifecycle_change_noop_rollback_and_invalid_configs() {
     let dry = s.masctl_ok(&["switch", "--dry-run"]);
     assert!(dry.contains("would restart the following units: masctl-synapse.service"), "{dry}");
     assert_eq!(s.generations().len(), 1, "a dry run makes no generation");
+    // A client polling through the edge the whole time sees no failed request:
+    // the edge holds each one while Synapse restarts.
+    let polls = Poller::start(format!("{}/_matrix/client/versions", s.base_url()));
     s.masctl_ok(&["switch"]);
     s.wait_serving();
+    let (ok, failed, longest) = polls.stop();
+    assert!(failed.is_empty() && ok >= 2, "{ok} answered, failed during the switch: {failed:?}");
+    // Synapse takes seconds to start: a request that came while it was down waited.
+    assert!(longest >= Duration::from_secs(1), "no request overlapped Synapse's restart: {longest:?}");
     assert_eq!(s.current(), 2);
     assert_eq!(s.started_at("postgres"), pg0, "Postgres must keep running");
     assert_ne!(s.started_at("synapse"), syn0);

@@ -745,24 +745,18 @@ impl Config {
         *self.edge.tls.get_ref()
     }
 
-    /// Whether the config runs a service: MAS when enabled, the edge with MAS or
-    /// TLS (see [`Config::edge_runs`]), Postgres unless the config names an external
-    /// one, Synapse always.
+    /// Whether the config runs a service: MAS when enabled, Postgres unless the
+    /// config names an external one, Synapse and the edge always (the edge holds
+    /// clients' requests while Synapse restarts, so a switch fails none of them,
+    /// in plain HTTP too).
     pub fn runs(&self, service: Service) -> bool {
         match service {
             Service::Mas => self.mas_enabled(),
-            Service::Proxy => self.edge_runs(),
+            Service::Proxy => true,
             Service::Redis => self.workers_on(),
             Service::Postgres => self.postgres_external().is_none(),
             Service::Synapse => true,
         }
-    }
-
-    /// The edge runs with MAS (it routes between the two), with workers (it routes
-    /// between Synapse's processes) or to terminate TLS; plain HTTP with neither
-    /// publishes Synapse itself, as before.
-    pub fn edge_runs(&self) -> bool {
-        self.mas_enabled() || self.workers_on() || self.tls() != TlsMode::Plain
     }
 
     /// Synapse runs worker processes (and Redis for them).

@@ -200,11 +200,9 @@ fn configured(inp: &Inputs) -> Result<Vec<(Entry, ServiceSpec, Unit)>> {
         .collect::<Result<_>>()?;
     configured.push((syn_conf, syn, Service::Synapse.into()));
     configured.extend(worker_specs);
-    if c.edge_runs() {
-        let proxy_conf = proxy::config_entry(c);
-        let proxy = proxy::spec(inp, &proxy_conf.path(inp.layout));
-        configured.push((proxy_conf, proxy, Service::Proxy.into()));
-    }
+    let proxy_conf = proxy::config_entry(c);
+    let proxy = proxy::spec(inp, &proxy_conf.path(inp.layout));
+    configured.push((proxy_conf, proxy, Service::Proxy.into()));
     Ok(configured)
 }
 
@@ -229,9 +227,11 @@ mod tests {
 
     fn eval(text: &str, synapse_image: &str) -> Evaluated {
         let config = crate::config::parse(Path::new("m.toml"), text).unwrap();
-        let images: BTreeMap<Service, String> =
-            [(Service::Postgres, format!("sha256:{}", "1".repeat(64))), (Service::Synapse, synapse_image.to_string())]
-                .into();
+        let images: BTreeMap<Service, String> = [Service::Postgres, Service::Proxy]
+            .into_iter()
+            .map(|s| (s, format!("sha256:{}", "1".repeat(64))))
+            .chain([(Service::Synapse, synapse_image.to_string())])
+            .collect();
         let layout = Layout::new("/var/lib/masctl");
         evaluate(&Inputs {
             config: &config,
@@ -258,25 +258,27 @@ mod tests {
         let units = |e: &Evaluated| e.manifest.units.clone();
         let a = eval(BASE, &img);
         let cases = [
-            // (config, synapse image, postgres unit changes?, synapse unit changes?)
-            (format!("{BASE}[synapse.extra]\nmax_upload_size = \"10M\"\n"), img.clone(), false, true),
-            (BASE.to_string(), format!("sha256:{}", "3".repeat(64)), false, true),
-            (format!("{BASE}[postgres.settings]\nshared_buffers = \"64MB\"\n"), img.clone(), true, false),
-            (format!("{BASE}[ports]\nsynapse = \"127.0.0.1:9008\"\n"), img.clone(), false, true),
+            // (config, synapse image, postgres / synapse / edge unit changes?)
+            (format!("{BASE}[synapse.extra]\nmax_upload_size = \"10M\"\n"), img.clone(), false, true, false),
+            (BASE.to_string(), format!("sha256:{}", "3".repeat(64)), false, true, false),
+            (format!("{BASE}[postgres.settings]\nshared_buffers = \"64MB\"\n"), img.clone(), true, false, false),
+            // The edge publishes Synapse's port: only the edge restarts.
+            (format!("{BASE}[ports]\nsynapse = \"127.0.0.1:9008\"\n"), img.clone(), false, false, true),
         ];
-        for (text, image, pg_changes, syn_changes) in cases {
+        for (text, image, pg_changes, syn_changes, edge_changes) in cases {
             let b = eval(&text, &image);
             assert_ne!(a.generation().hash(), b.generation().hash(), "{text}");
             let (ua, ub) = (units(&a), units(&b));
             assert_eq!(ua["masctl-postgres.service"] != ub["masctl-postgres.service"], pg_changes, "{text}");
             assert_eq!(ua["masctl-synapse.service"] != ub["masctl-synapse.service"], syn_changes, "{text}");
+            assert_eq!(ua["masctl-proxy.service"] != ub["masctl-proxy.service"], edge_changes, "{text}");
         }
     }
 
     #[test]
     fn another_postgres_major_restarts_its_clients() {
         let config = crate::config::parse(Path::new("m.toml"), BASE).unwrap();
-        let images: BTreeMap<Service, String> = [Service::Postgres, Service::Synapse]
+        let images: BTreeMap<Service, String> = [Service::Postgres, Service::Synapse, Service::Proxy]
             .into_iter()
             .map(|s| (s, format!("sha256:{}", "1".repeat(64))))
             .collect();
@@ -344,7 +346,7 @@ mod tests {
             let m = eval_with_mas(&format!("{BASE}{extra}"), &img).manifest;
             assert_eq!(m.databases, dbs, "{extra}");
             assert_eq!((m.mas.enabled, m.mas.delegating), (enabled, delegating), "{extra}");
-            assert_eq!(m.services.contains_key("proxy"), enabled);
+            assert!(m.services.contains_key("proxy"), "the edge runs in every mode: {extra}");
         }
     }
 

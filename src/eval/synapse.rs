@@ -10,7 +10,7 @@ use super::{Entry, Inputs};
 use crate::config::Config;
 use crate::secrets::SYNAPSE_PASSWORD_CONFIG;
 use crate::service::{Database, Service};
-use crate::spec::{Bind, DataDir, Health, Port, ServiceSpec};
+use crate::spec::{Bind, DataDir, Health, ServiceSpec};
 
 const SERVICE: Service = Service::Synapse;
 const UID: u32 = SERVICE.uid();
@@ -210,9 +210,6 @@ pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
     let instance = c.instance.get_ref();
     let data = l.data_dir(SERVICE).display().to_string();
     let secret = |n: &str| l.secret_bind(n);
-    let (host_ip, host_port) = c.synapse_publish();
-    // With the edge in front, it owns the public ports; Synapse is reached inside.
-    let ports = if c.edge_runs() { vec![] } else { vec![Port { host_ip, host_port, container_port: 8008 }] };
     let mut binds = vec![
         Bind::rw(&data, "/data"),
         Bind::ro(config_dir, "/etc/synapse"),
@@ -251,7 +248,8 @@ pub fn spec(inp: &Inputs, config_dir: &str) -> ServiceSpec {
     ServiceSpec {
         cmd,
         binds,
-        ports,
+        // The edge owns the public ports; Synapse is reached inside the stack.
+        ports: vec![],
         data_dirs: vec![DataDir { path: data, uid: UID, mode: 0o750 }],
         extra_networks: appservice_networks(c),
         ..ServiceSpec::base(SERVICE, instance, &inp.images[&SERVICE], health, 30)
