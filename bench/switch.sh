@@ -6,6 +6,8 @@
 #      polling /_matrix/client/versions every 50 ms
 #   3. resident memory of `masctl supervise` per service  vs  the `docker start --attach`
 #      client that playbook-style units keep running
+#   4. no-op `masctl switch` of the same host switched to one-of-each workers (9 units)
+#      vs  the same compose baseline as 1
 # Usage: bash bench/switch.sh   (as root; installs docker-compose and debootstrap)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -117,3 +119,13 @@ for _ in $(seq 300); do [ "$(docker inspect -f '{{.State.Running}}' "attach$INST
 sleep 1
 echo "baseline: docker start --attach client (postgres): $(awk '/VmRSS/ {print $2}' /proc/$client/status) kB"
 kill "$client" 2>/dev/null || true
+
+echo
+echo "## 4. no-op switch with one-of-each workers"
+write_config '[synapse.workers]
+preset = "one-of-each"'
+"${IN[@]}" switch >/dev/null
+units=$(docker exec "$HOST" systemctl list-units --no-legend --plain 'masctl-*.service' | wc -l)
+noop_workers=$(noop_switch_ms 15)
+echo "masctl switch (no-op, $units units, inside the host), median of 15: ${noop_workers} ms"
+awk -v c="$compose_ms" -v m="$noop_workers" 'BEGIN {printf "with workers, masctl no-op switch is %.1fx faster than docker-compose up -d of 2 services (target <= 30 ms)\n", c / m}'
