@@ -43,6 +43,8 @@ pub trait Unit {
     fn load_state(&self) -> zbus::Result<String>;
     #[zbus(property, name = "InvocationID")]
     fn invocation_id(&self) -> zbus::Result<Vec<u8>>;
+    #[zbus(property)]
+    fn active_enter_timestamp(&self) -> zbus::Result<u64>;
 }
 
 #[proxy(interface = "org.freedesktop.systemd1.Service", default_service = "org.freedesktop.systemd1")]
@@ -310,13 +312,46 @@ impl Systemd {
                 break JobResult::parse(&args.result);
             }
         };
+        self.collect_transient(unit, result == JobResult::Done).await
+    }
+
+    /// Waits for a transient unit started earlier (by another process) to end,
+    /// then releases it; returns the exit status of its main process.
+    pub async fn wait_transient(&self, unit: &str) -> Result<i32> {
+        // Polled: its start job belongs to whoever started it, and a oneshot's
+        // state says when it ends.
+        loop {
+            match self.unit_state(unit).await?.active_state {
+                ActiveState::Activating | ActiveState::Deactivating => {
+                    tokio::time::sleep(Duration::from_millis(500)).await
+                }
+                ActiveState::Active => return self.collect_transient(unit, true).await,
+                _ => return self.collect_transient(unit, false).await,
+            }
+        }
+    }
+
+    /// An ended transient unit's exit status; the unit is released.
+    async fn collect_transient(&self, unit: &str, succeeded: bool) -> Result<i32> {
         let path = self.manager.load_unit(unit).await?;
         let svc = ServiceProxy::builder(&self.conn).path(path).cache_properties(CacheProperties::No).build().await?;
-        let status = svc.exec_main_status().await.unwrap_or(if result == JobResult::Done { 0 } else { 1 });
-        // Release the unit: stop it (it is "active (exited)" or failed) and forget it.
+        let status = svc.exec_main_status().await.unwrap_or(if succeeded { 0 } else { 1 });
+        self.release_transient(unit).await;
+        Ok(if succeeded { status } else { status.max(1) })
+    }
+
+    /// Stops an ended transient unit ("active (exited)" or failed) and forgets it,
+    /// so its name can be used again.
+    pub async fn release_transient(&self, unit: &str) {
         let _ = self.manager.stop_unit(unit, "replace").await;
         self.reset_failed(unit).await;
-        Ok(if result == JobResult::Done { status } else { status.max(1) })
+    }
+
+    /// When a unit last became active (µs since the epoch; 0 if never).
+    pub async fn active_entered_usec(&self, name: &str) -> Result<u64> {
+        let path = self.manager.load_unit(name).await.with_context(|| format!("loading {name}"))?;
+        let unit = UnitProxy::builder(&self.conn).path(path).cache_properties(CacheProperties::No).build().await?;
+        Ok(unit.active_enter_timestamp().await?)
     }
 
     pub async fn unit_state(&self, name: &str) -> Result<UnitState> {

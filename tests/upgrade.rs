@@ -281,10 +281,47 @@ CREATE TABLE empty (x int)",
     assert_eq!(version("data/postgres-17"), "17");
     let back = pg_sums(&s);
 
-    // Upgrading again starts from 15's data; the older 17 cluster is set aside, not deleted.
+    // Upgrading again starts from 15's data; the older 17 cluster is set aside, not
+    // deleted. This time `masctl switch` is killed (SIGKILL) once the copy's unit has
+    // taken its backup: the unit carries on to the end, and the next switch takes
+    // its result instead of copying again.
     s.write_config("[images]\npostgres = \"postgres17\"\n");
+    let unit = format!("masctl-job-pg-upgrade-{}.service", s.instance);
+    let unit_log = || docker_ok(&["exec", &s.host(), "journalctl", "-q", "--no-pager", "-o", "cat", "-u", &unit]);
+    let upgrade_dumps = || {
+        std::fs::read_dir(s.root.join("backups"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("synapse-") && n.ends_with("-pg15-upgrade.dump"))
+            .count()
+    };
+    let dumps_before = upgrade_dumps();
+    let mut first = s.masctl_spawn("", &["switch"]);
+    wait_for("the copy's unit to take its backup", Duration::from_secs(300), || {
+        unit_log().contains("verified backup").then_some(())
+    });
+    let killed = docker_ok(&[
+        "exec",
+        &s.host(),
+        "sh",
+        "-c",
+        "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null | grep -q 'bin/masctl .* switch $' \
+&& kill -9 ${p#/proc/} && echo ${p#/proc/}; done; true",
+    ]);
+    assert_eq!(killed.lines().count(), 1, "exactly the switch is killed: {killed:?}");
+    assert_eq!(s.unit_active_state(&unit), "activating", "the copy outlives the switch");
+    let _ = first.wait();
+    wait_for("the copy's unit to finish on its own", Duration::from_secs(600), || {
+        (s.unit_active_state(&unit) != "activating").then_some(())
+    });
+    assert_eq!(s.unit_active_state(&unit), "active", "the copy ran to completion:\n{}", unit_log());
+    assert!(unit_log().contains("the upgrade's copy is done"), "{}", unit_log());
     let out = s.masctl(&["switch"]);
-    assert!(out.status.success(), "second upgrade failed:\n{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "second upgrade failed:\n{err}");
+    assert!(err.contains("taking its result instead of copying again"), "{err}");
+    assert!(!err.contains("backing up"), "the copy was not started over:\n{err}");
+    assert_eq!(upgrade_dumps(), dumps_before + 1, "one backup set for the one copy");
     s.wait_serving();
     assert_eq!(pg_major(&s), 17);
     assert_eq!(pg_stable(&pg_sums(&s)), pg_stable(&back));

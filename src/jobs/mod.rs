@@ -8,6 +8,7 @@ mod context;
 pub mod doctor;
 pub mod import;
 pub mod mas_cli;
+pub mod pg_copy;
 pub mod register_user;
 pub mod restore;
 pub mod syn2mas;
@@ -63,6 +64,29 @@ pub struct JobSpec {
     pub extra_networks: Vec<String>,
 }
 
+/// What a transient unit's `masctl job FILE` runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "job", rename_all = "kebab-case")]
+pub enum Job {
+    Container(Box<JobSpec>),
+    PgCopy(Box<pg_copy::PgCopy>),
+}
+
+impl Job {
+    fn kind(&self) -> &str {
+        match self {
+            Job::Container(spec) => &spec.kind,
+            Job::PgCopy(_) => "pg-upgrade",
+        }
+    }
+
+    /// masctl's own steps, not a program's output: they go where masctl's
+    /// progress goes (stderr), whatever the command prints on stdout.
+    fn reports_progress(&self) -> bool {
+        matches!(self, Job::PgCopy(_))
+    }
+}
+
 impl JobSpec {
     pub fn new(kind: &str, container: OneShot) -> JobSpec {
         JobSpec {
@@ -101,8 +125,27 @@ async fn run_container(spec: &mut JobSpec) -> Result<i64> {
 
 /// `masctl job SPEC`: the transient unit's main process.
 pub async fn run_spec(path: &str) -> Result<i32> {
-    let mut spec: JobSpec = serde_json::from_slice(&std::fs::read(path).with_context(|| format!("reading {path}"))?)?;
-    let code = match run_container(&mut spec).await {
+    let job: Job = serde_json::from_slice(&std::fs::read(path).with_context(|| format!("reading {path}"))?)?;
+    let code = match job {
+        Job::Container(mut spec) => run_container_job(&mut spec).await,
+        Job::PgCopy(spec) => match pg_copy::run(&spec).await {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("masctl: {e:#}");
+                1
+            }
+        },
+    };
+    // The caller may be gone: the job removes its own file.
+    let _ = std::fs::remove_file(path);
+    // stderr carries the container's output; the marker goes last on the same stream.
+    eprintln!("{END_MARKER} status={code}");
+    let _ = std::io::stderr().flush();
+    Ok(code)
+}
+
+async fn run_container_job(spec: &mut JobSpec) -> i32 {
+    let code = match run_container(spec).await {
         Ok(c) => c.clamp(0, 255) as i32,
         Err(e) => {
             eprintln!("masctl: {e:#}");
@@ -135,68 +178,106 @@ pub async fn run_spec(path: &str) -> Result<i32> {
             Ok(false) | Err(_) => eprintln!("masctl: could NOT start {} again", spec.start_on_failure.join(", ")),
         }
     }
-    // stderr carries the container's output; the marker goes last on the same stream.
-    eprintln!("{END_MARKER} status={code}");
-    let _ = std::io::stderr().flush();
-    Ok(code)
+    code
 }
 
 /// Runs a job as a transient unit, printing its output while attached; returns its
 /// exit status and everything it printed.
 pub async fn run(layout: &Layout, systemd: &Systemd, description: &str, spec: JobSpec) -> Result<(i32, String)> {
-    let kind = spec.kind.clone();
+    let id = hex::encode(crate::secrets::random_bytes::<4>()?);
+    let unit = UnitName::transient(&spec.kind, &id);
+    run_as(layout, systemd, &unit, description, Job::Container(Box::new(spec))).await
+}
+
+/// [`run`] under a given unit name: a job a later command must find by name.
+pub async fn run_as(
+    layout: &Layout,
+    systemd: &Systemd,
+    unit: &UnitName,
+    description: &str,
+    job: Job,
+) -> Result<(i32, String)> {
     let dir = jobs_dir(layout);
     std::fs::create_dir_all(&dir)?;
     let id = hex::encode(crate::secrets::random_bytes::<4>()?);
-    let unit = UnitName::transient(&kind, &id);
-    let spec_path = dir.join(format!("{kind}-{id}.json"));
-    crate::fsutil::write_atomic(&spec_path, &serde_json::to_vec_pretty(&spec)?, 0o600)?;
+    let spec_path = dir.join(format!("{}-{id}.json", job.kind()));
+    crate::fsutil::write_atomic(&spec_path, &serde_json::to_vec_pretty(&job)?, 0o600)?;
 
     // Follow the unit's journal from before it starts, until the end marker.
-    let mut follower = Command::new("journalctl")
-        .args(["-f", "-n", "all", "-o", "cat", "--no-pager", "-u", &unit])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("running journalctl")?;
-    let stdout = follower.stdout.take().context("journalctl stdout")?;
-    let quiet = crate::ui::is_quiet();
-    let to_stderr = OUTPUT_TO_STDERR.load(std::sync::atomic::Ordering::Relaxed);
-    let reader = std::thread::spawn(move || {
-        let mut captured = String::new();
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.starts_with(END_MARKER) {
-                break;
-            }
-            if !quiet {
-                if to_stderr {
-                    eprintln!("{line}");
-                } else {
-                    println!("{line}");
-                }
-            }
-            captured.push_str(&line);
-            captured.push('\n');
-        }
-        captured
-    });
-
+    let to_stderr = job.reports_progress() || OUTPUT_TO_STDERR.load(std::sync::atomic::Ordering::Relaxed);
+    let follower = Follower::start(&["-u", unit.as_str()], to_stderr)?;
     let exe = std::env::current_exe()?.display().to_string();
     let argv =
         vec![exe, "--root".into(), layout.root().display().to_string(), "job".into(), spec_path.display().to_string()];
-    let status = systemd.run_transient(&unit, description, &argv).await;
-    // The journal may lag the unit's end a little: wait for the marker (bounded).
-    let captured = tokio::task::spawn_blocking(move || {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(reader.join().unwrap_or_default());
-        });
-        rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap_or_default()
-    })
-    .await
-    .unwrap_or_default();
-    let _ = follower.kill();
-    let _ = follower.wait();
+    let status = systemd.run_transient(unit, description, &argv).await;
+    let captured = follower.finish().await;
     let _ = std::fs::remove_file(&spec_path);
     Ok((status?, captured))
+}
+
+/// Follows a transient unit an earlier command started, printing its output (to
+/// stderr) from its start, until it ends; returns its exit status.
+pub async fn attach(systemd: &Systemd, unit: &UnitName, invocation_id: &str) -> Result<i32> {
+    let follower = Follower::start(&[&format!("_SYSTEMD_INVOCATION_ID={invocation_id}")], true)?;
+    let status = systemd.wait_transient(unit).await;
+    follower.finish().await;
+    status
+}
+
+/// `journalctl -f` of a unit's output, printed as it comes (unless quiet) and
+/// captured, up to the job's end marker.
+struct Follower {
+    child: std::process::Child,
+    reader: std::thread::JoinHandle<String>,
+}
+
+impl Follower {
+    fn start(matches: &[&str], to_stderr: bool) -> Result<Follower> {
+        let mut child = Command::new("journalctl")
+            .args(["-f", "-n", "all", "-o", "cat", "--no-pager"])
+            .args(matches)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("running journalctl")?;
+        let stdout = child.stdout.take().context("journalctl stdout")?;
+        let quiet = crate::ui::is_quiet();
+        let reader = std::thread::spawn(move || {
+            let mut captured = String::new();
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.starts_with(END_MARKER) {
+                    break;
+                }
+                if !quiet {
+                    if to_stderr {
+                        eprintln!("{line}");
+                    } else {
+                        println!("{line}");
+                    }
+                }
+                captured.push_str(&line);
+                captured.push('\n');
+            }
+            captured
+        });
+        Ok(Follower { child, reader })
+    }
+
+    /// Once the unit has ended: the journal may lag it a little, so this waits
+    /// (bounded) for the marker, then stops following.
+    async fn finish(mut self) -> String {
+        let reader = self.reader;
+        let captured = tokio::task::spawn_blocking(move || {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = tx.send(reader.join().unwrap_or_default());
+            });
+            rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap_or_default()
+        })
+        .await
+        .unwrap_or_default();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        captured
+    }
 }

@@ -11,24 +11,26 @@
 //! state; a verified backup is taken; every table of every database is compared
 //! (rows and a checksum) before the new cluster is moved into place. Any failure
 //! removes the half-made cluster and starts the writers again: the host is as it was.
+//!
+//! The copy is a transient unit's job (`jobs::pg_copy`): a switch killed or cut off
+//! mid-copy leaves it running, and the next switch waits for it and takes its
+//! result instead of copying again.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 
 use crate::context::ConfiguredContext;
-use crate::docker::{Engine, ExecOutput, Health};
+use crate::docker::Engine;
 use crate::generation::generations::Generation;
 use crate::generation::layout::Layout;
 use crate::generation::manifest::Manifest;
 use crate::jobs::backup;
+use crate::jobs::pg_copy::{self, Copied, PgCopy, upgrade_label};
 use crate::service::Service;
-use crate::spec::{Bind, ServiceSpec, read_spec};
-use crate::systemd::{Op, Systemd};
+use crate::spec::{ServiceSpec, read_spec};
+use crate::systemd::{ActiveState, Systemd};
 use crate::ui;
-use crate::unit_name::UnitName;
 
 const POSTGRES: Service = Service::Postgres;
 
@@ -51,13 +53,17 @@ pub enum Decision {
     Upgrade { from: u32, to: u32, set_aside: Option<PathBuf> },
     /// Back to a major version whose cluster is kept: it is used as it was.
     Reuse { from: u32, to: u32 },
+    /// The target's cluster is a finished, still current copy of the current one
+    /// (an earlier switch's upgrade job made it): it is used, nothing is copied.
+    Adopt { from: u32, to: u32 },
     /// Refused; the reason.
     Refuse(String),
 }
 
 /// Decides from the current generation's cluster (none before the first switch),
-/// the target's and the target image's major version. Pure.
-pub fn decide(current: Option<&Cluster>, target: &Cluster, to: u32, stamp: &str) -> Decision {
+/// the target's, the target image's major version and whether a finished copy of
+/// the one into the other still holds (see [`copy_holds`]). Pure.
+pub fn decide(current: Option<&Cluster>, target: &Cluster, to: u32, copied: bool, stamp: &str) -> Decision {
     if let Some(found) = target.on_disk
         && found != to
     {
@@ -81,6 +87,9 @@ masctl only upgrades (restore a backup into a {to} generation instead)",
             )),
         };
     }
+    if copied && target.on_disk == Some(to) {
+        return Decision::Adopt { from, to };
+    }
     let set_aside = target.on_disk.map(|_| PathBuf::from(format!("{}.replaced-{stamp}", target.dir.display())));
     Decision::Upgrade { from, to, set_aside }
 }
@@ -100,9 +109,39 @@ fn cluster_of(manifest: &Manifest) -> Result<Option<Cluster>> {
     Ok(spec_cluster(&read_spec(path)?).map(|dir| Cluster { on_disk: on_disk(&dir), dir }))
 }
 
+/// Whether a finished copy is still the current cluster's data in the target's:
+/// the same two clusters and versions, and no writer started since the copy
+/// stopped them (`writers_started_usec`: when each last became active). `Err`
+/// says why not. Pure.
+pub fn copy_holds(
+    copied: &Copied,
+    current: &Cluster,
+    target: &Cluster,
+    to: u32,
+    writers_started_usec: &[u64],
+) -> std::result::Result<(), String> {
+    if copied.from_cluster != current.dir || copied.to_cluster != target.dir {
+        return Err(format!(
+            "it copied {} to {}, this switch goes from {} to {}",
+            copied.from_cluster.display(),
+            copied.to_cluster.display(),
+            current.dir.display(),
+            target.dir.display()
+        ));
+    }
+    if Some(copied.from) != current.on_disk || copied.to != to || target.on_disk != Some(to) {
+        return Err("the clusters' versions are not the ones it copied".into());
+    }
+    if writers_started_usec.iter().any(|t| *t > copied.writers_stopped_usec) {
+        return Err("Synapse or MAS ran after it, so the old cluster has newer data".into());
+    }
+    Ok(())
+}
+
 /// Called by `switch` once the target generation is built and before anything
 /// changes: upgrades the data when the Postgres major version changes, refuses
-/// (at `images.postgres`) what it cannot do. With `dry_run`, only says.
+/// (at `images.postgres`) what it cannot do. With `dry_run`, only says. Returns the
+/// upgrade's verified backup files.
 pub async fn before_switch(
     ctx: &ConfiguredContext,
     engine: &Engine,
@@ -112,14 +151,22 @@ pub async fn before_switch(
 ) -> Result<Option<Vec<PathBuf>>> {
     let c = ctx.config();
     let Some(to_cluster) = cluster_of(target)? else { return Ok(None) };
+    let systemd = Systemd::connect().await?;
+    if !dry_run {
+        settle_earlier_copy(&systemd, &target.instance).await?;
+    }
     let to = super::build::postgres_major(c, engine, &target.images[&POSTGRES]).await?;
     let from_manifest = current.map(|g| g.manifest()).transpose()?;
     let from_cluster = match &from_manifest {
         Some(m) => cluster_of(m)?,
         None => None,
     };
+    let copied = match (&from_manifest, &from_cluster) {
+        (Some(m), Some(from)) => usable_copy(&ctx.layout, &systemd, m, from, &to_cluster, to).await?,
+        _ => None,
+    };
     let stamp = crate::timestamp::compact(std::time::SystemTime::now());
-    match decide(from_cluster.as_ref(), &to_cluster, to, &stamp) {
+    match decide(from_cluster.as_ref(), &to_cluster, to, copied.is_some(), &stamp) {
         Decision::Keep => Ok(None),
         Decision::Refuse(why) => Err(c.at(c.images.postgres.span(), format!("images.postgres: {why}"))),
         Decision::Reuse { from, to } => {
@@ -130,6 +177,20 @@ what was written under Postgres {from} is not in it (it stays in {})",
                 from_cluster.map(|c| c.dir.display().to_string()).unwrap_or_default()
             ));
             Ok(None)
+        }
+        Decision::Adopt { from, to } => {
+            let copied = copied.expect("an adopted copy exists");
+            ui::step(format!(
+                "Postgres {from} → {to}: an earlier switch's upgrade finished the copy into {} ({}); \
+taking its result instead of copying again",
+                to_cluster.dir.display(),
+                copied.summary
+            ));
+            if dry_run {
+                return Ok(None);
+            }
+            let _ = std::fs::remove_file(pg_copy::result_path(&ctx.layout));
+            Ok(Some(copied.backups))
         }
         Decision::Upgrade { from, to, set_aside } => {
             let (Some(from_manifest), Some(from_cluster)) = (from_manifest, from_cluster) else {
@@ -143,305 +204,91 @@ what was written under Postgres {from} is not in it (it stays in {})",
             if dry_run {
                 return Ok(None);
             }
-            let up = Upgrade { layout: &ctx.layout, engine, from_manifest: &from_manifest, target, to_cluster, from };
-            up.run(set_aside).await.map(Some)
+            let spec = PgCopy {
+                root: ctx.layout.root.clone(),
+                from_manifest,
+                target: target.clone(),
+                from_cluster: from_cluster.dir,
+                to_cluster: to_cluster.dir,
+                from,
+                to,
+                set_aside,
+            };
+            copy_as_unit(&ctx.layout, &systemd, spec).await.map(Some)
         }
     }
 }
 
-struct Upgrade<'a> {
-    layout: &'a Layout,
-    engine: &'a Engine,
-    from_manifest: &'a Manifest,
-    target: &'a Manifest,
-    to_cluster: Cluster,
-    from: u32,
+/// Runs the copy as its transient unit, following it; returns its backup files.
+async fn copy_as_unit(layout: &Layout, systemd: &Systemd, spec: PgCopy) -> Result<Vec<PathBuf>> {
+    let _ = std::fs::remove_file(pg_copy::result_path(layout));
+    let unit = pg_copy::unit(&spec.target.instance);
+    ui::step(format!(
+        "the copy runs as {unit}: it goes on if this command is cut off, and the next `masctl switch` takes its result"
+    ));
+    let description = format!("masctl: Postgres {} → {} upgrade copy", spec.from, spec.to);
+    let (code, _) =
+        crate::jobs::run_as(layout, systemd, &unit, &description, crate::jobs::Job::PgCopy(Box::new(spec))).await?;
+    if code != 0 {
+        bail!("the Postgres upgrade failed (exit {code}); the current generation runs on as it was");
+    }
+    let copied =
+        pg_copy::read_result(layout).ok_or_else(|| anyhow::anyhow!("the upgrade's copy ended without its result"))?;
+    let _ = std::fs::remove_file(pg_copy::result_path(layout));
+    Ok(copied.backups)
 }
 
-impl Upgrade<'_> {
-    /// The upgrade's verified backup files.
-    async fn run(&self, set_aside: Option<PathBuf>) -> Result<Vec<PathBuf>> {
-        let started = Instant::now();
-        let old = POSTGRES.container(&self.from_manifest.instance);
-        match self.engine.container_state(&old).await? {
-            Some(st) if st.running && st.health == Health::Healthy => {}
-            _ => bail!(
-                "the current Postgres ({old}) is not running and healthy, so its data cannot be copied; \
-nothing was changed (start it with `masctl rollback --to` the current generation)"
-            ),
-        }
-        let systemd = Systemd::connect().await?;
-        // Writers stop first, so the copy and the backup are of the last state.
-        let writers = self.running_writers(&systemd).await?;
-        if !writers.is_empty() {
-            ui::step(format!("stopping {} so nothing writes during the copy", writers.join(", ")));
-            let stops: Vec<(Op, UnitName)> = writers.iter().map(|u| (Op::Stop, u.clone())).collect();
-            systemd.run_jobs(&stops, Duration::from_secs(300)).await?;
-        }
-        let partial = PathBuf::from(format!("{}.partial", self.to_cluster.dir.display()));
-        let result = self.copy(&systemd, &partial, &old).await;
-        let temp = self.temp_container();
-        let _ = self.engine.stop_container(&temp, 60).await;
-        let _ = self.engine.remove_container(&temp).await;
-        match result {
-            Ok((summary, files)) => {
-                if let Some(aside) = set_aside {
-                    std::fs::rename(&self.to_cluster.dir, &aside)
-                        .with_context(|| format!("moving {} aside", self.to_cluster.dir.display()))?;
-                    ui::step(format!(
-                        "an older Postgres cluster at {} was moved to {} (kept)",
-                        self.to_cluster.dir.display(),
-                        aside.display()
-                    ));
-                }
-                std::fs::rename(&partial, &self.to_cluster.dir)
-                    .with_context(|| format!("moving the new cluster to {}", self.to_cluster.dir.display()))?;
-                crate::fsutil::fsync_dir(&self.layout.root.join("data"))?;
-                ui::step(format!("upgraded in {:.0?}: {summary}", started.elapsed()));
-                Ok(files)
-            }
-            Err(e) => {
-                // Only what this upgrade made goes; the old cluster was never written.
-                let _ = std::fs::remove_dir_all(&partial);
-                if !writers.is_empty() {
-                    let starts: Vec<(Op, UnitName)> = writers.iter().map(|u| (Op::Start, u.clone())).collect();
-                    let _ = systemd.run_jobs(&starts, Duration::from_secs(300)).await;
-                }
-                Err(e.context("the Postgres upgrade failed; the current generation runs on as it was"))
-            }
-        }
-    }
-
-    /// The current generation's units that write to Postgres and are running:
-    /// Synapse's processes (workers too) and MAS.
-    async fn running_writers(&self, systemd: &Systemd) -> Result<Vec<UnitName>> {
-        let mut out = Vec::new();
-        let mut units = self.from_manifest.synapse_units();
-        units.push(Service::Mas.unit_name());
-        for unit in units {
-            if self.from_manifest.units.contains_key(&unit) && systemd.unit_state(&unit).await?.active_state.is_up() {
-                out.push(unit);
-            }
-        }
-        Ok(out)
-    }
-
-    fn temp_container(&self) -> String {
-        format!("{}-upgrade", POSTGRES.container(&self.target.instance))
-    }
-
-    /// Backup, new cluster, copy, check. Returns a summary of what was checked and
-    /// the backup's files.
-    async fn copy(&self, systemd: &Systemd, partial: &Path, old: &str) -> Result<(String, Vec<PathBuf>)> {
-        ui::step("backing up the current state first");
-        let files = backup::run(self.layout, systemd, self.from_manifest, &upgrade_label(self.from))
-            .await
-            .context("no backup of the current state, no upgrade")?;
-        for f in &files {
-            ui::step(format!("verified backup {}", f.display()));
-        }
-        let new = self.start_new_cluster(partial).await?;
-        let old_dbs = self.databases(old).await?;
-        self.copy_databases(old, &new, &old_dbs).await?;
-        let summary = self.verify(old, &new, &old_dbs).await?;
-        Ok((summary, files))
-    }
-
-    /// The target's Postgres in a temporary container on the (emptied) partial
-    /// cluster directory, once it is healthy; returns the container's name.
-    async fn start_new_cluster(&self, partial: &Path) -> Result<String> {
-        // A half-made cluster of an earlier attempt is this code's own leftover.
-        let _ = std::fs::remove_dir_all(partial);
-        std::fs::create_dir_all(partial)?;
-        std::os::unix::fs::chown(partial, Some(POSTGRES.uid()), Some(POSTGRES.uid()))?;
-        std::fs::set_permissions(partial, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
-
-        let new = self.temp_container();
-        let mut spec = read_spec(&self.target.services[&POSTGRES])?;
-        spec.container = new.clone();
-        let data_bind = Bind::rw(&self.to_cluster.dir, "/var/lib/postgresql/data");
-        for b in spec.binds.iter_mut().filter(|b| **b == data_bind) {
-            b.host = partial.to_path_buf();
-        }
-        spec.binds.push(Bind::secret(self.layout.secret("postgres-superuser-pgpass"), "pgpass"));
-        self.engine.remove_container(&new).await?;
-        let sp = ui::spinner("creating the new cluster");
-        self.engine.create_and_start(&spec, "pg-upgrade").await?;
-        let ready = self.wait_healthy(&new).await;
-        sp.finish_and_clear();
-        ready?;
-        Ok(new)
-    }
-
-    /// Roles and settings, then each database, from the old server into the new one.
-    async fn copy_databases(&self, old: &str, new: &str, old_dbs: &[String]) -> Result<()> {
-        let t = Instant::now();
-        let (code, out) = self.sh(new, &globals_script(old)).await?;
-        if code != 0 {
-            bail!("copying roles and settings failed (exit {code}):\n{}", tail(&out, 20));
-        }
-        for (i, db) in old_dbs.iter().enumerate() {
-            let size = self.psql(old, "postgres", &format!("SELECT pg_size_pretty(pg_database_size('{db}'))")).await?;
-            let sp = ui::spinner(&format!(
-                "copying database {db} ({}, {} of {}; pg_dump | psql)",
-                size.trim(),
-                i + 1,
-                old_dbs.len()
-            ));
-            let (code, out) = self.sh(new, &database_script(old, db)).await?;
-            sp.finish_and_clear();
+/// An upgrade copy an earlier switch started: still running, it is followed to
+/// its end (a failure ends this switch too); finished, its unit is released.
+async fn settle_earlier_copy(systemd: &Systemd, instance: &str) -> Result<()> {
+    let unit = pg_copy::unit(instance);
+    let state = systemd.unit_state(&unit).await?;
+    match state.active_state {
+        ActiveState::Activating => {
+            ui::step(format!("a Postgres upgrade an earlier switch started is still running ({unit}); following it"));
+            let code = crate::jobs::attach(systemd, &unit, &state.invocation_id).await?;
             if code != 0 {
-                bail!("copying database {db} failed (exit {code}):\n{}", tail(&out, 20));
-            }
-            ui::step(format!("copied database {db} ({})", size.trim()));
-        }
-        ui::step(format!("copied in {:.0?}", t.elapsed()));
-        Ok(())
-    }
-
-    /// Compares every table of every database (rows and checksums) between the old
-    /// server and the new one; returns a summary of what was checked.
-    async fn verify(&self, old: &str, new: &str, old_dbs: &[String]) -> Result<String> {
-        let sp = ui::spinner("checking every table of every database (rows and checksums)");
-        let new_dbs = self.databases(new).await?;
-        if old_dbs != new_dbs {
-            sp.finish_and_clear();
-            bail!("the new cluster has databases {new_dbs:?}, the old one {old_dbs:?}");
-        }
-        let (mut tables, mut rows) = (0usize, 0u64);
-        for db in old_dbs {
-            let a = self.table_sums(old, db).await?;
-            let b = self.table_sums(new, db).await?;
-            if let Some(diff) = first_difference(&a, &b) {
-                sp.finish_and_clear();
-                bail!("database {db}: {diff}");
-            }
-            tables += a.len();
-            rows += a.values().map(|s| s.rows).sum::<u64>();
-        }
-        sp.finish_and_clear();
-        Ok(format!("{} databases, {tables} tables, {rows} rows checked", old_dbs.len()))
-    }
-
-    async fn wait_healthy(&self, container: &str) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(300);
-        loop {
-            match self.engine.container_state(container).await? {
-                Some(st) if st.health == Health::Healthy => return Ok(()),
-                Some(st) if !st.running => bail!("the new Postgres server exited (code {})", st.exit_code),
-                None => bail!("the new Postgres server's container is gone"),
-                _ if Instant::now() > deadline => bail!("the new Postgres server did not become ready in 5 minutes"),
-                _ => tokio::time::sleep(Duration::from_millis(300)).await,
+                bail!(
+                    "the Postgres upgrade {unit} failed (exit {code}; `journalctl -u {unit}`); \
+the current generation runs on as it was"
+                );
             }
         }
-    }
-
-    async fn sh(&self, container: &str, script: &str) -> Result<(i64, String)> {
-        let cmd = ["sh", "-c", script].map(String::from).to_vec();
-        self.engine.exec_in(container, &cmd, &["PGPASSFILE=/run/secrets/pgpass".to_string()], ExecOutput::Capture).await
-    }
-
-    async fn psql(&self, container: &str, db: &str, sql: &str) -> Result<String> {
-        let (code, out) = self.engine.psql(container, db, sql).await?;
-        if code != 0 {
-            bail!("psql in {container} ({db}) failed: {}", tail(&out, 5));
+        ActiveState::Failed => {
+            ui::warn(format!("an earlier Postgres upgrade failed (`journalctl -u {unit}`); it is tried again"));
+            systemd.release_transient(&unit).await;
         }
-        Ok(out)
+        ActiveState::Active => systemd.release_transient(&unit).await,
+        _ => {}
     }
+    Ok(())
+}
 
-    async fn databases(&self, container: &str) -> Result<Vec<String>> {
-        let out = self.psql(container, "postgres", DATABASES_SQL).await?;
-        Ok(out.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect())
+/// The finished copy left by an earlier switch, when it still holds; a stale one
+/// is said and removed.
+async fn usable_copy(
+    layout: &Layout,
+    systemd: &Systemd,
+    from_manifest: &Manifest,
+    from: &Cluster,
+    target: &Cluster,
+    to: u32,
+) -> Result<Option<Copied>> {
+    let Some(copied) = pg_copy::read_result(layout) else { return Ok(None) };
+    let mut started = Vec::new();
+    let mut units = from_manifest.synapse_units();
+    units.push(Service::Mas.unit_name());
+    for u in units.iter().filter(|u| from_manifest.units.contains_key(*u)) {
+        started.push(systemd.active_entered_usec(u).await?);
     }
-
-    async fn table_sums(&self, container: &str, db: &str) -> Result<BTreeMap<String, TableSum>> {
-        parse_table_sums(&self.psql(container, db, TABLE_SUMS_SQL).await?)
-    }
-}
-
-/// Runs in the new server's container: its own (newer) `pg_dumpall` reads the old
-/// server's roles over the instance network, its `psql` restores them over the
-/// local socket. The superuser exists already (initdb made it), so its CREATE ROLE
-/// is left out and every other statement must succeed. The image has dash and no
-/// coreutils: shell builtins only.
-fn globals_script(old_host: &str) -> String {
-    format!(
-        "set -eu\n\
-pg_dumpall -h {old_host} -U postgres --globals-only > /tmp/globals.sql\n\
-while IFS= read -r line; do [ \"$line\" = 'CREATE ROLE postgres;' ] || printf '%s\\n' \"$line\"; done \
-< /tmp/globals.sql | psql -X -q -v ON_ERROR_STOP=1 -h /run/postgresql -U postgres -d postgres > /dev/null\n"
-    )
-}
-
-/// One database, likewise: `pg_dump --create` (the database with its owner,
-/// encoding and settings) piped into `psql`; `postgres` exists already, so its
-/// contents only. dash has no pipefail: the dump's status comes back in a file.
-fn database_script(old_host: &str, db: &str) -> String {
-    let create = if db == "postgres" { "" } else { "--create " };
-    format!(
-        "set -u\n\
-{{ pg_dump -h {old_host} -U postgres {create}'{db}'; echo $? > /tmp/dump-status; }} \
-| psql -X -q -v ON_ERROR_STOP=1 -h /run/postgresql -U postgres -d postgres > /dev/null\n\
-restored=$?\n\
-read -r dumped < /tmp/dump-status\n\
-[ \"$dumped\" = 0 ] || {{ echo \"pg_dump exited $dumped\"; exit 1; }}\n\
-[ \"$restored\" = 0 ] || {{ echo \"psql exited $restored\"; exit 1; }}\n"
-    )
-}
-
-/// The databases a cluster holds for its users (templates aside).
-pub const DATABASES_SQL: &str =
-    "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname";
-
-/// Per table of the database: `schema.table|rows|checksum`, the checksum a sum of
-/// each row's text md5 (order-free, so no sort of a large table is needed).
-pub const TABLE_SUMS_SQL: &str = "SELECT n.nspname || '.' || c.relname, \
-(xpath('/row/c/text()', query_to_xml(format('SELECT count(*) || ''|'' || \
-coalesce(sum((''x'' || substr(md5(t::text), 1, 16))::bit(64)::bigint::numeric), 0) AS c FROM %I.%I t', \
-n.nspname, c.relname), false, true, '')))[1]::text \
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-AND n.nspname NOT LIKE 'pg\\_toast%' ORDER BY 1";
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableSum {
-    pub rows: u64,
-    pub checksum: String,
-}
-
-/// Parses the output of [`TABLE_SUMS_SQL`].
-pub fn parse_table_sums(out: &str) -> Result<BTreeMap<String, TableSum>> {
-    let mut m = BTreeMap::new();
-    for line in out.lines().filter(|l| !l.trim().is_empty()) {
-        let mut f = line.trim().split('|');
-        match (f.next(), f.next(), f.next()) {
-            (Some(t), Some(rows), Some(sum)) => {
-                let rows = rows.parse().with_context(|| format!("row count in {line:?}"))?;
-                m.insert(t.to_string(), TableSum { rows, checksum: sum.to_string() });
-            }
-            _ => bail!("unexpected table checksum line {line:?}"),
+    match copy_holds(&copied, from, target, to, &started) {
+        Ok(()) => Ok(Some(copied)),
+        Err(why) => {
+            ui::step(format!("an earlier upgrade's copy is not used: {why}"));
+            let _ = std::fs::remove_file(pg_copy::result_path(layout));
+            Ok(None)
         }
     }
-    Ok(m)
-}
-
-/// The first way two sets of table sums differ, said for a person.
-pub fn first_difference(old: &BTreeMap<String, TableSum>, new: &BTreeMap<String, TableSum>) -> Option<String> {
-    for (t, a) in old {
-        match new.get(t) {
-            None => return Some(format!("table {t} is missing from the new cluster")),
-            Some(b) if a.rows != b.rows => return Some(format!("table {t} has {} rows, was {}", b.rows, a.rows)),
-            Some(b) if a.checksum != b.checksum => return Some(format!("table {t}'s contents differ")),
-            _ => {}
-        }
-    }
-    new.keys().find(|t| !old.contains_key(*t)).map(|t| format!("table {t} is new in the new cluster"))
-}
-
-/// The label of the backup an upgrade from `major` takes (part of its file names):
-/// gc finds by it the dump that keeps an unused cluster's data.
-fn upgrade_label(major: u32) -> String {
-    format!("pg{major}-upgrade")
 }
 
 /// What gc does with a cluster directory under `data/`.
@@ -527,11 +374,6 @@ pub fn gc_clusters(layout: &Layout, remaining: &[Manifest]) -> Result<Vec<PathBu
     Ok(removed)
 }
 
-fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -546,24 +388,60 @@ mod tests {
         let up =
             |set_aside: Option<&str>| Decision::Upgrade { from: 15, to: 17, set_aside: set_aside.map(PathBuf::from) };
         let refused = |d: Decision, what: &str| matches!(d, Decision::Refuse(w) if w.contains(what));
-        // (current, target, target image's major) → decision
-        let cases: Vec<(Option<Cluster>, Cluster, u32, Decision)> = vec![
+        // (current, target, target image's major, a finished copy holds) → decision
+        let cases: Vec<(Option<Cluster>, Cluster, u32, bool, Decision)> = vec![
             // First switch: a new cluster, nothing to carry.
-            (None, cl(p17, None), 17, Decision::Keep),
+            (None, cl(p17, None), 17, false, Decision::Keep),
             // Same cluster, same major.
-            (Some(cl(p15, Some(15))), cl(p15, Some(15)), 15, Decision::Keep),
+            (Some(cl(p15, Some(15))), cl(p15, Some(15)), 15, false, Decision::Keep),
             // The current cluster never started: nothing to carry.
-            (Some(cl(p15, None)), cl(p17, None), 17, Decision::Keep),
-            (Some(cl(p15, Some(15))), cl(p17, None), 17, up(None)),
+            (Some(cl(p15, None)), cl(p17, None), 17, false, Decision::Keep),
+            (Some(cl(p15, Some(15))), cl(p17, None), 17, false, up(None)),
             // An earlier 17 cluster (upgraded, then rolled back from) is older than 15's data.
-            (Some(cl(p15, Some(15))), cl(p17, Some(17)), 17, up(Some("/d/postgres-17.replaced-T"))),
-            (Some(cl(p17, Some(17))), cl(p15, Some(15)), 15, Decision::Reuse { from: 17, to: 15 }),
+            (Some(cl(p15, Some(15))), cl(p17, Some(17)), 17, false, up(Some("/d/postgres-17.replaced-T"))),
+            // ... unless it is the finished copy of an earlier switch's upgrade job.
+            (Some(cl(p15, Some(15))), cl(p17, Some(17)), 17, true, Decision::Adopt { from: 15, to: 17 }),
+            // A copy whose cluster is not there any more is no copy.
+            (Some(cl(p15, Some(15))), cl(p17, None), 17, true, up(None)),
+            (Some(cl(p17, Some(17))), cl(p15, Some(15)), 15, false, Decision::Reuse { from: 17, to: 15 }),
         ];
-        for (cur, target, to, want) in cases {
-            assert_eq!(decide(cur.as_ref(), &target, to, "T"), want, "{cur:?} → {target:?}");
+        for (cur, target, to, copied, want) in cases {
+            assert_eq!(decide(cur.as_ref(), &target, to, copied, "T"), want, "{cur:?} → {target:?} {copied}");
         }
-        assert!(refused(decide(Some(&cl(p17, Some(17))), &cl(p15, None), 15, "T"), "downgrade"));
-        assert!(refused(decide(None, &cl(p17, Some(16)), 17, "T"), "holds a Postgres 16 cluster"));
+        assert!(refused(decide(Some(&cl(p17, Some(17))), &cl(p15, None), 15, false, "T"), "downgrade"));
+        assert!(refused(decide(None, &cl(p17, Some(16)), 17, false, "T"), "holds a Postgres 16 cluster"));
+    }
+
+    #[test]
+    fn copy_holds_table() {
+        let copied = Copied {
+            from_cluster: "/d/postgres".into(),
+            to_cluster: "/d/postgres-17".into(),
+            from: 15,
+            to: 17,
+            writers: vec![],
+            writers_stopped_usec: 1_000,
+            backups: vec![],
+            summary: String::new(),
+        };
+        let (c15, c17) = (cl("/d/postgres", Some(15)), cl("/d/postgres-17", Some(17)));
+        // (current, target, target major, when each writer last started) → holds, or why not
+        type Case<'a> = (Cluster, Cluster, u32, Vec<u64>, Option<&'a str>);
+        let cases: Vec<Case> = vec![
+            (c15.clone(), c17.clone(), 17, vec![900, 0], None),
+            (c15.clone(), c17.clone(), 17, vec![900, 1_001], Some("ran after it")),
+            (c15.clone(), cl("/d/postgres-18", Some(18)), 18, vec![], Some("it copied")),
+            (cl("/d/other", Some(15)), c17.clone(), 17, vec![], Some("it copied")),
+            (c15.clone(), cl("/d/postgres-17", None), 17, vec![], Some("versions")),
+            (cl("/d/postgres", Some(16)), c17.clone(), 17, vec![], Some("versions")),
+        ];
+        for (cur, target, to, started, want) in cases {
+            let got = copy_holds(&copied, &cur, &target, to, &started);
+            match want {
+                None => assert_eq!(got, Ok(()), "{cur:?} {target:?} {started:?}"),
+                Some(w) => assert!(got.as_ref().is_err_and(|e| e.contains(w)), "{cur:?} {target:?}: {got:?}"),
+            }
+        }
     }
 
     #[test]
@@ -612,25 +490,5 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(spec_cluster(&spec), Some(PathBuf::from("/r/data/postgres-17")));
-    }
-
-    #[test]
-    fn table_sums_compare() {
-        let a = parse_table_sums("public.users|2|123\npublic.events|5|99\n").unwrap();
-        let cases = [
-            ("public.users|2|123\npublic.events|5|99\n", None),
-            ("public.users|2|123\n", Some("table public.events is missing")),
-            ("public.users|2|123\npublic.events|4|99\n", Some("has 4 rows, was 5")),
-            ("public.users|2|124\npublic.events|5|99\n", Some("public.users's contents differ")),
-            ("public.users|2|123\npublic.events|5|99\npublic.x|0|0\n", Some("public.x is new")),
-        ];
-        for (new, want) in cases {
-            let d = first_difference(&a, &parse_table_sums(new).unwrap());
-            match want {
-                None => assert_eq!(d, None, "{new}"),
-                Some(w) => assert!(d.as_deref().is_some_and(|d| d.contains(w)), "{new}: {d:?}"),
-            }
-        }
-        assert!(parse_table_sums("no separators\n").is_err());
     }
 }
