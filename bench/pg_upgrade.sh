@@ -2,9 +2,10 @@
 # Postgres 15 → 17 upgrade of a >= 1 GB database, next to the plain way by hand in
 # the same run, between the same two servers' images:
 #   1. baseline: pg_dumpall (17's, reading the 15 server) | psql into a fresh 17 server
-#   2. masctl switch to images.postgres = "postgres17": writers stopped, verified
-#      backup, new cluster, the same pg_dumpall | psql, every table checked (rows
-#      and checksums), the switch itself and its health gate
+#   2. masctl switch to images.postgres = "postgres17": writers stopped, one dump
+#      per database (the backup and the copy's source), new cluster, pg_restore of
+#      each dump, every table checked on both servers at once (rows and checksums),
+#      the switch itself and its health gate
 # The data: Synapse's own schema, with event_json filled with unique rows until the
 # database is at least the given size.
 # Usage: bash bench/pg_upgrade.sh [GiB]   (as root; installs debootstrap)
@@ -42,8 +43,12 @@ echo "pg_dumpall | psql: $base ms"
 echo "## 2. masctl switch to Postgres 17"
 write_config '[images]
 postgres = "postgres17"'
+watch_synapse
 upgrade=$(time_ms "${IN_LOUD[@]}" switch 2> "$WORK/switch.err")
-grep -E "copied in|upgraded in" "$WORK/switch.err" || true
+synapse_window
+echo "Synapse during the upgrade: $UNAVAILABLE"
+# Where the time goes, in masctl's own words (each step says how long it took).
+grep -E "dumped in|copied in|copied and checked|verified backup|switched to" "$WORK/switch.err" || true
 [ "$(pg_sql "$PG" -d postgres -c "SHOW server_version_num")" -ge 170000 ]
 check_event_rows "$PG" synapse
 echo "masctl switch (15 → 17): $upgrade ms"

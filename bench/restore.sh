@@ -3,8 +3,8 @@
 # `pg_dump -Fc | pg_restore` of the same data in the same run and the same Postgres:
 #   1. baseline: pg_dump -Fc synapse | pg_restore -d <new database>   (nothing else)
 #   2. masctl backup                 (dump + verification restore)
-#   3. masctl restore                (backup first, load + check, stop, swap, start, health gate)
-#   4. masctl import synapse         (backup first, stage, load + check, media, secrets, start)
+#   3. masctl restore                (backup beside load + check, stop, swap, start, health gate)
+#   4. masctl import synapse         (backup beside stage + load + check, media, secrets, start)
 # The data: Synapse's own schema, with event_json filled with unique rows until the
 # database is at least 1 GiB.
 # Usage: bash bench/restore.sh [GiB]   (as root; installs debootstrap)
@@ -23,8 +23,10 @@ echo
 backup_vs_baseline "$PG" synapse synapse
 
 echo "## 3. masctl restore"
+watch_synapse
 restore=$(time_ms "${IN[@]}" restore)
-echo "masctl restore: $restore ms"
+synapse_window
+echo "masctl restore: $restore ms; Synapse meanwhile: $UNAVAILABLE"
 check_event_rows "$PG" synapse
 
 echo "## 4. masctl import synapse (the same data as a source server's pg_dump)"
@@ -38,8 +40,10 @@ report_stats: false
 signing_key_path: $SRC/signing.key
 media_store_path: $SRC/media
 YAML
+watch_synapse
 import=$(time_ms "${IN[@]}" import synapse --homeserver "$SRC/homeserver.yaml" --dump "$SRC/synapse.dump")
-echo "masctl import synapse: $import ms"
+synapse_window
+echo "masctl import synapse: $import ms; Synapse meanwhile: $UNAVAILABLE"
 check_event_rows "$PG" synapse
 
 echo

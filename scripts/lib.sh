@@ -233,3 +233,19 @@ bench_external_postgres() {
     echo "the external Postgres $DB did not become ready" >&2
     exit 1
 }
+
+# For the benchmarks: Synapse's availability while a command runs. `watch_synapse`
+# starts polling /_matrix/client/versions every 50 ms (bench/poll.py);
+# `synapse_window` waits until Synapse answers again, stops the poller and sets
+# UNAVAILABLE (what the poller saw: requests, failures, the unavailable window).
+watch_synapse() {
+    rm -f "$WORK/stop"
+    python3 bench/poll.py "http://127.0.0.1:$PORT/_matrix/client/versions" "$WORK/stop" 1800 > "$WORK/poll.out" &
+    POLLER=$!
+}
+synapse_window() {
+    for _ in $(seq 1200); do curl -sf "http://127.0.0.1:$PORT/_matrix/client/versions" >/dev/null && break; sleep 0.05; done
+    touch "$WORK/stop"
+    wait "$POLLER"
+    UNAVAILABLE=$(cat "$WORK/poll.out")
+}

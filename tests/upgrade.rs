@@ -283,7 +283,7 @@ CREATE TABLE empty (x int)",
 
     // Upgrading again starts from 15's data; the older 17 cluster is set aside, not
     // deleted. This time `masctl switch` is killed (SIGKILL) once the copy's unit has
-    // taken its backup: the unit carries on to the end, and the next switch takes
+    // dumped the current state: the unit carries on to the end, and the next switch takes
     // its result instead of copying again.
     s.write_config("[images]\npostgres = \"postgres17\"\n");
     let unit = format!("masctl-job-pg-upgrade-{}.service", s.instance);
@@ -297,8 +297,8 @@ CREATE TABLE empty (x int)",
     };
     let dumps_before = upgrade_dumps();
     let mut first = s.masctl_spawn("", &["switch"]);
-    wait_for("the copy's unit to take its backup", Duration::from_secs(300), || {
-        unit_log().contains("verified backup").then_some(())
+    wait_for("the copy's unit to dump the current state", Duration::from_secs(300), || {
+        unit_log().contains("dumped synapse-").then_some(())
     });
     let killed = docker_ok(&[
         "exec",

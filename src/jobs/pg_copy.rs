@@ -1,9 +1,11 @@
 //! The data copy of a Postgres major upgrade, as a transient unit's job: it runs
 //! under PID 1, so a dropped session or a killed `masctl switch` does not stop it.
-//! It stops the writers (Synapse, MAS), takes a verified backup, creates the new
-//! cluster beside the old one, copies every database through the new server
-//! (`pg_dumpall --globals-only`, then `pg_dump | psql` per database), compares every
-//! table on both servers and moves the new cluster into place. Its last act is a
+//! It stops the writers (Synapse, MAS), dumps each of the stack's databases (the
+//! backup), creates the new cluster beside the old one, loads it through the new
+//! server (`pg_dumpall --globals-only`, `pg_restore` of each dump, `pg_dump | psql`
+//! for any other database), compares every table on both servers at once, and
+//! only then keeps the dumps as verified backups and moves the new cluster into
+//! place. Its last act is a
 //! result file ([`Copied`]): the next `switch` takes the copy from it instead of
 //! starting over. Any failure removes the half-made cluster and starts the writers
 //! again: the host is as it was.
@@ -19,7 +21,7 @@ use crate::docker::{Engine, ExecOutput, Health};
 use crate::generation::layout::Layout;
 use crate::generation::manifest::Manifest;
 use crate::jobs::backup;
-use crate::service::Service;
+use crate::service::{Database, Service};
 use crate::spec::{Bind, read_spec};
 use crate::systemd::{Op, Systemd};
 use crate::ui;
@@ -178,21 +180,56 @@ nothing was changed (start it with `masctl rollback --to` the current generation
         format!("{}-upgrade", POSTGRES.container(&self.spec.target.instance))
     }
 
-    /// Backup, new cluster, copy, check. Returns a summary of what was checked and
-    /// the backup's files.
+    /// One dump of each of the stack's databases — the upgrade's backup and the
+    /// copy's source at once — then the new cluster, the copy and the check. The
+    /// dumps count as verified backups only once every table restored from them
+    /// matches the old server. Returns a summary of what was checked and the backups.
     async fn copy(&self, systemd: &Systemd, partial: &Path, old: &str) -> Result<(String, Vec<PathBuf>)> {
-        ui::step("backing up the current state first");
-        let files = backup::run(self.layout, systemd, &self.spec.from_manifest, &upgrade_label(self.spec.from))
-            .await
-            .context("no backup of the current state, no upgrade")?;
-        for f in &files {
-            ui::step(format!("verified backup {}", f.display()));
+        ui::step(
+            "backing up the current state first (the dump is also what the new cluster is loaded from); \
+the new cluster is made meanwhile",
+        );
+        let stamp = crate::timestamp::compact(SystemTime::now());
+        let label = upgrade_label(self.spec.from);
+        let name = |db: Database| format!("{db}-{stamp}-{label}.dump");
+        let t = Instant::now();
+        let backups = self.layout.backups();
+        let (dumps, new) = tokio::join!(
+            async {
+                backup::dump_unverified(self.layout, systemd, &self.spec.from_manifest, &backups, &name)
+                    .await
+                    .context("no backup of the current state, no upgrade")
+            },
+            self.start_new_cluster(partial)
+        );
+        let dumps = dumps?;
+        let result = match new {
+            Ok(new) => {
+                ui::step(format!("dumped in {:.0?}", t.elapsed()));
+                match self.load_and_check(&new, old, &dumps).await {
+                    Ok(summary) => keep_dumps(&backups, &dumps).map(|kept| (summary, kept)),
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            for (_, f) in &dumps {
+                let _ = std::fs::remove_file(f);
+            }
         }
-        let new = self.start_new_cluster(partial).await?;
+        result
+    }
+
+    /// The copy into the new server, then the check. With the writers stopped the
+    /// old server's contents no longer change, so its side of the check is read
+    /// while the copy runs.
+    async fn load_and_check(&self, new: &str, old: &str, dumps: &[(Database, PathBuf)]) -> Result<String> {
         let old_dbs = self.databases(old).await?;
-        self.copy_databases(old, &new, &old_dbs).await?;
-        let summary = self.verify(old, &new, &old_dbs).await?;
-        Ok((summary, files))
+        let (copied, old_sums) =
+            tokio::join!(self.copy_databases(old, new, &old_dbs, dumps), self.all_table_sums(old, &old_dbs));
+        copied?;
+        self.verify(new, &old_dbs, &old_sums?).await
     }
 
     /// The target's Postgres in a temporary container on the (emptied) partial
@@ -212,6 +249,7 @@ nothing was changed (start it with `masctl rollback --to` the current generation
             b.host = partial.to_path_buf();
         }
         spec.binds.push(Bind::secret(self.layout.secret("postgres-superuser-pgpass"), "pgpass"));
+        spec.binds.push(Bind::ro(&self.layout.backups(), "/backups"));
         self.engine.remove_container(&new).await?;
         let sp = ui::spinner("creating the new cluster");
         self.engine.create_and_start(&spec, "pg-upgrade").await?;
@@ -221,8 +259,16 @@ nothing was changed (start it with `masctl rollback --to` the current generation
         Ok(new)
     }
 
-    /// Roles and settings, then each database, from the old server into the new one.
-    async fn copy_databases(&self, old: &str, new: &str, old_dbs: &[String]) -> Result<()> {
+    /// Roles and settings, then each database into the new server: the stack's
+    /// own from their dumps (`pg_restore`, two jobs at once), any other straight
+    /// from the old server (`pg_dump | psql`).
+    async fn copy_databases(
+        &self,
+        old: &str,
+        new: &str,
+        old_dbs: &[String],
+        dumps: &[(Database, PathBuf)],
+    ) -> Result<()> {
         let t = Instant::now();
         let (code, out) = self.sh(new, &globals_script(old)).await?;
         if code != 0 {
@@ -230,13 +276,14 @@ nothing was changed (start it with `masctl rollback --to` the current generation
         }
         for (i, db) in old_dbs.iter().enumerate() {
             let size = self.psql(old, "postgres", &format!("SELECT pg_size_pretty(pg_database_size('{db}'))")).await?;
-            let sp = ui::spinner(&format!(
-                "copying database {db} ({}, {} of {}; pg_dump | psql)",
-                size.trim(),
-                i + 1,
-                old_dbs.len()
-            ));
-            let (code, out) = self.sh(new, &database_script(old, db)).await?;
+            let dump = dumps.iter().find(|(d, _)| d.to_string() == *db).and_then(|(_, f)| f.file_name());
+            let (how, script) = match dump {
+                Some(file) => ("pg_restore of its dump", restore_script(&file.to_string_lossy())),
+                None => ("pg_dump | psql", database_script(old, db)),
+            };
+            let sp =
+                ui::spinner(&format!("copying database {db} ({}, {} of {}; {how})", size.trim(), i + 1, old_dbs.len()));
+            let (code, out) = self.sh(new, &script).await?;
             sp.finish_and_clear();
             if code != 0 {
                 bail!("copying database {db} failed (exit {code}):\n{}", tail(&out, 20));
@@ -247,20 +294,20 @@ nothing was changed (start it with `masctl rollback --to` the current generation
         Ok(())
     }
 
-    /// Compares every table of every database (rows and checksums) between the old
-    /// server and the new one; returns a summary of what was checked.
-    async fn verify(&self, old: &str, new: &str, old_dbs: &[String]) -> Result<String> {
+    /// Compares every table of every database (rows and checksums) of the new
+    /// server with the old one's sums; returns a summary of what was checked.
+    async fn verify(&self, new: &str, old_dbs: &[String], old_sums: &[BTreeMap<String, TableSum>]) -> Result<String> {
         let sp = ui::spinner("checking every table of every database (rows and checksums)");
+        let t = Instant::now();
         let new_dbs = self.databases(new).await?;
         if old_dbs != new_dbs {
             sp.finish_and_clear();
             bail!("the new cluster has databases {new_dbs:?}, the old one {old_dbs:?}");
         }
         let (mut tables, mut rows) = (0usize, 0u64);
-        for db in old_dbs {
-            let a = self.table_sums(old, db).await?;
+        for (db, a) in old_dbs.iter().zip(old_sums) {
             let b = self.table_sums(new, db).await?;
-            if let Some(diff) = first_difference(&a, &b) {
+            if let Some(diff) = first_difference(a, &b) {
                 sp.finish_and_clear();
                 bail!("database {db}: {diff}");
             }
@@ -268,7 +315,15 @@ nothing was changed (start it with `masctl rollback --to` the current generation
             rows += a.values().map(|s| s.rows).sum::<u64>();
         }
         sp.finish_and_clear();
-        Ok(format!("{} databases, {tables} tables, {rows} rows checked", old_dbs.len()))
+        Ok(format!("{} databases, {tables} tables, {rows} rows checked in {:.0?}", old_dbs.len(), t.elapsed()))
+    }
+
+    async fn all_table_sums(&self, container: &str, dbs: &[String]) -> Result<Vec<BTreeMap<String, TableSum>>> {
+        let mut all = Vec::new();
+        for db in dbs {
+            all.push(self.table_sums(container, db).await?);
+        }
+        Ok(all)
     }
 
     async fn wait_healthy(&self, container: &str) -> Result<()> {
@@ -337,15 +392,40 @@ read -r dumped < /tmp/dump-status\n\
     )
 }
 
+/// One of the stack's databases from its dump (made by the old server's
+/// `pg_dump -Fc`; the newer `pg_restore` reads it): the database with its owner and
+/// settings, then its contents, stopping at the first error.
+fn restore_script(file: &str) -> String {
+    format!(
+        "set -e\n\
+pg_restore -h /run/postgresql -U postgres -d postgres --create --exit-on-error -j 2 /backups/{file}\n"
+    )
+}
+
+/// The checked dumps renamed to their names (from `NAME.tmp`): now verified backups.
+fn keep_dumps(dir: &Path, dumps: &[(Database, PathBuf)]) -> Result<Vec<PathBuf>> {
+    let mut kept = Vec::new();
+    for (_, tmp) in dumps {
+        let dest = tmp.with_extension("");
+        std::fs::rename(tmp, &dest).with_context(|| format!("renaming {}", tmp.display()))?;
+        ui::step(format!("verified backup {} (restored into the new cluster and checked)", dest.display()));
+        kept.push(dest);
+    }
+    crate::fsutil::fsync_dir(dir)?;
+    Ok(kept)
+}
+
 /// The databases a cluster holds for its users (templates aside).
 pub const DATABASES_SQL: &str =
     "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname";
 
 /// Per table of the database: `schema.table|rows|checksum`, the checksum a sum of
-/// each row's text md5 (order-free, so no sort of a large table is needed).
+/// a 64-bit hash of each row's text (order-free, so no sort of a large table is
+/// needed; `hashtextextended` is the hash partitioning relies on, so it is the same
+/// in every Postgres version).
 pub const TABLE_SUMS_SQL: &str = "SELECT n.nspname || '.' || c.relname, \
 (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) || ''|'' || \
-coalesce(sum((''x'' || substr(md5(t::text), 1, 16))::bit(64)::bigint::numeric), 0) AS c FROM %I.%I t', \
+coalesce(sum(hashtextextended(t::text, 0)::numeric), 0) AS c FROM %I.%I t', \
 n.nspname, c.relname), false, true, '')))[1]::text \
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
 WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \

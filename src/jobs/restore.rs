@@ -1,9 +1,9 @@
 //! `masctl restore [SET]`: a verified backup set back into the databases. A backup
-//! of the current state comes first; each dump is loaded into a scratch database (a
-//! transient unit) and checked against what the running images can serve while the
-//! services still run; only then are the services that use the databases stopped,
-//! the scratch databases swapped in by rename, and the current generation started
-//! and health-gated. `masctl import synapse` loads and swaps the same way.
+//! of the current state is taken while each dump is loaded into a scratch database
+//! (a transient unit) and checked against what the running images can serve, all
+//! while the services still run; only once both have succeeded are the services
+//! that use the databases stopped, the scratch databases swapped in by rename, and
+//! the current generation started and health-gated. `masctl import synapse` loads and swaps the same way.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -355,6 +355,29 @@ pub async fn load_set(ctx: &JobContext<'_>, set: &BackupSet, synapse_image: Opti
     Ok(done)
 }
 
+/// The verified backup of the current state taken while `load` fills the scratch
+/// databases of `dbs` — the two read and write different databases, so they run
+/// side by side. Nothing is swapped before both have succeeded; a failed backup
+/// drops what the load made.
+pub async fn backup_while<T>(
+    ctx: &JobContext<'_>,
+    label: &str,
+    what: &str,
+    dbs: &[Database],
+    load: impl std::future::Future<Output = Result<T>>,
+) -> Result<(Vec<PathBuf>, T)> {
+    let (before, loaded) = tokio::join!(backup::first(ctx, label, what), load);
+    match before {
+        Ok(files) => Ok((files, loaded?)),
+        Err(e) => {
+            for db in dbs {
+                let _ = drop_scratch(ctx, *db).await;
+            }
+            Err(e)
+        }
+    }
+}
+
 /// What `masctl restore --json` prints.
 #[derive(Debug, Serialize)]
 pub struct Restored {
@@ -390,9 +413,15 @@ pub async fn run(layout: &Layout, wanted: Option<&str>, timeout: Duration) -> Re
         set.dumps.iter().map(|d| d.file.as_str()).collect::<Vec<_>>().join(", ")
     ));
 
-    let before = backup::first(&ctx, "pre-restore", "restore").await?;
     let synapse_image = ctx.manifest.images.get(&Service::Synapse).cloned();
-    let done = load_set(&ctx, &set, synapse_image.as_deref()).await?;
+    let (before, done) = backup_while(
+        &ctx,
+        "pre-restore",
+        "restore",
+        &set.dumps.iter().map(|d| d.database).collect::<Vec<_>>(),
+        async { load_set(&ctx, &set, synapse_image.as_deref()).await },
+    )
+    .await?;
     let dbs: Vec<Database> = set.dumps.iter().map(|d| d.database).collect();
     let stopped = swap_in(&ctx, &dbs).await?;
     ui::step("starting the stack");

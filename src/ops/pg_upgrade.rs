@@ -4,13 +4,14 @@
 //! Each major version keeps its own cluster (`eval::postgres::cluster_dir`), so an
 //! upgrade creates the new cluster next to the old one and never touches the old:
 //! rolling back to the old generation starts it as it was. The data moves by dump
-//! and restore through the new server (`pg_dumpall` of the new version reading the
-//! old server, piped into `psql` on the new one): `pg_upgrade` would need both
-//! versions' binaries in one image, and the two come from different Debian
-//! releases. Writers (Synapse, MAS) are stopped first so the copy is the last
-//! state; a verified backup is taken; every table of every database is compared
-//! (rows and a checksum) before the new cluster is moved into place. Any failure
-//! removes the half-made cluster and starts the writers again: the host is as it was.
+//! and restore (one dump per database, which is the upgrade's backup too, loaded
+//! by the new server's `pg_restore`): `pg_upgrade` would need both versions'
+//! binaries in one image, and the two come from different Debian releases.
+//! Writers (Synapse, MAS) are stopped first so the copy is the last state; every
+//! table of every database is compared (rows and a checksum) before the dumps
+//! count as verified and the new cluster is moved into place. Any failure removes
+//! the half-made cluster and the dumps and starts the writers again: the host is
+//! as it was.
 //!
 //! The copy is a transient unit's job (`jobs::pg_copy`): a switch killed or cut off
 //! mid-copy leaves it running, and the next switch waits for it and takes its

@@ -19,7 +19,7 @@ use serde_json::Value;
 use self::dump::Kind;
 use self::settings::{SecretValue, Settings};
 use super::restore::{self, Load};
-use super::{JobContext, JobSpec, backup};
+use super::{JobContext, JobSpec};
 use crate::docker::{Engine, OneShot};
 use crate::generation::generations;
 use crate::generation::layout::Layout;
@@ -452,9 +452,10 @@ do so (a verified backup is taken first)"
         );
     }
 
-    let before = backup::first(&ctx, "pre-import", "import").await?;
-
-    let (schema, users) = load_and_check(&ctx, layout, &g, &src.database).await?;
+    let (before, (schema, users)) = restore::backup_while(&ctx, "pre-import", "import", &[Database::Synapse], async {
+        load_and_check(&ctx, layout, &g, &src.database).await
+    })
+    .await?;
 
     // Media first into a new directory beside the live one, while Synapse runs.
     let stamp = timestamp::compact(SystemTime::now());
