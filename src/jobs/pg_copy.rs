@@ -249,7 +249,7 @@ the new cluster is made meanwhile",
             b.host = partial.to_path_buf();
         }
         spec.binds.push(Bind::secret(self.layout.secret("postgres-superuser-pgpass"), "pgpass"));
-        spec.binds.push(Bind::ro(&self.layout.backups(), "/backups"));
+        spec.binds.push(Bind::ro(self.layout.backups(), "/backups"));
         self.engine.remove_container(&new).await?;
         let sp = ui::spinner("creating the new cluster");
         self.engine.create_and_start(&spec, "pg-upgrade").await?;
