@@ -44,6 +44,15 @@ pub struct PgCopy {
     pub set_aside: Option<PathBuf>,
 }
 
+/// A generation's units that write to Postgres: Synapse's processes (workers
+/// too) and MAS, those it has.
+pub fn writer_units(manifest: &Manifest) -> Vec<UnitName> {
+    let mut units = manifest.synapse_units();
+    units.push(Service::Mas.unit_name());
+    units.retain(|u| manifest.units.contains_key(u));
+    units
+}
+
 /// What a finished copy leaves for the next `switch`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Copied {
@@ -55,7 +64,7 @@ pub struct Copied {
     /// after that may have written what the copy lacks.
     pub writers: Vec<UnitName>,
     pub writers_stopped_usec: u64,
-    /// The verified backup taken before the copy.
+    /// The dumps the copy was loaded from, verified by its check: the upgrade's backup.
     pub backups: Vec<PathBuf>,
     pub summary: String,
 }
@@ -160,16 +169,11 @@ nothing was changed (start it with `masctl rollback --to` the current generation
         }
     }
 
-    /// The current generation's units that write to Postgres and are running:
-    /// Synapse's processes (workers too) and MAS.
+    /// The current generation's writers that are running.
     async fn running_writers(&self, systemd: &Systemd) -> Result<Vec<UnitName>> {
         let mut out = Vec::new();
-        let mut units = self.spec.from_manifest.synapse_units();
-        units.push(Service::Mas.unit_name());
-        for unit in units {
-            if self.spec.from_manifest.units.contains_key(&unit)
-                && systemd.unit_state(&unit).await?.active_state.is_up()
-            {
+        for unit in writer_units(&self.spec.from_manifest) {
+            if systemd.unit_state(&unit).await?.active_state.is_up() {
                 out.push(unit);
             }
         }

@@ -277,10 +277,8 @@ async fn usable_copy(
 ) -> Result<Option<Copied>> {
     let Some(copied) = pg_copy::read_result(layout) else { return Ok(None) };
     let mut started = Vec::new();
-    let mut units = from_manifest.synapse_units();
-    units.push(Service::Mas.unit_name());
-    for u in units.iter().filter(|u| from_manifest.units.contains_key(*u)) {
-        started.push(systemd.active_entered_usec(u).await?);
+    for u in pg_copy::writer_units(from_manifest) {
+        started.push(systemd.active_entered_usec(&u).await?);
     }
     match copy_holds(&copied, from, target, to, &started) {
         Ok(()) => Ok(Some(copied)),
