@@ -195,8 +195,13 @@ pub enum Command {
     /// Hand the stack to another engine (Kubernetes with Element's ESS chart)
     #[command(subcommand)]
     Export(ExportCommand),
-    /// Dump every database into backups/, each verified by a test restore
-    Backup,
+    /// Dump every database into backups/, each verified by a test restore. Shows
+    /// each dump's bytes, rate and ETA (against the last dump of that database)
+    Backup {
+        /// Print the files made as JSON, and progress as JSON event lines on stderr
+        #[arg(long)]
+        json: bool,
+    },
     /// List the backups
     Backups {
         #[arg(long)]

@@ -19,6 +19,7 @@ mod jobs;
 mod located;
 mod mas_admin;
 mod ops;
+mod progress;
 mod registration_tokens;
 mod secrets;
 mod service;

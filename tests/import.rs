@@ -327,7 +327,7 @@ fn import_from_a_playbook_host_restore_round_trip_and_mas() {
 
     // restore: rows after the backup are gone, rows before it stay, and the backup
     // restore takes of the current state brings them back.
-    s.masctl_ok(&["backup"]);
+    backup_reports_progress(&s);
     s.register("bob", "bob-password-1");
     let bob = || s.sql("synapse", "SELECT count(*) FROM users WHERE name = '@bob:test.local'");
     assert_eq!(bob(), "1");
@@ -345,7 +345,12 @@ fn import_from_a_playbook_host_restore_round_trip_and_mas() {
     // A backup whose Synapse schema is newer than the image serves is refused.
     let compat = s.sql("synapse", "SELECT compat_version FROM schema_compat_version");
     s.sql("synapse", "UPDATE schema_compat_version SET compat_version = 9999");
-    let newer = s.masctl_ok(&["backup"]);
+    let newer_run = s.masctl(&["backup"]);
+    assert!(newer_run.status.success(), "{}", text(&newer_run.stderr));
+    // Without --json and without a terminal: one line per dump, with its size and rate.
+    let line = text(&newer_run.stderr).lines().find(|l| l.starts_with("dump synapse: ")).map(str::to_string);
+    assert!(line.as_deref().is_some_and(|l| l.contains(" in ") && l.ends_with("/s)")), "{}", text(&newer_run.stderr));
+    let newer = text(&newer_run.stdout);
     s.sql("synapse", &format!("UPDATE schema_compat_version SET compat_version = {compat}"));
     let newer_file = newer.lines().find(|l| l.starts_with('/') && l.contains("/synapse-")).unwrap().to_string();
     let refused = s.masctl(&["restore", &newer_file]);
@@ -413,4 +418,27 @@ fn import_from_sqlite_then_mas() {
         s.masctl_ok(&["switch"]);
     };
     migrate_to_mas(&s, &switch);
+}
+
+/// `masctl backup --json`: the files on stdout as JSON; on stderr, JSON events for
+/// each dump whose last one says exactly the size of the file made.
+fn backup_reports_progress(s: &Stack) {
+    let out = s.masctl(&["backup", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let files: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let events: Vec<Value> =
+        text(&out.stderr).lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect();
+    for f in files.as_array().unwrap() {
+        let path = f["file"].as_str().unwrap();
+        let db = if path.contains("/synapse-") { "synapse" } else { "mas" };
+        let stage = format!("dump {db}");
+        let of_stage: Vec<&Value> = events.iter().filter(|e| e["stage"] == stage.as_str()).collect();
+        assert_eq!(of_stage.first().map(|e| &e["event"]), Some(&Value::from("start")), "{events:?}");
+        let last = of_stage.last().unwrap();
+        assert_eq!(last["event"], "finish", "{events:?}");
+        assert_eq!(last["bytes"], f["size"], "{events:?}");
+        assert_eq!(std::fs::metadata(path).unwrap().len(), f["size"].as_u64().unwrap());
+        // A second backup of the same database has the first's size as its estimate.
+        assert!(last["total"].as_u64().is_some(), "an earlier dump exists: {events:?}");
+    }
 }

@@ -52,8 +52,20 @@ pub async fn doctor(ctx: &Context, json: bool) -> Result<()> {
     Ok(())
 }
 
-pub async fn backup(ctx: &Context) -> Result<()> {
-    for f in backup::manual(&ctx.layout).await? {
+pub async fn backup(ctx: &Context, json: bool) -> Result<()> {
+    if json {
+        crate::jobs::output_to_stderr();
+    }
+    let files = backup::manual(&ctx.layout).await?;
+    if json {
+        let rows: Vec<_> = files
+            .iter()
+            .map(|f| serde_json::json!({"file": f, "size": std::fs::metadata(f).map_or(0, |m| m.len())}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    for f in files {
         println!("{}", f.display());
     }
     Ok(())

@@ -53,7 +53,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::User { json, cmd } => users::run(&Context::for_state(g)?, cmd, json).await,
         Command::Doctor { json } => jobs::doctor(&Context::for_state(g)?, json).await,
         Command::Export(ExportCommand::Ess(args)) => export::ess(&Context::with_config(g)?, args).await,
-        Command::Backup => jobs::backup(&Context::for_state(g)?).await,
+        Command::Backup { json } => jobs::backup(&Context::for_state(g)?, json).await,
         Command::Backups { json } => jobs::backups(&Context::for_state(g)?, json),
         Command::Restore { backup, json, timeout } => {
             restore::restore(&Context::for_state(g)?, backup.as_deref(), json, secs(timeout)).await

@@ -203,7 +203,10 @@ async fn dump_one(
         }
         spec.remove_dirs_after.push(scratch.display().to_string());
     }
-    let (code, _) = super::run(layout, systemd, &format!("masctl backup of {db}"), spec).await?;
+    let description = format!("masctl backup of {db}");
+    let run = super::run(layout, systemd, &description, spec);
+    let size_of = || std::fs::metadata(&tmp).or_else(|_| std::fs::metadata(&dest)).map_or(0, |m| m.len());
+    let (code, _) = crate::progress::watch(&format!("dump {db}"), last_size(dir, db), size_of, run).await?;
     if code != 0 {
         bail!("the backup of {db} failed (exit {code}); see its output above");
     }
@@ -212,6 +215,13 @@ async fn dump_one(
         bail!("the backup of {db} is empty");
     }
     Ok(dest)
+}
+
+/// The size of the newest dump of `db` in `dir`: what the next one is expected to
+/// come to, for an ETA (None before the first).
+fn last_size(dir: &Path, db: Database) -> Option<u64> {
+    let prefix = format!("{db}-");
+    list(dir).ok()?.into_iter().rev().find(|(n, _)| n.starts_with(&prefix)).map(|(_, s)| s)
 }
 
 /// The verified backup a job that replaces data takes first; `what` names the job

@@ -33,8 +33,10 @@ pub const END_MARKER: &str = "masctl-job-finished";
 
 static OUTPUT_TO_STDERR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Jobs' output goes to stderr from now on: for commands whose stdout is JSON.
+/// Jobs' output goes to stderr from now on, and progress comes as JSON events
+/// there: for commands whose stdout is JSON.
 pub fn output_to_stderr() {
+    crate::progress::json_events();
     OUTPUT_TO_STDERR.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
