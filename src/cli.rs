@@ -195,25 +195,47 @@ pub enum Command {
     /// Hand the stack to another engine (Kubernetes with Element's ESS chart)
     #[command(subcommand)]
     Export(ExportCommand),
-    /// Dump every database into backups/, each verified by a test restore. Shows
-    /// each dump's bytes, rate and ETA (against the last dump of that database)
+    /// Dump every database into backups/, each verified by a test restore, then push
+    /// the set (dumps, media, secrets, config) to every [[backup.repository]] with
+    /// restic. Shows each dump's bytes, rate and ETA (against the last dump of that
+    /// database). Fails if any repository cannot be pushed to
     Backup {
-        /// Print the files made as JSON, and progress as JSON event lines on stderr
+        /// Print the files made and the snapshots pushed as JSON, and progress as
+        /// JSON event lines on stderr
         #[arg(long)]
         json: bool,
+        /// What the backup timer runs: labels the set `scheduled`, and fails
+        /// without [backup]
+        #[arg(long)]
+        scheduled: bool,
     },
-    /// List the backups
+    /// List the backups in backups/, or with --remote the snapshots in the restic
+    /// repositories with their generation, Synapse schema and MAS migration
     Backups {
         #[arg(long)]
         json: bool,
+        /// The snapshots in the repositories of [backup] (each, or the one --from names)
+        #[arg(long)]
+        remote: bool,
+        /// With --remote: only this repository (its url as written, or 1, 2, …)
+        #[arg(long, requires = "remote")]
+        from: Option<String>,
     },
     /// Restore a backup set: back up the current state, load each dump into a scratch
     /// database and check it, stop what uses the databases, swap them in, start and
     /// health-gate. Refuses a backup newer than the running images can serve.
+    /// With --from, the set comes from a restic repository (a new host needs only
+    /// the config and the repository's password file): the snapshot is fetched
+    /// whole and checked first, and the server's secrets (its signing key…) and
+    /// media come back with the databases
     Restore {
         /// The set: its id (20260804T100000Z-manual), one of its files, or a path to one
-        /// [default: the newest set holding every database]
+        /// [default: the newest set holding every database]; with --from, a snapshot
+        /// id (or its start) or set id [default: the newest snapshot]
         backup: Option<String>,
+        /// A [[backup.repository]] to restore from: its url as written, or 1, 2, …
+        #[arg(long)]
+        from: Option<String>,
         /// Print what was done as JSON
         #[arg(long)]
         json: bool,

@@ -630,12 +630,19 @@ impl Engine {
     /// Runs `job` to completion (read-only root, no capabilities) and returns its
     /// exit code; the container is removed afterwards whatever happens.
     pub async fn run_once(&self, job: &OneShot, what: &str) -> Result<i64> {
-        self.run_once_joining(job, what, &[]).await
+        self.run_once_joining(job, what, &[], &[]).await
     }
 
     /// [`Engine::run_once`], the container joining `networks` too (made by the
-    /// user: an external Postgres's) when it has a network at all.
-    pub async fn run_once_joining(&self, job: &OneShot, what: &str, networks: &[String]) -> Result<i64> {
+    /// user: an external Postgres's) when it has a network at all, and keeping
+    /// the capabilities `cap_add` names (every other is dropped).
+    pub async fn run_once_joining(
+        &self,
+        job: &OneShot,
+        what: &str,
+        networks: &[String],
+        cap_add: &[String],
+    ) -> Result<i64> {
         let name = container_name(what)?;
         let body = ContainerCreateBody {
             image: Some(job.image.clone()),
@@ -650,6 +657,7 @@ impl Engine {
                 network_mode: job.network.clone().or(Some("none".into())),
                 readonly_rootfs: Some(true),
                 cap_drop: Some(vec!["ALL".into()]),
+                cap_add: (!cap_add.is_empty()).then(|| cap_add.to_vec()),
                 security_opt: Some(vec!["no-new-privileges".into()]),
                 ..Default::default()
             }),

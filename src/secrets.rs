@@ -156,6 +156,67 @@ pub fn ensure_smtp(layout: &Layout, c: &crate::config::Config) -> Result<bool> {
     copy_secret(layout, "mas.email.password_file", f.get_ref(), MAS_SMTP_PASSWORD, MAS_UID)
 }
 
+/// The files of a backup repository masctl keeps a copy of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackupFile {
+    Password,
+    SshKey,
+    KnownHosts,
+}
+
+/// Prefix of every backup repository secret: a restore onto a new host keeps
+/// that host's own (they are how it reaches its repositories).
+pub const BACKUP_PREFIX: &str = "backup-";
+
+/// The secret holding `file` of the repository at `url`: named by a hash of the
+/// URL, so reordering repositories renames nothing.
+pub fn backup_secret(url: &str, file: BackupFile) -> String {
+    use sha2::Digest;
+    let id = &hex::encode(sha2::Sha256::digest(url.as_bytes()))[..12];
+    let what = match file {
+        BackupFile::Password => "password",
+        BackupFile::SshKey => "ssh-key",
+        BackupFile::KnownHosts => "known-hosts",
+    };
+    format!("{BACKUP_PREFIX}{id}-{what}")
+}
+
+/// Copies every backup repository's password (and an sftp repository's key and
+/// known_hosts) into masctl's secrets, root's own, 0600; the names that changed.
+pub fn ensure_backup(layout: &Layout, c: &crate::config::Config) -> Result<Vec<String>> {
+    let Some(b) = &c.backup else { return Ok(vec![]) };
+    let mut changed = Vec::new();
+    for r in &b.repositories {
+        let url = r.url.get_ref();
+        let name = backup_secret(url, BackupFile::Password);
+        if copy_secret(layout, "backup.repository.password_file", r.password_file.get_ref(), &name, 0)? {
+            changed.push(name);
+        }
+        let files = [(BackupFile::SshKey, &r.ssh_key_file), (BackupFile::KnownHosts, &r.known_hosts_file)];
+        for (file, src) in files.into_iter().filter_map(|(f, s)| Some((f, s.as_ref()?))) {
+            let name = backup_secret(url, file);
+            let text = fs::read_to_string(src.get_ref()).with_context(|| format!("reading {}", src.get_ref()))?;
+            if fs::read_to_string(layout.secret(&name)).ok().as_deref() != Some(text.as_str()) {
+                write_secret(&layout.secret(&name), &text, 0).with_context(|| format!("writing secret {name}"))?;
+                changed.push(name);
+            }
+        }
+    }
+    crate::fsutil::fsync_dir(&layout.secrets())?;
+    Ok(changed)
+}
+
+/// Secrets that belong to one host's Postgres cluster (its roles' passwords and
+/// the pgpass files derived from them) or to its own backup repositories: a
+/// restore onto another host keeps that host's.
+pub fn host_bound(name: &str) -> bool {
+    name.starts_with("postgres-")
+        || name.ends_with("-pgpass")
+        || name == "mas-db-password"
+        || name.starts_with(BACKUP_PREFIX)
+        || name.starts_with("external-")
+}
+
 /// Where MAS reads upstream provider `i`'s client secret (under /run/secrets).
 pub fn mas_provider_secret(i: usize) -> String {
     format!("mas-provider-{i}")
@@ -424,5 +485,18 @@ mas = {{ database = \"mdb\", user = \"mu\", password_file = \"{mas}\" }}\n"
         let other = tempfile::tempdir().unwrap();
         ensure(&Layout::new(other.path())).unwrap();
         assert_ne!(fs::read_to_string(Layout::new(other.path()).secret("synapse-macaroon")).unwrap(), token);
+    }
+
+    #[test]
+    fn host_bound_secrets_stay_with_their_host() {
+        let repo = backup_secret("/mnt/b", BackupFile::Password);
+        assert!(repo.starts_with("backup-") && repo.ends_with("-password") && repo.len() == 28, "{repo}");
+        assert_ne!(repo, backup_secret("/mnt/c", BackupFile::Password));
+        for name in SPECS.iter().map(|s| s.name).chain([EXTERNAL_PGPASS, repo.as_str()]) {
+            let identity = ["synapse-", "mas-"].iter().any(|p| name.starts_with(p))
+                && !name.ends_with("-pgpass")
+                && name != "mas-db-password";
+            assert_eq!(host_bound(name), !identity, "{name}");
+        }
     }
 }

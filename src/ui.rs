@@ -128,8 +128,27 @@ pub fn human_bytes(n: u64) -> String {
     if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", units[u]) }
 }
 
+/// An age the way people read it: its largest unit only (`45 s`, `3 min`, `5 h`, `2 d`).
+pub fn human_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min", s / 60),
+        3600..86_400 => format!("{} h", s / 3600),
+        _ => format!("{} d", s / 86_400),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn durations() {
+        use std::time::Duration;
+        for (secs, want) in [(0, "0 s"), (59, "59 s"), (60, "1 min"), (7200, "2 h"), (86_400 * 3 + 5, "3 d")] {
+            assert_eq!(super::human_duration(Duration::from_secs(secs)), want);
+        }
+    }
+
     #[test]
     fn line_styles() {
         use anstyle::{AnsiColor, Style};

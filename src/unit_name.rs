@@ -18,6 +18,10 @@ pub enum UnitKind {
     Service,
     /// A job started as a transient unit.
     Transient,
+    /// A timer of the generation: started with it, it starts its service on schedule.
+    Timer,
+    /// A generation's service that only its timer starts (never a switch).
+    Scheduled,
 }
 
 /// A unit file name. On disk (manifests, the pending file) it is the name itself,
@@ -27,6 +31,7 @@ pub enum UnitKind {
 pub struct UnitName(String);
 
 const TRANSIENT_PREFIX: &str = "masctl-job-";
+const SCHEDULED_PREFIX: &str = "masctl-scheduled-";
 
 impl UnitName {
     /// The target every generation's services hang off.
@@ -46,12 +51,22 @@ impl UnitName {
         UnitName(format!("{TRANSIENT_PREFIX}{kind}-{id}.service"))
     }
 
+    /// `masctl-scheduled-<job>.service`, which `masctl-scheduled-<job>.timer` starts.
+    pub fn scheduled(job: &str) -> (UnitName, UnitName) {
+        (UnitName(format!("{SCHEDULED_PREFIX}{job}.service")), UnitName(format!("{SCHEDULED_PREFIX}{job}.timer")))
+    }
+
     pub fn kind(&self) -> UnitKind {
         kind_of(&self.0)
     }
 
     pub fn is_target(&self) -> bool {
         self.kind() == UnitKind::Target
+    }
+
+    /// A supervised process, which a switch starts and health-gates.
+    pub fn is_service(&self) -> bool {
+        self.kind() == UnitKind::Service
     }
 
     pub fn as_str(&self) -> &str {
@@ -63,6 +78,10 @@ impl UnitName {
 pub fn kind_of(name: &str) -> UnitKind {
     if name.ends_with(".target") {
         UnitKind::Target
+    } else if name.ends_with(".timer") {
+        UnitKind::Timer
+    } else if name.starts_with(SCHEDULED_PREFIX) {
+        UnitKind::Scheduled
     } else if name.starts_with(TRANSIENT_PREFIX) {
         UnitKind::Transient
     } else {
@@ -150,6 +169,8 @@ mod tests {
             (UnitName::service("synapse"), "masctl-synapse.service", UnitKind::Service),
             (UnitName::service("synapse-generic-1"), "masctl-synapse-generic-1.service", UnitKind::Service),
             (UnitName::transient("backup", "0a1b2c3d"), "masctl-job-backup-0a1b2c3d.service", UnitKind::Transient),
+            (UnitName::scheduled("backup").0, "masctl-scheduled-backup.service", UnitKind::Scheduled),
+            (UnitName::scheduled("backup").1, "masctl-scheduled-backup.timer", UnitKind::Timer),
         ];
         for (u, name, kind) in cases {
             assert_eq!(u.as_str(), name);

@@ -118,7 +118,7 @@ impl Activator<'_> {
         let unit_ok = manifest.units.keys().all(|u| {
             let want = fs::read(target.target.join("units").join(u)).ok();
             let (drop_in, text) = self.timeout_drop_in(u);
-            let drop_in_ok = u.is_target() || fs::read(drop_in).ok() == Some(text.into_bytes());
+            let drop_in_ok = !u.is_service() || fs::read(drop_in).ok() == Some(text.into_bytes());
             want.is_some() && fs::read(self.unit_dir.join(u)).ok() == want && drop_in_ok
         });
         let wants = self.unit_dir.join("multi-user.target.wants").join(UnitName::TARGET);
@@ -139,7 +139,7 @@ impl Activator<'_> {
             if !same {
                 fsutil::write_atomic(&dest, &text, 0o644)?;
             }
-            if !unit.is_target() {
+            if unit.is_service() {
                 let (path, text) = self.timeout_drop_in(unit);
                 if fs::read(&path).ok() != Some(text.clone().into_bytes()) {
                     fs::create_dir_all(path.parent().expect("in a directory"))?;
@@ -170,7 +170,7 @@ impl Activator<'_> {
         if plan.is_noop() && already_current && self.units_in_place(target, &manifest) {
             // Nothing to stop, flip or reload: only make sure everything runs.
             let starts = vec![(Op::Start, UnitName::target())];
-            let services: Vec<UnitName> = manifest.units.keys().filter(|u| !u.is_target()).cloned().collect();
+            let services: Vec<UnitName> = manifest.units.keys().filter(|u| u.is_service()).cloned().collect();
             let failed = self.start_and_gate(&starts, &services, &manifest).await?;
             if !failed.is_empty() {
                 let logs = failure_logs(&failed);
@@ -193,7 +193,7 @@ impl Activator<'_> {
         self.write_units(target, &manifest)?;
         gens.set_current(target)?;
         failpoint("after-flip");
-        let services: Vec<UnitName> = manifest.units.keys().filter(|u| !u.is_target()).cloned().collect();
+        let services: Vec<UnitName> = manifest.units.keys().filter(|u| u.is_service()).cloned().collect();
         // From here on the new generation is current: any error is a failed
         // generation, so the caller can roll back, not an abort that leaves it half up.
         let sp = ui::spinner(&format!("starting generation {} and waiting for health", target.number));

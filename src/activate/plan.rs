@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::unit_name::UnitName;
+use crate::unit_name::{UnitKind, UnitName};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Plan {
@@ -49,16 +49,18 @@ impl Plan {
 }
 
 /// `old`/`new`: unit file name → content hash; targets are handled by the caller.
-/// `pending`: units an interrupted switch had still to (re)start.
+/// `pending`: units an interrupted switch had still to (re)start. A scheduled unit
+/// is stopped when it goes, but only its timer ever starts it: a switch that
+/// started it would run a backup.
 pub fn plan(old: &BTreeMap<UnitName, String>, new: &BTreeMap<UnitName, String>, pending: &BTreeSet<UnitName>) -> Plan {
-    let service = |u: &UnitName| !u.is_target();
     let mut p = Plan::default();
-    for (unit, _) in old.iter().filter(|(u, _)| service(u)) {
+    for (unit, _) in old.iter().filter(|(u, _)| !u.is_target()) {
         if !new.contains_key(unit) {
             p.stop.push(unit.clone());
         }
     }
-    for (unit, hash) in new.iter().filter(|(u, _)| service(u)) {
+    let started = |u: &UnitName| matches!(u.kind(), UnitKind::Service | UnitKind::Timer);
+    for (unit, hash) in new.iter().filter(|(u, _)| started(u)) {
         match old.get(unit) {
             None => p.start.push(unit.clone()),
             Some(h) if h != hash || pending.contains(unit) => p.restart.push(unit.clone()),
@@ -122,6 +124,33 @@ mod tests {
                 [UnitName::from("syn.service")].into(),
                 Plan {
                     restart: vec!["syn.service".into()],
+                    unchanged: vec!["pg.service".into()],
+                    ..Default::default()
+                },
+            ),
+            // [backup] added: its timer starts, its service waits for the timer.
+            (
+                pg_syn.clone(),
+                m(&[
+                    ("pg.service", "1"),
+                    ("syn.service", "1"),
+                    ("masctl-scheduled-backup.service", "b"),
+                    ("masctl-scheduled-backup.timer", "t"),
+                ]),
+                none.clone(),
+                Plan {
+                    start: vec!["masctl-scheduled-backup.timer".into()],
+                    unchanged: vec!["pg.service".into(), "syn.service".into()],
+                    ..Default::default()
+                },
+            ),
+            // ... and removed again: both stop (and their files go).
+            (
+                m(&[("pg.service", "1"), ("masctl-scheduled-backup.service", "b"), ("masctl-scheduled-backup.timer", "t")]),
+                m(&[("pg.service", "1")]),
+                none.clone(),
+                Plan {
+                    stop: vec!["masctl-scheduled-backup.service".into(), "masctl-scheduled-backup.timer".into()],
                     unchanged: vec!["pg.service".into()],
                     ..Default::default()
                 },

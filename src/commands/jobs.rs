@@ -52,21 +52,57 @@ pub async fn doctor(ctx: &Context, json: bool) -> Result<()> {
     Ok(())
 }
 
-pub async fn backup(ctx: &Context, json: bool) -> Result<()> {
+pub async fn backup(ctx: &Context, json: bool, scheduled: bool) -> Result<()> {
     if json {
         crate::jobs::output_to_stderr();
     }
-    let files = backup::manual(&ctx.layout).await?;
+    let done = crate::ops::offsite::backup(&ctx.layout, scheduled).await?;
     if json {
-        let rows: Vec<_> = files
+        let rows: Vec<_> = done
+            .files
             .iter()
             .map(|f| serde_json::json!({"file": f, "size": std::fs::metadata(f).map_or(0, |m| m.len())}))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        // Without [backup] the output stays the list of files it always was.
+        let out = match done.pushed.is_empty() {
+            true => serde_json::json!(rows),
+            false => serde_json::json!({"files": rows, "pushed": done.pushed}),
+        };
+        println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    for f in files {
+    for f in &done.files {
         println!("{}", f.display());
+    }
+    for p in &done.pushed {
+        println!("{} snapshot {}", p.repository, p.snapshot);
+    }
+    Ok(())
+}
+
+pub async fn remote_backups(ctx: &Context, from: Option<&str>, json: bool) -> Result<()> {
+    if json {
+        crate::jobs::output_to_stderr();
+    }
+    let lists = crate::ops::offsite::snapshots(&ctx.layout, from).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&lists)?);
+        return Ok(());
+    }
+    for l in lists {
+        println!("{}: {} snapshot(s)", l.repository, l.snapshots.len());
+        for s in l.snapshots {
+            let t = &s.tags;
+            let schema = t.synapse_schema.map_or("-".to_string(), |v| v.to_string());
+            let mas = t.mas_migration.map_or("-".to_string(), |v| v.to_string());
+            println!(
+                "  {}  {}  set {}  generation {}  synapse schema {schema}  mas migration {mas}",
+                &s.id[..s.id.len().min(8)],
+                s.time,
+                t.set,
+                t.generation
+            );
+        }
     }
     Ok(())
 }

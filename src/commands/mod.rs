@@ -53,10 +53,16 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::User { json, cmd } => users::run(&Context::for_state(g)?, cmd, json).await,
         Command::Doctor { json } => jobs::doctor(&Context::for_state(g)?, json).await,
         Command::Export(ExportCommand::Ess(args)) => export::ess(&Context::with_config(g)?, args).await,
-        Command::Backup { json } => jobs::backup(&Context::for_state(g)?, json).await,
-        Command::Backups { json } => jobs::backups(&Context::for_state(g)?, json),
-        Command::Restore { backup, json, timeout } => {
+        Command::Backup { json, scheduled } => jobs::backup(&Context::for_state(g)?, json, scheduled).await,
+        Command::Backups { json, remote: false, .. } => jobs::backups(&Context::for_state(g)?, json),
+        Command::Backups { json, remote: true, from } => {
+            jobs::remote_backups(&Context::for_state(g)?, from.as_deref(), json).await
+        }
+        Command::Restore { backup, from: None, json, timeout } => {
             restore::restore(&Context::for_state(g)?, backup.as_deref(), json, secs(timeout)).await
+        }
+        Command::Restore { backup, from: Some(from), json, timeout } => {
+            restore::restore_from(g, &from, backup.as_deref(), json, secs(timeout)).await
         }
         Command::Import(ImportCommand::Synapse(args)) => restore::import_synapse(g, args).await,
         Command::MasCli { args } => crate::jobs::mas_cli::run(&Context::for_state(g)?.layout, &args).await,

@@ -32,6 +32,43 @@ pub async fn restore(ctx: &Context, backup: Option<&str>, json: bool, timeout: D
     Ok(())
 }
 
+/// `masctl restore --from REPO [SNAPSHOT]`. On a host with nothing switched to
+/// yet, the configured stack is deployed first (there is nothing on it to lose).
+pub async fn restore_from(g: &Global, from: &str, wanted: Option<&str>, json: bool, timeout: Duration) -> Result<()> {
+    if json {
+        crate::jobs::output_to_stderr();
+    }
+    let ctx = Context::for_state(g)?;
+    if crate::generation::generations::Generations::new(&ctx.layout).current()?.is_none() {
+        ui::step("nothing has been switched to on this host: deploying the configured stack first");
+        let options =
+            SwitchOptions { dry_run: false, timeout, force: false, no_backup: true, reset_declared_passwords: false };
+        switch(&Context::with_config(g)?, options).await?;
+    }
+    let done = crate::ops::offsite::restore_from(&ctx.layout, from, wanted, timeout).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&done)?);
+        return Ok(());
+    }
+    for d in &done.databases {
+        println!("restored {} from {} ({})", d.database, d.file, d.schema);
+    }
+    println!(
+        "snapshot {} of {}: {} secret(s) and {} media file(s) put in place",
+        done.snapshot,
+        done.repository,
+        done.secrets.len(),
+        done.media_files
+    );
+    println!(
+        "the state before is in {} and {} — `masctl restore {}` brings the databases back",
+        ui_files(&done.backup_before),
+        done.secrets_before.display(),
+        crate::ops::switch_backups::set_of(&done.backup_before).unwrap_or_default()
+    );
+    Ok(())
+}
+
 fn ui_files(files: &[std::path::PathBuf]) -> String {
     files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")
 }

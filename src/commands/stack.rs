@@ -96,6 +96,16 @@ pub async fn status(ctx: &Context, json: bool) -> Result<()> {
         let health = c.health.map_or("absent", |h| h.as_str());
         println!("  {:<44} {:<10} {}", c.name, health, &img[..img.len().min(19)]);
     }
+    for b in report.backups.iter().flatten() {
+        match b.age_secs {
+            Some(age) => println!(
+                "  last backup to {}: {} ago",
+                b.repository,
+                ui::human_duration(std::time::Duration::from_secs(age))
+            ),
+            None => println!("  last backup to {}: never", b.repository),
+        }
+    }
     println!(
         "{}",
         if report.matches_current {

@@ -4,11 +4,13 @@
 //! [`Config::validate`], and every error names `file:line:column`.
 
 mod appservice_files;
+mod backup;
 mod password_files;
 mod schema;
 mod tls_files;
 mod validate;
 
+pub use backup::{Backup, LOCAL_REPO_IN_CONTAINER, RepoUrl, Schedule};
 pub use password_files::read_password;
 pub use schema::*;
 
@@ -43,6 +45,7 @@ pub fn load(path: &Path) -> Result<Config> {
     password_files::check_users(&config, path, &text)?;
     password_files::check_smtp(&config, path, &text)?;
     password_files::check_client_secrets(&config, path, &text)?;
+    password_files::check_backup(&config, path, &text)?;
     config.registrations = appservice_files::load(&config, path, &text)?;
     Ok(config)
 }

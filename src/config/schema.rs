@@ -76,6 +76,10 @@ pub struct Config {
     pub mas: Mas,
     #[serde(default)]
     pub edge: Edge,
+    /// Scheduled off-host backups; left out of the evaluated config when absent,
+    /// so configs without it evaluate as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<super::Backup>,
     /// `[[users]]`: accounts a switch creates when they are missing. They are not
     /// part of a generation (left out of the evaluated config): users live in the
     /// databases, and a rollback does not remove one.
@@ -153,6 +157,10 @@ pub struct Images {
     /// default, so configs without workers evaluate as before.
     #[serde(default = "default_redis_image", skip_serializing_if = "is_default_redis")]
     pub redis: Spanned<String>,
+    /// The backup engine (restic) [default: the `restic` recipe]; built only with
+    /// `[backup]`, and left out of the evaluated config when it is the default.
+    #[serde(default = "default_restic_image", skip_serializing_if = "is_default_restic")]
+    pub restic: Spanned<String>,
     /// Directories recipes take as inputs, by input name (e.g. `mas-dist` for the
     /// `mas-local` recipe: an unpacked MAS release).
     #[serde(default)]
@@ -173,6 +181,13 @@ fn is_default_redis(v: &Spanned<String>) -> bool {
     v.get_ref() == "redis"
 }
 
+fn default_restic_image() -> Spanned<String> {
+    s("restic")
+}
+fn is_default_restic(v: &Spanned<String>) -> bool {
+    v.get_ref() == "restic"
+}
+
 fn default_pg_image() -> Spanned<String> {
     s("postgres")
 }
@@ -188,6 +203,7 @@ impl Default for Images {
             mas: default_mas_image(),
             proxy: default_proxy_image(),
             redis: default_redis_image(),
+            restic: default_restic_image(),
             inputs: BTreeMap::new(),
         }
     }

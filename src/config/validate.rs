@@ -443,6 +443,7 @@ pub fn validate(c: &Config, path: &Path, text: &str) -> Result<()> {
         ("images.mas", &c.images.mas),
         ("images.proxy", &c.images.proxy),
         ("images.redis", &c.images.redis),
+        ("images.restic", &c.images.restic),
     ] {
         k.spanned(name, img, image)?;
     }
@@ -484,7 +485,42 @@ secrets/synapse-password-config.yaml (Synapse would let one replace the other); 
     validate_mas(c, &k)?;
     validate_synapse_oidc(c, &k)?;
     validate_qr_login(c, &k)?;
+    validate_backup(c, &k)?;
     validate_edge(c, &k)
+}
+
+/// `[backup]`: at least one repository, each a kind restic reaches; sftp with its
+/// key and host key; files named by safe paths (read when the config is loaded).
+fn validate_backup(c: &Config, k: &Checker) -> Result<()> {
+    let Some(b) = &c.backup else { return Ok(()) };
+    if b.repositories.is_empty() {
+        return Err(k.err(k.doc.key_span(&["backup"]), "backup needs at least one [[backup.repository]]"));
+    }
+    for (i, r) in b.repositories.iter().enumerate() {
+        let url = super::RepoUrl::parse(r.url.get_ref())
+            .map_err(|why| k.err(r.url.span(), format!("backup.repository.url {:?} {why}", r.url.get_ref())))?;
+        if b.repositories[..i].iter().any(|o| o.url.get_ref() == r.url.get_ref()) {
+            return Err(k.err(r.url.span(), format!("backup.repository.url {:?} is listed twice", r.url.get_ref())));
+        }
+        k.spanned("backup.repository.password_file", &r.password_file, safe_path)?;
+        let sftp = matches!(url, super::RepoUrl::Sftp(_));
+        for (field, f) in [("ssh_key_file", &r.ssh_key_file), ("known_hosts_file", &r.known_hosts_file)] {
+            match f {
+                Some(f) if !sftp => {
+                    return Err(k.err(f.span(), format!("backup.repository.{field} is for sftp: repositories only")));
+                }
+                Some(f) => k.spanned(&format!("backup.repository.{field}"), f, safe_path)?,
+                None if sftp => {
+                    return Err(k.err(
+                        r.url.span(),
+                        format!("backup.repository.url {:?}: an sftp repository needs {field}", r.url.get_ref()),
+                    ));
+                }
+                None => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What `mas.qr_login` turns on must not be turned off (or made to conflict)

@@ -38,6 +38,7 @@ fn hash(text: &str, pg_major: u32) -> String {
         masctl: "/usr/bin/masctl",
         pg_major,
         ca_bundles: &BTreeMap::new(),
+        restic_image: None,
     };
     evaluate(&inputs).unwrap().entries.last().unwrap().hash()
 }

@@ -13,6 +13,7 @@ mod proxy;
 mod redis;
 pub mod synapse;
 mod trust;
+mod backup;
 mod units;
 pub mod workers;
 mod yaml;
@@ -79,6 +80,8 @@ pub struct Inputs<'a> {
     pub pg_major: u32,
     /// With `[edge] extra_ca`: MAS's and Synapse's image roots plus the user's CAs.
     pub ca_bundles: &'a BTreeMap<Service, String>,
+    /// The restic image's ID (with `[backup]`).
+    pub restic_image: Option<&'a str>,
 }
 
 pub struct Evaluated {
@@ -122,6 +125,10 @@ pub fn evaluate(inp: &Inputs) -> Result<Evaluated> {
         entries.push(e);
     }
 
+    let backup = backup::plan(inp)?.map(|(plan, entry)| {
+        entries.push(entry);
+        plan
+    });
     let mut gen_entry = Entry::new("generation");
     let mut unit_hashes = BTreeMap::new();
     for (file, text) in units::render(inp, &specs) {
@@ -146,6 +153,7 @@ pub fn evaluate(inp: &Inputs) -> Result<Evaluated> {
             path_prefix: c.mas.path_prefix.get_ref().clone(),
         },
         external_postgres: postgres::external(c),
+        backup,
     };
     gen_entry.add("manifest.json", serde_json::to_vec_pretty(&manifest)?);
     entries.push(gen_entry);
@@ -240,6 +248,7 @@ mod tests {
             masctl: "/usr/bin/masctl",
             pg_major: 15,
             ca_bundles: &BTreeMap::new(),
+            restic_image: None,
         })
         .unwrap()
     }
@@ -291,6 +300,7 @@ mod tests {
                 masctl: "/m",
                 pg_major,
                 ca_bundles: &BTreeMap::new(),
+            restic_image: None,
             })
             .unwrap()
             .manifest
@@ -388,6 +398,7 @@ mod tests {
                 masctl: "/usr/bin/masctl",
                 pg_major: 15,
                 ca_bundles: &BTreeMap::new(),
+            restic_image: None,
             };
             let e = evaluate(&inp).unwrap();
             e.entries.iter().map(|x| (x.name.clone(), x.files.clone())).collect::<BTreeMap<_, _>>()
@@ -415,6 +426,7 @@ mod tests {
             masctl: "/usr/bin/masctl",
             pg_major: 15,
             ca_bundles: &BTreeMap::new(),
+            restic_image: None,
         })
         .unwrap()
     }

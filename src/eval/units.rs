@@ -7,6 +7,8 @@ use crate::unit_name::UnitName;
 
 const SERVICE_TEMPLATE: &str = include_str!("../../units/masctl-service.service");
 const TARGET_TEMPLATE: &str = include_str!("../../units/masctl.target");
+const BACKUP_SERVICE_TEMPLATE: &str = include_str!("../../units/masctl-scheduled-backup.service");
+const BACKUP_TIMER_TEMPLATE: &str = include_str!("../../units/masctl-scheduled-backup.timer");
 
 /// How long a unit may take to start and become healthy: the unit files' own
 /// `TimeoutStartSec=` (what a boot uses) and the default `--timeout` of a switch,
@@ -76,9 +78,28 @@ pub fn render(inp: &Inputs, specs: &[(ServiceSpec, Unit, String)]) -> Vec<(UnitN
             .replace("@STOP_TIMEOUT@", &(spec.stop_timeout_secs + 15).to_string());
         out.push((unit.unit_name(), text));
     }
-    let wants: Vec<UnitName> = specs.iter().map(|(_, u, _)| u.unit_name()).collect();
+    let mut wants: Vec<UnitName> = specs.iter().map(|(_, u, _)| u.unit_name()).collect();
+    if let Some(b) = &inp.config.backup {
+        let (service, timer) = UnitName::scheduled("backup");
+        let fill = |t: &str| {
+            body(t)
+                .replace("@MASCTL@", &exec_arg(inp.masctl))
+                .replace("@ROOT@", &exec_arg(&inp.layout.root().display().to_string()))
+                .replace("@SCHEDULE@", b.schedule.on_calendar())
+                .replace("@DELAY@", &backup_delay(b.schedule))
+        };
+        out.push((service, fill(BACKUP_SERVICE_TEMPLATE)));
+        out.push((timer.clone(), fill(BACKUP_TIMER_TEMPLATE)));
+        wants.push(timer);
+    }
     out.push((UnitName::target(), body(TARGET_TEMPLATE).replace("@WANTS@", &wants.join(" "))));
     out
+}
+
+/// Spreads scheduled runs a little, so hosts with the same schedule do not all
+/// hit a shared repository at the same second.
+fn backup_delay(s: crate::config::Schedule) -> String {
+    format!("{}s", s.interval().as_secs() / 60)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::{RepoUrl, Schedule};
 use crate::service::{Database, Service, Unit, Worker};
 use crate::unit_name::UnitName;
 
@@ -37,6 +38,42 @@ pub struct Manifest {
     /// Where the databases are when Postgres is not masctl's (absent otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_postgres: Option<ExternalPostgres>,
+    /// Scheduled off-host backups (absent without `[backup]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupPlan>,
+}
+
+/// `[backup]` as the backup job needs it; no passwords (those are in `secrets/`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupPlan {
+    /// The restic image's `sha256:…` ID.
+    pub image: String,
+    pub schedule: Schedule,
+    pub keep: Keep,
+    pub repositories: Vec<RepoPlan>,
+    /// The config file as written (a store path): part of every backup set.
+    pub config_file: String,
+}
+
+/// Snapshots restic's `forget` keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Keep {
+    pub daily: u32,
+    pub weekly: u32,
+    pub monthly: u32,
+}
+
+/// One repository: where it is, and the names of its secrets in `secrets/`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoPlan {
+    /// As written in the config (what `--from` and the output name it by).
+    pub name: String,
+    pub url: RepoUrl,
+    pub password_secret: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_key_secret: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_hosts_secret: Option<String>,
 }
 
 /// An external Postgres as jobs reach it; no passwords (those are in `secrets/`).
@@ -163,6 +200,7 @@ mod tests {
             databases: vec![Database::Synapse],
             mas: Default::default(),
             external_postgres: None,
+            backup: None,
         };
         assert!(diff_manifests(&m("1", "a", "INFO"), &m("1", "a", "INFO")).is_empty());
         let d = diff_manifests(&m("1", "a", "INFO"), &m("2", "b", "DEBUG"));

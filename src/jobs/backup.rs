@@ -8,7 +8,6 @@ use anyhow::{Context, Result, bail};
 
 use super::{JobContext, JobSpec};
 use crate::docker::OneShot;
-use crate::generation::generations;
 use crate::generation::layout::Layout;
 use crate::generation::manifest::Manifest;
 use crate::service::{Database, Service};
@@ -79,13 +78,6 @@ echo verified {file}\n"
 /// never listed as a backup).
 const VERIFY_PREFIX: &str = ".verify-";
 
-/// `masctl backup`: every database, under the state lock.
-pub async fn manual(layout: &Layout) -> Result<Vec<PathBuf>> {
-    let _lock = generations::lock(layout, "backup")?;
-    let ctx = JobContext::load(layout).await?;
-    run(layout, &ctx.systemd, &ctx.manifest, "manual").await
-}
-
 /// Dumps each database; returns the verified files. A failed dump leaves nothing.
 pub async fn run(layout: &Layout, systemd: &Systemd, manifest: &Manifest, label: &str) -> Result<Vec<PathBuf>> {
     // One stamp for every database: the dumps of one run form a set (`masctl restore`).
@@ -118,7 +110,7 @@ pub async fn dump_into(
 }
 
 /// A dump directory a job's container (Postgres's user) can write and no one else reads.
-fn prepare_dir(dir: &Path) -> Result<()> {
+pub fn prepare_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     std::os::unix::fs::chown(dir, Some(POSTGRES.uid()), Some(POSTGRES.uid()))?;
     std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;

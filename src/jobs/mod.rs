@@ -8,6 +8,7 @@ mod context;
 pub mod doctor;
 pub mod import;
 pub mod mas_cli;
+pub mod offsite;
 pub mod pg_copy;
 pub mod register_user;
 pub mod restore;
@@ -64,6 +65,10 @@ pub struct JobSpec {
     /// Networks the container joins besides its own (an external Postgres's).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_networks: Vec<String>,
+    /// Capabilities the container keeps (every other is dropped): a backup reads
+    /// every service's files, a restore writes them with their owners.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_add: Vec<String>,
 }
 
 /// What a transient unit's `masctl job FILE` runs.
@@ -100,6 +105,7 @@ impl JobSpec {
             remove_on_failure: vec![],
             remove_dirs_after: vec![],
             extra_networks: vec![],
+            cap_add: vec![],
         }
     }
 }
@@ -122,7 +128,7 @@ async fn run_container(spec: &mut JobSpec) -> Result<i64> {
     if !units(Op::Stop, &spec.stop_before).await? {
         anyhow::bail!("could not stop {}", spec.stop_before.join(", "));
     }
-    Engine::connect().await?.run_once_joining(&spec.container, &spec.kind, &spec.extra_networks).await
+    Engine::connect().await?.run_once_joining(&spec.container, &spec.kind, &spec.extra_networks, &spec.cap_add).await
 }
 
 /// `masctl job SPEC`: the transient unit's main process.

@@ -33,6 +33,11 @@ fn service_image_values(c: &Config) -> Vec<(Service, &Spanned<String>)> {
     Service::ALL.into_iter().filter(|s| c.runs(*s) || *s == Service::Postgres).map(|s| (s, image(s))).collect()
 }
 
+/// The backup engine's image, as written, when the config has `[backup]`.
+pub fn restic_image(c: &Config) -> Option<&str> {
+    c.backup.as_ref().map(|_| c.images.restic.get_ref().as_str())
+}
+
 /// (service, image) for every service the config runs.
 pub fn service_images(c: &Config) -> Vec<(Service, &str)> {
     service_image_values(c).into_iter().map(|(s, v)| (s, v.get_ref().as_str())).collect()
@@ -42,7 +47,9 @@ pub fn service_images(c: &Config) -> Vec<(Service, &str)> {
 /// config names each input directory a recipe takes, holding what it needs. Errors
 /// point into the config; nothing on the host is touched.
 pub fn check_images(c: &Config, images: &ImagesDir) -> Result<()> {
-    for (service, value) in service_image_values(c) {
+    let services = service_image_values(c).into_iter().map(|(s, v)| (s.name(), v));
+    let tools = c.backup.as_ref().map(|_| ("restic", &c.images.restic));
+    for (service, value) in services.chain(tools) {
         let name = value.get_ref();
         if name.contains('@') {
             continue;
@@ -107,6 +114,14 @@ pub async fn build(ctx: &ConfiguredContext, engine: &Engine) -> Result<(PathBuf,
     if !clients.is_empty() {
         ui::step(format!("OAuth client secrets copied for their services: {}", clients.join(", ")));
     }
+    let restic = match restic_image(c) {
+        Some(image) => Some(ImageSource::of(ctx).ensure(engine, image).await.context("image for restic")?),
+        None => None,
+    };
+    let repos = secrets::ensure_backup(layout, c)?;
+    if !repos.is_empty() {
+        ui::step(format!("backup repository secrets copied: {}", repos.join(", ")));
+    }
     let registrations = secrets::ensure_appservices(layout, c)?;
     if !registrations.is_empty() {
         ui::step(format!("appservice registrations copied for Synapse: {}", registrations.join(", ")));
@@ -125,6 +140,7 @@ pub async fn build(ctx: &ConfiguredContext, engine: &Engine) -> Result<(PathBuf,
         masctl: &exe,
         pg_major,
         ca_bundles: &ca_bundles,
+        restic_image: restic.as_deref(),
     })?;
     let store = Store::new(layout.store());
     let mut last = PathBuf::new();

@@ -10,6 +10,7 @@ pub mod gc;
 pub mod history;
 pub mod image;
 pub mod logs;
+pub mod offsite;
 pub mod pg_upgrade;
 pub mod registration_tokens;
 pub mod status;

@@ -43,6 +43,37 @@ pub struct StatusReport {
     /// Units active and every container running its generation's image, healthy.
     pub matches_current: bool,
     pub client_url: Option<String>,
+    /// With `[backup]`: the last successful push to each repository.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backups: Option<Vec<RepoBackup>>,
+}
+
+/// The last push to one repository, as `status` shows it.
+#[derive(Serialize)]
+pub struct RepoBackup {
+    pub repository: String,
+    pub last_snapshot: Option<String>,
+    /// Seconds since the last successful push (None: never).
+    pub age_secs: Option<u64>,
+}
+
+fn backups(ctx: &Context, manifest: &crate::generation::manifest::Manifest) -> Option<Vec<RepoBackup>> {
+    let plan = manifest.backup.as_ref()?;
+    let last = crate::jobs::offsite::read_last(&ctx.layout);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    Some(
+        plan.repositories
+            .iter()
+            .map(|r| {
+                let l = last.repositories.get(&r.name);
+                RepoBackup {
+                    repository: r.name.clone(),
+                    last_snapshot: l.map(|l| l.snapshot.clone()),
+                    age_secs: l.map(|l| now.saturating_sub(l.at)),
+                }
+            })
+            .collect(),
+    )
 }
 
 /// The report, or `None` when nothing has been switched to yet.
@@ -55,7 +86,8 @@ pub async fn status(ctx: &Context) -> Result<Option<StatusReport>> {
     let mut all_active = true;
     for name in manifest.units.keys() {
         let s = systemd.unit_state(name).await?;
-        all_active &= s.active_state == ActiveState::Active;
+        // A scheduled unit is inactive between its timer's runs.
+        all_active &= name.kind() == crate::unit_name::UnitKind::Scheduled || s.active_state == ActiveState::Active;
         units.push(UnitRow {
             name: s.name,
             load_state: s.load_state,
@@ -87,5 +119,6 @@ pub async fn status(ctx: &Context) -> Result<Option<StatusReport>> {
         images: manifest.images.clone(),
         matches_current: all_serve && all_active,
         client_url: Some(manifest.client_url.clone()),
+        backups: backups(ctx, &manifest),
     }))
 }

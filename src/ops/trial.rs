@@ -83,7 +83,8 @@ pub async fn up(ctx: &ConfiguredContext, verbosity: Verbosity) -> Result<Trial> 
     // Images are built out here, where the mirrors are reachable; inside, the
     // switch finds them in the shared store.
     let source = ImageSource::of(ctx);
-    for (_, image) in service_images(ctx.config()) {
+    let tools = super::build::restic_image(ctx.config());
+    for image in service_images(ctx.config()).into_iter().map(|(_, i)| i).chain(tools) {
         source.ensure(&engine, image).await?;
     }
     let mounts = HostMounts {

@@ -141,7 +141,7 @@ async fn replace(engine: &Engine, spec: &ServiceSpec, spec_id: &str, running: bo
     for cmd in &spec.pre_start {
         let job = crate::docker::OneShot::like(spec, cmd.clone(), Some(spec.network.clone()));
         println!("masctl: running `{}` before {}", cmd.join(" "), spec.service);
-        let code = engine.run_once_joining(&job, &format!("{}-pre", spec.service), &spec.extra_networks).await?;
+        let code = engine.run_once_joining(&job, &format!("{}-pre", spec.service), &spec.extra_networks, &[]).await?;
         if code != 0 {
             eprintln!("masctl: `{}` exited with {code}; not starting {}", cmd.join(" "), spec.service);
             return Ok(Some(1));

@@ -1,6 +1,7 @@
 //! `masctl doctor`: units, containers and routes as masctl sees them, plus
 //! `mas-cli doctor`'s own verdict.
 
+mod backups;
 mod client_fetch;
 mod client_path;
 mod finding;
@@ -66,6 +67,7 @@ pub async fn run(layout: &Layout) -> Result<Vec<Finding>> {
     findings.extend(database(&ctx).await?);
     findings.extend(smtp(&ctx).await?);
     findings.extend(upstream_providers(&ctx).await?);
+    findings.extend(backups::findings(&ctx).await?);
     if ctx.mas_enabled() {
         let mas = ctx.mas_spec()?;
         let job = JobSpec::new("doctor", ctx.mas_job(&mas, &["doctor".to_string()]));
