@@ -38,10 +38,19 @@ fn mode() -> Mode {
     }
 }
 
+/// What an event line says happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    Start,
+    Progress,
+    Finish,
+}
+
 /// One event line: a stage starting, moving on, or finished.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event<'a> {
-    pub event: &'static str,
+    pub event: EventKind,
     pub stage: &'a str,
     pub bytes: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -97,7 +106,7 @@ impl Meter {
             None => crate::ui::spinner(stage),
         });
         let m = Meter { stage: stage.to_string(), total, started: Instant::now(), mode, bar, last_event: None };
-        m.emit("start", 0);
+        m.emit(EventKind::Start, 0);
         m
     }
 
@@ -110,7 +119,7 @@ impl Meter {
         }
         if self.mode == Mode::Json && self.last_event.is_none_or(|t| t.elapsed() >= EVENT_EVERY) {
             self.last_event = Some(Instant::now());
-            self.emit("progress", done);
+            self.emit(EventKind::Progress, done);
         }
     }
 
@@ -120,13 +129,13 @@ impl Meter {
             bar.finish_and_clear();
         }
         match self.mode {
-            Mode::Json => self.emit("finish", done),
+            Mode::Json => self.emit(EventKind::Finish, done),
             Mode::Bar | Mode::Lines => eprintln!("{}", summary(&self.stage, done, self.started.elapsed())),
             Mode::Quiet => {}
         }
     }
 
-    fn emit(&self, event: &'static str, done: u64) {
+    fn emit(&self, event: EventKind, done: u64) {
         if self.mode != Mode::Json {
             return;
         }
@@ -138,7 +147,7 @@ impl Meter {
             bytes: done,
             total: self.total,
             bytes_per_sec,
-            eta_secs: if event == "progress" { eta_secs } else { None },
+            eta_secs: if event == EventKind::Progress { eta_secs } else { None },
             elapsed_secs: (elapsed.as_secs_f64() * 10.0).round() / 10.0,
         };
         if let Ok(line) = serde_json::to_string(&e) {
@@ -200,7 +209,7 @@ mod tests {
     #[test]
     fn events_serialize_without_unknowns() {
         let e = Event {
-            event: "finish",
+            event: EventKind::Finish,
             stage: "dump mas",
             bytes: 7,
             total: None,

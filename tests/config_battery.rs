@@ -25,6 +25,11 @@ client_secret_file = \"/nonexistent/secret\"\n"
     )
 }
 
+/// `[backup]` with one repository: `url` (and more) given, its password file missing.
+fn backup_repo(url: &str) -> String {
+    format!("[backup]\n[[backup.repository]]\n{url}password_file = \"/nonexistent/pw\"\n")
+}
+
 /// (what, config with `@ROOT@` for the state root, `line:column` of the refusal).
 fn broken() -> Vec<(&'static str, String, &'static str)> {
     let h = |body: &str| format!("{H}{body}");
@@ -118,6 +123,24 @@ fn broken() -> Vec<(&'static str, String, &'static str)> {
         ("email port too big", h("[mas.email]\nport = 70000\n"), "4:8"),
         ("smtp password file relative", h("[mas.email]\nusername = \"u\"\npassword_file = \"pw\"\n"), "5:17"),
         ("account setting name", h("[mas.account]\n\"Bad-Key\" = true\n"), "4:1"),
+        // [backup]
+        ("backup without a repository", h("[backup]\nschedule = \"daily\"\n"), "3:2"),
+        ("backup schedule unknown", h("[backup]\nschedule = \"fortnightly\"\n"), "4:12"),
+        ("backup repository relative", h(&backup_repo("url = \"backups\"\n")), "5:7"),
+        ("backup repository s3", h(&backup_repo("url = \"s3:bucket/x\"\n")), "5:7"),
+        ("backup rest with a password", h(&backup_repo("url = \"rest:https://u:pw@b.example/x\"\n")), "5:7"),
+        ("backup sftp without a key", h(&backup_repo("url = \"sftp:u@b.example:/x\"\n")), "5:7"),
+        ("backup key for a local repository", h(&backup_repo("url = \"/mnt/b\"\nssh_key_file = \"/k\"\n")), "6:16"),
+        ("backup password file missing", h(&backup_repo("url = \"/mnt/b\"\n")), "6:17"),
+        (
+            "backup repository twice",
+            h(&format!(
+                "{}{}",
+                backup_repo("url = \"/mnt/b\"\n"),
+                backup_repo("url = \"/mnt/b\"\n").replace("[backup]\n", "")
+            )),
+            "8:7",
+        ),
         // providers
         ("provider id not a ULID", provider("").replace("TNF", "TNI"), "4:6"),
         ("provider id twice", format!("{}{}", provider(""), provider("").replace(H, "")), "8:6"),

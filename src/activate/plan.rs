@@ -146,7 +146,11 @@ mod tests {
             ),
             // ... and removed again: both stop (and their files go).
             (
-                m(&[("pg.service", "1"), ("masctl-scheduled-backup.service", "b"), ("masctl-scheduled-backup.timer", "t")]),
+                m(&[
+                    ("pg.service", "1"),
+                    ("masctl-scheduled-backup.service", "b"),
+                    ("masctl-scheduled-backup.timer", "t"),
+                ]),
                 m(&[("pg.service", "1")]),
                 none.clone(),
                 Plan {

@@ -149,7 +149,10 @@ mod tests {
             ("/mnt/backup/masctl", RepoUrl::Local("/mnt/backup/masctl".into())),
             ("sftp:backup@host:/srv/restic", RepoUrl::Sftp("sftp:backup@host:/srv/restic".into())),
             ("sftp://backup@host:2222//srv/restic", RepoUrl::Sftp("sftp://backup@host:2222//srv/restic".into())),
-            ("rest:https://backup.example:8000/masctl", RepoUrl::Rest("rest:https://backup.example:8000/masctl".into())),
+            (
+                "rest:https://backup.example:8000/masctl",
+                RepoUrl::Rest("rest:https://backup.example:8000/masctl".into()),
+            ),
         ];
         for (s, want) in ok {
             assert_eq!(RepoUrl::parse(s), Ok(want), "{s}");

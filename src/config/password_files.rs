@@ -89,6 +89,41 @@ pub fn check_client_secrets(c: &Config, path: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
+/// Every `[[backup.repository]]` password file (and an sftp repository's key and
+/// known_hosts files) can be read and is private.
+pub fn check_backup(c: &Config, path: &Path, text: &str) -> Result<()> {
+    let Some(b) = &c.backup else { return Ok(()) };
+    for r in &b.repositories {
+        let files = [("password_file", Some(&r.password_file)), ("ssh_key_file", r.ssh_key_file.as_ref())];
+        for (field, f) in files.into_iter().filter_map(|(n, f)| Some((n, f?))) {
+            read_secret_file(Path::new(f.get_ref()), field == "ssh_key_file")
+                .map_err(|why| at(path, text, f.span(), format!("backup.repository.{field} {} {why}", f.get_ref())))?;
+        }
+        if let Some(f) = &r.known_hosts_file
+            && let Err(e) = std::fs::metadata(f.get_ref())
+        {
+            return Err(at(path, text, f.span(), format!("backup.repository.known_hosts_file {}: {e}", f.get_ref())));
+        }
+    }
+    Ok(())
+}
+
+/// A one-line password, or (`multi_line`) a key file: private, non-empty.
+fn read_secret_file(file: &Path, multi_line: bool) -> std::result::Result<(), String> {
+    if !multi_line {
+        return read_password(file).map(|_| ());
+    }
+    let meta = std::fs::metadata(file).map_err(|e| format!("cannot be read ({e})"))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!("is readable by others (mode {mode:04o}); make it 0600"));
+    }
+    if meta.len() == 0 {
+        return Err("is empty".into());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,40 +154,4 @@ mod tests {
         assert_eq!(read_password(&d.path().join("missing")), Err("does not exist".into()));
         assert_eq!(read_password(d.path()), Err("is not a regular file".into()));
     }
-}
-
-/// Every `[[backup.repository]]` password file (and an sftp repository's key and
-/// known_hosts files) can be read and is private.
-pub fn check_backup(c: &Config, path: &Path, text: &str) -> Result<()> {
-    let Some(b) = &c.backup else { return Ok(()) };
-    for r in &b.repositories {
-        let files = [("password_file", Some(&r.password_file)), ("ssh_key_file", r.ssh_key_file.as_ref())];
-        for (field, f) in files.into_iter().filter_map(|(n, f)| Some((n, f?))) {
-            read_secret_file(Path::new(f.get_ref()), field == "ssh_key_file").map_err(|why| {
-                at(path, text, f.span(), format!("backup.repository.{field} {} {why}", f.get_ref()))
-            })?;
-        }
-        if let Some(f) = &r.known_hosts_file
-            && let Err(e) = std::fs::metadata(f.get_ref())
-        {
-            return Err(at(path, text, f.span(), format!("backup.repository.known_hosts_file {}: {e}", f.get_ref())));
-        }
-    }
-    Ok(())
-}
-
-/// A one-line password, or (`multi_line`) a key file: private, non-empty.
-fn read_secret_file(file: &Path, multi_line: bool) -> std::result::Result<(), String> {
-    if !multi_line {
-        return read_password(file).map(|_| ());
-    }
-    let meta = std::fs::metadata(file).map_err(|e| format!("cannot be read ({e})"))?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(format!("is readable by others (mode {mode:04o}); make it 0600"));
-    }
-    if meta.len() == 0 {
-        return Err("is empty".into());
-    }
-    Ok(())
 }

@@ -5,6 +5,7 @@
 //! files) and a spec entry (the container to run), and the generation entry itself
 //! (units + manifest) that refers to them by path.
 
+mod backup;
 #[cfg(test)]
 mod golden;
 pub mod mas;
@@ -13,7 +14,6 @@ mod proxy;
 mod redis;
 pub mod synapse;
 mod trust;
-mod backup;
 mod units;
 pub mod workers;
 mod yaml;
@@ -300,7 +300,7 @@ mod tests {
                 masctl: "/m",
                 pg_major,
                 ca_bundles: &BTreeMap::new(),
-            restic_image: None,
+                restic_image: None,
             })
             .unwrap()
             .manifest
@@ -398,7 +398,7 @@ mod tests {
                 masctl: "/usr/bin/masctl",
                 pg_major: 15,
                 ca_bundles: &BTreeMap::new(),
-            restic_image: None,
+                restic_image: None,
             };
             let e = evaluate(&inp).unwrap();
             e.entries.iter().map(|x| (x.name.clone(), x.files.clone())).collect::<BTreeMap<_, _>>()

@@ -95,8 +95,7 @@ pub fn pick<'a>(snapshots: &'a [Snapshot], wanted: Option<&str>, repo: &str) -> 
     match wanted {
         None => snapshots.last().with_context(|| format!("the repository {repo} has no masctl snapshot")),
         Some(w) => {
-            let found: Vec<&Snapshot> =
-                snapshots.iter().filter(|s| s.id.starts_with(w) || s.tags.set == w).collect();
+            let found: Vec<&Snapshot> = snapshots.iter().filter(|s| s.id.starts_with(w) || s.tags.set == w).collect();
             match found.as_slice() {
                 [one] => Ok(one),
                 [] => bail!("no snapshot {w:?} in {repo} (see `masctl backups --remote`)"),
@@ -364,8 +363,7 @@ pub fn read_last(layout: &Layout) -> LastPushes {
 pub fn record(layout: &Layout, p: &Pushed) -> Result<()> {
     let mut last = read_last(layout);
     let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
-    last.repositories
-        .insert(p.repository.clone(), LastPush { at, snapshot: p.snapshot.clone(), set: p.set.clone() });
+    last.repositories.insert(p.repository.clone(), LastPush { at, snapshot: p.snapshot.clone(), set: p.set.clone() });
     crate::fsutil::write_atomic(&last_path(layout), &serde_json::to_vec_pretty(&last)?, 0o600)
 }
 

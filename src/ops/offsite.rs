@@ -92,7 +92,10 @@ async fn tags(ctx: &JobContext<'_>, files: &[PathBuf]) -> Result<SetTags> {
 
 fn plan_of(ctx: &JobContext) -> Result<BackupPlan> {
     ctx.manifest.backup.clone().with_context(|| {
-        format!("generation {} has no [backup]: add [[backup.repository]] to the config and `masctl switch`", ctx.number)
+        format!(
+            "generation {} has no [backup]: add [[backup.repository]] to the config and `masctl switch`",
+            ctx.number
+        )
     })
 }
 
@@ -283,7 +286,11 @@ fn merge_dir(from: &Path, to: &Path) -> Result<u64> {
     if !to.exists() {
         let meta = std::fs::metadata(from)?;
         std::fs::create_dir_all(to)?;
-        std::os::unix::fs::chown(to, Some(std::os::unix::fs::MetadataExt::uid(&meta)), Some(std::os::unix::fs::MetadataExt::gid(&meta)))?;
+        std::os::unix::fs::chown(
+            to,
+            Some(std::os::unix::fs::MetadataExt::uid(&meta)),
+            Some(std::os::unix::fs::MetadataExt::gid(&meta)),
+        )?;
     }
     let mut moved = 0;
     for e in std::fs::read_dir(from)? {
