@@ -26,7 +26,7 @@ PG="$INST-postgres"
 fill_event_json "$PG" synapse $(( GIB * 1024 * 1024 * 1024 ))
 
 RESTIC_IMAGE=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['backup']['image'])" \
-    "$WORK/root/generations/current/manifest.json")
+    "$WORK/root/current/manifest.json")
 # restic by hand, in the image masctl runs it from: the repository and the dump mounted.
 by_hand() {
     docker run --rm --network none -v "$WORK/base:/base" -v "$WORK/root/keys:/keys:ro" \

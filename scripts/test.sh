@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 need_root
-ensure_packages docker.io docker-registry debootstrap python3-pip ca-certificates nix-bin chromium libnss3-tools
+ensure_packages docker.io docker-registry debootstrap python3-pip ca-certificates nix-bin chromium libnss3-tools restic
 ensure_apt_lists
 ensure_dockerd
 
