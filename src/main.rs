@@ -18,6 +18,7 @@ mod image;
 mod jobs;
 mod located;
 mod mas_admin;
+mod offsite;
 mod ops;
 mod progress;
 mod registration_tokens;

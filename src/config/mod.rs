@@ -10,7 +10,7 @@ mod schema;
 mod tls_files;
 mod validate;
 
-pub use backup::{Backup, LOCAL_REPO_IN_CONTAINER, RepoUrl, Schedule};
+pub use backup::Backup;
 pub use password_files::read_password;
 pub use schema::*;
 

@@ -497,13 +497,13 @@ fn validate_backup(c: &Config, k: &Checker) -> Result<()> {
         return Err(k.err(k.doc.key_span(&["backup"]), "backup needs at least one [[backup.repository]]"));
     }
     for (i, r) in b.repositories.iter().enumerate() {
-        let url = super::RepoUrl::parse(r.url.get_ref())
+        let url = crate::offsite::RepoUrl::parse(r.url.get_ref())
             .map_err(|why| k.err(r.url.span(), format!("backup.repository.url {:?} {why}", r.url.get_ref())))?;
         if b.repositories[..i].iter().any(|o| o.url.get_ref() == r.url.get_ref()) {
             return Err(k.err(r.url.span(), format!("backup.repository.url {:?} is listed twice", r.url.get_ref())));
         }
         k.spanned("backup.repository.password_file", &r.password_file, safe_path)?;
-        let sftp = matches!(url, super::RepoUrl::Sftp(_));
+        let sftp = matches!(url, crate::offsite::RepoUrl::Sftp(_));
         for (field, f) in [("ssh_key_file", &r.ssh_key_file), ("known_hosts_file", &r.known_hosts_file)] {
             match f {
                 Some(f) if !sftp => {

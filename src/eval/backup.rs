@@ -4,8 +4,8 @@
 use anyhow::{Context as _, Result};
 
 use super::{Entry, Inputs};
-use crate::config::RepoUrl;
 use crate::generation::manifest::{BackupPlan, Keep, RepoPlan};
+use crate::offsite::RepoUrl;
 use crate::secrets;
 
 /// The plan and its entry; None without `[backup]`.

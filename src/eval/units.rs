@@ -86,7 +86,6 @@ pub fn render(inp: &Inputs, specs: &[(ServiceSpec, Unit, String)]) -> Vec<(UnitN
                 .replace("@MASCTL@", &exec_arg(inp.masctl))
                 .replace("@ROOT@", &exec_arg(&inp.layout.root().display().to_string()))
                 .replace("@SCHEDULE@", b.schedule.on_calendar())
-                .replace("@DELAY@", &backup_delay(b.schedule))
         };
         out.push((service, fill(BACKUP_SERVICE_TEMPLATE)));
         out.push((timer.clone(), fill(BACKUP_TIMER_TEMPLATE)));
@@ -94,12 +93,6 @@ pub fn render(inp: &Inputs, specs: &[(ServiceSpec, Unit, String)]) -> Vec<(UnitN
     }
     out.push((UnitName::target(), body(TARGET_TEMPLATE).replace("@WANTS@", &wants.join(" "))));
     out
-}
-
-/// Spreads scheduled runs a little, so hosts with the same schedule do not all
-/// hit a shared repository at the same second.
-fn backup_delay(s: crate::config::Schedule) -> String {
-    format!("{}s", s.interval().as_secs() / 60)
 }
 
 #[cfg(test)]

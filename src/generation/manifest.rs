@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{RepoUrl, Schedule};
+use crate::offsite::{RepoUrl, Schedule};
 use crate::service::{Database, Service, Unit, Worker};
 use crate::unit_name::UnitName;
 

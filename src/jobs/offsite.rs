@@ -10,10 +10,10 @@ use anyhow::{Context as _, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use super::{JobContext, JobSpec};
-use crate::config::{LOCAL_REPO_IN_CONTAINER, RepoUrl};
 use crate::docker::OneShot;
 use crate::generation::layout::Layout;
 use crate::generation::manifest::{BackupPlan, RepoPlan};
+use crate::offsite::{LOCAL_REPO_IN_CONTAINER, RepoUrl};
 use crate::spec::Bind;
 
 /// Where a backup set lies in a snapshot (and under a fetch's target).

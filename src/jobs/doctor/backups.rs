@@ -6,9 +6,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Result;
 
 use super::{Finding, Level};
-use crate::config::Schedule;
 use crate::jobs::JobContext;
 use crate::jobs::offsite::{self, LastPush};
+use crate::offsite::Schedule;
 use crate::systemd::ActiveState;
 use crate::unit_name::UnitName;
 
