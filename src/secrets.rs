@@ -196,13 +196,11 @@ pub fn ensure_backup(layout: &Layout, c: &crate::config::Config) -> Result<Vec<S
         for (file, src) in files.into_iter().filter_map(|(f, s)| Some((f, s.as_ref()?))) {
             let name = backup_secret(url, file);
             let text = fs::read_to_string(src.get_ref()).with_context(|| format!("reading {}", src.get_ref()))?;
-            if fs::read_to_string(layout.secret(&name)).ok().as_deref() != Some(text.as_str()) {
-                write_secret(&layout.secret(&name), &text, 0).with_context(|| format!("writing secret {name}"))?;
+            if store_secret(layout, &name, &text, 0)? {
                 changed.push(name);
             }
         }
     }
-    crate::fsutil::fsync_dir(&layout.secrets())?;
     Ok(changed)
 }
 
@@ -254,13 +252,19 @@ pub fn ensure_client_secrets(layout: &Layout, c: &crate::config::Config) -> Resu
 /// as masctl's `name` owned by `uid`; true when it was written anew.
 fn copy_secret(layout: &Layout, what: &str, src: &str, name: &str, uid: u32) -> Result<bool> {
     let value = crate::config::read_password(Path::new(src)).map_err(|why| anyhow::anyhow!("{what} {src} {why}"))?;
+    store_secret(layout, name, &value, uid)
+}
+
+/// Writes `value` as secret `name` (0600, owned by `uid`) unless it holds it
+/// already; whether it changed.
+fn store_secret(layout: &Layout, name: &str, value: &str, uid: u32) -> Result<bool> {
     let path = layout.secret(name);
     if fs::read_to_string(&path).is_ok_and(|old| old == value) {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
         std::os::unix::fs::chown(&path, Some(uid), Some(uid))?;
         return Ok(false);
     }
-    write_secret(&path, &value, uid).with_context(|| format!("writing secret {name}"))?;
+    write_secret(&path, value, uid).with_context(|| format!("writing secret {name}"))?;
     crate::fsutil::fsync_dir(&layout.secrets())?;
     Ok(true)
 }

@@ -128,6 +128,12 @@ pub fn human_bytes(n: u64) -> String {
     if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", units[u]) }
 }
 
+/// The first `n` characters of a hex id or hash, as people quote them (a
+/// restic snapshot's 8, a generation hash's 12).
+pub fn abbrev(id: &str, n: usize) -> &str {
+    id.get(..n).unwrap_or(id)
+}
+
 /// An age the way people read it: its largest unit only (`45 s`, `3 min`, `5 h`, `2 d`).
 pub fn human_duration(d: std::time::Duration) -> String {
     let s = d.as_secs();
@@ -141,6 +147,13 @@ pub fn human_duration(d: std::time::Duration) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn abbrev_table() {
+        for (id, n, want) in [("0123456789abcdef", 8, "01234567"), ("abc", 8, "abc"), ("", 12, "")] {
+            assert_eq!(super::abbrev(id, n), want);
+        }
+    }
+
     #[test]
     fn durations() {
         use std::time::Duration;

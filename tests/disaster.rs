@@ -5,7 +5,8 @@
 //! `masctl restore --from` brings the server back: a matrix-nio client logs in on
 //! B as A's user and reads the old messages and media, and B serves A's key id.
 //! Then the ways it must fail: a snapshot newer than the images, a wrong
-//! password, an unreachable repository — each refused, B unchanged.
+//! password, an unreachable repository — each refused, B unchanged; and a round
+//! trip over sftp to a throwaway sshd.
 
 mod common;
 
@@ -17,7 +18,7 @@ use serde_json::{Value, json};
 
 use common::http::{Client, get_json};
 use common::stack::{Stack, text};
-use common::{docker, docker_ok, images_with_standin, mas_images, python, wait_for};
+use common::{Docker, Root, docker, docker_ok, images_with_standin, mas_images, python, wait_for};
 
 const PASSWORD: &str = "alice-old-password-1";
 
@@ -244,6 +245,56 @@ ssh_key_file = \"{}\"\nknown_hosts_file = \"{}\"\n",
     let out = b.masctl(&["restore", "--from", "2"]);
     assert!(!out.status.success(), "restore from an unreachable repository succeeded");
     Client::login(&b.base_url(), "alice", PASSWORD);
+
+    sftp_round_trip(b, repo, b_pw, facts);
+}
+
+/// A throwaway sshd (images/sshd.toml): B pushes a set there over sftp, lists it,
+/// and restores from it; the server stays A's.
+fn sftp_round_trip(b: &Stack, repo: &Path, b_pw: &Path, facts: &Facts) {
+    let image = Root::new().load("sshd");
+    let keys = b.root.join("keys/sftp");
+    std::fs::create_dir_all(&keys).unwrap();
+    let mount = format!("{}:/k", keys.display());
+    docker_ok(
+        &["run", "--rm", "-v", &mount, "--entrypoint", "/usr/bin/ssh-keygen", &image, "-q", "-t", "ed25519"]
+            .into_iter()
+            .chain(["-N", "", "-f", "/k/id"])
+            .collect::<Vec<_>>(),
+    );
+    let server = tempfile::tempdir().unwrap();
+    std::fs::copy(keys.join("id.pub"), server.path().join("authorized_keys")).unwrap();
+    let mut d = Docker::new("disaster");
+    let auth = format!("{}:/etc/sshd-test:ro", server.path().display());
+    let sshd = d.run("sshd", &["--tmpfs", "/run/sshd:mode=755", "--tmpfs", "/srv", "-v", &auth, &image]);
+    wait_for("sshd to listen", Duration::from_secs(60), || d.logs(&sshd).contains("Server listening").then_some(()));
+    let ip = docker_ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", &sshd]).trim().to_string();
+    let host_key = docker_ok(&["exec", &sshd, "/bin/sh", "-c", "read l < /etc/ssh/ssh_host_ed25519_key.pub; echo $l"]);
+    let known = keys.join("known_hosts");
+    let fields: Vec<&str> = host_key.split_whitespace().take(2).collect();
+    std::fs::write(&known, format!("{ip} {}\n", fields.join(" "))).unwrap();
+
+    let url = format!("sftp:root@{ip}:/srv/restic");
+    let mut cfg = config(repo, b_pw);
+    cfg.push_str(&format!(
+        "[[backup.repository]]\nurl = \"{url}\"\npassword_file = \"{}\"\nssh_key_file = \"{}\"\n\
+known_hosts_file = \"{}\"\n",
+        b_pw.display(),
+        keys.join("id").display(),
+        known.display()
+    ));
+    b.write_config(&cfg);
+    b.masctl_ok(&["switch"]);
+    let pushed: Value = serde_json::from_str(&b.masctl_ok(&["backup", "--json"])).unwrap();
+    assert_eq!(pushed["pushed"].as_array().map(|p| p.len()), Some(2), "{pushed}");
+    let snaps = remote_of(b, &url);
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
+    let out = b.masctl(&["restore", "--from", &url, "--json"]);
+    assert!(out.status.success(), "restore over sftp failed:\n{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(key_ids(b), facts.key_ids);
+    let alice = Client::login(&b.base_url(), "alice", PASSWORD);
+    let msgs = alice.get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=50", enc(&facts.room)));
+    assert!(msgs.to_string().contains(&facts.message), "{msgs}");
 }
 
 fn remote_of(s: &Stack, repo: &str) -> Vec<Value> {

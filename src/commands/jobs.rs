@@ -97,7 +97,7 @@ pub async fn remote_backups(ctx: &Context, from: Option<&str>, json: bool) -> Re
             let mas = t.mas_migration.map_or("-".to_string(), |v| v.to_string());
             println!(
                 "  {}  {}  set {}  generation {}  synapse schema {schema}  mas migration {mas}",
-                &s.id[..s.id.len().min(8)],
+                crate::ui::abbrev(&s.id, 8),
                 s.time,
                 t.set,
                 t.generation

@@ -12,7 +12,7 @@ use crate::{timestamp, ui};
 
 /// At most the first 12 characters, as a short hash.
 fn short(hash: &str) -> &str {
-    &hash[..12.min(hash.len())]
+    crate::ui::abbrev(hash, 12)
 }
 
 pub async fn switch(ctx: &ConfiguredContext, opts: SwitchOptions) -> Result<()> {

@@ -12,17 +12,7 @@ use super::{Config, at};
 /// The password a file holds (one line; a trailing newline is not part of it), or
 /// what is wrong with the file. Never says what the file holds.
 pub fn read_password(file: &Path) -> std::result::Result<String, String> {
-    let meta = std::fs::metadata(file).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => "does not exist".to_string(),
-        _ => format!("cannot be read ({e})"),
-    })?;
-    if !meta.is_file() {
-        return Err("is not a regular file".into());
-    }
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(format!("is readable by others (mode {mode:04o}); make it 0600"));
-    }
+    private_file(file)?;
     let data = std::fs::read(file).map_err(|e| format!("cannot be read ({e})"))?;
     let text = String::from_utf8(data).map_err(|_| "is not UTF-8 text".to_string())?;
     let pw = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
@@ -113,15 +103,26 @@ fn read_secret_file(file: &Path, multi_line: bool) -> std::result::Result<(), St
     if !multi_line {
         return read_password(file).map(|_| ());
     }
-    let meta = std::fs::metadata(file).map_err(|e| format!("cannot be read ({e})"))?;
+    if private_file(file)?.len() == 0 {
+        return Err("is empty".into());
+    }
+    Ok(())
+}
+
+/// A regular file no one but its owner may read; its metadata.
+fn private_file(file: &Path) -> std::result::Result<std::fs::Metadata, String> {
+    let meta = std::fs::metadata(file).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => "does not exist".to_string(),
+        _ => format!("cannot be read ({e})"),
+    })?;
+    if !meta.is_file() {
+        return Err("is not a regular file".into());
+    }
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(format!("is readable by others (mode {mode:04o}); make it 0600"));
     }
-    if meta.len() == 0 {
-        return Err("is empty".into());
-    }
-    Ok(())
+    Ok(meta)
 }
 
 #[cfg(test)]

@@ -198,9 +198,9 @@ async fn dump_one(
     let description = format!("masctl backup of {db}");
     let run = super::run(layout, systemd, &description, spec);
     let size_of = || std::fs::metadata(&tmp).or_else(|_| std::fs::metadata(&dest)).map_or(0, |m| m.len());
-    let (code, _) = crate::progress::watch(&format!("dump {db}"), last_size(dir, db), size_of, run).await?;
+    let (code, captured) = crate::progress::watch(&format!("dump {db}"), last_size(dir, db), size_of, run).await?;
     if code != 0 {
-        bail!("the backup of {db} failed (exit {code}); see its output above");
+        return Err(super::failed(&format!("the backup of {db}"), code, &captured));
     }
     let size = std::fs::metadata(&dest).with_context(|| format!("{} is missing", dest.display()))?.len();
     if size == 0 {

@@ -232,6 +232,22 @@ pub async fn attach(systemd: &Systemd, unit: &UnitName, invocation_id: &str) -> 
     status
 }
 
+/// A failed job's error: what failed, its exit status, and the line of its output
+/// that says why (the last one naming an error, else its last line), so the reason
+/// reaches a caller who reads only stderr (a timer's journal, a `--json` run).
+pub fn failed(what: &str, code: i32, captured: &str) -> anyhow::Error {
+    match reason(captured) {
+        Some(why) => anyhow::anyhow!("{what} failed (exit {code}): {why}"),
+        None => anyhow::anyhow!("{what} failed (exit {code}); see its output above"),
+    }
+}
+
+fn reason(captured: &str) -> Option<&str> {
+    let lines: Vec<&str> = captured.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let names_error = |l: &&&str| ["error", "fatal", "failed"].iter().any(|w| l.to_ascii_lowercase().contains(w));
+    lines.iter().rev().find(names_error).or(lines.last()).copied()
+}
+
 /// `journalctl -f` of a unit's output, printed as it comes (unless quiet) and
 /// captured, up to the job's end marker.
 struct Follower {
@@ -287,5 +303,31 @@ impl Follower {
         let _ = self.child.kill();
         let _ = self.child.wait();
         captured
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_reason_table() {
+        for (captured, want) in [
+            ("", None),
+            ("\n  \n", None),
+            ("dumped x\n", Some("dumped x")),
+            (
+                "pg_dump: error: query failed: ERROR:  relation with OID 1 does not exist\n\
+pg_dump: detail: Query was: LOCK TABLE public.x\n",
+                Some("pg_dump: error: query failed: ERROR:  relation with OID 1 does not exist"),
+            ),
+            ("Fatal: unable to open config file\nexit\n", Some("Fatal: unable to open config file")),
+        ] {
+            assert_eq!(reason(captured), want, "{captured:?}");
+        }
+        let e = failed("the backup of synapse", 1, "psql: error: connection refused\n").to_string();
+        assert_eq!(e, "the backup of synapse failed (exit 1): psql: error: connection refused");
+        let e = failed("loading mas", 2, "").to_string();
+        assert_eq!(e, "loading mas failed (exit 2); see its output above");
     }
 }

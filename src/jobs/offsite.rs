@@ -232,12 +232,16 @@ fn out_dir(layout: &Layout) -> Result<tempfile::TempDir> {
     Ok(tempfile::Builder::new().prefix(".restic-").tempdir_in(layout.root())?)
 }
 
-/// Why a restic job failed, from its exit status.
-fn failure(code: i32, what: &str, repo: &str) -> anyhow::Error {
+/// Runs a restic job for `what` ("pushing to R"); a failure says why: no
+/// repository, a wrong password, or the line of restic's output naming the error.
+async fn run_restic(ctx: &JobContext<'_>, what: &str, repo: &RepoPlan, spec: JobSpec) -> Result<()> {
+    let (code, captured) = ctx.run(&format!("masctl: {what}"), spec).await?;
+    let name = &repo.name;
     match code {
-        NO_REPOSITORY => anyhow::anyhow!("{what}: there is no restic repository at {repo}"),
-        WRONG_PASSWORD => anyhow::anyhow!("{what}: the password does not open the restic repository {repo}"),
-        c => anyhow::anyhow!("{what} failed (exit {c}); see its output above"),
+        0 => Ok(()),
+        NO_REPOSITORY => bail!("{what}: there is no restic repository at {name}"),
+        WRONG_PASSWORD => bail!("{what}: the password does not open the restic repository {name}"),
+        c => Err(super::failed(what, c, &captured)),
     }
 }
 
@@ -275,10 +279,7 @@ echo \"masctl: pushed set {} to {}\"\n",
     );
     let mut spec = restic_job(layout, plan, repo, true, &script, binds)?;
     spec.cap_add = vec!["DAC_READ_SEARCH".into()];
-    let (code, _) = ctx.run(&format!("masctl backup to {}", repo.name), spec).await?;
-    if code != 0 {
-        bail!(failure(code, &format!("pushing to {}", repo.name), &repo.name));
-    }
+    run_restic(ctx, &format!("pushing to {}", repo.name), repo, spec).await?;
     let text = std::fs::read_to_string(out.path().join("summary.json")).unwrap_or_default();
     parse_summary(&text, &repo.name, &tags.set)
 }
@@ -288,21 +289,14 @@ pub async fn snapshots(ctx: &JobContext<'_>, plan: &BackupPlan, repo: &RepoPlan)
     let out = out_dir(ctx.layout)?;
     let script = format!("r snapshots --json --tag {TAG} > /out/snapshots.json\n");
     let spec = restic_job(ctx.layout, plan, repo, false, &script, vec![Bind::rw(out.path(), "/out")])?;
-    let (code, _) = ctx.run(&format!("masctl: snapshots of {}", repo.name), spec).await?;
-    if code != 0 {
-        bail!(failure(code, &format!("listing {}", repo.name), &repo.name));
-    }
+    run_restic(ctx, &format!("listing {}", repo.name), repo, spec).await?;
     parse_snapshots(&std::fs::read_to_string(out.path().join("snapshots.json"))?)
 }
 
 /// Opens `repo` and reads its index: what `doctor` asks of every repository.
 pub async fn check_open(ctx: &JobContext<'_>, plan: &BackupPlan, repo: &RepoPlan) -> Result<()> {
     let spec = restic_job(ctx.layout, plan, repo, false, "r snapshots --quiet > /dev/null\n", vec![])?;
-    let (code, _) = ctx.run(&format!("masctl doctor: open {}", repo.name), spec).await?;
-    if code != 0 {
-        bail!(failure(code, &format!("opening {}", repo.name), &repo.name));
-    }
-    Ok(())
+    run_restic(ctx, &format!("opening {}", repo.name), repo, spec).await
 }
 
 /// Fetches `snapshot` whole into `target` (made fresh), every file checked
@@ -322,10 +316,7 @@ pub async fn fetch(
     let script = format!("r restore {} --target /restore --verify\n", snapshot.id);
     let mut spec = restic_job(ctx.layout, plan, repo, false, &script, vec![Bind::rw(target, "/restore")])?;
     spec.cap_add = ["CHOWN", "DAC_OVERRIDE", "FOWNER"].map(String::from).to_vec();
-    let (code, _) = ctx.run(&format!("masctl restore: fetch from {}", repo.name), spec).await?;
-    if code != 0 {
-        bail!(failure(code, &format!("fetching {} from {}", snapshot.id, repo.name), &repo.name));
-    }
+    run_restic(ctx, &format!("fetching {} from {}", snapshot.id, repo.name), repo, spec).await?;
     Ok(target.join(SET_ROOT.trim_start_matches('/')))
 }
 

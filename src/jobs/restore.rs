@@ -138,10 +138,11 @@ fn pg_host(ctx: &JobContext) -> String {
 /// Loads into `db`'s scratch database, as a transient unit; `dir` is mounted at `/in`.
 pub async fn load(ctx: &JobContext<'_>, db: Database, dir: &Path, load: Load<'_>) -> Result<()> {
     let job = postgres_job(ctx, load_script(&pg_host(ctx), db, load), vec![Bind::ro(dir, "/in")]);
-    let (code, _) = ctx.run(&format!("masctl load of {db}"), JobSpec::new("load", job)).await?;
+    let (code, captured) = ctx.run(&format!("masctl load of {db}"), JobSpec::new("load", job)).await?;
     if code != 0 {
         let _ = drop_scratch(ctx, db).await;
-        bail!("loading {db} failed (exit {code}); see its output above — the live database is untouched");
+        let e = super::failed(&format!("loading {db}"), code, &captured);
+        bail!("{e} — the live database is untouched");
     }
     Ok(())
 }
@@ -413,20 +414,35 @@ pub async fn run(layout: &Layout, wanted: Option<&str>, timeout: Duration) -> Re
         set.dumps.iter().map(|d| d.file.as_str()).collect::<Vec<_>>().join(", ")
     ));
 
-    let synapse_image = ctx.manifest.images.get(&Service::Synapse).cloned();
-    let (before, done) = backup_while(
-        &ctx,
-        "pre-restore",
-        "restore",
-        &set.dumps.iter().map(|d| d.database).collect::<Vec<_>>(),
-        async { load_set(&ctx, &set, synapse_image.as_deref()).await },
-    )
+    let (restored, ()) = replace_with(&ctx, &set, timeout, || {
+        ui::step("starting the stack");
+        Ok(())
+    })
     .await?;
+    Ok(restored)
+}
+
+/// Replaces the live databases with `set`: loads it into scratch databases while
+/// the current state is backed up, stops what uses them and swaps them in, runs
+/// `while_stopped` (what belongs with the databases: a snapshot's secrets and
+/// media) and starts the current generation again.
+pub async fn replace_with<T>(
+    ctx: &JobContext<'_>,
+    set: &BackupSet,
+    timeout: Duration,
+    while_stopped: impl FnOnce() -> Result<T>,
+) -> Result<(Restored, T)> {
+    let synapse_image = ctx.manifest.images.get(&Service::Synapse).cloned();
     let dbs: Vec<Database> = set.dumps.iter().map(|d| d.database).collect();
-    let stopped = swap_in(&ctx, &dbs).await?;
-    ui::step("starting the stack");
-    start_current(&ctx, timeout).await?;
-    Ok(Restored { set: set.id, backup_before: before, databases: done, stopped, generation: ctx.number })
+    let (before, done) =
+        backup_while(ctx, "pre-restore", "restore", &dbs, async { load_set(ctx, set, synapse_image.as_deref()).await })
+            .await?;
+    let stopped = swap_in(ctx, &dbs).await?;
+    let extra = while_stopped()?;
+    start_current(ctx, timeout).await?;
+    let restored =
+        Restored { set: set.id.clone(), backup_before: before, databases: done, stopped, generation: ctx.number };
+    Ok((restored, extra))
 }
 
 #[cfg(test)]

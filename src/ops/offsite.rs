@@ -70,7 +70,7 @@ pub async fn backup(layout: &Layout, scheduled: bool) -> Result<BackedUp> {
 }
 
 fn short(id: &str) -> &str {
-    &id[..id.len().min(8)]
+    crate::ui::abbrev(id, 8)
 }
 
 /// The set's tags: its id (from its files' names), the generation, and what its
@@ -164,38 +164,33 @@ pub async fn restore_from(
     ));
     check_tags(&ctx, &snap).await?;
 
-    let staging = layout.root().join("restore-staging");
-    let set_dir = offsite::fetch(&ctx, &plan, &repo, &snap, &staging).await?;
+    // Removed however the restore ends: it holds the snapshot's secrets.
+    let staging = tempfile::Builder::new().prefix(".restore-staging-").tempdir_in(layout.root())?;
+    let set_dir = offsite::fetch(&ctx, &plan, &repo, &snap, staging.path()).await?;
     let set = fetched_set(&set_dir, &ctx.manifest.databases)?;
     for d in &set.dumps {
         place_dump(&set_dir.join("dumps").join(&d.file), &layout.backups().join(&d.file))?;
     }
-    let synapse_image = ctx.manifest.images.get(&Service::Synapse).cloned();
-    let dbs: Vec<Database> = set.dumps.iter().map(|d| d.database).collect();
-    let (before, done) = restore::backup_while(&ctx, "pre-restore", "restore", &dbs, async {
-        restore::load_set(&ctx, &set, synapse_image.as_deref()).await
-    })
-    .await?;
-
-    // Fetched, verified, loaded and checked: from here on things are replaced.
-    restore::swap_in(&ctx, &dbs).await?;
+    // Fetched and checked; the databases are loaded and checked before anything is replaced.
     let stamp = timestamp::compact(SystemTime::now());
     let secrets_before = layout.backups().join(format!("secrets-before-{stamp}"));
-    let secrets = place_secrets(&set_dir.join("secrets"), &layout.secrets(), &secrets_before)?;
-    let media_files = merge_dir(&set_dir.join("media"), &layout.data("synapse").join("media"))?;
-    ui::step(format!("put {} secret(s) and {media_files} media file(s) in place; starting the stack", secrets.len()));
-    restore::start_current(&ctx, timeout).await?;
-    let _ = std::fs::remove_dir_all(&staging);
+    let (restored, (secrets, media_files)) = restore::replace_with(&ctx, &set, timeout, || {
+        let secrets = place_secrets(&set_dir.join("secrets"), &layout.secrets(), &secrets_before)?;
+        let media = merge_dir(&set_dir.join("media"), &layout.data("synapse").join("media"))?;
+        ui::step(format!("put {} secret(s) and {media} media file(s) in place; starting the stack", secrets.len()));
+        Ok((secrets, media))
+    })
+    .await?;
     Ok(RestoredFrom {
         repository: repo.name,
         snapshot: snap.id,
-        set: set.id,
-        backup_before: before,
-        databases: done,
+        set: restored.set,
+        backup_before: restored.backup_before,
+        databases: restored.databases,
         secrets,
         secrets_before,
         media_files,
-        generation: ctx.number,
+        generation: restored.generation,
     })
 }
 

@@ -379,10 +379,11 @@ async fn load_sqlite(ctx: &JobContext<'_>, layout: &Layout, g: &Gathered, src: &
         network: Some(ctx.manifest.instance.clone()),
         env: vec![],
     };
-    let (code, _) = ctx.run("masctl import: synapse_port_db", JobSpec::new("port-db", job)).await?;
+    let (code, captured) = ctx.run("masctl import: synapse_port_db", JobSpec::new("port-db", job)).await?;
     if code != 0 {
         let _ = restore::drop_scratch(ctx, Database::Synapse).await;
-        bail!("synapse_port_db failed (exit {code}); see its output above — the live database is untouched");
+        let e = crate::jobs::failed("synapse_port_db", code, &captured);
+        bail!("{e} — the live database is untouched");
     }
     Ok(())
 }
