@@ -88,7 +88,7 @@ pub async fn run(layout: &Layout, new: &NewUser<'_>) -> Result<()> {
     if out.contains("User already exists") || out.contains("User ID already taken") {
         bail!("@{user}:{} already exists; nothing was changed", ctx.manifest.server_name);
     }
-    bail!("registering {user} failed (exit {code}); see the output above")
+    Err(super::failed(&format!("registering {user}"), code, &out))
 }
 
 /// Synapse's shared-secret registration, in a one-off Synapse container; the
