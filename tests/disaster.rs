@@ -16,20 +16,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use common::http::{Client, get_json};
+use common::http::{Client, enc, get_json};
 use common::stack::{Stack, text};
 use common::{Docker, Root, docker, docker_ok, images_with_standin, mas_images, python, wait_for};
 
 const PASSWORD: &str = "alice-old-password-1";
-
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            true => (b as char).to_string(),
-            false => format!("%{b:02X}"),
-        })
-        .collect()
-}
 
 /// A private file holding `text` (how users give masctl passwords).
 fn secret_file(path: &Path, text: &str) {
@@ -45,6 +36,17 @@ password_file = \"{}\"\n",
         mas_images(),
         repo.display(),
         password_file.display()
+    )
+}
+
+/// A second `[[backup.repository]]`, over sftp with its key and known_hosts.
+fn sftp_repository(url: &str, password_file: &Path, key: &Path, known_hosts: &Path) -> String {
+    format!(
+        "[[backup.repository]]\nurl = \"{url}\"\npassword_file = \"{}\"\nssh_key_file = \"{}\"\n\
+known_hosts_file = \"{}\"\n",
+        password_file.display(),
+        key.display(),
+        known_hosts.display()
     )
 }
 
@@ -222,15 +224,7 @@ fn refusals(b: &Stack, repo: &Path, b_pw: &Path, facts: &Facts) {
     secret_file(&key, "not a key");
     let hosts = b.root.join("keys/known_hosts");
     std::fs::write(&hosts, "").unwrap();
-    let mut cfg = config(repo, b_pw);
-    cfg.push_str(&format!(
-        "[[backup.repository]]\nurl = \"sftp:backup@127.0.0.1:/nowhere\"\npassword_file = \"{}\"\n\
-ssh_key_file = \"{}\"\nknown_hosts_file = \"{}\"\n",
-        b_pw.display(),
-        key.display(),
-        hosts.display()
-    ));
-    b.write_config(&cfg);
+    b.write_config(&(config(repo, b_pw) + &sftp_repository("sftp:backup@127.0.0.1:/nowhere", b_pw, &key, &hosts)));
     b.masctl_ok(&["switch"]);
     let out = b.masctl(&["backup", "--json"]);
     let err = text(&out.stderr);
@@ -256,12 +250,8 @@ fn sftp_round_trip(b: &Stack, repo: &Path, b_pw: &Path, facts: &Facts) {
     let keys = b.root.join("keys/sftp");
     std::fs::create_dir_all(&keys).unwrap();
     let mount = format!("{}:/k", keys.display());
-    docker_ok(
-        &["run", "--rm", "-v", &mount, "--entrypoint", "/usr/bin/ssh-keygen", &image, "-q", "-t", "ed25519"]
-            .into_iter()
-            .chain(["-N", "", "-f", "/k/id"])
-            .collect::<Vec<_>>(),
-    );
+    let keygen = ["--entrypoint", "/usr/bin/ssh-keygen", &image, "-q", "-t", "ed25519", "-N", "", "-f", "/k/id"];
+    docker_ok(&[&["run", "--rm", "-v", &mount][..], &keygen].concat());
     let server = tempfile::tempdir().unwrap();
     std::fs::copy(keys.join("id.pub"), server.path().join("authorized_keys")).unwrap();
     let mut d = Docker::new("disaster");
@@ -275,15 +265,7 @@ fn sftp_round_trip(b: &Stack, repo: &Path, b_pw: &Path, facts: &Facts) {
     std::fs::write(&known, format!("{ip} {}\n", fields.join(" "))).unwrap();
 
     let url = format!("sftp:root@{ip}:/srv/restic");
-    let mut cfg = config(repo, b_pw);
-    cfg.push_str(&format!(
-        "[[backup.repository]]\nurl = \"{url}\"\npassword_file = \"{}\"\nssh_key_file = \"{}\"\n\
-known_hosts_file = \"{}\"\n",
-        b_pw.display(),
-        keys.join("id").display(),
-        known.display()
-    ));
-    b.write_config(&cfg);
+    b.write_config(&(config(repo, b_pw) + &sftp_repository(&url, b_pw, &keys.join("id"), &known)));
     b.masctl_ok(&["switch"]);
     let pushed: Value = serde_json::from_str(&b.masctl_ok(&["backup", "--json"])).unwrap();
     assert_eq!(pushed["pushed"].as_array().map(|p| p.len()), Some(2), "{pushed}");

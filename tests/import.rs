@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use common::http::{self, Client, get_json};
+use common::http::{self, Client, enc, get_json};
 use common::images_with_standin;
 use common::stack::{Stack, text};
 use common::{Docker, HARDENED, Root, docker, docker_ok, wait_for};
@@ -21,18 +21,6 @@ const MAS_MIGRATING: &str = "[images]\nmas = \"mas-standin\"\n[mas]\nenabled = t
 const MAS_ON: &str = "[images]\nmas = \"mas-standin\"\n[mas]\nenabled = true\n";
 const PEPPER: &str = "src-pepper-3f9c";
 const USERS: [(&str, &str, bool); 2] = [("root", "root-password-1", true), ("alice", "alice-password-1", false)];
-
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
 
 /// What the source server holds, to find again after the import.
 struct Facts {

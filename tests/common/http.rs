@@ -71,6 +71,16 @@ pub fn get_json(url: &str, token: Option<&str>) -> Value {
     req.call().unwrap_or_else(|e| panic!("GET {url}: {e}")).body_mut().read_json().unwrap()
 }
 
+/// `s` percent-encoded for one path segment (a room id's `!` and `:`).
+pub fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            true => (b as char).to_string(),
+            false => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
