@@ -287,6 +287,22 @@ impl Systemd {
     /// It runs under PID 1, so it finishes even if this process goes away.
     /// Returns the exit status of its main process.
     pub async fn run_transient(&self, unit: &str, description: &str, argv: &[String]) -> Result<i32> {
+        let mut removed = self.manager.receive_job_removed().await?;
+        let job = self.start_transient(unit, description, argv).await?;
+        let result = loop {
+            let sig = removed.next().await.context("the system bus closed")?;
+            let args = sig.args()?;
+            if args.job.as_str() == job.as_str() {
+                break JobResult::parse(&args.result);
+            }
+        };
+        self.collect_transient(unit, result == JobResult::Done).await
+    }
+
+    /// Starts a transient oneshot service running `argv` and returns at once (its
+    /// start job's path): a job nobody waits for, which [`Systemd::wait_transient`]
+    /// can follow later.
+    pub async fn start_transient(&self, unit: &str, description: &str, argv: &[String]) -> Result<OwnedObjectPath> {
         use zbus::Variant;
         let exec: Vec<(String, Vec<String>, bool)> = vec![(argv[0].clone(), argv.to_vec(), false)];
         let props: Vec<(&str, Variant<'_>)> = vec![
@@ -299,20 +315,10 @@ impl Systemd {
             ("StandardError", Variant::from("journal")),
             ("TimeoutStartUSec", Variant::from(u64::MAX)),
         ];
-        let mut removed = self.manager.receive_job_removed().await?;
-        let job = self
-            .manager
+        self.manager
             .start_transient_unit(unit, "fail", &props, &[])
             .await
-            .with_context(|| format!("starting transient unit {unit}"))?;
-        let result = loop {
-            let sig = removed.next().await.context("the system bus closed")?;
-            let args = sig.args()?;
-            if args.job.as_str() == job.as_str() {
-                break JobResult::parse(&args.result);
-            }
-        };
-        self.collect_transient(unit, result == JobResult::Done).await
+            .with_context(|| format!("starting transient unit {unit}"))
     }
 
     /// Waits for a transient unit started earlier (by another process) to end,

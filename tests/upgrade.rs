@@ -168,7 +168,9 @@ fn failed_upgrade_restores_the_old_schema_and_rollback_restore_data() {
     assert_eq!(done["generation"], 1);
     assert_eq!(done["restored"]["set"], set.as_str());
     let kept = done["restored"]["backup_before"].as_str().unwrap();
-    assert!(s.root.join("backups").join(format!("synapse-{kept}.dump")).exists(), "{done}");
+    // Written after the rollback by the unit that backs up what it replaced.
+    let file = s.root.join("backups").join(format!("synapse-{kept}.dump"));
+    wait_for("the replaced database's backup", Duration::from_secs(300), || file.exists().then_some(()));
     s.wait_serving();
     assert_eq!(synapse_schema(&s), 72);
     assert_eq!(table_digests(&s, "synapse", &USER_DATA), before, "dave came after the backup");

@@ -24,7 +24,7 @@ pub async fn restore(ctx: &Context, backup: Option<&str>, json: bool, timeout: D
             println!("restored {} from {} ({})", d.database, d.file, d.schema);
         }
         println!(
-            "the state before is in {} — `masctl restore {}` brings it back",
+            "the state before is kept and backed up to {} — `masctl restore {}` brings it back",
             ui_files(&done.backup_before),
             crate::ops::switch_backups::set_of(&done.backup_before).unwrap_or_default()
         );
@@ -61,7 +61,7 @@ pub async fn restore_from(g: &Global, from: &str, wanted: Option<&str>, json: bo
         done.media_files
     );
     println!(
-        "the state before is in {} and {} — `masctl restore {}` brings the databases back",
+        "the state before is kept and backed up to {}, and in {} — `masctl restore {}` brings the databases back",
         ui_files(&done.backup_before),
         done.secrets_before.display(),
         crate::ops::switch_backups::set_of(&done.backup_before).unwrap_or_default()

@@ -20,17 +20,45 @@ const POSTGRES: Service = Service::Postgres;
 /// Dump, check the archive lists, restore into a scratch database, drop it. Runs in
 /// the Postgres image (dash, pg_dump, pg_restore, psql); the password comes from a
 /// mounted pgpass file, never the command line.
-fn script(host: &str, db: Database, file: &str) -> String {
+fn script(host: &str, db: Database, from: Source, file: &str) -> String {
+    let (src, verify) = (from.database(db), from.verify_database());
     format!(
         "set -e\n\
-pg_dump -h {host} -U postgres -Fc -f /backups/{file}.tmp {db}\n\
+pg_dump -h {host} -U postgres -Fc -f /backups/{file}.tmp {src}\n\
 pg_restore --list /backups/{file}.tmp > /dev/null\n\
-psql -q -h {host} -U postgres -d postgres -c 'DROP DATABASE IF EXISTS masctl_verify' \
--c \"CREATE DATABASE masctl_verify TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'\"\n\
-pg_restore -h {host} -U postgres -d masctl_verify --no-owner --exit-on-error -j 2 /backups/{file}.tmp\n\
-psql -q -h {host} -U postgres -d postgres -c 'DROP DATABASE masctl_verify'\n\
+psql -q -h {host} -U postgres -d postgres -c 'DROP DATABASE IF EXISTS {verify}' \
+-c \"CREATE DATABASE {verify} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'\"\n\
+pg_restore -h {host} -U postgres -d {verify} --no-owner --exit-on-error -j 2 /backups/{file}.tmp\n\
+psql -q -h {host} -U postgres -d postgres -c 'DROP DATABASE {verify}'\n\
 echo verified {file}\n"
     )
+}
+
+/// Which database of the server a dump reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The live one.
+    Live,
+    /// The one a restore replaced, kept by rename until it is backed up (`jobs::replaced`).
+    Replaced,
+}
+
+impl Source {
+    pub fn database(self, db: Database) -> String {
+        match self {
+            Source::Live => db.name().to_string(),
+            Source::Replaced => format!("masctl_old_{db}"),
+        }
+    }
+
+    /// The scratch database a dump is verified in: a replaced database's backup
+    /// runs after its command, beside whatever comes next, so it has its own.
+    fn verify_database(self) -> &'static str {
+        match self {
+            Source::Live => "masctl_verify",
+            Source::Replaced => "masctl_verify_replaced",
+        }
+    }
 }
 
 /// Only the dump and the list check: for a caller that verifies the dump itself
@@ -104,9 +132,25 @@ pub async fn dump_into(
     prepare_dir(dir)?;
     let mut made = Vec::new();
     for db in &manifest.databases {
-        made.push(dump_one(layout, systemd, manifest, dir, *db, &(dest.name)(*db), Verify::Restore).await?);
+        made.push(
+            dump_one(layout, systemd, manifest, dir, (*db, Source::Live), &(dest.name)(*db), Verify::Restore).await?,
+        );
     }
     Ok(made)
+}
+
+/// A verified dump of the database a restore replaced (`masctl_old_<db>`) into
+/// `backups/` as `file`.
+pub async fn dump_replaced(
+    layout: &Layout,
+    systemd: &Systemd,
+    manifest: &Manifest,
+    db: Database,
+    file: &str,
+) -> Result<PathBuf> {
+    let dir = layout.backups();
+    prepare_dir(&dir)?;
+    dump_one(layout, systemd, manifest, &dir, (db, Source::Replaced), file, Verify::Restore).await
 }
 
 /// A dump directory a job's container (Postgres's user) can write and no one else reads.
@@ -139,7 +183,8 @@ pub async fn dump_unverified(
     prepare_dir(dir)?;
     let mut made = Vec::new();
     for db in &manifest.databases {
-        made.push((*db, dump_one(layout, systemd, manifest, dir, *db, &name(*db), Verify::ByCaller).await?));
+        let file = name(*db);
+        made.push((*db, dump_one(layout, systemd, manifest, dir, (*db, Source::Live), &file, Verify::ByCaller).await?));
     }
     Ok(made)
 }
@@ -149,19 +194,20 @@ async fn dump_one(
     systemd: &Systemd,
     manifest: &Manifest,
     dir: &Path,
-    db: Database,
+    (db, from): (Database, Source),
     file: &str,
     verify: Verify,
 ) -> Result<PathBuf> {
     let host = POSTGRES.container(&manifest.instance);
     let ext = manifest.external_postgres.as_ref();
     let (script, pgpass) = match (ext, verify) {
+        (Some(_), _) if from == Source::Replaced => bail!("a replaced database is for this host's own Postgres only"),
         (Some(e), Verify::Restore) => {
             let login = e.databases.get(&db).with_context(|| format!("the manifest has no login for {db}"))?;
             (external_script(&e.host, e.port, login, db, file), crate::secrets::EXTERNAL_PGPASS)
         }
         (Some(_), Verify::ByCaller) => bail!("an unverified dump is for this host's own Postgres only"),
-        (None, Verify::Restore) => (script(&host, db, file), "postgres-superuser-pgpass"),
+        (None, Verify::Restore) => (script(&host, db, from, file), "postgres-superuser-pgpass"),
         (None, Verify::ByCaller) => (unverified_script(&host, db, file), "postgres-superuser-pgpass"),
     };
     let job = OneShot {

@@ -11,6 +11,7 @@ pub mod mas_cli;
 pub mod offsite;
 pub mod pg_copy;
 pub mod register_user;
+pub mod replaced;
 pub mod restore;
 pub mod syn2mas;
 mod syn2mas_providers;
@@ -77,6 +78,7 @@ pub struct JobSpec {
 pub enum Job {
     Container(Box<JobSpec>),
     PgCopy(Box<pg_copy::PgCopy>),
+    Replaced(Box<replaced::Replaced>),
 }
 
 impl Job {
@@ -84,13 +86,14 @@ impl Job {
         match self {
             Job::Container(spec) => &spec.kind,
             Job::PgCopy(_) => "pg-upgrade",
+            Job::Replaced(_) => "replaced-backup",
         }
     }
 
     /// masctl's own steps, not a program's output: they go where masctl's
     /// progress goes (stderr), whatever the command prints on stdout.
     fn reports_progress(&self) -> bool {
-        matches!(self, Job::PgCopy(_))
+        matches!(self, Job::PgCopy(_) | Job::Replaced(_))
     }
 }
 
@@ -136,13 +139,8 @@ pub async fn run_spec(path: &str) -> Result<i32> {
     let job: Job = serde_json::from_slice(&std::fs::read(path).with_context(|| format!("reading {path}"))?)?;
     let code = match job {
         Job::Container(mut spec) => run_container_job(&mut spec).await,
-        Job::PgCopy(spec) => match pg_copy::run(&spec).await {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("masctl: {e:#}");
-                1
-            }
-        },
+        Job::PgCopy(spec) => exit_code(pg_copy::run(&spec).await),
+        Job::Replaced(spec) => exit_code(replaced::run(&spec).await),
     };
     // The caller may be gone: the job removes its own file.
     let _ = std::fs::remove_file(path);
@@ -150,6 +148,16 @@ pub async fn run_spec(path: &str) -> Result<i32> {
     eprintln!("{END_MARKER} status={code}");
     let _ = std::io::stderr().flush();
     Ok(code)
+}
+
+fn exit_code(done: Result<()>) -> i32 {
+    match done {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("masctl: {e:#}");
+            1
+        }
+    }
 }
 
 async fn run_container_job(spec: &mut JobSpec) -> i32 {
@@ -205,22 +213,38 @@ pub async fn run_as(
     description: &str,
     job: Job,
 ) -> Result<(i32, String)> {
-    let dir = jobs_dir(layout);
-    std::fs::create_dir_all(&dir)?;
-    let id = hex::encode(crate::secrets::random_bytes::<4>()?);
-    let spec_path = dir.join(format!("{}-{id}.json", job.kind()));
-    crate::fsutil::write_atomic(&spec_path, &serde_json::to_vec_pretty(&job)?, 0o600)?;
-
+    let (spec_path, argv) = write_job(layout, &job)?;
     // Follow the unit's journal from before it starts, until the end marker.
     let to_stderr = job.reports_progress() || OUTPUT_TO_STDERR.load(std::sync::atomic::Ordering::Relaxed);
     let follower = Follower::start(&["-u", unit.as_str()], to_stderr)?;
-    let exe = std::env::current_exe()?.display().to_string();
-    let argv =
-        vec![exe, "--root".into(), layout.root().display().to_string(), "job".into(), spec_path.display().to_string()];
     let status = systemd.run_transient(unit, description, &argv).await;
     let captured = follower.finish().await;
     let _ = std::fs::remove_file(&spec_path);
     Ok((status?, captured))
+}
+
+/// Starts a job as the transient unit `unit` and returns at once: work that goes
+/// on after the command (its output is in the journal; the job removes its file).
+pub async fn start_as(layout: &Layout, systemd: &Systemd, unit: &UnitName, description: &str, job: Job) -> Result<()> {
+    let (spec_path, argv) = write_job(layout, &job)?;
+    if let Err(e) = systemd.start_transient(unit, description, &argv).await {
+        let _ = std::fs::remove_file(&spec_path);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// The job's file (0600: it may name secrets' paths) and the unit's command line.
+fn write_job(layout: &Layout, job: &Job) -> Result<(PathBuf, Vec<String>)> {
+    let dir = jobs_dir(layout);
+    std::fs::create_dir_all(&dir)?;
+    let id = hex::encode(crate::secrets::random_bytes::<4>()?);
+    let spec_path = dir.join(format!("{}-{id}.json", job.kind()));
+    crate::fsutil::write_atomic(&spec_path, &serde_json::to_vec_pretty(job)?, 0o600)?;
+    let exe = std::env::current_exe()?.display().to_string();
+    let argv =
+        vec![exe, "--root".into(), layout.root().display().to_string(), "job".into(), spec_path.display().to_string()];
+    Ok((spec_path, argv))
 }
 
 /// Follows a transient unit an earlier command started, printing its output (to

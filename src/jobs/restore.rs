@@ -11,7 +11,9 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use serde::Serialize;
 
-use super::{JobContext, JobSpec, backup};
+use super::backup::{self, Source};
+use super::replaced::{self, Kept};
+use super::{JobContext, JobSpec};
 use crate::activate::{Activator, unit_dir};
 use crate::docker::{Engine, OneShot};
 use crate::generation::generations::{self, Generations};
@@ -152,7 +154,9 @@ pub async fn drop_scratch(ctx: &JobContext<'_>, db: Database) -> Result<()> {
 }
 
 /// The script that puts the scratch databases in place of the live ones: renames in
-/// one transaction (all or nothing), then the old ones dropped.
+/// one transaction (all or nothing); the live ones are kept under their
+/// [`Source::Replaced`] names (a kept one still there fails the rename: it is
+/// never dropped here).
 fn swap_script(host: &str, dbs: &[Database]) -> String {
     let psql = format!("psql -q -v ON_ERROR_STOP=1 -h {host} -U postgres -d postgres");
     let names: Vec<String> = dbs.iter().flat_map(|d| [format!("'{d}'"), format!("'{}'", scratch(*d))]).collect();
@@ -161,26 +165,25 @@ fn swap_script(host: &str, dbs: &[Database]) -> String {
 AND pid <> pg_backend_pid()\" > /dev/null\n",
         names.join(", ")
     );
-    for d in dbs {
-        s.push_str(&format!("{psql} -c 'DROP DATABASE IF EXISTS masctl_old_{d}'\n"));
-    }
     s.push_str(&format!("{psql} -1"));
     for d in dbs {
         s.push_str(&format!(
-            " -c 'ALTER DATABASE {d} RENAME TO masctl_old_{d}' -c 'ALTER DATABASE {} RENAME TO {d}'",
+            " -c 'ALTER DATABASE {d} RENAME TO {}' -c 'ALTER DATABASE {} RENAME TO {d}'",
+            Source::Replaced.database(*d),
             scratch(*d)
         ));
     }
     s.push('\n');
     for d in dbs {
-        s.push_str(&format!("{psql} -c 'DROP DATABASE masctl_old_{d}'\necho restored {d}\n"));
+        s.push_str(&format!("echo restored {d}\n"));
     }
     s
 }
 
 /// Stops what uses `dbs` and swaps the scratch databases in, as one transient unit
-/// (it starts the services again if the swap fails). Returns the units stopped.
-pub async fn swap_in(ctx: &JobContext<'_>, dbs: &[Database]) -> Result<Vec<UnitName>> {
+/// (it starts the services again if the swap fails). Returns the units stopped and
+/// the replaced databases, kept for their backup (`label` names its set).
+pub async fn swap_in(ctx: &JobContext<'_>, dbs: &[Database], label: &str) -> Result<(Vec<UnitName>, Kept)> {
     let mut stop: Vec<UnitName> = Vec::new();
     for s in dbs.iter().map(|d| d.service()).filter(|s| ctx.manifest.services.contains_key(s)) {
         // Synapse's workers use its database too.
@@ -195,11 +198,13 @@ pub async fn swap_in(ctx: &JobContext<'_>, dbs: &[Database]) -> Result<Vec<UnitN
     let mut spec = JobSpec::new("swap", postgres_job(ctx, swap_script(&pg_host(ctx), dbs), vec![]));
     spec.stop_before = stop.clone();
     spec.start_on_failure = stop.clone();
-    let (code, _) = ctx.run("masctl restore: swap databases", spec).await?;
+    let kept = Kept::new(ctx.layout, dbs, label);
+    let (code, captured) = ctx.run("masctl restore: swap databases", spec).await?;
     if code != 0 {
-        bail!("swapping the databases in failed (exit {code}); the live databases are unchanged");
+        let e = super::failed("swapping the databases in", code, &captured);
+        bail!("{e}; the live databases are unchanged");
     }
-    Ok(stop)
+    Ok((stop, kept))
 }
 
 /// Starts the current generation again and waits for its health gate.
@@ -356,34 +361,12 @@ pub async fn load_set(ctx: &JobContext<'_>, set: &BackupSet, synapse_image: Opti
     Ok(done)
 }
 
-/// The verified backup of the current state taken while `load` fills the scratch
-/// databases of `dbs` — the two read and write different databases, so they run
-/// side by side. Nothing is swapped before both have succeeded; a failed backup
-/// drops what the load made.
-pub async fn backup_while<T>(
-    ctx: &JobContext<'_>,
-    label: &str,
-    what: &str,
-    dbs: &[Database],
-    load: impl std::future::Future<Output = Result<T>>,
-) -> Result<(Vec<PathBuf>, T)> {
-    let (before, loaded) = tokio::join!(backup::first(ctx, label, what), load);
-    match before {
-        Ok(files) => Ok((files, loaded?)),
-        Err(e) => {
-            for db in dbs {
-                let _ = drop_scratch(ctx, *db).await;
-            }
-            Err(e)
-        }
-    }
-}
-
 /// What `masctl restore --json` prints.
 #[derive(Debug, Serialize)]
 pub struct Restored {
     pub set: String,
-    /// The backup of the state before the restore.
+    /// The backup of the state before the restore (written after it, by
+    /// [`replaced::unit`]).
     pub backup_before: Vec<PathBuf>,
     pub databases: Vec<RestoredDb>,
     pub stopped: Vec<UnitName>,
@@ -405,6 +388,8 @@ pub async fn run(layout: &Layout, wanted: Option<&str>, timeout: Duration) -> Re
         "load a dump from backups/ with pg_restore --clean as the database's owner there, then `masctl switch`",
     )?;
     ctx.require_active(&[Service::Postgres], Duration::from_secs(60)).await?;
+    // Before the sets are read: the one an earlier restore is writing may be the one asked for.
+    replaced::settle(&ctx).await?;
     let names: Vec<String> = backup::list(&layout.backups())?.into_iter().map(|(n, _)| n).collect();
     let all = sets(&names);
     let set = pick(&all, wanted, &ctx.manifest.databases)?.clone();
@@ -423,23 +408,29 @@ pub async fn run(layout: &Layout, wanted: Option<&str>, timeout: Duration) -> Re
 }
 
 /// Replaces the live databases with `set`: loads it into scratch databases while
-/// the current state is backed up, stops what uses them and swaps them in, runs
-/// `while_stopped` (what belongs with the databases: a snapshot's secrets and
-/// media) and starts the current generation again.
+/// the services run, stops what uses them and swaps them in (the replaced ones
+/// kept), runs `while_stopped` (what belongs with the databases: a snapshot's
+/// secrets and media), starts the current generation again and then has the
+/// replaced databases backed up.
 pub async fn replace_with<T>(
     ctx: &JobContext<'_>,
     set: &BackupSet,
     timeout: Duration,
     while_stopped: impl FnOnce() -> Result<T>,
 ) -> Result<(Restored, T)> {
+    replaced::settle(ctx).await?;
     let synapse_image = ctx.manifest.images.get(&Service::Synapse).cloned();
     let dbs: Vec<Database> = set.dumps.iter().map(|d| d.database).collect();
-    let (before, done) =
-        backup_while(ctx, "pre-restore", "restore", &dbs, async { load_set(ctx, set, synapse_image.as_deref()).await })
-            .await?;
-    let stopped = swap_in(ctx, &dbs).await?;
-    let extra = while_stopped()?;
-    start_current(ctx, timeout).await?;
+    let done = load_set(ctx, set, synapse_image.as_deref()).await?;
+    let (stopped, kept) = swap_in(ctx, &dbs, "pre-restore").await?;
+    let started = match while_stopped() {
+        Ok(extra) => start_current(ctx, timeout).await.map(|()| extra),
+        Err(e) => Err(e),
+    };
+    // Whether or not the stack came up: the state before is what a way back needs.
+    let before = kept.back_up_later(ctx).await?;
+    let extra = started
+        .with_context(|| format!("the state before the restore is kept, in {}", super::replaced::shown(&before)))?;
     let restored =
         Restored { set: set.id.clone(), backup_before: before, databases: done, stopped, generation: ctx.number };
     Ok((restored, extra))
@@ -526,6 +517,6 @@ mod tests {
         for part in ["synapse RENAME TO masctl_old_synapse", "masctl_load_mas RENAME TO mas"] {
             assert!(tx.contains(part), "{tx}");
         }
-        assert!(s.find("RENAME").unwrap() < s.find("DROP DATABASE masctl_old_synapse'").unwrap());
+        assert!(!s.contains("DROP DATABASE"), "the replaced databases are kept: {s}");
     }
 }

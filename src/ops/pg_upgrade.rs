@@ -26,8 +26,8 @@ use crate::docker::Engine;
 use crate::generation::generations::Generation;
 use crate::generation::layout::Layout;
 use crate::generation::manifest::Manifest;
-use crate::jobs::backup;
 use crate::jobs::pg_copy::{self, Copied, PgCopy, upgrade_label};
+use crate::jobs::{JobContext, backup};
 use crate::service::Service;
 use crate::spec::{ServiceSpec, read_spec};
 use crate::systemd::{ActiveState, Systemd};
@@ -205,6 +205,11 @@ taking its result instead of copying again",
             if dry_run {
                 return Ok(None);
             }
+            // The copy takes every database of the cluster: none may be in the middle of its backup.
+            let number = current.map_or(0, |g| g.number);
+            let jc = JobContext { layout: &ctx.layout, manifest: from_manifest.clone(), systemd, number };
+            crate::jobs::replaced::settle(&jc).await?;
+            let systemd = jc.systemd;
             let spec = PgCopy {
                 root: ctx.layout.root.clone(),
                 from_manifest,

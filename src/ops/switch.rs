@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 
-use super::switch_backups::{self, IfNoBackup, PreSwitch};
+use super::switch_backups::{self, PreSwitch};
 use super::{build, declared_users};
 use crate::activate::handover::{self, Facts, Verdict};
 use crate::activate::{Activator, Plan, unit_dir};
@@ -265,7 +265,7 @@ async fn data_for_rollback(
     let old = target.manifest()?;
     if restore {
         ctx.require_active(&[Service::Postgres], Duration::from_secs(60)).await?;
-        return Ok(Some(switch_backups::restore_before(&ctx, &rec, &old, IfNoBackup::Refuse).await?));
+        return Ok(Some(switch_backups::restore_before(&ctx, &rec, &old).await?));
     }
     let services: Vec<String> = rec.services.iter().map(|s| s.to_string()).collect();
     let hint = match &rec.set {

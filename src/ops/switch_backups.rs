@@ -14,7 +14,7 @@ use crate::generation::generations::Generation;
 use crate::generation::layout::Layout;
 use crate::generation::manifest::Manifest;
 use crate::jobs::restore::{self, BackupSet, SynapseSchema};
-use crate::jobs::{JobContext, backup};
+use crate::jobs::{JobContext, backup, replaced};
 use crate::service::{self, Database, Service};
 use crate::{fsutil, ui};
 
@@ -200,41 +200,20 @@ pub struct DataRestored {
     pub databases: Vec<Database>,
 }
 
-/// What restoring does when the backup of the state it replaces fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IfNoBackup {
-    /// No backup, no restore (a rollback asked for by hand).
-    Refuse,
-    /// Restore all the same, with a warning (an automatic rollback, which must
-    /// bring the old generation up).
-    RestoreAnyway,
-}
-
 /// Restores the set `rec` names into the live databases, checked against `old`'s
-/// Synapse image: backs up the current state first (as `label`; with
-/// `require_backup`, no backup means no restore), loads the set into scratch
-/// databases, stops what uses them and swaps them in. `ctx` is the generation
-/// whose Postgres runs now. Starting `old` is the caller's.
-pub async fn restore_before(
-    ctx: &JobContext<'_>,
-    rec: &PreSwitch,
-    old: &Manifest,
-    if_no_backup: IfNoBackup,
-) -> Result<DataRestored> {
+/// Synapse image: loads the set into scratch databases, stops what uses them and
+/// swaps them in; the replaced ones are kept and backed up by a unit of their own
+/// (`jobs::replaced`). `ctx` is the generation whose Postgres runs now. Starting
+/// `old` is the caller's.
+pub async fn restore_before(ctx: &JobContext<'_>, rec: &PreSwitch, old: &Manifest) -> Result<DataRestored> {
     let set = recorded_set(ctx.layout, rec)?;
     ui::step(format!("restoring backup set {} (taken before generation {})", set.id, rec.generation));
-    let before = match backup::first(ctx, "pre-restore", "restore").await {
-        Ok(files) => set_of(&files),
-        Err(e) if if_no_backup == IfNoBackup::RestoreAnyway => {
-            ui::warn(format!("{e:#}; restoring all the same, the failed upgrade's data is not kept"));
-            None
-        }
-        Err(e) => return Err(e),
-    };
+    replaced::settle(ctx).await?;
     let done = restore::load_set(ctx, &set, old.images.get(&Service::Synapse).map(String::as_str)).await?;
     let dbs: Vec<Database> = done.iter().map(|d| d.database).collect();
-    restore::swap_in(ctx, &dbs).await?;
-    Ok(DataRestored { set: set.id, backup_before: before, databases: dbs })
+    let (_, kept) = restore::swap_in(ctx, &dbs, "pre-restore").await?;
+    let before = kept.back_up_later(ctx).await?;
+    Ok(DataRestored { set: set.id, backup_before: set_of(&before), databases: dbs })
 }
 
 /// After generation `failed` (entered through the switch `rec`) failed its health
@@ -257,7 +236,7 @@ pub async fn before_automatic_rollback(
     ctx.require_active(&[Service::Postgres], std::time::Duration::from_secs(60)).await?;
     let Some(why) = unservable(&ctx, rec, &old).await? else { return Ok(None) };
     ui::warn(format!("generation {} cannot run on the data generation {} migrated: {why}", prev.number, failed.number));
-    let r = restore_before(&ctx, rec, &old, IfNoBackup::RestoreAnyway).await?;
+    let r = restore_before(&ctx, rec, &old).await?;
     let kept = r.backup_before.as_deref().map_or(String::new(), |b| format!("; the migrated state is in backup {b}"));
     let note = format!("restored backup {} of {} taken before the switch{kept}", r.set, service::names(&r.databases));
     ui::step(&note);

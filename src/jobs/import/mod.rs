@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use self::dump::Kind;
 use self::settings::{SecretValue, Settings};
+use super::replaced;
 use super::restore::{self, Load};
 use super::{JobContext, JobSpec};
 use crate::docker::{Engine, OneShot};
@@ -453,10 +454,8 @@ do so (a verified backup is taken first)"
         );
     }
 
-    let (before, (schema, users)) = restore::backup_while(&ctx, "pre-import", "import", &[Database::Synapse], async {
-        load_and_check(&ctx, layout, &g, &src.database).await
-    })
-    .await?;
+    replaced::settle(&ctx).await?;
+    let (schema, users) = load_and_check(&ctx, layout, &g, &src.database).await?;
 
     // Media first into a new directory beside the live one, while Synapse runs.
     let stamp = timestamp::compact(SystemTime::now());
@@ -465,7 +464,7 @@ do so (a verified backup is taken first)"
     ui::step(format!("copying media from {}", g.media.display()));
     let (media_files, media_bytes) = copy_tree(&g.media, &incoming, SYNAPSE.uid())?;
 
-    restore::swap_in(&ctx, &[Database::Synapse]).await?;
+    let (_, replaced_db) = restore::swap_in(&ctx, &[Database::Synapse], "pre-import").await?;
     let mut kept = Vec::new();
     let live_media = data.join("media");
     if live_media.exists() {
@@ -476,6 +475,7 @@ do so (a verified backup is taken first)"
     fs::rename(&incoming, &live_media)?;
     let (written, aside) = install_secrets(layout, &g, &stamp)?;
     kept.push(aside);
+    let before = replaced_db.back_up_later(&ctx).await?;
 
     Ok(Imported {
         server_name: g.settings.server_name.clone(),
