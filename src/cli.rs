@@ -86,7 +86,7 @@ pub enum Command {
     /// Across a switch that changed the image of Postgres, Synapse or MAS, the
     /// databases may be newer than the old images: rollback says so, and refuses when
     /// the old Synapse cannot serve the current schema. `--restore-data` restores the
-    /// backup taken before that switch (after backing up the current state)
+    /// backup taken before that switch (the current state is kept and backed up)
     Rollback {
         /// Generation number to return to
         #[arg(long)]
@@ -99,7 +99,7 @@ pub enum Command {
         #[arg(long)]
         force: bool,
         /// Restore the databases from the verified backup taken before the switch
-        /// into the current generation (the current state is backed up first; data
+        /// into the current generation (the current state is kept, then backed up; data
         /// written since that switch is then only in that new backup)
         #[arg(long)]
         restore_data: bool,
@@ -221,9 +221,10 @@ pub enum Command {
         #[arg(long, requires = "remote")]
         from: Option<String>,
     },
-    /// Restore a backup set: back up the current state, load each dump into a scratch
-    /// database and check it, stop what uses the databases, swap them in, start and
-    /// health-gate. Refuses a backup newer than the running images can serve.
+    /// Restore a backup set: load each dump into a scratch database and check it, stop
+    /// what uses the databases, swap them in (the replaced ones kept), start and
+    /// health-gate; then a unit backs up the replaced databases (a pre-restore set)
+    /// and drops them. Refuses a backup newer than the running images can serve.
     /// With --from, the set comes from a restic repository (a new host needs only
     /// the config and the repository's password file): the snapshot is fetched
     /// whole and checked first, and the server's secrets (its signing key…) and
@@ -366,8 +367,8 @@ pub enum Syn2masCommand {
 pub enum ImportCommand {
     /// An existing Synapse: its database, signing key, media store and the settings of
     /// its homeserver.yaml (server_name must match masctl.toml's). Secrets go into
-    /// secrets/, media into data/synapse/media, the database replaces Synapse's (a
-    /// verified backup first); then the stack starts and must come up healthy.
+    /// secrets/, media into data/synapse/media, the database replaces Synapse's (kept,
+    /// then backed up and dropped); then the stack starts and must come up healthy.
     #[command(long_about = None)]
     Synapse(ImportSynapse),
 }
@@ -391,8 +392,8 @@ pub struct ImportSynapse {
     /// The media store directory [default: media_store_path of homeserver.yaml]
     #[arg(long, value_name = "DIR")]
     pub media: Option<PathBuf>,
-    /// Import even though this stack's Synapse has users (they are replaced; a
-    /// verified backup is taken first)
+    /// Import even though this stack's Synapse has users (they are replaced; the
+    /// replaced database is kept until a verified backup of it exists)
     #[arg(long)]
     pub replace: bool,
     /// Write the settings that carry over into masctl.toml and switch to it

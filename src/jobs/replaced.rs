@@ -2,7 +2,7 @@
 //! rename (`masctl_old_<db>`): untouched, they are the way back while the restored
 //! stack starts. Once it is up, a transient unit dumps each one, verifies the dump
 //! by a restore into a scratch database and only then drops it, off the command's
-//! critical path. The next command that replaces or copies data first waits for
+//! critical path. The next command that replaces, copies or backs up data waits for
 //! that unit, and backs up (then drops) anything it left behind; until then the
 //! kept databases stay where they are.
 

@@ -30,6 +30,8 @@ pub struct BackedUp {
 pub async fn backup(layout: &Layout, scheduled: bool) -> Result<BackedUp> {
     let _lock = generations::lock(layout, "backup")?;
     let ctx = JobContext::load(layout).await?;
+    // What an earlier restore replaced gets its backup too, before this one's.
+    crate::jobs::replaced::settle(&ctx).await?;
     let label = if scheduled { "scheduled" } else { "manual" };
     let files = backup::run(layout, &ctx.systemd, &ctx.manifest, label).await?;
     let Some(plan) = ctx.manifest.backup.clone() else {

@@ -450,7 +450,7 @@ pub async fn run(layout: &Layout, server_name: &str, src: &Source, opts: Options
     if existing > 0 && !opts.replace {
         bail!(
             "this stack's Synapse already has {existing} user(s): importing would replace them; pass --replace to \
-do so (a verified backup is taken first)"
+do so (the replaced database is kept until a verified backup of it exists)"
         );
     }
 
