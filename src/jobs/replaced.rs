@@ -99,6 +99,10 @@ async fn kept(ctx: &JobContext<'_>) -> Result<Vec<Database>> {
 /// replaced is waited for, and whatever it left is backed up (then dropped) now;
 /// if that fails, nothing goes on.
 pub async fn settle(ctx: &JobContext<'_>) -> Result<()> {
+    if ctx.manifest.external_postgres.is_some() {
+        // masctl never restores into an external server, so it keeps nothing there.
+        return Ok(());
+    }
     let unit = unit(&ctx.manifest.instance);
     let state = ctx.systemd.unit_state(&unit).await?;
     match state.active_state {
