@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::stack::{Stack, text};
-use common::{docker_ok, wait_for};
+use common::{TableLock, docker_ok, wait_for};
 
 /// Row count and checksum of each table: what must come back unchanged.
 pub fn table_digests(s: &Stack, db: &str, tables: &[&str]) -> BTreeMap<String, String> {
@@ -284,9 +284,10 @@ CREATE TABLE empty (x int)",
     let back = pg_sums(&s);
 
     // Upgrading again starts from 15's data; the older 17 cluster is set aside, not
-    // deleted. This time `masctl switch` is killed (SIGKILL) once the copy's unit has
-    // dumped the current state: the unit carries on to the end, and the next switch takes
-    // its result instead of copying again.
+    // deleted. This time `masctl switch` is killed (SIGKILL) while the copy's unit is
+    // dumping: the test holds a lock on a Synapse table, so the dump waits on it for
+    // as long as the test wants. Released, the unit carries on to the end, and the
+    // next switch takes its result instead of copying again.
     s.write_config("[images]\npostgres = \"postgres17\"\n");
     let unit = format!("masctl-job-pg-upgrade-{}.service", s.instance);
     let unit_log = || docker_ok(&["exec", &s.host(), "journalctl", "-q", "--no-pager", "-o", "cat", "-u", &unit]);
@@ -298,9 +299,18 @@ CREATE TABLE empty (x int)",
             .count()
     };
     let dumps_before = upgrade_dumps();
+    // The unit's journal keeps the first upgrade's lines: only new ones count.
+    let copies_done = || unit_log().matches("the upgrade's copy is done").count();
+    let done_before = copies_done();
+    let lock = TableLock::take(&s.container("postgres"), "synapse", "pg_probe");
     let mut first = s.masctl_spawn("", &["switch"]);
-    wait_for("the copy's unit to dump the current state", Duration::from_secs(300), || {
-        unit_log().contains("dumped synapse-").then_some(())
+    wait_for("the copy's dump to wait on the held lock", Duration::from_secs(300), || {
+        let waiting = s.sql(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = 'synapse' \
+AND application_name = 'pg_dump' AND wait_event_type = 'Lock'",
+        );
+        (waiting.trim() == "1").then_some(())
     });
     let killed = docker_ok(&[
         "exec",
@@ -311,13 +321,14 @@ CREATE TABLE empty (x int)",
 && kill -9 ${p#/proc/} && echo ${p#/proc/}; done; true",
     ]);
     assert_eq!(killed.lines().count(), 1, "exactly the switch is killed: {killed:?}");
-    assert_eq!(s.unit_active_state(&unit), "activating", "the copy outlives the switch");
     let _ = first.wait();
+    assert_eq!(s.unit_active_state(&unit), "activating", "the copy outlives the switch");
+    lock.release();
     wait_for("the copy's unit to finish on its own", Duration::from_secs(600), || {
         (s.unit_active_state(&unit) != "activating").then_some(())
     });
     assert_eq!(s.unit_active_state(&unit), "active", "the copy ran to completion:\n{}", unit_log());
-    assert!(unit_log().contains("the upgrade's copy is done"), "{}", unit_log());
+    assert_eq!(copies_done(), done_before + 1, "{}", unit_log());
     let out = s.masctl(&["switch"]);
     let err = text(&out.stderr);
     assert!(out.status.success(), "second upgrade failed:\n{err}");

@@ -278,3 +278,38 @@ pub fn grep_tree(dir: &Path, needles: &[String]) -> Vec<String> {
 pub fn psql(container: &str, db: &str, query: &str) -> String {
     docker_ok(&["exec", container, "psql", "-h", "/run/postgresql", "-U", "postgres", "-d", db, "-tAc", query])
 }
+
+/// A lock the test holds on a table, in a psql session of its own, until
+/// `release`: whatever needs the table (a pg_dump) waits on it meanwhile.
+pub struct TableLock {
+    session: std::process::Child,
+}
+
+impl TableLock {
+    /// Returns once the lock is held.
+    pub fn take(container: &str, db: &str, table: &str) -> TableLock {
+        use std::io::{BufRead, Write};
+        use std::process::Stdio;
+        let mut session = Command::new("docker")
+            .args(["exec", "-i", container, "psql", "-h", "/run/postgresql", "-U", "postgres", "-d", db, "-tAq"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = session.stdin.as_mut().unwrap();
+        writeln!(stdin, "BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE; SELECT 'locked';").unwrap();
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(session.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "locked", "the lock on {table} was not taken");
+        TableLock { session }
+    }
+
+    pub fn release(mut self) {
+        use std::io::Write;
+        let mut stdin = self.session.stdin.take().unwrap();
+        writeln!(stdin, "COMMIT;").unwrap();
+        drop(stdin);
+        assert!(self.session.wait().unwrap().success(), "the lock's session failed");
+    }
+}
