@@ -64,7 +64,7 @@ impl Source {
 /// Only the dump and the list check: for a caller that verifies the dump itself
 /// (an upgrade restores it into the new server and compares every table). The
 /// caller has stopped the services for it, so it does not compress (`-Z 0`): on
-/// two cores gzip was most of the dump's time and the restore's; the file is
+/// two cores gzip was most of the dump's time and part of the restore's; the file is
 /// about as large as the database.
 fn unverified_script(host: &str, db: Database, file: &str) -> String {
     format!(
