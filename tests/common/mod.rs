@@ -275,8 +275,15 @@ pub fn grep_tree(dir: &Path, needles: &[String]) -> Vec<String> {
 }
 
 /// A SQL query as the superuser over a Postgres container's socket; rows as text lines.
+/// `docker exec` arguments that open psql as postgres on `db` over the socket.
+fn psql_argv<'a>(container: &'a str, db: &'a str, tail: &[&'a str]) -> Vec<&'a str> {
+    let mut argv = vec!["exec", "-i", container, "psql", "-h", "/run/postgresql", "-U", "postgres", "-d", db];
+    argv.extend_from_slice(tail);
+    argv
+}
+
 pub fn psql(container: &str, db: &str, query: &str) -> String {
-    docker_ok(&["exec", container, "psql", "-h", "/run/postgresql", "-U", "postgres", "-d", db, "-tAc", query])
+    docker_ok(&psql_argv(container, db, &["-tAc", query]))
 }
 
 /// A lock the test holds on a table, in a psql session of its own, until
@@ -291,7 +298,7 @@ impl TableLock {
         use std::io::{BufRead, Write};
         use std::process::Stdio;
         let mut session = Command::new("docker")
-            .args(["exec", "-i", container, "psql", "-h", "/run/postgresql", "-U", "postgres", "-d", db, "-tAq"])
+            .args(psql_argv(container, db, &["-tAq"]))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
